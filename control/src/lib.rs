@@ -1,0 +1,24 @@
+//! The library every rqmail program stands on.
+//!
+//! * [`home`]: where QMAIL_HOME is, and whether this process may trust its environment;
+//! * [`file`]: control files read with netqmail's rules (first line, whole file, integers,
+//!   the `me` fallback), where a missing file means the documented default and a file that
+//!   exists but cannot be read is a temporary failure;
+//! * [`constmap`], [`rcpthosts`], [`badmailfrom`], [`cdb`]: the lookups built on them;
+//! * [`ids`]: the qmail users and groups, or single-user mode;
+//! * [`datetime`]: the RFC 822 dates qmail writes;
+//! * [`address`]: small helpers on envelope addresses.
+
+pub mod address;
+pub mod badmailfrom;
+pub mod cdb;
+pub mod constmap;
+pub mod datetime;
+pub mod file;
+pub mod home;
+pub mod ids;
+pub mod rcpthosts;
+mod sys;
+
+pub use file::Controls;
+pub use home::qmail_home;

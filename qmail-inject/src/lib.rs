@@ -1,0 +1,1 @@
+//! qmail-inject (work in progress)

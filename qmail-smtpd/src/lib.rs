@@ -1,0 +1,1 @@
+//! qmail-smtpd (work in progress)

@@ -1,0 +1,1 @@
+//! tcp-env (work in progress)
