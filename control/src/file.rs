@@ -151,10 +151,8 @@ impl Controls {
         if let Some(v) = self.line(name)? {
             return Ok(Some(v));
         }
-        if flagme {
-            if let Some(me) = &self.me {
-                return Ok(Some(me.clone()));
-            }
+        if flagme && let Some(me) = &self.me {
+            return Ok(Some(me.clone()));
         }
         Ok(def.map(<[u8]>::to_vec))
     }

@@ -30,12 +30,10 @@ pub fn qmail_home() -> PathBuf {
 /// The rule behind [`qmail_home`], separated for tests: an absolute, non-empty
 /// `QMAIL_HOME` wins unless the process is privileged.
 pub fn home_from(env: Option<OsString>, privileged: bool) -> PathBuf {
-    if !privileged {
-        if let Some(h) = env {
-            let p = PathBuf::from(h);
-            if p.is_absolute() {
-                return p;
-            }
+    if !privileged && let Some(h) = env {
+        let p = PathBuf::from(h);
+        if p.is_absolute() {
+            return p;
         }
     }
     PathBuf::from(DEFAULT_HOME)

@@ -1,1 +1,4 @@
-//! End-to-end tests.
+//! End-to-end tests: the built programs driven the way a user drives them. One test
+//! binary, one module per program or path (ripgrep's layout).
+
+mod queue;

@@ -1,1 +1,368 @@
-//! Harness for end-to-end tests.
+//! Harness for the end-to-end tests: find the built programs, make a qmail home of its
+//! own for each test, read what landed in its queue, and find the real peers (tcpserver,
+//! swaks, Python) the tests talk to.
+//!
+//! The programs must be built first (`cargo build --workspace`); the README's test command
+//! does that. A missing program or peer is a test failure with a message saying so, never a
+//! silent skip.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The directory holding the built programs (`target/debug` or `target/release`): the
+/// parent of the test executable's `deps/` directory.
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("RQMAIL_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+/// The path of a built rqmail program; panics with a hint when it is missing.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo build --workspace` (the README's test command does)",
+        p.display()
+    );
+    p
+}
+
+/// The path of an external program the tests need (tcpserver, swaks, ...); panics with a
+/// hint when it is not installed.
+pub fn tool(name: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/usr/sbin", "/bin", "/usr/local/bin", "/sbin"] {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{name} is not installed: run the README's test command, which installs the test peers")
+}
+
+/// Python for helpers: `/usr/bin/python3` (the pyenv shim cannot run as other users).
+pub fn python() -> PathBuf {
+    tool("python3")
+}
+
+/// True when the tests run as root (root-mode tests need it).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A qmail home of its own: bin/ with symlinks to the built programs, control/, an empty
+/// queue (single-user owners), users/, alias/. Removed when dropped.
+pub struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Home {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Home {
+    /// A fresh home with `control/me` set to `testhost.example`.
+    pub fn new() -> Home {
+        let dir = tempfile::Builder::new()
+            .prefix("rqmail-test-")
+            .tempdir()
+            .expect("tempdir");
+        let h = Home { dir };
+        for d in ["bin", "control", "users", "alias"] {
+            fs::create_dir_all(h.path().join(d)).expect("mkdir");
+        }
+        qmail_queue::layout::create(&h.path().join("queue"), &control::ids::Ids::single_user())
+            .expect("create queue");
+        if let Ok(rd) = fs::read_dir(bin_dir()) {
+            for e in rd.flatten() {
+                let p = e.path();
+                let name = e.file_name();
+                let n = name.to_string_lossy();
+                let is_exec = p.is_file()
+                    && fs::metadata(&p)
+                        .map(|m| m.permissions().mode() & 0o111 != 0)
+                        .unwrap_or(false);
+                if is_exec && !n.contains('.') && !n.starts_with("rqmail_tests") {
+                    let _ = std::os::unix::fs::symlink(&p, h.path().join("bin").join(&name));
+                }
+            }
+        }
+        h.control("me", "testhost.example\n");
+        h
+    }
+
+    /// The home directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The queue directory.
+    pub fn queue(&self) -> PathBuf {
+        self.path().join("queue")
+    }
+
+    /// Writes control/NAME.
+    pub fn control(&self, name: &str, contents: &str) {
+        fs::write(self.path().join("control").join(name), contents).expect("write control");
+    }
+
+    /// Removes control/NAME.
+    pub fn remove_control(&self, name: &str) {
+        let _ = fs::remove_file(self.path().join("control").join(name));
+    }
+
+    /// A command running the built program `name` with QMAIL_HOME set to this home and a
+    /// small, predictable environment.
+    pub fn cmd(&self, name: &str) -> Command {
+        let mut c = Command::new(bin(name));
+        c.env_clear()
+            .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+            .env("QMAIL_HOME", self.path())
+            .current_dir(self.path());
+        c
+    }
+
+    /// Makes the whole home readable and writable by `uid` (for single-user tests run as
+    /// another user).
+    pub fn chown_all(&self, uid: u32, gid: u32) {
+        fn walk(p: &Path, uid: u32, gid: u32) {
+            let _ = std::os::unix::fs::lchown(p, Some(uid), Some(gid));
+            if p.is_dir()
+                && !p.is_symlink()
+                && let Ok(rd) = fs::read_dir(p)
+            {
+                for e in rd.flatten() {
+                    walk(&e.path(), uid, gid);
+                }
+            }
+        }
+        walk(self.path(), uid, gid);
+    }
+
+    /// Every message completed in the queue (those with a todo/ entry), sorted by id.
+    pub fn queued(&self) -> Vec<Queued> {
+        let q = qmail_queue::Queue::in_home(self.path());
+        let mut ids: Vec<u64> = fs::read_dir(self.queue().join("todo"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort_unstable();
+        ids.into_iter()
+            .map(|id| Queued {
+                id,
+                mess: fs::read(q.mess(id)).unwrap_or_default(),
+                todo: fs::read(q.todo(id)).unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Every regular file under queue/ except lock/ (to prove nothing was left behind).
+    pub fn queue_files(&self) -> Vec<PathBuf> {
+        fn walk(p: &Path, out: &mut Vec<PathBuf>) {
+            if let Ok(rd) = fs::read_dir(p) {
+                for e in rd.flatten() {
+                    let p = e.path();
+                    if p.is_dir() {
+                        walk(&p, out);
+                    } else {
+                        out.push(p);
+                    }
+                }
+            }
+        }
+        let mut v = Vec::new();
+        walk(&self.queue(), &mut v);
+        v.retain(|p| !p.starts_with(self.queue().join("lock")));
+        v.sort();
+        v
+    }
+}
+
+/// One message as qmail-queue left it.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub id: u64,
+    /// mess/S/N: Received line and message.
+    pub mess: Vec<u8>,
+    /// todo/N: `uUID\0pPID\0F...\0T...\0`.
+    pub todo: Vec<u8>,
+}
+
+impl Queued {
+    /// The message without qmail-queue's own Received line.
+    pub fn body_after_received(&self) -> &[u8] {
+        let end = self
+            .mess
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(0, |i| i + 1);
+        &self.mess[end..]
+    }
+
+    /// The sender from the envelope.
+    pub fn sender(&self) -> Vec<u8> {
+        self.records()
+            .into_iter()
+            .find(|r| r.first() == Some(&b'F'))
+            .map(|r| r[1..].to_vec())
+            .unwrap_or_default()
+    }
+
+    /// The recipients from the envelope.
+    pub fn recipients(&self) -> Vec<Vec<u8>> {
+        self.records()
+            .into_iter()
+            .filter(|r| r.first() == Some(&b'T'))
+            .map(|r| r[1..].to_vec())
+            .collect()
+    }
+
+    fn records(&self) -> Vec<Vec<u8>> {
+        self.todo
+            .split(|&c| c == 0)
+            .filter(|r| !r.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Waits until something accepts connections on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listens on 127.0.0.1:{port}");
+}
+
+/// A child process killed when dropped (servers the tests start).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `tcpserver` on 127.0.0.1 with the given program and arguments, run with this
+/// home's QMAIL_HOME plus `env`, and waits until it listens. Returns the server and port.
+pub fn tcpserver(home: &Home, env: &[(&str, &str)], program: &[&Path]) -> (KillOnDrop, u16) {
+    let port = free_port();
+    let mut c = Command::new(tool("tcpserver"));
+    c.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("QMAIL_HOME", home.path());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.args(["-q", "-R", "-H", "-l", "testhost.example", "127.0.0.1"])
+        .arg(port.to_string())
+        .args(program)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let child = c.spawn().expect("start tcpserver");
+    let k = KillOnDrop(child);
+    wait_for_port(port);
+    (k, port)
+}
+
+/// A line-oriented SMTP conversation over any stream, for tests that script a dialogue.
+pub struct Smtp<S: Read + Write> {
+    r: BufReader<S>,
+}
+
+impl Smtp<TcpStream> {
+    /// Connects to 127.0.0.1:`port`.
+    pub fn connect(port: u16) -> Smtp<TcpStream> {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        Smtp {
+            r: BufReader::new(s),
+        }
+    }
+}
+
+impl<S: Read + Write> Smtp<S> {
+    /// Wraps a stream.
+    pub fn new(s: S) -> Smtp<S> {
+        Smtp {
+            r: BufReader::new(s),
+        }
+    }
+
+    /// Reads one (possibly multi-line) reply; returns its lines without CRLF.
+    pub fn reply(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let mut l = String::new();
+            let n = self.r.read_line(&mut l).expect("read reply");
+            assert!(
+                n > 0,
+                "connection closed while reading a reply; got {lines:?}"
+            );
+            let l = l.trim_end_matches(['\r', '\n']).to_string();
+            let more = l.as_bytes().get(3) == Some(&b'-');
+            lines.push(l);
+            if !more {
+                return lines;
+            }
+        }
+    }
+
+    /// Sends raw bytes.
+    pub fn send(&mut self, data: &[u8]) {
+        self.r.get_mut().write_all(data).expect("send");
+    }
+
+    /// Sends a command line (CRLF added) and returns the reply.
+    pub fn cmd(&mut self, line: &str) -> Vec<String> {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// The underlying stream.
+    pub fn get_mut(&mut self) -> &mut S {
+        self.r.get_mut()
+    }
+}
+
+/// Runs a program with `input` on stdin and returns (exit code, stdout, stderr).
+pub fn run_with_input(mut cmd: Command, input: &[u8]) -> (i32, Vec<u8>, Vec<u8>) {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let data = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("wait");
+    let _ = writer.join();
+    (out.status.code().unwrap_or(-1), out.stdout, out.stderr)
+}

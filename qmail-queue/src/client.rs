@@ -1,0 +1,373 @@
+//! Handing a message to qmail-queue, as netqmail's qmail.c does for qmail-smtpd,
+//! qmail-inject, qmail-local (forwards) and qmail-send (bounces).
+//!
+//! The program is `$QMAILQUEUE` when set, else `bin/qmail-queue`; it runs in the qmail
+//! home with the message on its descriptor 0 and the envelope on its descriptor 1. Its exit
+//! code becomes a [`QueueError`] carrying netqmail's exact text, so that SMTP replies and
+//! bounces read the same.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+/// Why qmail-queue did not accept a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueError {
+    /// True for a permanent failure (netqmail's "D" prefix): SMTP 554, a bounce.
+    pub permanent: bool,
+    /// The text, e.g. `qq write error or disk full (#4.3.0)`.
+    pub text: &'static str,
+    /// The exit code, when the program exited.
+    pub code: Option<i32>,
+}
+
+impl std::fmt::Display for QueueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text)
+    }
+}
+
+impl std::error::Error for QueueError {}
+
+impl QueueError {
+    const fn z(text: &'static str, code: Option<i32>) -> QueueError {
+        QueueError {
+            permanent: false,
+            text,
+            code,
+        }
+    }
+    const fn d(text: &'static str, code: Option<i32>) -> QueueError {
+        QueueError {
+            permanent: true,
+            text,
+            code,
+        }
+    }
+
+    /// netqmail's qmail_close mapping from an exit code. `Ok(())` for 0 (when nothing went
+    /// wrong on our side of the pipes).
+    pub fn from_exit(code: i32, write_failed: bool) -> Result<(), QueueError> {
+        let c = Some(code);
+        Err(match code {
+            0 if !write_failed => return Ok(()),
+            11 | 115 => QueueError::d("envelope address too long for qq (#5.1.3)", c),
+            31 => QueueError::d("mail server permanently rejected message (#5.3.0)", c),
+            51 => QueueError::z("qq out of memory (#4.3.0)", c),
+            52 => QueueError::z("qq timeout (#4.3.0)", c),
+            53 => QueueError::z("qq write error or disk full (#4.3.0)", c),
+            0 | 54 => QueueError::z("qq read error (#4.3.0)", c),
+            55 => QueueError::z("qq unable to read configuration (#4.3.0)", c),
+            56 => QueueError::z("qq trouble making network connection (#4.3.0)", c),
+            61 => QueueError::z("qq trouble in home directory (#4.3.0)", c),
+            62..=66 => QueueError::z("qq trouble creating files in queue (#4.3.0)", c),
+            71 => QueueError::z("mail server temporarily rejected message (#4.3.0)", c),
+            72 => QueueError::z("connection to mail server timed out (#4.4.1)", c),
+            73 => QueueError::z("connection to mail server rejected (#4.4.1)", c),
+            74 => QueueError::z("communication with mail server failed (#4.4.2)", c),
+            81 | 91 => QueueError::z("qq internal bug (#4.3.0)", c),
+            120 => QueueError::z("unable to exec qq (#4.3.0)", c),
+            11..=40 => QueueError::d("qq permanent problem (#5.3.0)", c),
+            _ => QueueError::z("qq temporary problem (#4.3.0)", c),
+        })
+    }
+
+    /// The program was killed by a signal.
+    pub fn crashed() -> QueueError {
+        QueueError::z("qq crashed (#4.3.0)", None)
+    }
+
+    /// The program could not be started.
+    pub fn exec_failed() -> QueueError {
+        QueueError::z("unable to exec qq (#4.3.0)", Some(120))
+    }
+
+    /// netqmail's string form: `D` or `Z` followed by the text.
+    pub fn prefixed(&self) -> String {
+        format!("{}{}", if self.permanent { 'D' } else { 'Z' }, self.text)
+    }
+}
+
+/// Which program to run: `$QMAILQUEUE` if set and non-empty, else `bin/qmail-queue`
+/// (relative to the qmail home, where it runs).
+pub fn queue_program() -> PathBuf {
+    match std::env::var_os("QMAILQUEUE") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from("bin/qmail-queue"),
+    }
+}
+
+enum State {
+    /// Writing the message to the program's descriptor 0.
+    Message(BufWriter<ChildStdin>),
+    /// Writing the envelope to its descriptor 1.
+    Envelope(BufWriter<File>),
+    Closed,
+}
+
+/// A running qmail-queue.
+pub struct QueueClient {
+    child: Option<Child>,
+    envelope_w: Option<File>,
+    state: State,
+    failed: bool,
+}
+
+impl std::fmt::Debug for QueueClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueClient")
+            .field("pid", &self.pid())
+            .finish()
+    }
+}
+
+impl QueueClient {
+    /// Starts `program` in `home`. A program that cannot be executed is not an error here:
+    /// as with netqmail, the message is swallowed and [`close`](Self::close) reports
+    /// "unable to exec qq". An error means pipes could not be made or fork failed.
+    pub fn open(home: &Path, program: &Path) -> io::Result<QueueClient> {
+        let (env_r, env_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+        let spawned = Command::new(program)
+            .current_dir(home)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::from(env_r))
+            .spawn();
+        match spawned {
+            Ok(mut child) => {
+                let stdin = child
+                    .stdin
+                    .take()
+                    .ok_or_else(|| io::Error::other("no pipe to qmail-queue"))?;
+                Ok(QueueClient {
+                    child: Some(child),
+                    envelope_w: Some(File::from(env_w)),
+                    state: State::Message(BufWriter::with_capacity(64 * 1024, stdin)),
+                    failed: false,
+                })
+            }
+            Err(e) if is_exec_error(&e) => Ok(QueueClient {
+                child: None,
+                envelope_w: None,
+                state: State::Closed,
+                failed: true,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts `$QMAILQUEUE` or `bin/qmail-queue` in `home`.
+    pub fn open_default(home: &Path) -> io::Result<QueueClient> {
+        QueueClient::open(home, &queue_program())
+    }
+
+    /// The program's process id (0 when it could not be started): the `qp` of the logs.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Marks the message as failed: qmail-queue will see an incomplete envelope, and
+    /// [`close`](Self::close) reports a failure whatever it exits with.
+    pub fn fail(&mut self) {
+        self.failed = true;
+    }
+
+    /// True once anything has failed.
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Appends message bytes.
+    pub fn put(&mut self, data: &[u8]) {
+        if self.failed {
+            return;
+        }
+        if let State::Message(w) = &mut self.state
+            && w.write_all(data).is_err()
+        {
+            self.failed = true;
+        }
+    }
+
+    fn env_put(&mut self, data: &[u8]) {
+        if self.failed {
+            return;
+        }
+        if let State::Envelope(w) = &mut self.state
+            && w.write_all(data).is_err()
+        {
+            self.failed = true;
+        }
+    }
+
+    /// Ends the message and writes the sender record.
+    pub fn from(&mut self, sender: &[u8]) {
+        let state = std::mem::replace(&mut self.state, State::Closed);
+        if let State::Message(mut w) = state {
+            if w.flush().is_err() {
+                self.failed = true;
+            }
+            drop(w);
+        }
+        if let Some(f) = self.envelope_w.take() {
+            self.state = State::Envelope(BufWriter::with_capacity(4096, f));
+        }
+        self.env_put(b"F");
+        self.env_put(sender);
+        self.env_put(b"\0");
+    }
+
+    /// Writes a recipient record.
+    pub fn to(&mut self, recipient: &[u8]) {
+        self.env_put(b"T");
+        self.env_put(recipient);
+        self.env_put(b"\0");
+    }
+
+    /// Writes raw envelope bytes (records already formatted as `Taddr\0...`).
+    pub fn put_envelope_raw(&mut self, records: &[u8]) {
+        self.env_put(records);
+    }
+
+    /// Ends the envelope, waits for the program and maps its exit as netqmail does.
+    pub fn close(mut self) -> Result<(), QueueError> {
+        self.env_put(b"\0");
+        let state = std::mem::replace(&mut self.state, State::Closed);
+        match state {
+            State::Envelope(mut w) => {
+                if w.flush().is_err() {
+                    self.failed = true;
+                }
+            }
+            State::Message(w) => {
+                // close() without from(): the envelope is never sent.
+                drop(w);
+                self.failed = true;
+            }
+            State::Closed => {}
+        }
+        self.envelope_w = None;
+        let Some(mut child) = self.child.take() else {
+            return Err(QueueError::exec_failed());
+        };
+        let status = loop {
+            match child.wait() {
+                Ok(s) => break s,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Err(QueueError::z("qq waitpid surprise (#4.3.0)", None)),
+            }
+        };
+        match status.code() {
+            Some(code) => QueueError::from_exit(code, self.failed),
+            None => {
+                let _ = status.signal();
+                Err(QueueError::crashed())
+            }
+        }
+    }
+}
+
+impl Drop for QueueClient {
+    fn drop(&mut self) {
+        self.state = State::Closed;
+        self.envelope_w = None;
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+}
+
+fn is_exec_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+    ) || e.raw_os_error() == Some(libc::ENOEXEC)
+        || e.raw_os_error() == Some(libc::ENOTDIR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_mapping_matches_netqmail() {
+        assert_eq!(QueueError::from_exit(0, false), Ok(()));
+        assert_eq!(
+            QueueError::from_exit(0, true).unwrap_err().prefixed(),
+            "Zqq read error (#4.3.0)"
+        );
+        assert_eq!(
+            QueueError::from_exit(53, false).unwrap_err().prefixed(),
+            "Zqq write error or disk full (#4.3.0)"
+        );
+        assert_eq!(
+            QueueError::from_exit(11, false).unwrap_err().prefixed(),
+            "Denvelope address too long for qq (#5.1.3)"
+        );
+        assert_eq!(
+            QueueError::from_exit(25, false).unwrap_err().prefixed(),
+            "Dqq permanent problem (#5.3.0)"
+        );
+        assert_eq!(
+            QueueError::from_exit(99, false).unwrap_err().prefixed(),
+            "Zqq temporary problem (#4.3.0)"
+        );
+        assert_eq!(
+            QueueError::from_exit(91, false).unwrap_err().prefixed(),
+            "Zqq internal bug (#4.3.0)"
+        );
+        assert_eq!(
+            QueueError::from_exit(64, false).unwrap_err().prefixed(),
+            "Zqq trouble creating files in queue (#4.3.0)"
+        );
+    }
+
+    #[test]
+    fn missing_program_swallows_and_reports() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = QueueClient::open(d.path(), Path::new("bin/nonexistent")).unwrap();
+        c.put(b"data");
+        c.from(b"a@b");
+        c.to(b"c@d");
+        assert_eq!(
+            c.close().unwrap_err().prefixed(),
+            "Zunable to exec qq (#4.3.0)"
+        );
+    }
+
+    #[test]
+    fn runs_a_program_with_both_descriptors() {
+        let d = tempfile::tempdir().unwrap();
+        let script = d.path().join("fakeqq");
+        let out = d.path().join("out");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ncat > {0}.m\ncat <&1 > {0}.e\nexit 0\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut c = QueueClient::open(d.path(), &script).unwrap();
+        assert!(c.pid() > 0);
+        c.put(b"hello\n");
+        c.from(b"a@b");
+        c.to(b"c@d");
+        c.close().unwrap();
+        assert_eq!(std::fs::read(d.path().join("out.m")).unwrap(), b"hello\n");
+        assert_eq!(
+            std::fs::read(d.path().join("out.e")).unwrap(),
+            b"Fa@b\0Tc@d\0\0"
+        );
+
+        std::fs::write(&script, "#!/bin/sh\ncat >/dev/null\nexit 53\n").unwrap();
+        let mut c = QueueClient::open(d.path(), &script).unwrap();
+        c.put(b"x");
+        c.from(b"");
+        assert_eq!(c.close().unwrap_err().code, Some(53));
+    }
+}

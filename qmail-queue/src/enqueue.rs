@@ -1,0 +1,444 @@
+//! What qmail-queue does, step by step (INTERNALS, qmail-queue(8)):
+//!
+//! 1. create `pid/PID.TIME.SEQ` exclusively; its inode number N names the message;
+//! 2. link it to `mess/S/N`, remove the pid name;
+//! 3. write the Received line and the message from descriptor 0; fsync the file and the
+//!    `mess/S` directory;
+//! 4. create `intd/N` exclusively with `uUID\0pPID\0` and the envelope from descriptor 1;
+//!    fsync it;
+//! 5. link `intd/N` to `todo/N`, fsync `todo/`: from now on the message is qmail-send's;
+//! 6. write a byte to `lock/trigger`.
+//!
+//! Any failure before step 5 removes what was made (netqmail leaves the files of an
+//! envelope format error for qmail-send's cleanup; rqmail removes them at once).
+
+use crate::durable::fsync_parent;
+use crate::envelope::{self, EnvelopeError, RecordWriter};
+use crate::layout::Queue;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// qmail-queue's exit codes (qmail-queue(8)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    Queued = 0,
+    /// Address too long.
+    AddrTooLong = 11,
+    /// Out of memory.
+    NoMem = 51,
+    /// Timeout (the 24-hour self-destruct).
+    Timeout = 52,
+    /// Write error, e.g. disk full.
+    Write = 53,
+    /// Unable to read the message or envelope.
+    Read = 54,
+    /// Problem with the qmail home directory.
+    Home = 61,
+    /// Problem with the queue directory.
+    QueueDir = 62,
+    /// Problem with queue/pid.
+    Pid = 63,
+    /// Problem with queue/mess.
+    Mess = 64,
+    /// Problem with queue/intd.
+    Intd = 65,
+    /// Problem with queue/todo.
+    Todo = 66,
+    /// Internal bug.
+    Bug = 81,
+    /// Envelope format error.
+    Format = 91,
+}
+
+impl Exit {
+    /// The numeric exit status.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// Seconds after which qmail-queue gives up (exit 52): 24 hours, below qmail-send's
+/// 36-hour limit for cleaning up abandoned files.
+pub const DEATH_SECS: u64 = 86400;
+
+/// Facts about the invocation that end up in the queue files.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// This process's id (the `qp` of the logs).
+    pub pid: u32,
+    /// The real uid of the invoker.
+    pub uid: u32,
+    /// Start time, seconds since the epoch.
+    pub now: u64,
+    /// The words after "invoked": `by alias`, `from network`, `for bounce` or `by uid N`.
+    pub invoked: String,
+    /// QUEUE_EXTRA: records added after the sender (empty in netqmail's default build).
+    pub extra: Vec<u8>,
+}
+
+impl Invocation {
+    /// Describes the current process, naming the invoker as netqmail does: the alias user
+    /// "by alias", qmaild "from network", qmails "for bounce", anyone else "by uid N".
+    pub fn current() -> Invocation {
+        let uid = nix::unistd::getuid().as_raw();
+        let is = |name: &str| control::ids::uid_of(name).map(|u| u.as_raw()) == Some(uid);
+        let invoked = if is("alias") {
+            "by alias".to_string()
+        } else if is("qmaild") {
+            "from network".to_string()
+        } else if is("qmails") {
+            "for bounce".to_string()
+        } else {
+            format!("by uid {uid}")
+        };
+        Invocation {
+            pid: std::process::id(),
+            uid,
+            now: control::datetime::now(),
+            invoked,
+            extra: Vec::new(),
+        }
+    }
+
+    /// `Received: (qmail PID invoked ...); DATE\n`
+    pub fn received(&self) -> String {
+        format!(
+            "Received: (qmail {} invoked {}); {}\n",
+            self.pid,
+            self.invoked,
+            control::datetime::date822(self.now)
+        )
+    }
+}
+
+struct Made {
+    mess: Option<(PathBuf, File)>,
+    intd: Option<(PathBuf, File)>,
+}
+
+impl Made {
+    /// Removes what was made, truncating first so that a stale name holds no data.
+    fn cleanup(&mut self) {
+        if let Some((p, f)) = self.intd.take() {
+            let _ = f.set_len(0);
+            if fs::remove_file(&p).is_err() {
+                return;
+            }
+        }
+        if let Some((p, f)) = self.mess.take() {
+            let _ = f.set_len(0);
+            let _ = fs::remove_file(&p);
+        }
+    }
+}
+
+fn open_excl(p: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(p)
+}
+
+const BUF: usize = 64 * 1024;
+
+/// Queues one message: the message from `msg`, the envelope from `env`.
+pub fn enqueue<M: Read, E: Read>(home: &Path, msg: M, env: E, inv: &Invocation) -> Exit {
+    match fs::metadata(home) {
+        Ok(m) if m.is_dir() => {}
+        _ => return Exit::Home,
+    }
+    let queue = Queue::in_home(home);
+    match fs::metadata(queue.root()) {
+        Ok(m) if m.is_dir() => {}
+        _ => return Exit::QueueDir,
+    }
+
+    // 1. the pid file
+    let mut pid_file = None;
+    for seq in 1..10 {
+        let p = queue
+            .root()
+            .join(format!("pid/{}.{}.{}", inv.pid, inv.now, seq));
+        if let Ok(f) = open_excl(&p) {
+            pid_file = Some((p, f));
+            break;
+        }
+    }
+    let Some((pid_path, mess_file)) = pid_file else {
+        return Exit::Pid;
+    };
+    let id = match mess_file.metadata() {
+        Ok(m) => m.ino(),
+        Err(_) => return Exit::Pid,
+    };
+
+    // 2. pid -> mess
+    let mess_path = queue.mess(id);
+    if fs::hard_link(&pid_path, &mess_path).is_err() {
+        return Exit::Mess;
+    }
+    if fs::remove_file(&pid_path).is_err() {
+        return Exit::Pid;
+    }
+    let mut made = Made {
+        mess: None,
+        intd: None,
+    };
+    let write_file = match mess_file.try_clone() {
+        Ok(f) => f,
+        Err(_) => {
+            made.mess = Some((mess_path, mess_file));
+            made.cleanup();
+            return Exit::Mess;
+        }
+    };
+    made.mess = Some((mess_path.clone(), mess_file));
+
+    let r = write_message(write_file, msg, inv, &mess_path);
+    if let Err(code) = r {
+        made.cleanup();
+        return code;
+    }
+
+    // 4. intd
+    let intd_path = queue.intd(id);
+    let intd_file = match open_excl(&intd_path) {
+        Ok(f) => f,
+        Err(_) => {
+            made.cleanup();
+            return Exit::Intd;
+        }
+    };
+    let intd_write = match intd_file.try_clone() {
+        Ok(f) => f,
+        Err(_) => {
+            made.intd = Some((intd_path, intd_file));
+            made.cleanup();
+            return Exit::Intd;
+        }
+    };
+    made.intd = Some((intd_path.clone(), intd_file));
+    if let Err(code) = write_intd(intd_write, env, inv) {
+        made.cleanup();
+        return code;
+    }
+
+    // 5. intd -> todo
+    let todo_path = queue.todo(id);
+    if fs::hard_link(&intd_path, &todo_path).is_err() {
+        made.cleanup();
+        return Exit::Todo;
+    }
+    // The todo link exists: the message now belongs to qmail-send, whatever happens next.
+    made.mess = None;
+    made.intd = None;
+    if fsync_parent(&todo_path).is_err() {
+        return Exit::Todo;
+    }
+
+    // 6. trigger
+    crate::trigger::pull(queue.root());
+    Exit::Queued
+}
+
+fn write_message<M: Read>(
+    file: File,
+    mut msg: M,
+    inv: &Invocation,
+    path: &Path,
+) -> Result<(), Exit> {
+    let mut out = BufWriter::with_capacity(BUF, file);
+    out.write_all(inv.received().as_bytes())
+        .map_err(|_| Exit::Write)?;
+    let mut buf = vec![0u8; BUF];
+    loop {
+        let n = match msg.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(Exit::Read),
+        };
+        out.write_all(&buf[..n]).map_err(|_| Exit::Write)?;
+    }
+    let file = out.into_inner().map_err(|_| Exit::Write)?;
+    file.sync_all().map_err(|_| Exit::Write)?;
+    fsync_parent(path).map_err(|_| Exit::Write)?;
+    Ok(())
+}
+
+fn write_intd<E: Read>(file: File, env: E, inv: &Invocation) -> Result<(), Exit> {
+    let mut out = BufWriter::with_capacity(BUF, file);
+    write!(out, "u{}\0p{}\0", inv.uid, inv.pid).map_err(|_| Exit::Write)?;
+    let mut w = RecordWriter {
+        out,
+        extra: inv.extra.clone(),
+    };
+    let mut input = BufReader::with_capacity(2048, env);
+    match envelope::copy(&mut input, &mut w) {
+        Ok(()) => {}
+        Err(EnvelopeError::TooLong) => return Err(Exit::AddrTooLong),
+        Err(EnvelopeError::Format) => return Err(Exit::Format),
+        Err(EnvelopeError::Read(_)) => return Err(Exit::Read),
+        Err(EnvelopeError::Write(_)) => return Err(Exit::Write),
+    }
+    let file = w.out.into_inner().map_err(|_| Exit::Write)?;
+    file.sync_all().map_err(|_| Exit::Write)?;
+    Ok(())
+}
+
+/// Runs the 24-hour timer: after [`DEATH_SECS`] the process exits 52, without cleaning up
+/// (another thread may be halfway through a step).
+pub fn start_death_timer(secs: u64) {
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+        std::process::exit(Exit::Timeout.code());
+    });
+}
+
+/// The whole qmail-queue program: message on fd 0, envelope on fd 1.
+pub fn main() -> i32 {
+    std::panic::set_hook(Box::new(|_| std::process::exit(Exit::Bug.code())));
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o033));
+    start_death_timer(DEATH_SECS);
+    let home = control::qmail_home();
+    let inv = Invocation::current();
+    let stdin = io::stdin();
+    let stdout = io::stdout();
+    use std::os::fd::AsFd;
+    let msg = crate::fdio::FdReader::new(stdin.as_fd());
+    let env = crate::fdio::FdReader::new(stdout.as_fd());
+    enqueue(&home, msg, env, &inv).code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control::ids::Ids;
+
+    fn setup() -> (tempfile::TempDir, Invocation) {
+        let d = tempfile::tempdir().unwrap();
+        crate::layout::create(&d.path().join("queue"), &Ids::single_user()).unwrap();
+        let inv = Invocation {
+            pid: 4242,
+            uid: 1000,
+            now: 812_090_814,
+            invoked: "by uid 1000".into(),
+            extra: vec![],
+        };
+        (d, inv)
+    }
+
+    fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        for e in walk(dir) {
+            if e.is_file() {
+                v.push(e);
+            }
+        }
+        v
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        if let Ok(rd) = fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    v.extend(walk(&p));
+                } else {
+                    v.push(p);
+                }
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn queues_exact_bytes() {
+        let (d, inv) = setup();
+        let code = enqueue(
+            d.path(),
+            &b"Subject: hi\n\nbody\n"[..],
+            &b"Fa@b\0Tc@d\0Te@f\0\0"[..],
+            &inv,
+        );
+        assert_eq!(code, Exit::Queued);
+        let todo: Vec<_> = files(&d.path().join("queue/todo"));
+        assert_eq!(todo.len(), 1);
+        let id: u64 = todo[0]
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let q = Queue::in_home(d.path());
+        assert_eq!(
+            fs::read(q.mess(id)).unwrap(),
+            b"Received: (qmail 4242 invoked by uid 1000); 26 Sep 1995 04:46:54 -0000\nSubject: hi\n\nbody\n"
+        );
+        assert_eq!(
+            fs::read(q.todo(id)).unwrap(),
+            b"u1000\0p4242\0Fa@b\0Tc@d\0Te@f\0"
+        );
+        assert_eq!(fs::read(q.intd(id)).unwrap(), fs::read(q.todo(id)).unwrap());
+        assert!(files(&d.path().join("queue/pid")).is_empty());
+    }
+
+    #[test]
+    fn faults_leave_nothing() {
+        for (env, want) in [
+            (&b"Xa\0\0"[..], Exit::Format),
+            (b"Fa\0Tb\0", Exit::Read),
+            (b"Fa\0Ub\0\0", Exit::Format),
+        ] {
+            let (d, inv) = setup();
+            assert_eq!(enqueue(d.path(), &b"x\n"[..], env, &inv), want);
+            let left = files(&d.path().join("queue"))
+                .into_iter()
+                .filter(|p| !p.starts_with(d.path().join("queue/lock")))
+                .collect::<Vec<_>>();
+            assert!(left.is_empty(), "{left:?}");
+        }
+        let (d, inv) = setup();
+        let mut long = b"F".to_vec();
+        long.extend(std::iter::repeat_n(b'a', 2000));
+        long.extend(b"\0\0");
+        assert_eq!(
+            enqueue(d.path(), &b"x"[..], &long[..], &inv),
+            Exit::AddrTooLong
+        );
+    }
+
+    #[test]
+    fn missing_dirs() {
+        let (d, inv) = setup();
+        assert_eq!(
+            enqueue(&d.path().join("nope"), &b""[..], &b"F\0\0"[..], &inv),
+            Exit::Home
+        );
+        let e = tempfile::tempdir().unwrap();
+        assert_eq!(
+            enqueue(e.path(), &b""[..], &b"F\0\0"[..], &inv),
+            Exit::QueueDir
+        );
+        fs::remove_dir_all(d.path().join("queue/todo")).unwrap();
+        assert_eq!(enqueue(d.path(), &b""[..], &b"F\0\0"[..], &inv), Exit::Todo);
+        let left = files(&d.path().join("queue/mess"));
+        assert!(left.is_empty());
+    }
+
+    #[test]
+    fn received_line_format() {
+        let (_d, inv) = setup();
+        assert_eq!(
+            inv.received(),
+            "Received: (qmail 4242 invoked by uid 1000); 26 Sep 1995 04:46:54 -0000\n"
+        );
+    }
+}

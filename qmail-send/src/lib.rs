@@ -1,0 +1,1 @@
+//! qmail-send (work in progress)
