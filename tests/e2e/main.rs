@@ -1,4 +1,10 @@
 //! End-to-end tests: the built programs driven the way a user drives them. One test
 //! binary, one module per program or path (ripgrep's layout).
 
+mod inject;
+mod local;
 mod queue;
+mod send;
+mod smtpd;
+mod tcpenv;
+mod tools;
