@@ -366,3 +366,82 @@ pub fn run_with_input(mut cmd: Command, input: &[u8]) -> (i32, Vec<u8>, Vec<u8>)
     let _ = writer.join();
     (out.status.code().unwrap_or(-1), out.stdout, out.stderr)
 }
+
+/// The netqmail users and groups (INSTALL.ids): name, group.
+pub const QMAIL_USERS: [(&str, &str); 7] = [
+    ("alias", "nofiles"),
+    ("qmaild", "nofiles"),
+    ("qmaill", "nofiles"),
+    ("qmailp", "nofiles"),
+    ("qmailq", "qmail"),
+    ("qmailr", "qmail"),
+    ("qmails", "qmail"),
+];
+
+/// As root, creates the netqmail users and groups that are missing (groupadd/useradd,
+/// system accounts without a login shell). Safe to call from many tests and processes at
+/// once. Panics when not root or when an account cannot be made.
+pub fn ensure_qmail_users() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        assert!(is_root(), "root-mode tests need root");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open("/run/lock/rqmail-test-users.lock")
+            .or_else(|_| {
+                fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open("/tmp/rqmail-test-users.lock")
+            })
+            .expect("lock file");
+        let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .expect("lock");
+        for g in ["qmail", "nofiles"] {
+            if nix::unistd::Group::from_name(g).ok().flatten().is_none() {
+                let st = Command::new(tool("groupadd"))
+                    .args(["-r", g])
+                    .status()
+                    .expect("groupadd");
+                assert!(st.success(), "groupadd {g} failed");
+            }
+        }
+        for (u, g) in QMAIL_USERS {
+            if nix::unistd::User::from_name(u).ok().flatten().is_none() {
+                let home = if u == "alias" {
+                    "/var/qmail/alias"
+                } else {
+                    "/var/qmail"
+                };
+                let st = Command::new(tool("useradd"))
+                    .args([
+                        "-r",
+                        "-M",
+                        "-g",
+                        g,
+                        "-d",
+                        home,
+                        "-s",
+                        "/usr/sbin/nologin",
+                        u,
+                    ])
+                    .status()
+                    .expect("useradd");
+                assert!(st.success(), "useradd {u} failed");
+            }
+        }
+    });
+}
+
+/// The uid and gid of a user that exists.
+pub fn user_ids(name: &str) -> (u32, u32) {
+    let u = nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no user {name}"));
+    (u.uid.as_raw(), u.gid.as_raw())
+}
