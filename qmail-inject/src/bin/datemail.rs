@@ -1,0 +1,5 @@
+//! datemail: see datemail(8).
+
+fn main() {
+    std::process::exit(qmail_inject::datemail::main());
+}

@@ -1,0 +1,5 @@
+//! sendmail: see sendmail(8).
+
+fn main() {
+    std::process::exit(qmail_inject::sendmail::main());
+}

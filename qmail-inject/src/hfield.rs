@@ -1,0 +1,138 @@
+//! Header field names qmail-inject knows (netqmail's hfield).
+
+/// A header field qmail-inject treats specially. The order is netqmail's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    Sender,
+    From,
+    ReplyTo,
+    To,
+    Cc,
+    Bcc,
+    Date,
+    MessageId,
+    Subject,
+    ResentSender,
+    ResentFrom,
+    ResentReplyTo,
+    ResentTo,
+    ResentCc,
+    ResentBcc,
+    ResentDate,
+    ResentMessageId,
+    ReturnReceiptTo,
+    ErrorsTo,
+    ApparentlyTo,
+    Received,
+    ReturnPath,
+    DeliveredTo,
+    ContentLength,
+    ContentType,
+    ContentTransferEncoding,
+    NoticeRequestedUponDeliveryTo,
+    MailFollowupTo,
+}
+
+/// Every known field with its name in lower case.
+pub const KNOWN: [(Field, &str); 28] = [
+    (Field::Sender, "sender"),
+    (Field::From, "from"),
+    (Field::ReplyTo, "reply-to"),
+    (Field::To, "to"),
+    (Field::Cc, "cc"),
+    (Field::Bcc, "bcc"),
+    (Field::Date, "date"),
+    (Field::MessageId, "message-id"),
+    (Field::Subject, "subject"),
+    (Field::ResentSender, "resent-sender"),
+    (Field::ResentFrom, "resent-from"),
+    (Field::ResentReplyTo, "resent-reply-to"),
+    (Field::ResentTo, "resent-to"),
+    (Field::ResentCc, "resent-cc"),
+    (Field::ResentBcc, "resent-bcc"),
+    (Field::ResentDate, "resent-date"),
+    (Field::ResentMessageId, "resent-message-id"),
+    (Field::ReturnReceiptTo, "return-receipt-to"),
+    (Field::ErrorsTo, "errors-to"),
+    (Field::ApparentlyTo, "apparently-to"),
+    (Field::Received, "received"),
+    (Field::ReturnPath, "return-path"),
+    (Field::DeliveredTo, "delivered-to"),
+    (Field::ContentLength, "content-length"),
+    (Field::ContentType, "content-type"),
+    (Field::ContentTransferEncoding, "content-transfer-encoding"),
+    (
+        Field::NoticeRequestedUponDeliveryTo,
+        "notice-requested-upon-delivery-to",
+    ),
+    (Field::MailFollowupTo, "mail-followup-to"),
+];
+
+/// Does the field in `line` have the name `name` (lower case)? Letters match in either
+/// case; spaces and tabs may come between the name and the colon.
+fn matches(line: &[u8], name: &str) -> bool {
+    let name = name.as_bytes();
+    if line.len() <= name.len() {
+        return false;
+    }
+    for (&c, &n) in line.iter().zip(name) {
+        if c != n && !(n.is_ascii_lowercase() && c == n.to_ascii_uppercase()) {
+            return false;
+        }
+    }
+    for &c in &line[name.len()..] {
+        match c {
+            b':' => return true,
+            b' ' | b'\t' => {}
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Which known field `line` is, if any.
+pub fn known(line: &[u8]) -> Option<Field> {
+    KNOWN
+        .iter()
+        .find(|(_, name)| matches(line, name))
+        .map(|&(f, _)| f)
+}
+
+/// True when `line` starts with a usable field name: a colon, and before it (spaces and
+/// tabs before the colon aside) at least one character, all printable ASCII other than
+/// space.
+pub fn valid(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|&c| c == b':') else {
+        return false;
+    };
+    let mut j = colon;
+    while j > 0 && matches!(line[j - 1], b' ' | b'\t') {
+        j -= 1;
+    }
+    j > 0 && line[..j].iter().all(|&c| (33..=126).contains(&c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(known(b"To: a\n"), Some(Field::To));
+        assert_eq!(known(b"TO : a\n"), Some(Field::To));
+        assert_eq!(known(b"tO\t: a\n"), Some(Field::To));
+        assert_eq!(known(b"Resent-bcc: a\n"), Some(Field::ResentBcc));
+        assert_eq!(known(b"Message-Id: a\n"), Some(Field::MessageId));
+        assert_eq!(known(b"Toto: a\n"), None);
+        assert_eq!(known(b"To"), None);
+        assert_eq!(known(b"X-To: a\n"), None);
+        assert_eq!(known(b"Content_Length: 3\n"), None);
+        assert!(valid(b"X-Foo: bar\n"));
+        assert!(valid(b"X-Foo \t: bar\n"));
+        assert!(!valid(b": bar\n"));
+        assert!(!valid(b"  : bar\n"));
+        assert!(!valid(b"X Foo: bar\n"));
+        assert!(!valid(b"no colon\n"));
+        assert!(!valid("Süß: x\n".as_bytes()));
+    }
+}
