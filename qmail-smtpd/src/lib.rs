@@ -1,1 +1,129 @@
-//! qmail-smtpd (work in progress)
+//! qmail-smtpd: receive mail via SMTP and hand it to qmail-queue (qmail-smtpd(8)).
+//!
+//! The dialogue is netqmail 1.06's, reply for reply. The parts:
+//!
+//! * [`command`]: a command line split into verb and argument;
+//! * [`addr`]: the address in a MAIL or RCPT argument;
+//! * [`blast`]: the DATA phase (dot-unstuffing, CR LF to LF, hop counting, size limit);
+//! * [`received`]: the Received header field this program adds;
+//! * [`config`]: control files and environment variables, read at startup;
+//! * [`ipme`]: this host's addresses, for control/localiphost;
+//! * [`session`]: the dialogue as a state machine without I/O;
+//! * [`transport`]: timeouts, reads and batched replies on descriptors 0 and 1.
+//!
+//! The program writes nothing but SMTP replies to the client. Diagnostics for the
+//! administrator (an unreadable control file, qmail-queue that cannot be started) go to
+//! descriptor 2, unless descriptor 2 is the client's connection itself (as under inetd).
+
+pub mod addr;
+pub mod blast;
+pub mod command;
+pub mod config;
+pub mod ipme;
+pub mod received;
+pub mod session;
+pub mod transport;
+
+use config::{Config, Env, SetupError};
+use session::{Backend, Exit, Session};
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+use transport::{FdTransport, Transport, serve};
+
+/// Messages go to `$QMAILQUEUE` or `bin/qmail-queue`, run in the qmail home.
+#[derive(Debug)]
+pub struct QueueBackend {
+    home: PathBuf,
+}
+
+impl QueueBackend {
+    /// Queues into the qmail home `home`.
+    pub fn new(home: &Path) -> QueueBackend {
+        QueueBackend {
+            home: home.to_path_buf(),
+        }
+    }
+}
+
+impl Backend for QueueBackend {
+    type Message = qmail_queue::QueueClient;
+
+    fn open_message(&mut self) -> io::Result<qmail_queue::QueueClient> {
+        qmail_queue::QueueClient::open_default(&self.home).inspect_err(|e| {
+            log(&format!("unable to start qmail-queue: {e}"));
+        })
+    }
+
+    fn now(&mut self) -> u64 {
+        control::datetime::now()
+    }
+}
+
+/// True when descriptor 2 is somewhere other than the client's connection.
+fn stderr_is_private() -> bool {
+    static PRIVATE: OnceLock<bool> = OnceLock::new();
+    *PRIVATE.get_or_init(|| {
+        use nix::sys::stat::fstat;
+        let id = |st: nix::sys::stat::FileStat| (st.st_dev, st.st_ino);
+        let Ok(err) = fstat(io::stderr().as_fd()).map(id) else {
+            return false;
+        };
+        let same = |r: nix::Result<nix::sys::stat::FileStat>| r.map(id).ok() == Some(err);
+        !same(fstat(io::stdin().as_fd())) && !same(fstat(io::stdout().as_fd()))
+    })
+}
+
+/// Writes a diagnostic line to descriptor 2 when that is safe.
+pub fn log(msg: &str) {
+    if stderr_is_private() {
+        let line = format!("qmail-smtpd: {}\n", msg.replace(['\r', '\n'], " "));
+        let _ = io::stderr().write_all(line.as_bytes());
+    }
+}
+
+/// Reads the configuration (after changing to the qmail home) and this host's addresses.
+pub fn setup(home: &Path, env: &Env) -> Result<Config, SetupError> {
+    std::env::set_current_dir(home).map_err(|err| SetupError::Control {
+        what: "the qmail home directory",
+        err,
+    })?;
+    let mut cfg = Config::load(home, env)?;
+    cfg.ipme = ipme::addresses().map_err(SetupError::Ipme)?;
+    Ok(cfg)
+}
+
+/// One whole connection over `t`: setup, greeting, dialogue.
+pub fn run<T: Transport>(home: &Path, env: &Env, t: &mut T) -> Exit {
+    match setup(home, env) {
+        Err(e) => {
+            log(&e.to_string());
+            let _ = t.write_all(
+                e.reply().as_bytes(),
+                Duration::from_secs(config::DEFAULT_TIMEOUT),
+            );
+            Exit::Failure
+        }
+        Ok(cfg) => {
+            let mut s = Session::new(cfg, QueueBackend::new(home));
+            serve(&mut s, t)
+        }
+    }
+}
+
+/// The program: the client on descriptors 0 and 1, the qmail home from
+/// [`control::qmail_home`]. Command-line arguments are accepted and ignored. Returns the
+/// exit code.
+pub fn main() -> i32 {
+    std::panic::set_hook(Box::new(|info| {
+        log(&format!("internal error: {info}"));
+        std::process::exit(Exit::Failure.code());
+    }));
+    let home = control::qmail_home();
+    let stdin = io::stdin();
+    let stdout = io::stdout();
+    let mut t = FdTransport::new(stdin.as_fd(), stdout.as_fd());
+    run(&home, &Env::from_process(), &mut t).code()
+}

@@ -1,0 +1,294 @@
+//! Everything qmail-smtpd learns before it greets: control files and environment
+//! variables, read once at startup as netqmail's `setup()` does.
+//!
+//! A control file that exists but cannot be read is never taken as its default: the
+//! client gets `421 unable to read controls (#4.3.0)` and the connection ends.
+
+use control::Controls;
+use control::badmailfrom::BadMailFrom;
+use control::rcpthosts::RcptHosts;
+use std::fmt;
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+/// Default for control/timeoutsmtpd, in seconds.
+pub const DEFAULT_TIMEOUT: u64 = 1200;
+
+/// The environment variables qmail-smtpd reads (tcp-environ(5) and its own), as bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Env {
+    pub tcp_remote_ip: Option<Vec<u8>>,
+    pub tcp_remote_host: Option<Vec<u8>>,
+    pub tcp_remote_info: Option<Vec<u8>>,
+    pub tcp_local_host: Option<Vec<u8>>,
+    pub tcp_local_ip: Option<Vec<u8>>,
+    pub relay_client: Option<Vec<u8>>,
+    pub databytes: Option<Vec<u8>>,
+}
+
+impl Env {
+    /// The variables of this process.
+    pub fn from_process() -> Env {
+        use std::os::unix::ffi::OsStringExt;
+        let get = |name: &str| std::env::var_os(name).map(OsStringExt::into_vec);
+        Env {
+            tcp_remote_ip: get("TCPREMOTEIP"),
+            tcp_remote_host: get("TCPREMOTEHOST"),
+            tcp_remote_info: get("TCPREMOTEINFO"),
+            tcp_local_host: get("TCPLOCALHOST"),
+            tcp_local_ip: get("TCPLOCALIP"),
+            relay_client: get("RELAYCLIENT"),
+            databytes: get("DATABYTES"),
+        }
+    }
+}
+
+/// What is known about the two ends of the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// TCPREMOTEIP, or `unknown`.
+    pub ip: Vec<u8>,
+    /// TCPREMOTEHOST, or `unknown`.
+    pub host: Vec<u8>,
+    /// TCPREMOTEINFO, when set.
+    pub info: Option<Vec<u8>>,
+    /// TCPLOCALHOST, else TCPLOCALIP, else `unknown`.
+    pub local: Vec<u8>,
+}
+
+impl Remote {
+    /// The facts with netqmail's defaults. A variable set to the empty string is used as
+    /// it is (netqmail only falls back when a variable is absent).
+    pub fn from_env(env: &Env) -> Remote {
+        let unknown = || b"unknown".to_vec();
+        Remote {
+            ip: env.tcp_remote_ip.clone().unwrap_or_else(unknown),
+            host: env.tcp_remote_host.clone().unwrap_or_else(unknown),
+            info: env.tcp_remote_info.clone(),
+            local: env
+                .tcp_local_host
+                .clone()
+                .or_else(|| env.tcp_local_ip.clone())
+                .unwrap_or_else(unknown),
+        }
+    }
+}
+
+/// The configuration of one session.
+#[derive(Debug)]
+pub struct Config {
+    /// control/smtpgreeting, else control/me: the text after 220, 250 and 221.
+    pub greeting: Vec<u8>,
+    /// control/localiphost, else control/me: replaces `[d.d.d.d]` naming this host.
+    pub localiphost: Option<Vec<u8>>,
+    /// control/timeoutsmtpd: seconds to wait for each read or write (at least 1).
+    pub timeout: u64,
+    /// DATABYTES, else control/databytes: the largest message stored; 0 for no limit.
+    pub databytes: u64,
+    pub rcpthosts: RcptHosts,
+    pub badmailfrom: BadMailFrom,
+    /// RELAYCLIENT: when set, appended to each recipient, and rcpthosts is not checked.
+    pub relayclient: Option<Vec<u8>>,
+    pub remote: Remote,
+    /// This host's addresses (for localiphost).
+    pub ipme: Vec<Ipv4Addr>,
+}
+
+/// Why qmail-smtpd cannot start a session.
+#[derive(Debug)]
+pub enum SetupError {
+    /// A control file (or the home directory) could not be read.
+    Control { what: &'static str, err: io::Error },
+    /// Neither control/smtpgreeting nor control/me exists.
+    NoGreeting,
+    /// The interface addresses could not be listed.
+    Ipme(io::Error),
+}
+
+/// The reply for an unreadable control file.
+pub const REPLY_CONTROLS: &str = "421 unable to read controls (#4.3.0)\r\n";
+/// The reply when this host's addresses cannot be found.
+pub const REPLY_IPME: &str = "421 unable to figure out my IP addresses (#4.3.0)\r\n";
+
+impl SetupError {
+    /// The SMTP reply (with CR LF) the client gets before the connection ends.
+    pub fn reply(&self) -> &'static str {
+        match self {
+            SetupError::Control { .. } | SetupError::NoGreeting => REPLY_CONTROLS,
+            SetupError::Ipme(_) => REPLY_IPME,
+        }
+    }
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::Control { what, err } => write!(f, "unable to read {what}: {err}"),
+            SetupError::NoGreeting => {
+                f.write_str("neither control/smtpgreeting nor control/me exists")
+            }
+            SetupError::Ipme(err) => write!(f, "unable to list this host's addresses: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+fn ctl<T>(what: &'static str, r: io::Result<T>) -> Result<T, SetupError> {
+    r.map_err(|err| SetupError::Control { what, err })
+}
+
+impl Config {
+    /// A configuration with netqmail's defaults and the given greeting (for tests and
+    /// embedders): no rcpthosts, no badmailfrom, no size limit, unknown peer.
+    pub fn new(greeting: &[u8]) -> Config {
+        Config {
+            greeting: greeting.to_vec(),
+            localiphost: Some(greeting.to_vec()),
+            timeout: DEFAULT_TIMEOUT,
+            databytes: 0,
+            rcpthosts: RcptHosts::from_entries(None::<Vec<Vec<u8>>>),
+            badmailfrom: BadMailFrom::default(),
+            relayclient: None,
+            remote: Remote::from_env(&Env::default()),
+            ipme: vec![Ipv4Addr::UNSPECIFIED],
+        }
+    }
+
+    /// Reads the control files under `home` and the variables in `env`. `ipme` is left
+    /// with 0.0.0.0 only; the caller adds the interface addresses.
+    pub fn load(home: &Path, env: &Env) -> Result<Config, SetupError> {
+        let c = ctl("control/me", Controls::open(home))?;
+        let greeting = ctl(
+            "control/smtpgreeting",
+            c.line_or("smtpgreeting", true, None),
+        )?
+        .ok_or(SetupError::NoGreeting)?;
+        let localiphost = ctl("control/localiphost", c.line_or("localiphost", true, None))?;
+        let timeout = ctl(
+            "control/timeoutsmtpd",
+            c.int_or("timeoutsmtpd", DEFAULT_TIMEOUT),
+        )?
+        .max(1);
+        let rcpthosts = ctl(
+            "control/rcpthosts or control/morercpthosts.cdb",
+            RcptHosts::load(&c),
+        )?;
+        let badmailfrom = ctl("control/badmailfrom", BadMailFrom::load(&c))?;
+        let mut databytes = ctl("control/databytes", c.int_or("databytes", 0))?;
+        if let Some(d) = &env.databytes {
+            databytes = control::file::scan_ulong(d).unwrap_or(0);
+        }
+        Ok(Config {
+            greeting,
+            localiphost,
+            timeout,
+            databytes,
+            rcpthosts,
+            badmailfrom,
+            relayclient: env.relay_client.clone(),
+            remote: Remote::from_env(env),
+            ipme: vec![Ipv4Addr::UNSPECIFIED],
+        })
+    }
+
+    /// True when `ip` is one of this host's addresses.
+    pub fn is_me(&self, ip: Ipv4Addr) -> bool {
+        self.ipme.contains(&ip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn home() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("control")).unwrap();
+        d
+    }
+
+    #[test]
+    fn defaults_from_me() {
+        let d = home();
+        fs::write(d.path().join("control/me"), "mx.example\n").unwrap();
+        let c = Config::load(d.path(), &Env::default()).unwrap();
+        assert_eq!(c.greeting, b"mx.example");
+        assert_eq!(c.localiphost.as_deref(), Some(&b"mx.example"[..]));
+        assert_eq!(c.timeout, 1200);
+        assert_eq!(c.databytes, 0);
+        assert!(!c.rcpthosts.restricted());
+        assert_eq!(c.remote.ip, b"unknown");
+        assert_eq!(c.remote.host, b"unknown");
+        assert_eq!(c.remote.local, b"unknown");
+        assert_eq!(c.remote.info, None);
+        assert_eq!(c.relayclient, None);
+    }
+
+    #[test]
+    fn files_and_env_override() {
+        let d = home();
+        let w = |n: &str, t: &str| fs::write(d.path().join("control").join(n), t).unwrap();
+        w("me", "mx.example\n");
+        w("smtpgreeting", "greet.example hello there \n");
+        w("localiphost", "lip.example\n");
+        w("timeoutsmtpd", "0\n");
+        w("databytes", "5000\n");
+        let env = Env {
+            tcp_local_ip: Some(b"10.0.0.1".to_vec()),
+            tcp_remote_host: Some(b"".to_vec()),
+            relay_client: Some(b"".to_vec()),
+            ..Env::default()
+        };
+        let c = Config::load(d.path(), &env).unwrap();
+        assert_eq!(c.greeting, b"greet.example hello there");
+        assert_eq!(c.localiphost.as_deref(), Some(&b"lip.example"[..]));
+        assert_eq!(c.timeout, 1);
+        assert_eq!(c.databytes, 5000);
+        assert_eq!(c.remote.local, b"10.0.0.1");
+        assert_eq!(c.remote.host, b"");
+        assert_eq!(c.relayclient.as_deref(), Some(&b""[..]));
+        let env = Env {
+            databytes: Some(b"12x".to_vec()),
+            tcp_local_host: Some(b"lh".to_vec()),
+            tcp_local_ip: Some(b"10.0.0.1".to_vec()),
+            ..Env::default()
+        };
+        let c = Config::load(d.path(), &env).unwrap();
+        assert_eq!(c.databytes, 12);
+        assert_eq!(c.remote.local, b"lh");
+        let env = Env {
+            databytes: Some(b"none".to_vec()),
+            ..Env::default()
+        };
+        assert_eq!(Config::load(d.path(), &env).unwrap().databytes, 0);
+    }
+
+    #[test]
+    fn unreadable_controls_are_errors() {
+        let d = home();
+        let e = Config::load(d.path(), &Env::default()).unwrap_err();
+        assert!(matches!(e, SetupError::NoGreeting));
+        assert_eq!(e.reply(), REPLY_CONTROLS);
+        fs::write(d.path().join("control/me"), "mx.example\n").unwrap();
+        for name in [
+            "rcpthosts",
+            "badmailfrom",
+            "databytes",
+            "timeoutsmtpd",
+            "localiphost",
+            "smtpgreeting",
+        ] {
+            let p = d.path().join("control").join(name);
+            fs::create_dir(&p).unwrap();
+            let e = Config::load(d.path(), &Env::default()).unwrap_err();
+            assert!(matches!(e, SetupError::Control { .. }), "{name}");
+            assert!(e.to_string().contains(name), "{e}");
+            assert_eq!(e.reply(), REPLY_CONTROLS);
+            fs::remove_dir(&p).unwrap();
+        }
+        Config::load(d.path(), &Env::default()).unwrap();
+    }
+}

@@ -1,0 +1,697 @@
+//! The state machine driven directly: no sockets, no processes.
+
+use super::*;
+use control::badmailfrom::BadMailFrom;
+use control::rcpthosts::RcptHosts;
+use proptest::prelude::*;
+use std::cell::RefCell;
+use std::net::Ipv4Addr;
+use std::rc::Rc;
+
+/// What a message handed to the fake queue looked like.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Stored {
+    data: Vec<u8>,
+    from: Option<Vec<u8>>,
+    to: Vec<Vec<u8>>,
+    failed: bool,
+    closed: bool,
+    abandoned: bool,
+}
+
+#[derive(Clone)]
+struct Fake {
+    msgs: Rc<RefCell<Vec<Stored>>>,
+    open_fails: bool,
+    /// The exit code the fake qmail-queue gives for a complete message.
+    exit: i32,
+}
+
+impl Fake {
+    fn new() -> Fake {
+        Fake {
+            msgs: Rc::default(),
+            open_fails: false,
+            exit: 0,
+        }
+    }
+    fn stored(&self) -> Vec<Stored> {
+        self.msgs.borrow().clone()
+    }
+}
+
+struct FakeMsg {
+    msgs: Rc<RefCell<Vec<Stored>>>,
+    i: usize,
+    exit: i32,
+}
+
+impl FakeMsg {
+    fn with<R>(&self, f: impl FnOnce(&mut Stored) -> R) -> R {
+        f(&mut self.msgs.borrow_mut()[self.i])
+    }
+}
+
+impl Message for FakeMsg {
+    fn pid(&self) -> u32 {
+        4242
+    }
+    fn put(&mut self, data: &[u8]) {
+        self.with(|s| {
+            assert!(s.from.is_none(), "put after from");
+            if !s.failed {
+                s.data.extend_from_slice(data)
+            }
+        });
+    }
+    fn fail(&mut self) {
+        self.with(|s| s.failed = true);
+    }
+    fn from(&mut self, sender: &[u8]) {
+        self.with(|s| s.from = Some(sender.to_vec()));
+    }
+    fn to(&mut self, r: &[u8]) {
+        self.with(|s| s.to.push(r.to_vec()));
+    }
+    fn close(self) -> Result<(), QueueError> {
+        let failed = self.with(|s| {
+            s.closed = true;
+            s.failed
+        });
+        QueueError::from_exit(self.exit, failed)
+    }
+    fn abandon(self) {
+        self.with(|s| s.abandoned = true);
+    }
+}
+
+impl Backend for Fake {
+    type Message = FakeMsg;
+    fn open_message(&mut self) -> io::Result<FakeMsg> {
+        if self.open_fails {
+            return Err(io::Error::other("no fork"));
+        }
+        let mut v = self.msgs.borrow_mut();
+        v.push(Stored::default());
+        Ok(FakeMsg {
+            msgs: self.msgs.clone(),
+            i: v.len() - 1,
+            exit: self.exit,
+        })
+    }
+    fn now(&mut self) -> u64 {
+        812_090_814
+    }
+}
+
+fn cfg() -> Config {
+    let mut c = Config::new(b"mx.example");
+    c.ipme = vec![Ipv4Addr::UNSPECIFIED, Ipv4Addr::LOCALHOST];
+    c
+}
+
+fn session(c: Config) -> (Session<Fake>, Fake) {
+    let f = Fake::new();
+    (Session::new(c, f.clone()), f)
+}
+
+/// Feeds `input` and returns the output as a string.
+fn talk(s: &mut Session<Fake>, input: &str) -> String {
+    s.feed(input.as_bytes());
+    String::from_utf8(s.take_output()).unwrap()
+}
+
+const DATE: &str = "26 Sep 1995 04:46:54 -0000";
+
+#[test]
+fn greeting_and_a_whole_dialogue() {
+    let (mut s, f) = session(cfg());
+    assert_eq!(talk(&mut s, ""), "220 mx.example ESMTP\r\n");
+    assert_eq!(
+        talk(&mut s, "HELO client.example\r\n"),
+        "250 mx.example\r\n"
+    );
+    assert_eq!(talk(&mut s, "MAIL FROM:<a@b.example>\r\n"), "250 ok\r\n");
+    assert_eq!(talk(&mut s, "RCPT TO:<c@d.example>\r\n"), "250 ok\r\n");
+    assert_eq!(talk(&mut s, "DATA\r\n"), "354 go ahead\r\n");
+    assert!(s.in_data());
+    assert_eq!(
+        talk(&mut s, "Subject: hi\r\n\r\nbody\r\n..dot\r\n.\r\n"),
+        "250 ok 812090814 qp 4242\r\n"
+    );
+    assert_eq!(talk(&mut s, "QUIT\r\n"), "221 mx.example\r\n");
+    assert_eq!(s.finished(), Some(Exit::Quit));
+    assert_eq!(Exit::Quit.code(), 0);
+    let m = &f.stored()[0];
+    assert_eq!(
+        String::from_utf8(m.data.clone()).unwrap(),
+        format!(
+            "Received: from unknown (HELO client.example) (unknown)\n  by unknown with SMTP; {DATE}\nSubject: hi\n\nbody\n.dot\n"
+        )
+    );
+    assert_eq!(m.from.as_deref(), Some(&b"a@b.example"[..]));
+    assert_eq!(m.to, vec![b"c@d.example".to_vec()]);
+    assert!(m.closed && !m.failed);
+}
+
+#[test]
+fn ehlo_lists_the_extensions() {
+    let (mut s, _) = session(cfg());
+    s.take_output();
+    assert_eq!(
+        talk(&mut s, "ehlo x\r\n"),
+        "250-mx.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+    );
+}
+
+#[test]
+fn fixed_replies() {
+    let (mut s, _) = session(cfg());
+    s.take_output();
+    assert_eq!(talk(&mut s, "NOOP\r\n"), "250 ok\r\n");
+    assert_eq!(talk(&mut s, "noop anything\r\n"), "250 ok\r\n");
+    assert_eq!(
+        talk(&mut s, "VRFY root\r\n"),
+        "252 send some mail, i'll try my best\r\n"
+    );
+    assert_eq!(
+        talk(&mut s, "HELP\r\n"),
+        "214 netqmail home page: http://qmail.org/netqmail\r\n"
+    );
+    assert_eq!(talk(&mut s, "RSET\r\n"), "250 flushed\r\n");
+    assert_eq!(talk(&mut s, "EXPN x\r\n"), "502 unimplemented (#5.5.1)\r\n");
+    assert_eq!(talk(&mut s, "\r\n"), "502 unimplemented (#5.5.1)\r\n");
+    assert_eq!(
+        talk(&mut s, "STARTTLS\r\n"),
+        "502 unimplemented (#5.5.1)\r\n"
+    );
+    // a line with only LF is a command line too
+    assert_eq!(talk(&mut s, "NOOP\n"), "250 ok\r\n");
+    assert_eq!(s.finished(), None);
+}
+
+#[test]
+fn sequence_errors() {
+    let (mut s, _) = session(cfg());
+    s.take_output();
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<a@b>\r\n"),
+        "503 MAIL first (#5.5.1)\r\n"
+    );
+    assert_eq!(talk(&mut s, "DATA\r\n"), "503 MAIL first (#5.5.1)\r\n");
+    assert_eq!(talk(&mut s, "MAIL FROM:<>\r\n"), "250 ok\r\n");
+    assert_eq!(talk(&mut s, "DATA\r\n"), "503 RCPT first (#5.5.1)\r\n");
+    assert_eq!(talk(&mut s, "RSET\r\n"), "250 flushed\r\n");
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<a@b>\r\n"),
+        "503 MAIL first (#5.5.1)\r\n"
+    );
+    // HELO and EHLO forget the sender too
+    talk(&mut s, "MAIL FROM:<>\r\n");
+    talk(&mut s, "EHLO x\r\n");
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<a@b>\r\n"),
+        "503 MAIL first (#5.5.1)\r\n"
+    );
+}
+
+#[test]
+fn a_new_mail_forgets_the_recipients() {
+    let (mut s, f) = session(cfg());
+    talk(
+        &mut s,
+        "MAIL FROM:<a@x>\r\nRCPT TO:<one@x>\r\nMAIL FROM:<b@x>\r\n",
+    );
+    assert_eq!(talk(&mut s, "DATA\r\n"), "503 RCPT first (#5.5.1)\r\n");
+    talk(&mut s, "RCPT TO:<two@x>\r\nDATA\r\n.\r\n");
+    let m = &f.stored()[0];
+    assert_eq!(m.from.as_deref(), Some(&b"b@x"[..]));
+    assert_eq!(m.to, vec![b"two@x".to_vec()]);
+    // after DATA a new MAIL is needed
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<a@b>\r\n"),
+        "503 MAIL first (#5.5.1)\r\n"
+    );
+}
+
+#[test]
+fn syntax_errors_keep_the_state() {
+    let (mut s, _) = session(cfg());
+    s.take_output();
+    let long = format!("<{}>", "a".repeat(900));
+    assert_eq!(
+        talk(&mut s, &format!("MAIL FROM:{long}\r\n")),
+        "555 syntax error (#5.5.4)\r\n"
+    );
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<a@b>\r\n"),
+        "503 MAIL first (#5.5.1)\r\n"
+    );
+    talk(&mut s, "MAIL FROM:<a@b>\r\n");
+    assert_eq!(
+        talk(&mut s, &format!("RCPT TO:{long}\r\n")),
+        "555 syntax error (#5.5.4)\r\n"
+    );
+    let ok = format!("<{}>", "a".repeat(899));
+    assert_eq!(talk(&mut s, &format!("RCPT TO:{ok}\r\n")), "250 ok\r\n");
+    // an overlong MAIL keeps the earlier sender and recipients
+    assert_eq!(
+        talk(&mut s, &format!("MAIL FROM:{long}\r\n")),
+        "555 syntax error (#5.5.4)\r\n"
+    );
+    assert_eq!(talk(&mut s, "DATA\r\n"), "354 go ahead\r\n");
+}
+
+#[test]
+fn pipelined_commands_in_one_piece() {
+    let (mut s, f) = session(cfg());
+    let out = talk(
+        &mut s,
+        "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nRCPT TO:<z@y>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\nNOOP\r\n",
+    );
+    assert_eq!(
+        out,
+        "220 mx.example ESMTP\r\n250-mx.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n250 ok\r\n250 ok\r\n250 ok\r\n354 go ahead\r\n250 ok 812090814 qp 4242\r\n221 mx.example\r\n"
+    );
+    assert_eq!(f.stored()[0].to.len(), 2);
+}
+
+#[test]
+fn feed_stops_at_quit() {
+    let (mut s, _) = session(cfg());
+    let input = b"QUIT\r\nNOOP\r\n";
+    assert_eq!(s.feed(input), 6);
+    assert_eq!(s.feed(b"NOOP\r\n"), 0);
+}
+
+#[test]
+fn rcpthosts_and_relayclient() {
+    let mut c = cfg();
+    c.rcpthosts = RcptHosts::from_entries(Some(["mx.example", ".hosted.example"]));
+    let (mut s, _) = session(c);
+    s.take_output();
+    talk(&mut s, "MAIL FROM:<a@b>\r\n");
+    assert_eq!(talk(&mut s, "RCPT TO:<u@mx.example>\r\n"), "250 ok\r\n");
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<u@x.hosted.example>\r\n"),
+        "250 ok\r\n"
+    );
+    assert_eq!(talk(&mut s, "RCPT TO:<postmaster>\r\n"), "250 ok\r\n");
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<u@elsewhere.example>\r\n"),
+        "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)\r\n"
+    );
+    // the local-IP literal is rewritten before rcpthosts is consulted
+    assert_eq!(talk(&mut s, "RCPT TO:<u@[127.0.0.1]>\r\n"), "250 ok\r\n");
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<u@[192.0.2.1]>\r\n"),
+        "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)\r\n"
+    );
+
+    let mut c = cfg();
+    c.rcpthosts = RcptHosts::from_entries(Some(["mx.example"]));
+    c.relayclient = Some(b"+relayed".to_vec());
+    let (mut s, f) = session(c);
+    talk(&mut s, "MAIL FROM:<a@b>\r\n");
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<u@elsewhere.example>\r\n"),
+        "250 ok\r\n"
+    );
+    talk(&mut s, "DATA\r\n.\r\n");
+    assert_eq!(
+        f.stored()[0].to,
+        vec![b"u@elsewhere.example+relayed".to_vec()]
+    );
+}
+
+#[test]
+fn badmailfrom_refuses_at_rcpt() {
+    let mut c = cfg();
+    c.badmailfrom = BadMailFrom::from_entries(["spam@bad.example", "@worse.example"]);
+    let (mut s, _) = session(c);
+    s.take_output();
+    assert_eq!(
+        talk(&mut s, "MAIL FROM:<SPAM@bad.example>\r\n"),
+        "250 ok\r\n"
+    );
+    let bmf = "553 sorry, your envelope sender is in my badmailfrom list (#5.7.1)\r\n";
+    assert_eq!(talk(&mut s, "RCPT TO:<a@b>\r\n"), bmf);
+    // the syntax check comes first
+    assert_eq!(
+        talk(&mut s, &format!("RCPT TO:<{}>\r\n", "x".repeat(1000))),
+        "555 syntax error (#5.5.4)\r\n"
+    );
+    assert_eq!(talk(&mut s, "DATA\r\n"), "503 RCPT first (#5.5.1)\r\n");
+    talk(&mut s, "MAIL FROM:<x@worse.example>\r\n");
+    assert_eq!(talk(&mut s, "RCPT TO:<a@b>\r\n"), bmf);
+    talk(&mut s, "MAIL FROM:<x@good.example>\r\n");
+    assert_eq!(talk(&mut s, "RCPT TO:<a@b>\r\n"), "250 ok\r\n");
+}
+
+#[test]
+fn databytes_limit() {
+    let mut c = cfg();
+    c.databytes = 10;
+    let (mut s, f) = session(c);
+    talk(&mut s, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    s.take_output();
+    assert_eq!(
+        talk(&mut s, "123456789\r\n.\r\n"),
+        "250 ok 812090814 qp 4242\r\n"
+    );
+    talk(&mut s, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    s.take_output();
+    assert_eq!(
+        talk(&mut s, "1234567890\r\n.\r\n"),
+        "552 sorry, that message size exceeds my databytes limit (#5.3.4)\r\n"
+    );
+    assert!(f.stored()[1].failed);
+    assert_eq!(s.finished(), None);
+}
+
+#[test]
+fn too_many_hops() {
+    let (mut s, f) = session(cfg());
+    talk(&mut s, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    s.take_output();
+    let mut msg = "Delivered-To: x\r\n".repeat(99);
+    msg.push_str("\r\n.\r\n");
+    assert_eq!(talk(&mut s, &msg), "250 ok 812090814 qp 4242\r\n");
+    talk(&mut s, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    s.take_output();
+    let mut msg = "Received: x\r\n".repeat(100);
+    msg.push_str("\r\n.\r\n");
+    assert_eq!(
+        talk(&mut s, &msg),
+        "554 too many hops, this message is looping (#5.4.6)\r\n"
+    );
+    assert!(f.stored()[1].failed);
+}
+
+#[test]
+fn queue_failures() {
+    for (code, reply) in [
+        (53, "451 qq write error or disk full (#4.3.0)\r\n"),
+        (
+            31,
+            "554 mail server permanently rejected message (#5.3.0)\r\n",
+        ),
+        (11, "554 envelope address too long for qq (#5.1.3)\r\n"),
+        (120, "451 unable to exec qq (#4.3.0)\r\n"),
+        (99, "451 qq temporary problem (#4.3.0)\r\n"),
+    ] {
+        let f = Fake {
+            exit: code,
+            ..Fake::new()
+        };
+        let mut s = Session::new(cfg(), f);
+        talk(&mut s, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+        s.take_output();
+        assert_eq!(talk(&mut s, "x\r\n.\r\n"), reply);
+    }
+    let f = Fake {
+        open_fails: true,
+        ..Fake::new()
+    };
+    let mut s = Session::new(cfg(), f);
+    s.take_output();
+    talk(&mut s, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+    assert_eq!(talk(&mut s, "DATA\r\n"), "451 qqt failure (#4.3.0)\r\n");
+    // as in netqmail, the sender is forgotten and what follows is read as commands
+    assert_eq!(talk(&mut s, "x\r\n"), "502 unimplemented (#5.5.1)\r\n");
+    assert_eq!(talk(&mut s, "DATA\r\n"), "503 MAIL first (#5.5.1)\r\n");
+}
+
+#[test]
+fn bare_lf_in_data_ends_the_session() {
+    let (mut s, f) = session(cfg());
+    talk(&mut s, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    s.take_output();
+    let used = s.feed(b"line one\nQUIT\r\n");
+    assert_eq!(used, 9);
+    assert_eq!(
+        String::from_utf8(s.take_output()).unwrap(),
+        "451 See http://pobox.com/~djb/docs/smtplf.html.\r\n"
+    );
+    assert_eq!(s.finished(), Some(Exit::Failure));
+    drop(s);
+    let m = &f.stored()[0];
+    assert!(m.abandoned && !m.closed);
+}
+
+#[test]
+fn bare_lf_in_commands_is_fine() {
+    let (mut s, _) = session(cfg());
+    s.take_output();
+    assert_eq!(
+        talk(&mut s, "MAIL FROM:<a@b>\nRCPT TO:<c@d>\n"),
+        "250 ok\r\n250 ok\r\n"
+    );
+}
+
+#[test]
+fn timeout_and_eof() {
+    let (mut s, _) = session(cfg());
+    s.take_output();
+    s.timed_out();
+    assert_eq!(
+        String::from_utf8(s.take_output()).unwrap(),
+        "451 timeout (#4.4.2)\r\n"
+    );
+    assert_eq!(s.finished(), Some(Exit::Failure));
+    let (mut s, f) = session(cfg());
+    talk(
+        &mut s,
+        "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\npartial",
+    );
+    s.take_output();
+    s.eof();
+    assert!(s.take_output().is_empty());
+    assert_eq!(s.finished(), Some(Exit::Failure));
+    drop(s);
+    assert!(f.stored()[0].abandoned);
+}
+
+#[test]
+fn overlong_lines_get_500_and_the_session_goes_on() {
+    let (mut s, _) = session(cfg());
+    s.take_output();
+    let long = "X".repeat(MAX_LINE + 1);
+    for piece in long.as_bytes().chunks(1000) {
+        s.feed(piece);
+    }
+    assert!(s.take_output().is_empty());
+    assert_eq!(
+        talk(&mut s, "\r\nNOOP\r\n"),
+        "500 command line too long (#5.5.2)\r\n250 ok\r\n"
+    );
+    // exactly MAX_LINE bytes is still a command line
+    let max = format!("NOOP {}\r", "x".repeat(MAX_LINE - 6));
+    assert_eq!(max.len(), MAX_LINE);
+    assert_eq!(talk(&mut s, &format!("{max}\n")), "250 ok\r\n");
+}
+
+#[test]
+fn recipient_limit() {
+    let (mut s, f) = session(cfg());
+    talk(&mut s, "MAIL FROM:<a@b>\r\n");
+    let many = "RCPT TO:<r@x>\r\n".repeat(MAX_RECIPIENTS);
+    s.feed(many.as_bytes());
+    s.take_output();
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<one-more@x>\r\n"),
+        "452 too many recipients (#4.5.3)\r\n"
+    );
+    talk(&mut s, "DATA\r\n.\r\n");
+    assert_eq!(f.stored()[0].to.len(), MAX_RECIPIENTS);
+}
+
+#[test]
+fn received_header_facts() {
+    let mut c = cfg();
+    c.remote = crate::config::Remote {
+        ip: b"192.0.2.7".to_vec(),
+        host: b"Client.Example".to_vec(),
+        info: Some(b"ident user".to_vec()),
+        local: b"mx.example".to_vec(),
+    };
+    let (mut s, f) = session(c);
+    // HELO equal to the remote host (ignoring case): no "(HELO ...)"
+    talk(
+        &mut s,
+        "HELO client.example\r\nMAIL FROM:<>\r\nRCPT TO:<a@b>\r\nDATA\r\n.\r\n",
+    );
+    // a different HELO is shown, filtered
+    talk(
+        &mut s,
+        "HELO [192.0.2.7] x_y\r\nMAIL FROM:<>\r\nRCPT TO:<a@b>\r\nDATA\r\n.\r\n",
+    );
+    // an empty HELO is shown as empty
+    talk(
+        &mut s,
+        "HELO\r\nMAIL FROM:<>\r\nRCPT TO:<a@b>\r\nDATA\r\n.\r\n",
+    );
+    let m = f.stored();
+    let first_line = |i: usize| {
+        let d = String::from_utf8(m[i].data.clone()).unwrap();
+        d.lines().next().unwrap().to_string()
+    };
+    assert_eq!(
+        first_line(0),
+        "Received: from Client.Example (ident?user@192.0.2.7)"
+    );
+    assert_eq!(
+        first_line(1),
+        "Received: from Client.Example (HELO ?192.0.2.7??x?y) (ident?user@192.0.2.7)"
+    );
+    assert_eq!(
+        first_line(2),
+        "Received: from Client.Example (HELO ) (ident?user@192.0.2.7)"
+    );
+    assert!(
+        String::from_utf8(m[0].data.clone())
+            .unwrap()
+            .contains("\n  by mx.example with SMTP; ")
+    );
+}
+
+#[test]
+fn nul_truncates_the_command_line() {
+    let (mut s, f) = session(cfg());
+    s.take_output();
+    assert_eq!(talk(&mut s, "MAIL FROM:<a\0@evil>\r\n"), "250 ok\r\n");
+    talk(&mut s, "RCPT TO:<b\0c>\r\nDATA\r\n.\r\n");
+    let m = &f.stored()[0];
+    assert_eq!(m.from.as_deref(), Some(&b"a"[..]));
+    assert_eq!(m.to, vec![b"b".to_vec()]);
+}
+
+#[test]
+fn message_body_is_streamed_in_pieces() {
+    let (mut s, f) = session(cfg());
+    talk(&mut s, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    let body: String = (0..5000).map(|i| format!("line {i}\r\n")).collect();
+    s.feed(body.as_bytes());
+    s.feed(b".\r\n");
+    let m = &f.stored()[0];
+    let want = body.replace("\r\n", "\n");
+    assert!(m.data.ends_with(want.as_bytes()));
+}
+
+/// A reply stream is a series of lines `DDD-text` ... `DDD text`, each ending in CR LF,
+/// with no CR or LF inside, and each multi-line reply using one code.
+fn well_formed(out: &[u8]) -> Result<(), String> {
+    let s = std::str::from_utf8(out).map_err(|e| e.to_string())?;
+    if !s.is_empty() && !s.ends_with("\r\n") {
+        return Err(format!("unterminated: {s:?}"));
+    }
+    let mut code: Option<&str> = None;
+    for line in s.split_terminator("\r\n") {
+        let b = line.as_bytes();
+        if b.len() < 4 || !b[..3].iter().all(u8::is_ascii_digit) || !(b'2'..=b'5').contains(&b[0]) {
+            return Err(format!("bad line {line:?}"));
+        }
+        if line.contains(['\r', '\n']) {
+            return Err(format!("CR or LF inside {line:?}"));
+        }
+        if let Some(c) = code
+            && c != &line[..3]
+        {
+            return Err(format!("code changed inside a reply: {line:?}"));
+        }
+        code = match b[3] {
+            b'-' => Some(&line[..3]),
+            b' ' => None,
+            _ => return Err(format!("bad separator in {line:?}")),
+        };
+    }
+    if code.is_some() {
+        return Err("multi-line reply not finished".into());
+    }
+    Ok(())
+}
+
+fn smtp_words() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        Just(b"HELO x\r\n".to_vec()),
+        Just(b"EHLO x\r\n".to_vec()),
+        Just(b"MAIL FROM:<a@b>\r\n".to_vec()),
+        Just(b"MAIL FROM:<>\r\n".to_vec()),
+        Just(b"RCPT TO:<c@d>\r\n".to_vec()),
+        Just(b"RCPT TO:<c@[127.0.0.1]>\r\n".to_vec()),
+        Just(b"DATA\r\n".to_vec()),
+        Just(b"RSET\r\n".to_vec()),
+        Just(b"NOOP\r\n".to_vec()),
+        Just(b"VRFY x\r\n".to_vec()),
+        Just(b"HELP\r\n".to_vec()),
+        Just(b".\r\n".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b"Received: x\r\n".to_vec()),
+        Just(b"..\r\n".to_vec()),
+        Just(b"\n".to_vec()),
+        Just(b"\r".to_vec()),
+        Just(b"QUIT\r\n".to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..40),
+    ];
+    proptest::collection::vec(piece, 0..40).prop_map(|v| v.concat())
+}
+
+fn run_chunked(
+    input: &[u8],
+    chunks: &[usize],
+    databytes: u64,
+) -> (Vec<u8>, Vec<Stored>, Option<Exit>) {
+    let mut c = cfg();
+    c.databytes = databytes;
+    c.rcpthosts = RcptHosts::from_entries(Some(["d", "mx.example"]));
+    let (mut s, f) = session(c);
+    let mut out = s.take_output();
+    let mut i = 0;
+    let mut k = 0;
+    while i < input.len() && s.finished().is_none() {
+        let n = chunks.get(k).copied().unwrap_or(input.len()).max(1);
+        k += 1;
+        let end = input.len().min(i + n);
+        let used = s.feed(&input[i..end]);
+        assert!(used <= end - i);
+        assert!(used == end - i || s.finished().is_some());
+        i += used;
+        out.extend(s.take_output());
+    }
+    let fin = s.finished();
+    drop(s);
+    (out, f.stored(), fin)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn replies_are_well_formed(input in smtp_words(), databytes in prop::sample::select(vec![0u64, 5, 50])) {
+        let (out, _, _) = run_chunked(&input, &[], databytes);
+        if let Err(e) = well_formed(&out) {
+            prop_assert!(false, "{}", e);
+        }
+    }
+
+    #[test]
+    fn chunking_does_not_matter(input in smtp_words(), chunks in proptest::collection::vec(1usize..20, 0..200)) {
+        let whole = run_chunked(&input, &[], 0);
+        let pieces = run_chunked(&input, &chunks, 0);
+        prop_assert_eq!(whole, pieces);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(input in proptest::collection::vec(any::<u8>(), 0..3000)) {
+        let (out, stored, _) = run_chunked(&input, &[7, 100, 3], 20);
+        prop_assert!(well_formed(&out).is_ok());
+        for m in stored {
+            if let Some(f) = &m.from {
+                prop_assert!(!f.contains(&0) && f.len() <= addr::MAX_ADDR);
+            }
+            for t in &m.to {
+                prop_assert!(!t.contains(&0) && t.len() <= addr::MAX_ADDR);
+            }
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Moving bytes between the client and a [`Session`]: reads with a timeout, replies held
+//! back until the next read would have to wait (so that the replies to pipelined
+//! commands leave together, as with netqmail), writes with a timeout.
+//!
+//! [`Transport`] is the seam for TLS: [`FdTransport`] is plain descriptors 0 and 1; a TLS
+//! transport wraps it and offers the same two calls.
+
+use crate::session::{Backend, Exit, Session};
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+/// The input buffer: the most bytes read at once.
+pub const READ_BUF: usize = 16 * 1024;
+/// Input is handed to the session in pieces of this size; after each, replies beyond
+/// [`FLUSH_AT`] bytes are written even though more input is waiting.
+pub const FEED_STEP: usize = 1024;
+/// See [`FEED_STEP`].
+pub const FLUSH_AT: usize = 4096;
+/// Most bytes given to one write(2) call (netqmail's output buffer size).
+pub const WRITE_STEP: usize = 512;
+
+/// A connection to the client.
+pub trait Transport {
+    /// Reads what is available, waiting at most `timeout` for something to arrive.
+    /// `Ok(0)` is the end of input; an error of kind `TimedOut` means nothing came.
+    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize>;
+    /// Writes all of `data`, waiting at most `timeout` each time the peer is not ready.
+    fn write_all(&mut self, data: &[u8], timeout: Duration) -> io::Result<()>;
+}
+
+/// Plain descriptors: input from one, output to the other (0 and 1 under tcpserver).
+#[derive(Debug)]
+pub struct FdTransport<'a> {
+    input: BorrowedFd<'a>,
+    output: BorrowedFd<'a>,
+}
+
+impl<'a> FdTransport<'a> {
+    /// Reads from `input` and writes to `output`.
+    pub fn new(input: BorrowedFd<'a>, output: BorrowedFd<'a>) -> FdTransport<'a> {
+        FdTransport { input, output }
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "timeout")
+}
+
+/// Waits until `fd` is ready for `events` or `timeout` passes. Signals are retried with
+/// the time that is left; a timeout too long for poll(2) is waited for in parts.
+fn wait_ready(
+    fd: BorrowedFd<'_>,
+    events: nix::poll::PollFlags,
+    timeout: Duration,
+) -> io::Result<()> {
+    use nix::poll::{PollFd, PollTimeout, poll};
+    let deadline = Instant::now().checked_add(timeout);
+    loop {
+        let left = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => Duration::MAX,
+        };
+        // Rounded up, so that a wait never ends just before the deadline.
+        let ms = PollTimeout::try_from(left.as_micros().div_ceil(1000).min(i32::MAX as u128))
+            .unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(fd, events)];
+        match poll(&mut fds, ms) {
+            Ok(0) => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(timed_out());
+                }
+            }
+            // Readable, writable, or an error/hangup condition the next call reports.
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(io::Error::from(e)),
+        }
+    }
+}
+
+impl Transport for FdTransport<'_> {
+    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        loop {
+            wait_ready(self.input, nix::poll::PollFlags::POLLIN, timeout)?;
+            match nix::unistd::read(self.input, buf) {
+                Ok(n) => return Ok(n),
+                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
+                Err(e) => return Err(io::Error::from(e)),
+            }
+        }
+    }
+
+    fn write_all(&mut self, mut data: &[u8], timeout: Duration) -> io::Result<()> {
+        while !data.is_empty() {
+            wait_ready(self.output, nix::poll::PollFlags::POLLOUT, timeout)?;
+            let n = data.len().min(WRITE_STEP);
+            match nix::unistd::write(self.output, &data[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(w) => data = &data[w..],
+                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
+                Err(e) => return Err(io::Error::from(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs a session to its end over `t`; returns how it ended.
+pub fn serve<B: Backend, T: Transport>(s: &mut Session<B>, t: &mut T) -> Exit {
+    let timeout = Duration::from_secs(s.timeout());
+    let mut buf = vec![0u8; READ_BUF];
+    loop {
+        // Everything read so far has been handled: the replies go out before waiting.
+        let out = s.take_output();
+        if !out.is_empty() && t.write_all(&out, timeout).is_err() {
+            return Exit::Failure;
+        }
+        if let Some(e) = s.finished() {
+            return e;
+        }
+        match t.read(&mut buf, timeout) {
+            Ok(0) => s.eof(),
+            Ok(n) => {
+                let mut off = 0;
+                while off < n && s.finished().is_none() {
+                    let end = n.min(off + FEED_STEP);
+                    off += s.feed(&buf[off..end]);
+                    if s.pending_output() >= FLUSH_AT && s.finished().is_none() {
+                        let out = s.take_output();
+                        if t.write_all(&out, timeout).is_err() {
+                            return Exit::Failure;
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => s.timed_out(),
+            Err(_) => s.eof(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::session::Message;
+    use qmail_queue::QueueError;
+    use std::collections::VecDeque;
+
+    struct NoQueue;
+    struct NoMsg;
+    impl Message for NoMsg {
+        fn pid(&self) -> u32 {
+            7
+        }
+        fn put(&mut self, _: &[u8]) {}
+        fn fail(&mut self) {}
+        fn from(&mut self, _: &[u8]) {}
+        fn to(&mut self, _: &[u8]) {}
+        fn close(self) -> Result<(), QueueError> {
+            Ok(())
+        }
+    }
+    impl Backend for NoQueue {
+        type Message = NoMsg;
+        fn open_message(&mut self) -> io::Result<NoMsg> {
+            Ok(NoMsg)
+        }
+        fn now(&mut self) -> u64 {
+            1
+        }
+    }
+
+    /// Scripted reads (None = timeout); records every write call.
+    struct Script {
+        reads: VecDeque<Option<Vec<u8>>>,
+        writes: Vec<Vec<u8>>,
+        fail_writes: bool,
+    }
+
+    impl Transport for Script {
+        fn read(&mut self, buf: &mut [u8], _: Duration) -> io::Result<usize> {
+            match self.reads.pop_front() {
+                None => Ok(0),
+                Some(None) => Err(timed_out()),
+                Some(Some(d)) => {
+                    assert!(d.len() <= buf.len());
+                    buf[..d.len()].copy_from_slice(&d);
+                    Ok(d.len())
+                }
+            }
+        }
+        fn write_all(&mut self, data: &[u8], _: Duration) -> io::Result<()> {
+            if self.fail_writes {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            self.writes.push(data.to_vec());
+            Ok(())
+        }
+    }
+
+    fn script(reads: Vec<Option<&str>>) -> Script {
+        Script {
+            reads: reads
+                .into_iter()
+                .map(|r| r.map(|s| s.as_bytes().to_vec()))
+                .collect(),
+            writes: Vec::new(),
+            fail_writes: false,
+        }
+    }
+
+    fn strings(w: &[Vec<u8>]) -> Vec<String> {
+        w.iter()
+            .map(|b| String::from_utf8(b.clone()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn pipelined_replies_leave_in_one_write() {
+        let mut t = script(vec![
+            Some("HELO a\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n"),
+            Some("DATA\r\n"),
+            Some("hi\r\n.\r\nQUIT\r\n"),
+        ]);
+        let mut s = Session::new(Config::new(b"mx"), NoQueue);
+        assert_eq!(serve(&mut s, &mut t), Exit::Quit);
+        assert_eq!(
+            strings(&t.writes),
+            vec![
+                "220 mx ESMTP\r\n",
+                "250 mx\r\n250 ok\r\n250 ok\r\n",
+                "354 go ahead\r\n",
+                "250 ok 1 qp 7\r\n221 mx\r\n",
+            ]
+        );
+    }
+
+    #[test]
+    fn timeout_eof_and_write_failure() {
+        let mut t = script(vec![Some("NOOP\r\n"), None]);
+        let mut s = Session::new(Config::new(b"mx"), NoQueue);
+        assert_eq!(serve(&mut s, &mut t), Exit::Failure);
+        assert_eq!(
+            strings(&t.writes),
+            vec!["220 mx ESMTP\r\n", "250 ok\r\n", "451 timeout (#4.4.2)\r\n"]
+        );
+
+        let mut t = script(vec![Some("NOOP\r\nNOOP")]);
+        let mut s = Session::new(Config::new(b"mx"), NoQueue);
+        assert_eq!(serve(&mut s, &mut t), Exit::Failure);
+        assert_eq!(strings(&t.writes), vec!["220 mx ESMTP\r\n", "250 ok\r\n"]);
+
+        let mut t = script(vec![Some("QUIT\r\n")]);
+        t.fail_writes = true;
+        let mut s = Session::new(Config::new(b"mx"), NoQueue);
+        assert_eq!(serve(&mut s, &mut t), Exit::Failure);
+    }
+
+    #[test]
+    fn large_pipelines_flush_on_the_way() {
+        let many = "NOOP\r\n".repeat(READ_BUF / 6);
+        let mut t = script(vec![Some(&many)]);
+        let mut s = Session::new(Config::new(b"mx"), NoQueue);
+        serve(&mut s, &mut t);
+        assert!(t.writes.len() > 2);
+        assert!(t.writes.iter().all(|w| w.len() < FLUSH_AT + 100));
+    }
+
+    #[test]
+    fn fd_transport_reads_writes_and_times_out() {
+        use std::io::{Read, Write};
+        use std::os::fd::AsFd;
+        let (r1, mut w1) = std::io::pipe().unwrap();
+        let (mut r2, w2) = std::io::pipe().unwrap();
+        let mut t = FdTransport::new(r1.as_fd(), w2.as_fd());
+        w1.write_all(b"hello").unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(t.read(&mut buf, Duration::from_secs(5)).unwrap(), 5);
+        let e = t.read(&mut buf, Duration::from_millis(10)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        t.write_all(&[b'x'; 2000], Duration::from_secs(5)).unwrap();
+        let mut got = vec![0u8; 2000];
+        r2.read_exact(&mut got).unwrap();
+        assert!(got.iter().all(|&c| c == b'x'));
+        drop(w1);
+        assert_eq!(t.read(&mut buf, Duration::from_secs(5)).unwrap(), 0);
+    }
+}
