@@ -445,3 +445,33 @@ pub fn user_ids(name: &str) -> (u32, u32) {
         .unwrap_or_else(|| panic!("no user {name}"));
     (u.uid.as_raw(), u.gid.as_raw())
 }
+
+/// Like [`tcpserver`], with extra tcpserver options placed before the address, e.g.
+/// `["-u", "65534", "-g", "65534"]` to run each connection's program as another user.
+pub fn tcpserver_opts(
+    home: &Home,
+    env: &[(&str, &str)],
+    opts: &[&str],
+    program: &[&Path],
+) -> (KillOnDrop, u16) {
+    let port = free_port();
+    let mut c = Command::new(tool("tcpserver"));
+    c.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("QMAIL_HOME", home.path());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.args(["-q", "-R", "-H", "-l", "testhost.example"])
+        .args(opts)
+        .arg("127.0.0.1")
+        .arg(port.to_string())
+        .args(program)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let child = c.spawn().expect("start tcpserver");
+    let k = KillOnDrop(child);
+    wait_for_port(port);
+    (k, port)
+}
