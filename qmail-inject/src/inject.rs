@@ -815,3 +815,6 @@ pub fn run(args: Vec<OsString>) -> Result<(), Fatal> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests;
