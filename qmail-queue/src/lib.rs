@@ -7,7 +7,8 @@
 //! * [`client`]: how other programs hand a message to qmail-queue (or `$QMAILQUEUE`) and
 //!   read its verdict (netqmail's qmail.c);
 //! * [`durable`], [`trigger`], [`fdio`]: fsync of files and directories, lock/trigger,
-//!   reading the descriptors the protocol hands over.
+//!   reading the descriptors the protocol hands over;
+//! * [`qread`], [`qstat`]: the queue listings of qmail-qread and qmail-qstat.
 
 pub mod client;
 pub mod durable;
@@ -15,6 +16,8 @@ pub mod enqueue;
 pub mod envelope;
 pub mod fdio;
 pub mod layout;
+pub mod qread;
+pub mod qstat;
 pub mod trigger;
 
 pub use client::{QueueClient, QueueError};
