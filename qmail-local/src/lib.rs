@@ -13,8 +13,14 @@
 pub mod dotqmail;
 pub mod errno;
 pub mod fail;
+pub mod getpw;
 pub mod headers;
+pub mod helpers;
 pub mod local;
 pub mod maildir;
+pub mod maildirmake;
 pub mod mbox;
+pub mod newu;
 pub mod program;
+pub mod pw2u;
+pub mod users;

@@ -67,7 +67,14 @@ where
                 }
                 break;
             }
-            _ => return Err(usage()),
+            Ok(Some(Arg::Short(c))) => {
+                crate::fail::illegal_option(c);
+                return Err(usage());
+            }
+            _ => {
+                crate::fail::illegal_option('-');
+                return Err(usage());
+            }
         }
     }
     let Ok::<[Vec<u8>; 8], _>(

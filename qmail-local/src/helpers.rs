@@ -1,0 +1,275 @@
+//! The small programs netqmail ships for `|command` lines in .qmail files:
+//!
+//! * `forward address...`: forward the message (with `$DTLINE`, sender `$NEWSENDER`);
+//! * `preline command...`: feed the command `$UFLINE`, `$RPLINE`, `$DTLINE` and the
+//!   message (for programs that expect mbox-style input);
+//! * `condredirect address program...`: forward (sender `$SENDER`) and stop (exit 99)
+//!   when the program exits 0;
+//! * `bouncesaying error [program...]`: bounce with `error` (when the program, if any,
+//!   exits 0);
+//! * `except program...`: turn the program's success into a bounce and its failure into
+//!   success.
+//!
+//! Exit codes and messages are netqmail's; they speak qmail-command(8)'s language (0, 99,
+//! 100, 111).
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::process::{Command, ExitStatus, Stdio};
+
+use crate::errno::{error_str, is_temp};
+
+fn say(line: &[u8]) {
+    let mut v = line.to_vec();
+    v.push(b'\n');
+    let _ = io::stderr().write_all(&v);
+}
+
+fn die(code: i32, prog: &str, text: &[u8]) -> i32 {
+    say(&[prog.as_bytes(), b": fatal: ", text].concat());
+    code
+}
+
+fn die_sys(code: i32, prog: &str, text: &str, e: &io::Error) -> i32 {
+    die(
+        code,
+        prog,
+        &[text.as_bytes(), error_str(e).as_bytes()].concat(),
+    )
+}
+
+/// The message on descriptor 0, as a file sharing its offset.
+fn stdin_file() -> io::Result<File> {
+    Ok(File::from(io::stdin().as_fd().try_clone_to_owned()?))
+}
+
+/// Runs `argv` with inherited descriptors. A program that cannot be run counts as having
+/// exited 111 (temporary reason) or 100, as netqmail's child does.
+fn run_child(argv: &[OsString]) -> Result<i32, ()> {
+    let status: io::Result<ExitStatus> = Command::new(&argv[0])
+        .args(&argv[1..])
+        .spawn()
+        .and_then(|mut c| c.wait());
+    match status {
+        Ok(s) => s.code().ok_or(()),
+        Err(e) => Ok(if is_temp(&e) { 111 } else { 100 }),
+    }
+}
+
+/// Hands the message on descriptor 0 to qmail-queue with `dtline` in front.
+fn queue(prog: &str, dtline: &[u8], sender: &[u8], recips: &[OsString]) -> i32 {
+    let home = control::qmail_home();
+    let mut qq = match qmail_queue::QueueClient::open_default(&home) {
+        Ok(q) => q,
+        Err(e) => return die_sys(111, prog, "unable to fork: ", &e),
+    };
+    let qp = qq.pid();
+    qq.put(dtline);
+    let mut input = match stdin_file() {
+        Ok(f) => f,
+        Err(e) => return die_sys(111, prog, "unable to read message: ", &e),
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => qq.put(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return die_sys(111, prog, "unable to read message: ", &e),
+        }
+    }
+    qq.from(sender);
+    for r in recips {
+        qq.to(r.as_bytes());
+    }
+    match qq.close() {
+        Ok(()) => {
+            say(format!("{prog}: qp {qp}").as_bytes());
+            0
+        }
+        Err(e) => die(if e.permanent { 100 } else { 111 }, prog, e.text.as_bytes()),
+    }
+}
+
+fn env_bytes(name: &str) -> Option<Vec<u8>> {
+    std::env::var_os(name).map(OsStringExt::into_vec)
+}
+
+/// forward(1).
+pub fn forward_main() -> i32 {
+    const P: &str = "forward";
+    let Some(sender) = env_bytes("NEWSENDER") else {
+        return die(100, P, b"NEWSENDER not set");
+    };
+    let Some(dtline) = env_bytes("DTLINE") else {
+        return die(100, P, b"DTLINE not set");
+    };
+    let recips: Vec<OsString> = std::env::args_os().skip(1).collect();
+    queue(P, &dtline, &sender, &recips)
+}
+
+/// condredirect(1).
+pub fn condredirect_main() -> i32 {
+    const P: &str = "condredirect";
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if args.len() < 2 {
+        say(b"condredirect: usage: condredirect newaddress program [ arg ... ]");
+        return 100;
+    }
+    match run_child(&args[1..]) {
+        Err(()) => return die(111, P, b"child crashed"),
+        Ok(0) => {}
+        Ok(111) => return die(111, P, b"temporary child error"),
+        Ok(_) => return 0,
+    }
+    if let Err(e) = stdin_file().and_then(|mut f| f.seek(SeekFrom::Start(0))) {
+        return die_sys(111, P, "unable to rewind: ", &e);
+    }
+    let Some(sender) = env_bytes("SENDER") else {
+        return die(100, P, b"SENDER not set");
+    };
+    let Some(dtline) = env_bytes("DTLINE") else {
+        return die(100, P, b"DTLINE not set");
+    };
+    match queue(P, &dtline, &sender, &args[..1]) {
+        0 => 99,
+        n => n,
+    }
+}
+
+/// bouncesaying(1).
+pub fn bouncesaying_main() -> i32 {
+    const P: &str = "bouncesaying";
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let Some(error) = args.first() else {
+        say(b"bouncesaying: usage: bouncesaying error [ program [ arg ... ] ]");
+        return 100;
+    };
+    if args.len() > 1 {
+        match run_child(&args[1..]) {
+            Err(()) => return die(111, P, b"child crashed"),
+            Ok(0) => {}
+            Ok(111) => return die(111, P, b"temporary child error"),
+            Ok(_) => return 0,
+        }
+    }
+    say(error.as_bytes());
+    100
+}
+
+/// except(1).
+pub fn except_main() -> i32 {
+    const P: &str = "except";
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if args.is_empty() {
+        say(b"except: usage: except program [ arg ... ]");
+        return 100;
+    }
+    match run_child(&args) {
+        Err(()) => die(111, P, b"child crashed"),
+        Ok(0) => 100,
+        Ok(111) => die(111, P, b"temporary child error"),
+        Ok(_) => 0,
+    }
+}
+
+/// preline(1).
+pub fn preline_main() -> i32 {
+    const P: &str = "preline";
+    let usage = || {
+        say(b"preline: usage: preline cmd [ arg ... ]");
+        100
+    };
+    let (Some(ufline), Some(rpline), Some(dtline)) = (
+        env_bytes("UFLINE"),
+        env_bytes("RPLINE"),
+        env_bytes("DTLINE"),
+    ) else {
+        return usage();
+    };
+    let (mut uf, mut rp, mut dt) = (true, true, true);
+    let mut p = lexopt::Parser::from_env();
+    let mut argv: Vec<OsString> = Vec::new();
+    loop {
+        match p.next() {
+            Ok(None) => break,
+            Ok(Some(lexopt::Arg::Short(c))) => match c {
+                'f' => uf = false,
+                'r' => rp = false,
+                'd' => dt = false,
+                'F' => uf = true,
+                'R' => rp = true,
+                'D' => dt = true,
+                c => {
+                    crate::fail::illegal_option(c);
+                    return usage();
+                }
+            },
+            Ok(Some(lexopt::Arg::Value(v))) => {
+                argv.push(v);
+                if let Ok(raw) = p.raw_args() {
+                    argv.extend(raw);
+                }
+                break;
+            }
+            _ => return usage(),
+        }
+    }
+    if argv.is_empty() {
+        return usage();
+    }
+    let mut child = match Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if is_temp(&e) { 111 } else { 100 };
+            return die(
+                code,
+                P,
+                &[
+                    b"unable to run ",
+                    argv[0].as_bytes(),
+                    b": ",
+                    error_str(&e).as_bytes(),
+                ]
+                .concat(),
+            );
+        }
+    };
+    let copied = (|| -> io::Result<()> {
+        let pipe = child
+            .stdin
+            .take()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EPIPE))?;
+        let mut w = io::BufWriter::with_capacity(64 * 1024, pipe);
+        if uf {
+            w.write_all(&ufline)?;
+        }
+        if rp {
+            w.write_all(&rpline)?;
+        }
+        if dt {
+            w.write_all(&dtline)?;
+        }
+        let mut input = stdin_file()?;
+        io::copy(&mut input, &mut w)?;
+        w.flush()
+    })();
+    if let Err(e) = copied {
+        let _ = child.wait();
+        return die_sys(111, P, "unable to copy input: ", &e);
+    }
+    match child.wait() {
+        Ok(s) => match s.code() {
+            Some(c) => c,
+            None => die(111, P, b"child crashed"),
+        },
+        Err(e) => die_sys(111, P, "wait failed: ", &e),
+    }
+}
