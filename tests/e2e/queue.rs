@@ -1,1 +1,270 @@
-//! qmail-queue through its descriptors.
+//! qmail-queue through its descriptors: the message on fd 0, the envelope on fd 1, the
+//! files it leaves in a real queue directory, its exit codes.
+
+use rqmail_tests::{Home, bin, is_root};
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Runs `cmd` as qmail-queue is run: `msg` on fd 0, `env` readable on fd 1.
+fn queue_with(mut cmd: Command, msg: &[u8], env: &[u8]) -> (i32, u32) {
+    let (env_r, env_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::from(env_r))
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("spawn qmail-queue");
+    let pid = child.id();
+    let mut stdin = child.stdin.take().expect("stdin");
+    let msg = msg.to_vec();
+    let env = env.to_vec();
+    let t1 = std::thread::spawn(move || {
+        let _ = stdin.write_all(&msg);
+    });
+    let t2 = std::thread::spawn(move || {
+        let mut f = fs::File::from(env_w);
+        let _ = f.write_all(&env);
+    });
+    let st = child.wait().expect("wait");
+    let _ = t1.join();
+    let _ = t2.join();
+    (st.code().unwrap_or(-1), pid)
+}
+
+fn queue(home: &Home, msg: &[u8], env: &[u8]) -> (i32, u32) {
+    queue_with(home.cmd("qmail-queue"), msg, env)
+}
+
+fn open_trigger(home: &Home) -> fs::File {
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(home.queue().join("lock/trigger"))
+        .expect("open trigger")
+}
+
+#[test]
+fn queues_message_and_envelope_byte_for_byte() {
+    let home = Home::new();
+    let mut trigger = open_trigger(&home);
+    let msg = b"From: a@example.com\nSubject: test\n\nline one\nline two\n";
+    let (code, pid) = queue(
+        &home,
+        msg,
+        b"Fa@example.com\0Tb@example.org\0Tc@example.net\0\0",
+    );
+    assert_eq!(code, 0);
+    let q = home.queued();
+    assert_eq!(q.len(), 1);
+    let m = &q[0];
+    let uid = nix::unistd::getuid().as_raw();
+    let first = String::from_utf8(m.mess[..m.mess.len() - m.body_after_received().len()].to_vec())
+        .expect("utf8");
+    let prefix = format!("Received: (qmail {pid} invoked by uid {uid}); ");
+    assert!(first.starts_with(&prefix), "{first:?}");
+    assert!(first.ends_with(" -0000\n"), "{first:?}");
+    assert_eq!(m.body_after_received(), msg);
+    assert_eq!(
+        m.todo,
+        format!("u{uid}\0p{pid}\0Fa@example.com\0Tb@example.org\0Tc@example.net\0").as_bytes()
+    );
+
+    // Names and modes as netqmail leaves them.
+    let qd = qmail_queue::Queue::in_home(home.path());
+    let mess = fs::metadata(qd.mess(m.id)).expect("mess");
+    assert_eq!(mess.ino(), m.id, "the message is named by its inode");
+    assert_eq!(mess.mode() & 0o7777, 0o644);
+    assert_eq!(
+        fs::metadata(qd.todo(m.id)).expect("todo").mode() & 0o7777,
+        0o644
+    );
+    assert_eq!(
+        fs::read(qd.intd(m.id)).expect("intd"),
+        m.todo,
+        "intd and todo are one file"
+    );
+    assert_eq!(
+        fs::metadata(qd.intd(m.id)).expect("intd").ino(),
+        fs::metadata(qd.todo(m.id)).expect("todo").ino()
+    );
+    assert!(
+        fs::read_dir(home.queue().join("pid"))
+            .expect("pid")
+            .next()
+            .is_none()
+    );
+    assert!(!qd.info(m.id).exists());
+
+    // The trigger was pulled.
+    let mut b = [9u8; 1];
+    assert_eq!(trigger.read(&mut b).expect("trigger byte"), 1);
+    assert_eq!(b[0], 0);
+}
+
+#[test]
+fn empty_sender_many_recipients_and_8bit() {
+    let home = Home::new();
+    let mut env = b"F\0".to_vec();
+    for i in 0..500 {
+        env.extend_from_slice(format!("Tuser{i}@example.com\0").as_bytes());
+    }
+    env.extend_from_slice("T\u{e9}l\u{e8}ve@example.com\0\0".as_bytes());
+    let (code, _) = queue(&home, b"\xff\x00binary\r\n", &env);
+    assert_eq!(code, 0);
+    let q = home.queued();
+    assert_eq!(q[0].sender(), b"");
+    assert_eq!(q[0].recipients().len(), 501);
+    assert_eq!(q[0].body_after_received(), b"\xff\x00binary\r\n");
+}
+
+#[test]
+fn bad_envelopes_exit_and_leave_nothing() {
+    let long = {
+        let mut v = b"F".to_vec();
+        v.extend(std::iter::repeat_n(b'a', 1003));
+        v.extend(b"\0\0");
+        v
+    };
+    let cases: [(&[u8], i32); 6] = [
+        (b"Xa@b\0\0", 91),
+        (b"Fa@b\0Xc@d\0\0", 91),
+        (b"Fa@b\0Tc@d\0", 54),
+        (b"", 54),
+        (b"Fa@b", 54),
+        (&long, 11),
+    ];
+    for (env, want) in cases {
+        let home = Home::new();
+        let (code, _) = queue(&home, b"message\n", env);
+        assert_eq!(code, want, "envelope {:?}", String::from_utf8_lossy(env));
+        assert!(
+            home.queue_files().is_empty(),
+            "left behind: {:?}",
+            home.queue_files()
+        );
+    }
+    // 1002 bytes is the longest address accepted.
+    let home = Home::new();
+    let mut ok = b"F".to_vec();
+    ok.extend(std::iter::repeat_n(b'a', 1002));
+    ok.extend(b"\0T");
+    ok.extend(std::iter::repeat_n(b'b', 1002));
+    ok.extend(b"\0\0");
+    assert_eq!(queue(&home, b"m\n", &ok).0, 0);
+}
+
+#[test]
+fn missing_home_and_queue_directories() {
+    let home = Home::new();
+    let mut c = home.cmd("qmail-queue");
+    c.env("QMAIL_HOME", home.path().join("nonexistent"));
+    assert_eq!(queue_with(c, b"m\n", b"F\0\0").0, 61);
+
+    let empty = tempfile::tempdir().expect("tmp");
+    let mut c = home.cmd("qmail-queue");
+    c.env("QMAIL_HOME", empty.path());
+    assert_eq!(queue_with(c, b"m\n", b"F\0\0").0, 62);
+
+    fs::remove_dir(home.queue().join("todo")).expect("rm todo");
+    assert_eq!(queue(&home, b"m\n", b"F\0Ta@b\0\0").0, 66);
+    assert!(home.queue_files().is_empty(), "{:?}", home.queue_files());
+
+    fs::remove_dir(home.queue().join("intd")).expect("rm intd");
+    assert_eq!(queue(&home, b"m\n", b"F\0Ta@b\0\0").0, 65);
+    assert!(home.queue_files().is_empty(), "{:?}", home.queue_files());
+}
+
+#[test]
+fn unwritable_queue_is_a_queue_error_not_a_crash() {
+    if is_root() {
+        // root ignores permissions; the full-disk test covers write failures as root.
+        return;
+    }
+    let home = Home::new();
+    fs::set_permissions(home.queue().join("pid"), fs::Permissions::from_mode(0o500))
+        .expect("chmod");
+    assert_eq!(queue(&home, b"m\n", b"F\0Ta@b\0\0").0, 63);
+}
+
+/// A really full filesystem: a 64 KiB tmpfs holding the queue (root only).
+#[test]
+fn full_filesystem_exits_53_and_leaves_nothing() {
+    if !is_root() {
+        eprintln!("full_filesystem_exits_53_and_leaves_nothing: needs root to mount a tmpfs");
+        return;
+    }
+    let tmp = Tmpfs::new("64k");
+    let homedir = tmp.path();
+    for d in ["bin", "control"] {
+        fs::create_dir(homedir.join(d)).expect("mkdir");
+    }
+    qmail_queue::layout::create(&homedir.join("queue"), &control::ids::Ids::single_user())
+        .expect("queue on tmpfs");
+    let mut c = Command::new(bin("qmail-queue"));
+    c.env_clear().env("QMAIL_HOME", homedir);
+    let big = vec![b'x'; 256 * 1024];
+    let (code, _) = queue_with(c, &big, b"Fa@b\0Tc@d\0\0");
+    assert_eq!(code, 53);
+    let mut left = Vec::new();
+    for sub in ["mess", "intd", "todo", "pid"] {
+        walk(&homedir.join("queue").join(sub), &mut left);
+    }
+    assert!(left.is_empty(), "half-queued files left: {left:?}");
+
+    // With room again (a small message), the same queue works.
+    let mut c = Command::new(bin("qmail-queue"));
+    c.env_clear().env("QMAIL_HOME", homedir);
+    assert_eq!(queue_with(c, b"small\n", b"Fa@b\0Tc@d\0\0").0, 0);
+}
+
+fn walk(p: &Path, out: &mut Vec<std::path::PathBuf>) {
+    if let Ok(rd) = fs::read_dir(p) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+}
+
+/// A tmpfs of a given size mounted on a temporary directory; unmounted when dropped.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn new(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().expect("tmp");
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount tmpfs failed");
+        Tmpfs { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
