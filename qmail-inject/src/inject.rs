@@ -350,6 +350,8 @@ pub struct Injector<'a> {
     sender: Option<Vec<u8>>,
     seen: Vec<Field>,
     saved: Vec<Vec<u8>>,
+    /// Bytes in `saved` (completed addresses can make a field longer than it came in).
+    saved_bytes: usize,
     /// To, Cc, Bcc, Apparently-To.
     hr: Vec<Vec<u8>>,
     /// To and Cc (for Mail-Followup-To).
@@ -386,6 +388,7 @@ impl<'a> Injector<'a> {
             sender: opts.sender.clone(),
             seen: Vec::new(),
             saved: Vec::new(),
+            saved_bytes: 0,
             hr: Vec::new(),
             tocc: Vec::new(),
             hrr: Vec::new(),
@@ -509,7 +512,16 @@ impl<'a> Injector<'a> {
 
         match kind {
             Some(Field::Bcc | Field::ResentBcc | Field::ReturnPath | Field::ContentLength) => {}
-            _ => self.saved.push(h),
+            _ => {
+                self.saved_bytes += h.len();
+                if self.saved_bytes > self.cfg.limits.header {
+                    return Err(header_error(
+                        headerbody::Error::HeaderTooLong,
+                        &self.cfg.limits,
+                    ));
+                }
+                self.saved.push(h);
+            }
         }
         Ok(())
     }

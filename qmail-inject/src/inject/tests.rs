@@ -357,6 +357,11 @@ fn header_errors_are_permanent() {
     let e = inject(&c, &[], b"To: a, b\nCc: c, d\n\n").unwrap_err();
     assert_eq!(e.msg, b"too many recipients");
     assert!(inject(&c, &[], b"To: a, b\nCc: c\n\n").is_ok());
+    // The header as written counts too: completed addresses are longer.
+    c.limits.recipients = 100;
+    c.limits.header = 60;
+    let e = inject(&c, &[], b"From: a, b, c, d, e, f, g\n\n").unwrap_err();
+    assert_eq!(e.msg, b"message header longer than 60 bytes");
     c.limits.field = 20;
     let e = inject(&c, &[], b"Subject: 0123456789012345678\n\n").unwrap_err();
     assert_eq!(
