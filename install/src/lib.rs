@@ -1,0 +1,259 @@
+//! Lays out a qmail home as netqmail's hier does: directories, owners, groups, modes, the
+//! programs (qmail-queue setuid qmailq), the man pages and the queue with its split
+//! directories and lock/trigger FIFO.
+//!
+//! As root the owners are netqmail's ids, looked up by name; otherwise (single-user mode)
+//! everything belongs to the invoking user and qmail-queue is not setuid. Existing control
+//! files, users/, alias/ contents and queued messages are never touched, so installing
+//! over a netqmail home upgrades its programs and keeps its mail.
+
+pub mod cli;
+
+use control::ids::Ids;
+use nix::unistd::{Gid, Uid};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Who owns an installed file (group is always `qmail`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    /// The owner of binaries (root).
+    Owner,
+    /// The alias user.
+    Alias,
+    /// The queue user (setuid qmail-queue).
+    Qmailq,
+}
+
+impl Who {
+    fn uid(self, ids: &Ids) -> Uid {
+        match self {
+            Who::Owner => ids.owner,
+            Who::Alias => ids.alias,
+            Who::Qmailq => ids.qmailq,
+        }
+    }
+}
+
+/// Directories below the home, as hier makes them.
+pub const DIRS: &[(&str, Who, u32)] = &[
+    ("", Who::Owner, 0o755),
+    ("control", Who::Owner, 0o755),
+    ("users", Who::Owner, 0o755),
+    ("bin", Who::Owner, 0o755),
+    ("boot", Who::Owner, 0o755),
+    ("doc", Who::Owner, 0o755),
+    ("man", Who::Owner, 0o755),
+    ("man/man1", Who::Owner, 0o755),
+    ("man/man5", Who::Owner, 0o755),
+    ("man/man7", Who::Owner, 0o755),
+    ("man/man8", Who::Owner, 0o755),
+    ("alias", Who::Alias, 0o2755),
+];
+
+/// The programs and their modes, as hier installs them. Programs not built yet are skipped.
+pub const PROGRAMS: &[(&str, Who, u32)] = &[
+    ("qmail-queue", Who::Qmailq, 0o4711),
+    ("qmail-lspawn", Who::Owner, 0o700),
+    ("qmail-start", Who::Owner, 0o700),
+    ("qmail-getpw", Who::Owner, 0o711),
+    ("qmail-local", Who::Owner, 0o711),
+    ("qmail-remote", Who::Owner, 0o711),
+    ("qmail-rspawn", Who::Owner, 0o711),
+    ("qmail-clean", Who::Owner, 0o711),
+    ("qmail-send", Who::Owner, 0o711),
+    ("splogger", Who::Owner, 0o711),
+    ("qmail-newu", Who::Owner, 0o700),
+    ("qmail-newmrh", Who::Owner, 0o700),
+    ("qmail-pw2u", Who::Owner, 0o711),
+    ("qmail-inject", Who::Owner, 0o755),
+    ("predate", Who::Owner, 0o755),
+    ("datemail", Who::Owner, 0o755),
+    ("qmail-showctl", Who::Owner, 0o755),
+    ("qmail-qread", Who::Owner, 0o755),
+    ("qmail-qstat", Who::Owner, 0o755),
+    ("qmail-tcpto", Who::Owner, 0o755),
+    ("qmail-tcpok", Who::Owner, 0o755),
+    ("qmail-smtpd", Who::Owner, 0o755),
+    ("sendmail", Who::Owner, 0o755),
+    ("tcp-env", Who::Owner, 0o755),
+    ("forward", Who::Owner, 0o755),
+    ("preline", Who::Owner, 0o755),
+    ("condredirect", Who::Owner, 0o755),
+    ("bouncesaying", Who::Owner, 0o755),
+    ("except", Who::Owner, 0o755),
+    ("maildirmake", Who::Owner, 0o755),
+    ("rqmail-install", Who::Owner, 0o755),
+];
+
+/// What to install and where.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The qmail home the programs will use (e.g. /var/qmail).
+    pub home: PathBuf,
+    /// A staging root prepended to every path (packagers' DESTDIR); empty for none.
+    pub destdir: PathBuf,
+    /// Where the built programs are.
+    pub bindir: PathBuf,
+    /// Where the man pages (NAME.N) are; `None` to skip them.
+    pub mandir: Option<PathBuf>,
+    /// The ids: netqmail's (root) or the invoking user's (single-user mode).
+    pub ids: Ids,
+}
+
+impl Plan {
+    /// The real location of `rel` below the home, inside the staging root.
+    pub fn target(&self, rel: &str) -> PathBuf {
+        let home = self.home.strip_prefix("/").unwrap_or(&self.home);
+        let base = self.destdir.join(home);
+        if rel.is_empty() { base } else { base.join(rel) }
+    }
+}
+
+/// An installation step that failed, with the path it concerned.
+#[derive(Debug)]
+pub struct InstallError {
+    pub path: PathBuf,
+    pub what: &'static str,
+    pub err: io::Error,
+}
+
+impl std::fmt::Display for InstallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "unable to {} {}: {}",
+            self.what,
+            self.path.display(),
+            self.err
+        )
+    }
+}
+
+impl std::error::Error for InstallError {}
+
+fn err(path: &Path, what: &'static str) -> impl FnOnce(io::Error) -> InstallError {
+    let path = path.to_path_buf();
+    move |err| InstallError { path, what, err }
+}
+
+fn own(p: &Path, uid: Uid, gid: Gid, mode: u32, ids: &Ids) -> Result<(), InstallError> {
+    if !ids.single_user {
+        nix::unistd::chown(p, Some(uid), Some(gid))
+            .map_err(io::Error::from)
+            .map_err(err(p, "chown"))?;
+    }
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).map_err(err(p, "chmod"))
+}
+
+/// In single-user mode no file is setuid: the invoker owns everything already.
+fn effective_mode(mode: u32, ids: &Ids) -> u32 {
+    if ids.single_user {
+        mode & !0o6000
+    } else {
+        mode
+    }
+}
+
+/// Copies `src` to `dst` through a temporary name and a rename, so a running program is
+/// never overwritten in place.
+fn copy_atomic(src: &Path, dst: &Path) -> Result<(), InstallError> {
+    let name = dst
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dst.with_file_name(format!(".{name}.rqmail-install"));
+    fs::copy(src, &tmp).map_err(err(src, "copy"))?;
+    fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(err(&tmp, "fsync"))?;
+    fs::rename(&tmp, dst).map_err(err(dst, "rename onto"))
+}
+
+/// Installs the home: directories, programs, man pages, queue.
+pub fn install(plan: &Plan) -> Result<Vec<String>, InstallError> {
+    let ids = &plan.ids;
+    let mut skipped = Vec::new();
+    for (rel, who, mode) in DIRS {
+        let p = plan.target(rel);
+        match fs::DirBuilder::new().recursive(true).mode(0o700).create(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(err(&p, "create directory")(e)),
+        }
+        own(&p, who.uid(ids), ids.qmail, effective_mode(*mode, ids), ids)?;
+    }
+    for (name, who, mode) in PROGRAMS {
+        let src = plan.bindir.join(name);
+        if !src.exists() {
+            skipped.push((*name).to_string());
+            continue;
+        }
+        let dst = plan.target("bin").join(name);
+        copy_atomic(&src, &dst)?;
+        // chown before chmod: chown clears the setuid bit.
+        own(
+            &dst,
+            who.uid(ids),
+            ids.qmail,
+            effective_mode(*mode, ids),
+            ids,
+        )?;
+    }
+    if let Some(mandir) = &plan.mandir {
+        let rd = fs::read_dir(mandir).map_err(err(mandir, "read"))?;
+        let mut pages: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        pages.sort();
+        for page in pages {
+            let Some(sect) = page.extension().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            if !matches!(sect, "1" | "5" | "7" | "8") {
+                continue;
+            }
+            let Some(fname) = page.file_name() else {
+                continue;
+            };
+            let dst = plan.target(&format!("man/man{sect}")).join(fname);
+            copy_atomic(&page, &dst)?;
+            own(&dst, ids.owner, ids.qmail, 0o644, ids)?;
+        }
+    }
+    let queue = plan.target("queue");
+    qmail_queue::layout::create(&queue, ids).map_err(err(&queue, "create the queue"))?;
+    Ok(skipped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_user_layout() {
+        let d = tempfile::tempdir().unwrap();
+        let bindir = d.path().join("build");
+        fs::create_dir(&bindir).unwrap();
+        fs::write(bindir.join("qmail-queue"), b"#!/bin/sh\n").unwrap();
+        let plan = Plan {
+            home: PathBuf::from("/var/qmail"),
+            destdir: d.path().join("stage"),
+            bindir,
+            mandir: None,
+            ids: Ids::single_user(),
+        };
+        let skipped = install(&plan).unwrap();
+        assert!(skipped.contains(&"qmail-send".to_string()));
+        let root = d.path().join("stage/var/qmail");
+        let mode = |p: &str| fs::metadata(root.join(p)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode("bin/qmail-queue"), 0o711);
+        assert_eq!(mode("alias"), 0o755);
+        assert_eq!(mode("queue/mess/0"), 0o750);
+        assert_eq!(mode("control"), 0o755);
+        // idempotent, keeps files
+        fs::write(root.join("control/me"), "x\n").unwrap();
+        install(&plan).unwrap();
+        assert_eq!(fs::read(root.join("control/me")).unwrap(), b"x\n");
+    }
+}
