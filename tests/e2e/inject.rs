@@ -780,3 +780,23 @@ fn datemail_queues_with_local_date() {
     assert!(field(&m, "Date").expect("date").ends_with(" +0530"), "{m}");
     assert_eq!(m.matches("Date:").count(), 1, "{m}");
 }
+
+#[test]
+fn sendmail_bp_runs_the_real_qmail_qread() {
+    let home = Home::new();
+    let o = run(
+        &home,
+        "sendmail",
+        &["waiting@example.org"],
+        &[],
+        b"Subject: s\n\nbody\n",
+    );
+    assert_eq!(o.code, 0, "{}", o.err);
+    // Same output and exit code as qmail-qread run directly (a message still in todo/
+    // is not listed until qmail-send has seen it, as with netqmail).
+    let direct = run(&home, "qmail-qread", &[], &[], b"");
+    let o = run(&home, "sendmail", &["-bp"], &[], b"");
+    assert_eq!((o.code, o.err.as_str()), (0, ""));
+    assert_eq!(o.out, direct.out);
+    assert_eq!(direct.code, 0);
+}
