@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(qmail_send::clean::main());
+}

@@ -1,0 +1,191 @@
+//! Bounce messages in qmail's QSBMF format (qmail-send.c's addbounce and injectbounce),
+//! and the address quoting they use (netqmail's quote.c).
+
+/// Characters that may appear unquoted in a local part (quote.c's table).
+fn ok(c: u8) -> bool {
+    matches!(
+        c,
+        b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'/' | b'0'..=b'9' | b'=' | b'?'
+            | b'A'..=b'Z' | b'^' | b'_' | b'`' | b'a'..=b'z' | b'{' | b'|' | b'}' | b'~'
+    )
+}
+
+/// True when a local part must be quoted.
+pub fn quote_need(s: &[u8]) -> bool {
+    if s.is_empty() {
+        return true;
+    }
+    if s.iter().any(|&c| c >= 128 || !ok(c)) {
+        return true;
+    }
+    s[0] == b'.' || s[s.len() - 1] == b'.' || s.windows(2).any(|w| w == b"..")
+}
+
+/// Quotes a local part only when needed: `"..."` with `\` before CR, LF, `"` and `\`.
+pub fn quote(s: &[u8]) -> Vec<u8> {
+    if !quote_need(s) {
+        return s.to_vec();
+    }
+    let mut v = Vec::with_capacity(s.len() * 2 + 2);
+    v.push(b'"');
+    for &c in s {
+        if matches!(c, b'\r' | b'\n' | b'"' | b'\\') {
+            v.push(b'\\');
+        }
+        v.push(c);
+    }
+    v.push(b'"');
+    v
+}
+
+/// Quotes the local part of an address (everything before the last `@`); the empty
+/// address stays empty.
+pub fn quote2(s: &[u8]) -> Vec<u8> {
+    if s.is_empty() {
+        return Vec::new();
+    }
+    match s.iter().rposition(|&c| c == b'@') {
+        None => quote(s),
+        Some(j) => {
+            let mut v = quote(&s[..j]);
+            v.extend_from_slice(&s[j..]);
+            v
+        }
+    }
+}
+
+/// The paragraph appended to bounce/N for one failed recipient: `<recip>:`, the report,
+/// then a blank line. Newlines in the address become `_`, blank lines inside the report
+/// become `/` so the paragraph stays one paragraph.
+pub fn record(recip: &[u8], report: &[u8]) -> Vec<u8> {
+    let mut t = Vec::with_capacity(recip.len() + report.len() + 8);
+    t.push(b'<');
+    t.extend(recip.iter().map(|&c| if c == b'\n' { b'_' } else { c }));
+    t.extend_from_slice(b">:\n");
+    t.extend_from_slice(report);
+    if !report.is_empty() && report[report.len() - 1] != b'\n' {
+        t.push(b'\n');
+    }
+    let mut pos = t.len() - 2;
+    while pos > 0 {
+        if t[pos] == b'\n' && t[pos - 1] == b'\n' {
+            t[pos] = b'/';
+        }
+        pos -= 1;
+    }
+    t.push(b'\n');
+    t
+}
+
+/// The text added to a temporary failure once the message is older than queuelifetime.
+pub const TOO_LONG: &[u8] =
+    b"I'm not going to try again; this message has been in the queue too long.\n";
+
+/// The bounce message up to the failure paragraphs. `double` for a bounce of a bounce
+/// (its recipient is doublebounceto).
+pub fn head(date: u64, bouncefrom: &[u8], bouncehost: &[u8], to: &[u8], double: bool) -> Vec<u8> {
+    let mut v = Vec::with_capacity(512);
+    v.extend_from_slice(b"Date: ");
+    v.extend_from_slice(control::datetime::date822(date).as_bytes());
+    v.extend_from_slice(b"\nFrom: ");
+    v.extend(quote(bouncefrom));
+    v.push(b'@');
+    v.extend_from_slice(bouncehost);
+    v.extend_from_slice(b"\nTo: ");
+    v.extend(quote2(to));
+    v.extend_from_slice(b"\nSubject: failure notice\n\nHi. This is the qmail-send program at ");
+    v.extend_from_slice(bouncehost);
+    if double {
+        v.extend_from_slice(
+            b".\nI tried to deliver a bounce message to this address, but the bounce bounced!\n\n",
+        );
+    } else {
+        v.extend_from_slice(
+            b".\nI'm afraid I wasn't able to deliver your message to the following addresses.\n\
+This is a permanent error; I've given up. Sorry it didn't work out.\n\n",
+        );
+    }
+    v
+}
+
+/// The separator between the failure paragraphs and the original message.
+pub fn middle(sender: &[u8], double: bool) -> Vec<u8> {
+    let mut v = Vec::with_capacity(80 + sender.len());
+    v.extend_from_slice(if double {
+        b"--- Below this line is the original bounce.\n\n".as_slice()
+    } else {
+        b"--- Below this line is a copy of the message.\n\n".as_slice()
+    });
+    v.extend_from_slice(b"Return-Path: <");
+    v.extend(quote2(sender));
+    v.extend_from_slice(b">\n");
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote(b"MAILER-DAEMON"), b"MAILER-DAEMON");
+        assert_eq!(quote(b"a b"), b"\"a b\"");
+        assert_eq!(quote(b"a\"b\\"), b"\"a\\\"b\\\\\"");
+        assert_eq!(quote(b".a"), b"\".a\"");
+        assert_eq!(quote(b"a..b"), b"\"a..b\"");
+        assert_eq!(quote(b""), b"\"\"");
+        assert_eq!(quote2(b"joe smith@x.example"), b"\"joe smith\"@x.example");
+        assert_eq!(quote2(b""), b"");
+        assert_eq!(quote2(b"#@[]"), b"#@[]");
+        assert_eq!(quote2(b"nobody"), b"nobody");
+    }
+
+    #[test]
+    fn records() {
+        assert_eq!(
+            record(
+                b"joe@x.example",
+                b"Sorry, no mailbox here by that name. (#5.1.1)\n"
+            ),
+            b"<joe@x.example>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n"
+        );
+        assert_eq!(
+            record(b"a\nb@x", b"one\n\n\ntwo"),
+            b"<a_b@x>:\none\n//two\n\n"
+        );
+        assert_eq!(record(b"a@x", b""), b"<a@x>:\n\n");
+    }
+
+    #[test]
+    fn head_text() {
+        let h = head(
+            812_090_814,
+            b"MAILER-DAEMON",
+            b"me.example",
+            b"joe@x.example",
+            false,
+        );
+        assert_eq!(
+            String::from_utf8(h).unwrap(),
+            "Date: 26 Sep 1995 04:46:54 -0000\nFrom: MAILER-DAEMON@me.example\nTo: joe@x.example\n\
+Subject: failure notice\n\nHi. This is the qmail-send program at me.example.\n\
+I'm afraid I wasn't able to deliver your message to the following addresses.\n\
+This is a permanent error; I've given up. Sorry it didn't work out.\n\n"
+        );
+        assert_eq!(
+            middle(b"", true),
+            b"--- Below this line is the original bounce.\n\nReturn-Path: <>\n"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn record_is_one_paragraph(r in proptest::collection::vec(any::<u8>(), 0..60), rep in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let rep: Vec<u8> = rep.into_iter().filter(|&c| c != 0).collect();
+            let t = record(&r, &rep);
+            prop_assert!(t.ends_with(b"\n\n"));
+            prop_assert!(!t[..t.len() - 1].windows(2).any(|w| w == b"\n\n"));
+        }
+    }
+}

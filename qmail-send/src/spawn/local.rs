@@ -1,0 +1,442 @@
+//! qmail-lspawn's part: find the user in charge of a local address (users/cdb written by
+//! qmail-newu, else bin/qmail-getpw), then run bin/qmail-local as that user.
+//!
+//! As in netqmail, a failure on the way is an exit code of the "child" mapped to a report
+//! (qlx.h): the codes below.
+
+use super::{Status, Step, error_temp, output_pipe, running};
+use control::cdb::Cdb;
+use nix::unistd::{Gid, Uid};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// netqmail's qlx.h exit codes.
+pub mod qlx {
+    pub const USAGE: i32 = 112;
+    pub const ROOT: i32 = 113;
+    pub const NFS: i32 = 115;
+    pub const NOALIAS: i32 = 116;
+    pub const CDB: i32 = 117;
+    pub const SYS: i32 = 118;
+    pub const NOMEM: i32 = 119;
+    pub const EXECSOFT: i32 = 120;
+    pub const EXECPW: i32 = 121;
+    pub const EXECHARD: i32 = 126;
+}
+
+/// netqmail's truncreport for qmail-local's output.
+pub const TRUNCREPORT: usize = 3000;
+const TRUNCMESS: &[u8] = b"\nError report too long, sorry.\n";
+/// The most of qmail-getpw's answer kept.
+pub const GETPW_LIMIT: usize = 64 * 1024;
+
+/// The report for a finished delivery, from the exit status and qmail-local's output
+/// (netqmail's qmail-lspawn report()).
+pub fn report(status: Status, output: &[u8]) -> Vec<u8> {
+    let code = match status {
+        Status::Crashed => return b"Zqmail-local crashed.\n".to_vec(),
+        Status::Exited(c) => c,
+    };
+    let fixed: Option<&str> = match code {
+        qlx::CDB => Some("ZTrouble reading users/cdb in qmail-lspawn.\n"),
+        qlx::NOMEM => Some("ZOut of memory in qmail-lspawn.\n"),
+        qlx::SYS => Some("ZTemporary failure in qmail-lspawn.\n"),
+        qlx::NOALIAS => Some("ZUnable to find alias user!\n"),
+        qlx::ROOT => Some("ZNot allowed to perform deliveries as root.\n"),
+        qlx::USAGE => Some("ZInternal qmail-lspawn bug.\n"),
+        qlx::NFS => Some("ZNFS failure in qmail-local.\n"),
+        qlx::EXECHARD => Some("DUnable to run qmail-local.\n"),
+        qlx::EXECSOFT => Some("ZUnable to run qmail-local.\n"),
+        qlx::EXECPW => Some("ZUnable to run qmail-getpw.\n"),
+        _ => None,
+    };
+    if let Some(t) = fixed {
+        return t.as_bytes().to_vec();
+    }
+    let letter = match code {
+        111 | 71 | 74 | 75 => b'Z',
+        0 => b'K',
+        _ => b'D',
+    };
+    let mut v = vec![letter];
+    let end = output.iter().position(|&c| c == 0).unwrap_or(output.len());
+    v.extend_from_slice(&output[..end]);
+    v
+}
+
+/// Looks `local` up in an open users/cdb as qmail-lspawn does: the exact key
+/// `!local\0`, then wildcard keys `!prefix` from the longest prefix down, trying a prefix
+/// only when its last character is one of the wildcard characters stored under the empty
+/// key (or the prefix is empty). Returns the user's fields, `\0`-terminated, or `None`.
+/// An error is qlx::CDB.
+pub fn cdb_lookup(db: &Cdb, local: &[u8]) -> Result<Option<Vec<u8>>, i32> {
+    let mut lower = Vec::with_capacity(local.len() + 2);
+    lower.push(b'!');
+    lower.extend(local.iter().map(u8::to_ascii_lowercase));
+    lower.push(0);
+    let wildchars = match db.get(b"") {
+        Ok(Some(w)) => w,
+        Ok(None) | Err(_) => return Err(qlx::CDB),
+    };
+    let mut i = lower.len();
+    let mut flagwild = false;
+    while i > 0 {
+        if !flagwild || i == 1 || wildchars.contains(&lower[i - 1]) {
+            match db.get(&lower[..i]) {
+                Err(_) => return Err(qlx::CDB),
+                Ok(Some(mut data)) => {
+                    if flagwild {
+                        data.extend_from_slice(&local[i - 1..]);
+                    }
+                    data.push(0);
+                    return Ok(Some(data));
+                }
+                Ok(None) => {}
+            }
+        }
+        i -= 1;
+        flagwild = true;
+    }
+    Ok(None)
+}
+
+/// The six fields qmail-lspawn passes on: user, uid, gid, home, dash, ext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nughde {
+    pub user: Vec<u8>,
+    pub uid: u64,
+    pub gid: u64,
+    pub home: Vec<u8>,
+    pub dash: Vec<u8>,
+    pub ext: Vec<u8>,
+}
+
+/// Splits `user\0uid\0gid\0home\0dash\0ext\0`; `None` (qlx::USAGE) when a `\0` is missing.
+pub fn parse_nughde(x: &[u8]) -> Option<Nughde> {
+    let mut parts = x.split(|&c| c == 0);
+    let mut next = || parts.next().map(<[u8]>::to_vec);
+    let f: Vec<Vec<u8>> = (0..6).map_while(|_| next()).collect();
+    // Every field must be followed by a \0: there must be a seventh (possibly empty) piece.
+    if f.len() < 6 || x.iter().filter(|&&c| c == 0).count() < 6 {
+        return None;
+    }
+    let num = |v: &[u8]| control::file::scan_ulong(v).unwrap_or(0);
+    Some(Nughde {
+        user: f[0].clone(),
+        uid: num(&f[1]),
+        gid: num(&f[2]),
+        home: f[3].clone(),
+        dash: f[4].clone(),
+        ext: f[5].clone(),
+    })
+}
+
+/// Where a local delivery stands.
+#[derive(Debug)]
+pub enum Stage {
+    /// qmail-getpw is running.
+    GetPw {
+        mess: File,
+        sender: Vec<u8>,
+        recip: Vec<u8>,
+        at: usize,
+    },
+    /// qmail-local is running.
+    Local,
+}
+
+/// The qmail-lspawn spawner.
+#[derive(Debug)]
+pub struct Local {
+    pub home: PathBuf,
+    pub aliasempty: Vec<u8>,
+    /// Run children under their own ids (root mode).
+    pub switch_ids: bool,
+    pub qmailp: Uid,
+    pub nofiles: Gid,
+}
+
+fn os(b: &[u8]) -> &OsStr {
+    OsStr::from_bytes(b)
+}
+
+impl Local {
+    fn done(code: i32) -> Step<Stage> {
+        Step::Done(report(Status::Exited(code), b""))
+    }
+
+    fn getpw(&self, mess: File, sender: &[u8], recip: &[u8], at: usize) -> Step<Stage> {
+        let Ok((r, w, _w2)) = output_pipe() else {
+            return Self::done(qlx::SYS);
+        };
+        let mut c = Command::new(self.home.join("bin/qmail-getpw"));
+        c.arg0("bin/qmail-getpw")
+            .arg(os(&recip[..at]))
+            .current_dir(&self.home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(w))
+            .stderr(Stdio::null());
+        if self.switch_ids {
+            c.gid(self.nofiles.as_raw()).uid(self.qmailp.as_raw());
+        }
+        match c.spawn() {
+            Ok(child) => Step::Run(
+                running(child, r),
+                Stage::GetPw {
+                    mess,
+                    sender: sender.to_vec(),
+                    recip: recip.to_vec(),
+                    at,
+                },
+            ),
+            Err(_) => Self::done(qlx::EXECPW),
+        }
+    }
+
+    fn local(
+        &self,
+        nughde: &[u8],
+        mess: File,
+        sender: &[u8],
+        recip: &[u8],
+        at: usize,
+    ) -> Step<Stage> {
+        let Some(n) = parse_nughde(nughde) else {
+            return Self::done(qlx::USAGE);
+        };
+        let (Ok(uid), Ok(gid)) = (u32::try_from(n.uid), u32::try_from(n.gid)) else {
+            return Self::done(qlx::USAGE);
+        };
+        if self.switch_ids && uid == 0 {
+            return Self::done(qlx::ROOT);
+        }
+        let Ok((r, w, w2)) = output_pipe() else {
+            return Self::done(qlx::SYS);
+        };
+        let mut c = Command::new(self.home.join("bin/qmail-local"));
+        c.arg0("bin/qmail-local")
+            .arg("--")
+            .arg(os(&n.user))
+            .arg(os(&n.home))
+            .arg(os(&recip[..at]))
+            .arg(os(&n.dash))
+            .arg(os(&n.ext))
+            .arg(os(&recip[at + 1..]))
+            .arg(os(sender))
+            .arg(os(&self.aliasempty))
+            .current_dir(&self.home)
+            .stdin(Stdio::from(mess))
+            .stdout(Stdio::from(w))
+            .stderr(Stdio::from(w2));
+        if self.switch_ids {
+            c.gid(gid).uid(uid);
+        }
+        match c.spawn() {
+            Ok(child) => Step::Run(running(child, r), Stage::Local),
+            Err(e) if error_temp(&e) => Self::done(qlx::EXECSOFT),
+            Err(_) => Self::done(qlx::EXECHARD),
+        }
+    }
+}
+
+impl super::Spawner for Local {
+    type Stage = Stage;
+
+    fn start(&mut self, mess: File, sender: &[u8], recip: &[u8], at: usize) -> Step<Stage> {
+        let local = &recip[..at];
+        if local.is_empty() {
+            // An empty mailbox name is a trash address.
+            return Step::Done(report(Status::Exited(0), b""));
+        }
+        let db = match Cdb::open_optional(&self.home.join("users/cdb")) {
+            Ok(db) => db,
+            Err(_) => return Self::done(qlx::CDB),
+        };
+        if let Some(db) = db {
+            match cdb_lookup(&db, local) {
+                Err(code) => return Self::done(code),
+                Ok(Some(n)) => return self.local(&n, mess, sender, recip, at),
+                Ok(None) => {}
+            }
+        }
+        self.getpw(mess, sender, recip, at)
+    }
+
+    fn finish(
+        &mut self,
+        stage: Stage,
+        status: Status,
+        mut output: Vec<u8>,
+        overflow: bool,
+    ) -> Step<Stage> {
+        match stage {
+            Stage::GetPw {
+                mess,
+                sender,
+                recip,
+                at,
+            } => match status {
+                Status::Crashed => Self::done(qlx::SYS),
+                Status::Exited(0) if overflow => Self::done(qlx::SYS),
+                Status::Exited(0) => self.local(&output, mess, &sender, &recip, at),
+                Status::Exited(code) => Self::done(code),
+            },
+            Stage::Local => {
+                if overflow {
+                    output.truncate(TRUNCREPORT - TRUNCMESS.len() - 3);
+                    output.extend_from_slice(TRUNCMESS);
+                }
+                Step::Done(report(status, &output))
+            }
+        }
+    }
+
+    fn output_limit(&self, stage: &Stage) -> usize {
+        match stage {
+            Stage::GetPw { .. } => GETPW_LIMIT,
+            Stage::Local => TRUNCREPORT,
+        }
+    }
+}
+
+/// Keeps only CAP_SETUID and CAP_SETGID (effective and permitted), clears the inheritable
+/// and ambient sets. Called once at start when running as root.
+pub fn drop_capabilities() -> Result<(), caps::errors::CapsError> {
+    use caps::{CapSet, Capability, CapsHashSet};
+    let keep: CapsHashSet = [Capability::CAP_SETUID, Capability::CAP_SETGID]
+        .into_iter()
+        .collect();
+    caps::clear(None, CapSet::Ambient)?;
+    caps::clear(None, CapSet::Inheritable)?;
+    caps::set(None, CapSet::Effective, &keep)?;
+    caps::set(None, CapSet::Permitted, &keep)?;
+    Ok(())
+}
+
+/// The qmail-lspawn program (`qmail-lspawn defaultdelivery`). Returns its exit code.
+pub fn main() -> i32 {
+    let mut args = std::env::args_os().skip(1);
+    let Some(aliasempty) = args.next() else {
+        return 100;
+    };
+    let Some(home) = super::enter_queue() else {
+        return 111;
+    };
+    let ids = match control::ids::Ids::for_this_process() {
+        Ok(ids) => ids,
+        Err(e) => {
+            eprintln!("qmail-lspawn: fatal: {e}");
+            return 111;
+        }
+    };
+    if !ids.single_user
+        && let Err(e) = drop_capabilities()
+    {
+        eprintln!("qmail-lspawn: fatal: unable to drop capabilities: {e}");
+        return 111;
+    }
+    let wide = super::wide_max(super::raise_nofile());
+    let spawner = Local {
+        home,
+        aliasempty: aliasempty.as_bytes().to_vec(),
+        switch_ids: !ids.single_user,
+        qmailp: ids.qmailp,
+        nofiles: ids.nofiles,
+    };
+    super::Server::new(spawner, ids.qmailq.as_raw(), wide).run()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_match_netqmail() {
+        assert_eq!(report(Status::Crashed, b""), b"Zqmail-local crashed.\n");
+        assert_eq!(report(Status::Exited(0), b"did 0+0+1/\n"), b"Kdid 0+0+1/\n");
+        assert_eq!(report(Status::Exited(111), b"temp\0junk"), b"Ztemp");
+        assert_eq!(report(Status::Exited(75), b"x"), b"Zx");
+        assert_eq!(report(Status::Exited(100), b"no"), b"Dno");
+        assert_eq!(report(Status::Exited(99), b"no"), b"Dno");
+        assert_eq!(
+            report(Status::Exited(qlx::ROOT), b"x"),
+            b"ZNot allowed to perform deliveries as root.\n"
+        );
+        assert_eq!(
+            report(Status::Exited(qlx::EXECHARD), b""),
+            b"DUnable to run qmail-local.\n"
+        );
+        assert_eq!(
+            report(Status::Exited(qlx::NOALIAS), b""),
+            b"ZUnable to find alias user!\n"
+        );
+    }
+
+    #[test]
+    fn nughde_fields() {
+        let n = parse_nughde(b"joe\x00507\x00100\x00/home/joe\x00-\x00ext\0").unwrap();
+        assert_eq!(n.user, b"joe");
+        assert_eq!((n.uid, n.gid), (507, 100));
+        assert_eq!(n.ext, b"ext");
+        assert!(parse_nughde(b"joe\x00507\x00100\x00/home/joe\x00-\x00ext").is_none());
+        assert!(parse_nughde(b"").is_none());
+    }
+
+    #[test]
+    fn cdb_exact_and_wildcards() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("cdb");
+        // As qmail-newu writes them for:
+        //   +:alias:7790:2108:/q/alias:-::
+        //   +joe-:joe:507:100:/home/joe:-::
+        //   =joe:joe:507:100:/home/joe:::
+        let entries: Vec<(&[u8], &[u8])> = vec![
+            (b"!", b"alias\x007790\x002108\x00/q/alias\x00-\x00"),
+            (b"!joe-", b"joe\x00507\x00100\x00/home/joe\x00-\x00"),
+            (b"!joe\0", b"joe\x00507\x00100\x00/home/joe\x00\x00"),
+            (b"", b"-"),
+        ];
+        control::cdb::write_atomic(&p, &d.path().join("tmp"), entries).unwrap();
+        let db = Cdb::open_optional(&p).unwrap().unwrap();
+        let get = |l: &[u8]| parse_nughde(&cdb_lookup(&db, l).unwrap().unwrap()).unwrap();
+        let joe = get(b"Joe");
+        assert_eq!(
+            (joe.dash.as_slice(), joe.ext.as_slice()),
+            (&b""[..], &b""[..])
+        );
+        let direct = get(b"joe-direct");
+        assert_eq!(
+            (
+                direct.user.as_slice(),
+                direct.dash.as_slice(),
+                direct.ext.as_slice()
+            ),
+            (&b"joe"[..], &b"-"[..], &b"direct"[..])
+        );
+        let bill = get(b"bill");
+        assert_eq!(
+            (bill.user.as_slice(), bill.ext.as_slice()),
+            (&b"alias"[..], &b"bill"[..])
+        );
+        // "joex" must not match "!joe-" and "!joe" is not a wildcard key: falls to "+".
+        let joex = get(b"joex");
+        assert_eq!(
+            (joex.user.as_slice(), joex.ext.as_slice()),
+            (&b"alias"[..], &b"joex"[..])
+        );
+    }
+
+    #[test]
+    fn cdb_without_wildchars_is_trouble() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("cdb");
+        control::cdb::write_atomic(&p, &d.path().join("tmp"), vec![(&b"!a\0"[..], &b"x"[..])])
+            .unwrap();
+        let db = Cdb::open_optional(&p).unwrap().unwrap();
+        assert_eq!(cdb_lookup(&db, b"a"), Err(qlx::CDB));
+    }
+}
