@@ -331,40 +331,56 @@ fn unreadable_control_file_gives_421() {
 
 #[test]
 fn unreadable_control_file_as_unprivileged_user_gives_421() {
-    assert!(
-        is_root(),
-        "this test makes a file unreadable for nobody; run the suite as root"
-    );
+    // As root, the server runs as nobody (root could read a mode 000 file); otherwise it
+    // runs as the invoking user, who is unprivileged already.
     let home = Home::new();
     home.control("badmailfrom", "@bad.example\n");
-    let (uid, gid) = user_ids("nobody");
-    home.chown_all(uid, gid);
+    let ids = unprivileged(&home);
     let bmf = home.path().join("control/badmailfrom");
     fs::set_permissions(&bmf, fs::Permissions::from_mode(0o000)).expect("chmod");
-    let mut c = Command::new(rqmail_tests::tool("setpriv"));
-    c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-        .arg(rqmail_tests::bin("qmail-smtpd"))
-        .env_clear()
-        .env("QMAIL_HOME", home.path())
-        .current_dir("/");
-    let (code, out, err) = run_with_input(c, b"HELO x\r\n");
+    let (code, out, err) = run_with_input(smtpd_as(&home, ids), b"HELO x\r\n");
     assert_eq!(code, 1);
     assert_eq!(out, b"421 unable to read controls (#4.3.0)\r\n");
     assert!(String::from_utf8_lossy(&err).contains("badmailfrom"));
     // readable again: the same user gets the greeting
     fs::set_permissions(&bmf, fs::Permissions::from_mode(0o644)).expect("chmod");
-    let mut c = Command::new(rqmail_tests::tool("setpriv"));
-    c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-        .arg(rqmail_tests::bin("qmail-smtpd"))
-        .env_clear()
-        .env("QMAIL_HOME", home.path())
-        .current_dir("/");
-    let (code, out, _) = run_with_input(c, b"QUIT\r\n");
+    let (code, out, _) = run_with_input(smtpd_as(&home, ids), b"QUIT\r\n");
     assert_eq!(code, 0);
     assert_eq!(
         out,
         b"220 testhost.example ESMTP\r\n221 testhost.example\r\n"
     );
+}
+
+/// The unprivileged user the server runs as: nobody (the home handed over to it) when
+/// the tests run as root, the invoking user otherwise.
+fn unprivileged(home: &Home) -> (u32, u32) {
+    if is_root() {
+        let (uid, gid) = user_ids("nobody");
+        home.chown_all(uid, gid);
+        (uid, gid)
+    } else {
+        (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        )
+    }
+}
+
+/// qmail-smtpd run as `uid` (through setpriv when that is not us).
+fn smtpd_as(home: &Home, (uid, gid): (u32, u32)) -> Command {
+    if uid == nix::unistd::getuid().as_raw() {
+        return smtpd(home, &[]);
+    }
+    let mut c = Command::new(rqmail_tests::tool("setpriv"));
+    c.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--clear-groups")
+        .arg(rqmail_tests::bin("qmail-smtpd"))
+        .env_clear()
+        .env("QMAIL_HOME", home.path())
+        .current_dir("/");
+    c
 }
 
 #[test]
@@ -733,16 +749,18 @@ fn eof_without_quit_exits_1() {
 
 #[test]
 fn single_user_mode_as_nobody_through_tcpserver() {
-    assert!(
-        is_root(),
-        "this test runs tcpserver -u/-g nobody; run the suite as root"
-    );
+    // As root, tcpserver switches to nobody for each connection (-u/-g); otherwise the
+    // server simply runs as the invoking, unprivileged user.
     let home = Home::new();
-    let (uid, gid) = user_ids("nobody");
-    home.chown_all(uid, gid);
+    let (uid, gid) = unprivileged(&home);
     let smtpd = home.path().join("bin/qmail-smtpd");
     let (u, g) = (uid.to_string(), gid.to_string());
-    let (_server, port) = tcpserver_opts(&home, &[], &["-u", &u, "-g", &g], &[&smtpd]);
+    let opts: Vec<&str> = if is_root() {
+        vec!["-u", &u, "-g", &g]
+    } else {
+        vec![]
+    };
+    let (_server, port) = tcpserver_opts(&home, &[], &opts, &[&smtpd]);
     let mut c = Smtp::connect(port);
     assert_eq!(c.reply(), vec!["220 testhost.example ESMTP"]);
     assert_eq!(c.cmd("HELO c"), vec!["250 testhost.example"]);
