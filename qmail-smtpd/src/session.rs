@@ -364,9 +364,9 @@ impl<B: Backend> Session<B> {
     }
 
     fn ehlo(&mut self, arg: &[u8]) {
-        self.greet("250-");
-        self.say("\r\n");
         let kw = self.ehlo_keywords();
+        self.greet(if kw.is_empty() { "250 " } else { "250-" });
+        self.say("\r\n");
         for (i, k) in kw.iter().enumerate() {
             self.say(if i + 1 == kw.len() { "250 " } else { "250-" });
             self.say(k);
