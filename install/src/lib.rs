@@ -106,8 +106,12 @@ pub struct Plan {
 impl Plan {
     /// The real location of `rel` below the home, inside the staging root.
     pub fn target(&self, rel: &str) -> PathBuf {
-        let home = self.home.strip_prefix("/").unwrap_or(&self.home);
-        let base = self.destdir.join(home);
+        let base = if self.destdir.as_os_str().is_empty() {
+            self.home.clone()
+        } else {
+            let home = self.home.strip_prefix("/").unwrap_or(&self.home);
+            self.destdir.join(home)
+        };
         if rel.is_empty() { base } else { base.join(rel) }
     }
 }
@@ -229,6 +233,21 @@ pub fn install(plan: &Plan) -> Result<Vec<String>, InstallError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_with_and_without_staging_root() {
+        let mut plan = Plan {
+            home: PathBuf::from("/var/qmail"),
+            destdir: PathBuf::new(),
+            bindir: PathBuf::from("."),
+            mandir: None,
+            ids: Ids::single_user(),
+        };
+        assert_eq!(plan.target("bin"), PathBuf::from("/var/qmail/bin"));
+        assert_eq!(plan.target(""), PathBuf::from("/var/qmail"));
+        plan.destdir = PathBuf::from("/stage");
+        assert_eq!(plan.target("bin"), PathBuf::from("/stage/var/qmail/bin"));
+    }
 
     #[test]
     fn single_user_layout() {

@@ -4,6 +4,7 @@
 mod inject;
 mod local;
 mod queue;
+mod rootmode;
 mod send;
 mod smtpd;
 mod tcpenv;
