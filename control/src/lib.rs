@@ -7,17 +7,22 @@
 //! * [`constmap`], [`rcpthosts`], [`badmailfrom`], [`cdb`]: the lookups built on them;
 //! * [`ids`]: the qmail users and groups, or single-user mode;
 //! * [`datetime`]: the RFC 822 dates qmail writes;
-//! * [`address`]: small helpers on envelope addresses.
+//! * [`address`]: small helpers on envelope addresses;
+//! * [`errstr`]: netqmail's texts for system errors;
+//! * [`showctl`], [`newmrh`]: the programs qmail-showctl and qmail-newmrh.
 
 pub mod address;
 pub mod badmailfrom;
 pub mod cdb;
 pub mod constmap;
 pub mod datetime;
+pub mod errstr;
 pub mod file;
 pub mod home;
 pub mod ids;
+pub mod newmrh;
 pub mod rcpthosts;
+pub mod showctl;
 mod sys;
 
 pub use file::Controls;

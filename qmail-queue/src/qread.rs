@@ -32,50 +32,7 @@ use crate::layout::{Queue, SPLIT};
 /// Most bytes of an info/ record read (the sender); longer senders are cut.
 pub const MAX_SENDER: u64 = 1 << 20;
 
-/// netqmail's error_str for the errors a file read can meet; "unknown error" otherwise.
-pub fn error_str(e: &io::Error) -> &'static str {
-    let Some(n) = e.raw_os_error() else {
-        return "unknown error";
-    };
-    match n {
-        0 => "no error",
-        libc::EINTR => "interrupted system call",
-        libc::ENOMEM => "out of memory",
-        libc::ENOENT => "file does not exist",
-        libc::ETXTBSY => "text busy",
-        libc::EIO => "input/output error",
-        libc::EEXIST => "file already exists",
-        libc::ETIMEDOUT => "timed out",
-        libc::EINPROGRESS => "operation in progress",
-        libc::EAGAIN => "temporary failure",
-        libc::EPIPE => "broken pipe",
-        libc::EPERM => "permission denied",
-        libc::EACCES => "access denied",
-        libc::ENXIO => "device not configured",
-        libc::EBADF => "file descriptor not open",
-        libc::EFAULT => "bad address",
-        libc::EBUSY => "device busy",
-        libc::EXDEV => "cross-device link",
-        libc::ENODEV => "device does not support operation",
-        libc::ENOTDIR => "not a directory",
-        libc::EISDIR => "is a directory",
-        libc::EINVAL => "invalid argument",
-        libc::ENFILE => "system cannot open more files",
-        libc::EMFILE => "process cannot open more files",
-        libc::EFBIG => "file too big",
-        libc::ENOSPC => "out of disk space",
-        libc::EROFS => "read-only file system",
-        libc::EMLINK => "too many links",
-        libc::ELOOP => "symbolic link loop",
-        libc::ENAMETOOLONG => "file name too long",
-        libc::ENOTEMPTY => "directory not empty",
-        libc::EDQUOT => "disk quota exceeded",
-        libc::ESTALE => "stale NFS file handle",
-        libc::ENOLCK => "no locks available",
-        libc::ENOSYS => "system call not available",
-        _ => "unknown error",
-    }
-}
+pub use control::errstr::error_str;
 
 /// netqmail's filter for what it prints: bytes outside 32..=126 become `_`.
 fn put_safe(out: &mut Vec<u8>, s: &[u8]) {
@@ -259,19 +216,6 @@ mod tests {
         let mut out = Vec::new();
         recipient_lines(&mut out, "remote", b"Tbad\x01\xff\n\0");
         assert_eq!(out, b"\tremote\tbad___\n");
-    }
-
-    #[test]
-    fn error_texts() {
-        assert_eq!(
-            error_str(&io::Error::from_raw_os_error(libc::ENOENT)),
-            "file does not exist"
-        );
-        assert_eq!(
-            error_str(&io::Error::from_raw_os_error(libc::EACCES)),
-            "access denied"
-        );
-        assert_eq!(error_str(&io::Error::other("x")), "unknown error");
     }
 
     proptest! {

@@ -3,7 +3,7 @@
 //! morercpthosts.cdb. Expected outputs are written out byte for byte from netqmail's
 //! formatting rules.
 
-use rqmail_tests::{Home, is_root};
+use rqmail_tests::{Home, bin, ensure_qmail_users, is_root, tool, user_ids};
 use std::fs;
 use std::io::Write;
 use std::process::Stdio;
@@ -205,4 +205,396 @@ fn qmail_qstat_counts_what_qmail_queue_wrote() {
     // Not preprocessed yet, so qmail-qread shows nothing.
     let out = home.cmd("qmail-qread").output().expect("run");
     assert_eq!((out.status.code(), out.stdout.len()), (Some(0), 0));
+}
+
+// ---------------------------------------------------------------------------------------
+// qmail-showctl
+
+/// qmail-showctl with a descriptor limit of 1088 (so its concurrency line is
+/// (1088 - 64) / 2 = 512); returns (exit code, stdout).
+fn showctl(home: &Home) -> (Option<i32>, String) {
+    let out = std::process::Command::new(tool("prlimit"))
+        .arg("--nofile=1088:1088")
+        .arg("--")
+        .arg(bin("qmail-showctl"))
+        .env_clear()
+        .env("QMAIL_HOME", home.path())
+        .output()
+        .expect("run qmail-showctl");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The output after the seven header lines.
+fn body(out: &str) -> &str {
+    let mut rest = out;
+    for _ in 0..7 {
+        rest = rest.split_once('\n').expect("header line").1;
+    }
+    rest
+}
+
+/// Control files that exercise every kind of paragraph; the expected text below was
+/// derived from qmail-showctl.c and control.c (and matches netqmail's program).
+fn sample_control(home: &Home) {
+    home.control("me", "mx.Example\n");
+    home.control(
+        "badmailfrom",
+        "a@b\n#c\n\n  \nbad\x01x@y  \nnul\0split\n\0dropped\n@spam.example",
+    );
+    home.control("bouncefrom", "bounces \t\n");
+    home.control("concurrencylocal", "99999999999\n");
+    home.control("concurrencyremote", "3000000000");
+    home.control("databytes", "abc\n");
+    home.control("queuelifetime", "25x\n");
+    home.control("defaulthost", "");
+    fs::create_dir(home.path().join("control/defaultdomain")).expect("mkdir");
+    home.control("locals", "Example.com\n");
+    home.control("rcpthosts", "example.com\n.example.com\n");
+    home.control("smtpgreeting", "mail caf\u{e9}\n");
+    home.control("smtproutes", ":relay.example\nfoo.example:[1.2.3.4]:26\n");
+    home.control("timeoutconnect", "0\n");
+    home.control("zzz", "x");
+    home.control(".hidden", "x");
+    home.control("morercpthosts.tmp", "x");
+}
+
+const SAMPLE_SHOWCTL: &str = "
+badmailfrom: 
+a@b not accepted in MAIL FROM.
+bad?x@y not accepted in MAIL FROM.
+nul not accepted in MAIL FROM.
+split not accepted in MAIL FROM.
+@spam.example not accepted in MAIL FROM.
+
+bouncefrom: Bounce user name is bounces.
+
+bouncehost: (Default.) Bounce host name is mx.Example.
+
+concurrencylocal: Local concurrency is 1215752191.
+
+concurrencyremote: Remote concurrency is 0.
+
+databytes: (Default.) SMTP DATA limit is 0 bytes.
+
+defaultdomain: Oops! Trouble reading this file.
+
+defaulthost: Default host name is .
+
+doublebouncehost: (Default.) 2B recipient host: mx.Example.
+
+doublebounceto: (Default.) 2B recipient user: postmaster.
+
+envnoathost: (Default.) Presumed domain name is mx.Example.
+
+helohost: (Default.) SMTP client HELO host name is mx.Example.
+
+idhost: (Default.) Message-ID host name is mx.Example.
+
+localiphost: (Default.) Local IP address becomes mx.Example.
+
+locals: 
+Messages for Example.com are delivered locally.
+
+me: My name is mx.Example.
+
+percenthack: (Default.) The percent hack is not allowed.
+
+plusdomain: (Default.) Plus domain name is mx.Example.
+
+qmqpservers: (Default.) No QMQP servers.
+
+queuelifetime: Message lifetime in the queue is 25 seconds.
+
+rcpthosts: 
+SMTP clients may send messages to recipients at example.com.
+SMTP clients may send messages to recipients at .example.com.
+
+morercpthosts: (Default.) No effect.
+
+morercpthosts.cdb: (Default.) No effect.
+
+smtpgreeting: SMTP greeting: 220 mail caf??.
+
+smtproutes: 
+SMTP route: :relay.example
+SMTP route: foo.example:[1.2.3.4]:26
+
+timeoutconnect: SMTP client connection timeout is 0 seconds.
+
+timeoutremote: (Default.) SMTP client data timeout is 1200 seconds.
+
+timeoutsmtpd: (Default.) SMTP server data timeout is 1200 seconds.
+
+virtualdomains: (Default.) No virtual domains.
+
+.hidden: I have no idea what this file does.
+
+morercpthosts.tmp: I have no idea what this file does.
+
+zzz: I have no idea what this file does.
+";
+
+#[test]
+fn qmail_showctl_explains_every_file() {
+    let home = Home::new();
+    sample_control(&home);
+    let (code, out) = showctl(&home);
+    assert_eq!(code, Some(0));
+    assert_eq!(body(&out), SAMPLE_SHOWCTL);
+}
+
+#[test]
+fn qmail_showctl_header_with_the_qmail_ids() {
+    assert!(
+        is_root(),
+        "this test creates the qmail users and needs root"
+    );
+    ensure_qmail_users();
+    let home = Home::new();
+    let (code, out) = showctl(&home);
+    assert_eq!(code, Some(0));
+    let u = |n: &str| user_ids(n).0.to_string();
+    let g = |n: &str| {
+        nix::unistd::Group::from_name(n)
+            .expect("group lookup")
+            .expect("group exists")
+            .gid
+            .to_string()
+    };
+    let header = format!(
+        "qmail home directory: {}.\nuser-ext delimiter: -.\npaternalism (in decimal): 2.\n\
+         silent concurrency limit: 512.\nsubdirectory split: 23.\n\
+         user ids: {}, {}, {}, 0, {}, {}, {}, {}.\ngroup ids: {}, {}.\n",
+        home.path().display(),
+        u("alias"),
+        u("qmaild"),
+        u("qmaill"),
+        u("qmailp"),
+        u("qmailq"),
+        u("qmailr"),
+        u("qmails"),
+        g("nofiles"),
+        g("qmail"),
+    );
+    assert!(out.starts_with(&header), "{out}");
+    // A home with only control/me: every default, me filling in the host names.
+    assert!(
+        body(&out).contains("\nbouncehost: (Default.) Bounce host name is testhost.example.\n")
+    );
+    assert!(body(&out).contains("\nrcpthosts: (Default.) SMTP clients may send messages to any recipient.\n\nmorercpthosts: (Default.) No rcpthosts; morercpthosts is irrelevant.\n"));
+}
+
+#[test]
+fn qmail_showctl_morercpthosts_states() {
+    let home = Home::new();
+    let cdb_line = |home: &Home| {
+        let (code, out) = showctl(home);
+        assert_eq!(code, Some(0));
+        out.split("\nmorercpthosts.cdb: ")
+            .nth(1)
+            .expect("cdb paragraph")
+            .lines()
+            .next()
+            .expect("line")
+            .to_string()
+    };
+    let set_mtime = |name: &str, t: u64| {
+        fs::File::options()
+            .write(true)
+            .open(home.path().join("control").join(name))
+            .expect("open")
+            .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(t))
+            .expect("mtime");
+    };
+    assert_eq!(cdb_line(&home), "(Default.) No effect.");
+    home.control("morercpthosts.cdb", "");
+    assert_eq!(
+        cdb_line(&home),
+        "Oops! morercpthosts.cdb exists but morercpthosts doesn't."
+    );
+    home.remove_control("morercpthosts.cdb");
+    home.control("morercpthosts", "more.example\n");
+    assert_eq!(
+        cdb_line(&home),
+        "Oops! morercpthosts exists but morercpthosts.cdb doesn't."
+    );
+    home.control("morercpthosts.cdb", "");
+    set_mtime("morercpthosts", 2_000_000_000);
+    set_mtime("morercpthosts.cdb", 1_000_000_000);
+    assert_eq!(
+        cdb_line(&home),
+        "Oops! morercpthosts.cdb is older than morercpthosts."
+    );
+    set_mtime("morercpthosts.cdb", 2_000_000_000);
+    assert_eq!(
+        cdb_line(&home),
+        "Modified recently enough; hopefully up to date."
+    );
+    // Without rcpthosts, morercpthosts is explained as irrelevant; with it, as more hosts.
+    let (_, out) = showctl(&home);
+    assert!(
+        out.contains(
+            "\nmorercpthosts: \nNo rcpthosts; doesn't matter that morercpthosts has more.example.\n"
+        ),
+        "{out}"
+    );
+    home.control("rcpthosts", "example.com\n");
+    let (_, out) = showctl(&home);
+    assert!(
+        out.contains(
+            "\nmorercpthosts: \nSMTP clients may send messages to recipients at more.example.\n"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn qmail_showctl_failures() {
+    let home = Home::new();
+    // control/me unreadable: netqmail's message, without a newline.
+    fs::remove_file(home.path().join("control/me")).expect("rm me");
+    fs::create_dir(home.path().join("control/me")).expect("mkdir me");
+    let (code, out) = showctl(&home);
+    assert_eq!(code, Some(111));
+    assert_eq!(body(&out), "Oops! Trouble reading control/me.");
+    // No control directory.
+    fs::remove_dir_all(home.path().join("control")).expect("rm control");
+    let (code, out) = showctl(&home);
+    assert_eq!(code, Some(111));
+    assert_eq!(body(&out), "Oops! Unable to chdir to control.\n");
+    // No home.
+    let out = home
+        .cmd("qmail-showctl")
+        .env("QMAIL_HOME", home.path().join("nonexistent"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(111));
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.starts_with(&format!(
+        "qmail home directory: {}.\n",
+        home.path().join("nonexistent").display()
+    )));
+    assert_eq!(
+        body(&out),
+        format!(
+            "Oops! Unable to chdir to {}.\n",
+            home.path().join("nonexistent").display()
+        )
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// qmail-newmrh
+
+/// The sha256 of the morercpthosts.cdb netqmail 1.06's qmail-newmrh writes for
+/// [`MRH_INPUT`] (measured with netqmail built from source).
+const MRH_NETQMAIL_SHA256: &str =
+    "2a00aa0351dc72624e1f8d2a3a2e0e519c2fa93d3a10cc60289924e67671ad15";
+const MRH_INPUT: &str =
+    "Mail.Example.COM\n# a comment\n\nb.example \t\n  c.example\nb.example\nlast.example";
+
+#[test]
+fn qmail_newmrh_builds_the_same_cdb_as_netqmail() {
+    let home = Home::new();
+    home.control("morercpthosts", MRH_INPUT);
+    let out = home.cmd("qmail-newmrh").output().expect("run qmail-newmrh");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+    let cdb = home.path().join("control/morercpthosts.cdb");
+    let sum = std::process::Command::new(tool("sha256sum"))
+        .arg(&cdb)
+        .output()
+        .expect("sha256sum");
+    let sum = String::from_utf8_lossy(&sum.stdout).into_owned();
+    assert_eq!(sum.split_whitespace().next(), Some(MRH_NETQMAIL_SHA256));
+    // Mode 0644 (umask 033), no temporary file left.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&cdb).expect("stat").permissions().mode() & 0o777,
+        0o644
+    );
+    assert!(!home.path().join("control/morercpthosts.tmp").exists());
+    // The keys, as qmail-smtpd looks them up.
+    let db = control::cdb::Cdb::open_optional(&cdb)
+        .expect("open")
+        .expect("exists");
+    for k in [
+        "mail.example.com",
+        "b.example",
+        "  c.example",
+        "last.example",
+    ] {
+        assert!(db.contains(k.as_bytes()).expect("lookup"), "{k}");
+    }
+    for k in [
+        "Mail.Example.COM",
+        "# a comment",
+        "",
+        "c.example",
+        "b.example \t",
+    ] {
+        assert!(!db.contains(k.as_bytes()).expect("lookup"), "{k:?}");
+    }
+    // qmail-showctl now agrees that it is up to date.
+    home.control("rcpthosts", "example.com\n");
+    let (_, out) = showctl(&home);
+    assert!(out.contains("\nmorercpthosts.cdb: Modified recently enough; hopefully up to date.\n"));
+}
+
+#[test]
+fn qmail_newmrh_failures_leave_the_old_cdb() {
+    let home = Home::new();
+    home.control("morercpthosts", "a.example\n");
+    assert!(home.cmd("qmail-newmrh").status().expect("run").success());
+    let cdb = home.path().join("control/morercpthosts.cdb");
+    let before = fs::read(&cdb).expect("cdb");
+
+    // No morercpthosts.
+    home.remove_control("morercpthosts");
+    let out = home.cmd("qmail-newmrh").output().expect("run");
+    assert_eq!(out.status.code(), Some(111));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "qmail-newmrh: fatal: unable to read control/morercpthosts: file does not exist\n"
+    );
+    assert_eq!(fs::read(&cdb).expect("cdb"), before);
+
+    // The temporary file cannot be written.
+    home.control("morercpthosts", "b.example\n");
+    fs::create_dir(home.path().join("control/morercpthosts.tmp")).expect("mkdir");
+    let out = home.cmd("qmail-newmrh").output().expect("run");
+    assert_eq!(out.status.code(), Some(111));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "qmail-newmrh: fatal: unable to write to control/morercpthosts.tmp: is a directory\n"
+    );
+    assert_eq!(fs::read(&cdb).expect("cdb"), before);
+
+    // No home.
+    let out = home
+        .cmd("qmail-newmrh")
+        .env("QMAIL_HOME", home.path().join("nonexistent"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(111));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "qmail-newmrh: fatal: unable to chdir to {}: file does not exist\n",
+            home.path().join("nonexistent").display()
+        )
+    );
 }

@@ -1,0 +1,634 @@
+//! qmail-showctl: explain the configuration, in netqmail's exact words and layout.
+//!
+//! First the build-time facts (home, user-extension delimiter, paternalism, concurrency
+//! limit, split, the qmail user and group ids), then one paragraph per control file that
+//! netqmail knows, in netqmail's order, each preceded by an empty line:
+//!
+//! * a one-line file: `NAME: TEXTvalue.` or `NAME: (Default.) TEXTdefault.` (the default
+//!   being `control/me` for the files that fall back to it);
+//! * a number: the same, the number being netqmail's reading of the first line;
+//! * a list: `NAME: ` and then one line per entry, or `NAME: (Default.) EXPLANATION`;
+//! * `Oops! Trouble reading this file.` when the file exists but cannot be read.
+//!
+//! Then the state of morercpthosts.cdb against morercpthosts, and finally every other
+//! name in control/ with `I have no idea what this file does.` Characters outside
+//! printable ASCII in values are shown as `?`.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use crate::file::{read_line, read_lines};
+
+/// netqmail's conf-break: the user-extension delimiter of qmail-local and qmail-getpw.
+pub const BREAK: &str = "-";
+/// netqmail's conf-patrn: mode bits not allowed on home directories and .qmail files.
+pub const PATRN: u32 = 0o002;
+/// The message-directory split (qmail-queue's layout::SPLIT, set at build time by
+/// `RQMAIL_SPLIT` like netqmail's conf-split).
+pub const SPLIT: u64 = match option_env!("RQMAIL_SPLIT") {
+    None => 23,
+    Some(s) => {
+        let b = s.as_bytes();
+        let mut i = 0;
+        let mut v: u64 = 0;
+        while i < b.len() {
+            v = v * 10 + (b[i] - b'0') as u64;
+            i += 1;
+        }
+        v
+    }
+};
+/// The most deliveries rqmail's spawns run at once, whatever the descriptor limit.
+pub const SPAWN_CEILING: u64 = 100_000;
+
+/// What a control file is, for the report.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// One line; `flagme`: the default is `control/me` when it exists.
+    Str {
+        flagme: bool,
+        def: &'static str,
+        pre: &'static str,
+    },
+    /// A number.
+    Int {
+        def: &'static str,
+        pre: &'static str,
+        post: &'static str,
+    },
+    /// A list of lines.
+    Lst {
+        def: &'static str,
+        pre: &'static str,
+        post: &'static str,
+    },
+}
+
+/// The control files netqmail's qmail-showctl explains, in its order (rcpthosts,
+/// morercpthosts and morercpthosts.cdb are handled between queuelifetime and
+/// smtpgreeting).
+pub const BEFORE_RCPTHOSTS: &[(&str, Kind)] = &[
+    (
+        "badmailfrom",
+        Kind::Lst {
+            def: "Any MAIL FROM is allowed.",
+            pre: "",
+            post: " not accepted in MAIL FROM.",
+        },
+    ),
+    (
+        "bouncefrom",
+        Kind::Str {
+            flagme: false,
+            def: "MAILER-DAEMON",
+            pre: "Bounce user name is ",
+        },
+    ),
+    (
+        "bouncehost",
+        Kind::Str {
+            flagme: true,
+            def: "bouncehost",
+            pre: "Bounce host name is ",
+        },
+    ),
+    (
+        "concurrencylocal",
+        Kind::Int {
+            def: "10",
+            pre: "Local concurrency is ",
+            post: "",
+        },
+    ),
+    (
+        "concurrencyremote",
+        Kind::Int {
+            def: "20",
+            pre: "Remote concurrency is ",
+            post: "",
+        },
+    ),
+    (
+        "databytes",
+        Kind::Int {
+            def: "0",
+            pre: "SMTP DATA limit is ",
+            post: " bytes",
+        },
+    ),
+    (
+        "defaultdomain",
+        Kind::Str {
+            flagme: true,
+            def: "defaultdomain",
+            pre: "Default domain name is ",
+        },
+    ),
+    (
+        "defaulthost",
+        Kind::Str {
+            flagme: true,
+            def: "defaulthost",
+            pre: "Default host name is ",
+        },
+    ),
+    (
+        "doublebouncehost",
+        Kind::Str {
+            flagme: true,
+            def: "doublebouncehost",
+            pre: "2B recipient host: ",
+        },
+    ),
+    (
+        "doublebounceto",
+        Kind::Str {
+            flagme: false,
+            def: "postmaster",
+            pre: "2B recipient user: ",
+        },
+    ),
+    (
+        "envnoathost",
+        Kind::Str {
+            flagme: true,
+            def: "envnoathost",
+            pre: "Presumed domain name is ",
+        },
+    ),
+    (
+        "helohost",
+        Kind::Str {
+            flagme: true,
+            def: "helohost",
+            pre: "SMTP client HELO host name is ",
+        },
+    ),
+    (
+        "idhost",
+        Kind::Str {
+            flagme: true,
+            def: "idhost",
+            pre: "Message-ID host name is ",
+        },
+    ),
+    (
+        "localiphost",
+        Kind::Str {
+            flagme: true,
+            def: "localiphost",
+            pre: "Local IP address becomes ",
+        },
+    ),
+    (
+        "locals",
+        Kind::Lst {
+            def: "Messages for me are delivered locally.",
+            pre: "Messages for ",
+            post: " are delivered locally.",
+        },
+    ),
+    (
+        "me",
+        Kind::Str {
+            flagme: false,
+            def: "undefined! Uh-oh",
+            pre: "My name is ",
+        },
+    ),
+    (
+        "percenthack",
+        Kind::Lst {
+            def: "The percent hack is not allowed.",
+            pre: "The percent hack is allowed for user%host@",
+            post: ".",
+        },
+    ),
+    (
+        "plusdomain",
+        Kind::Str {
+            flagme: true,
+            def: "plusdomain",
+            pre: "Plus domain name is ",
+        },
+    ),
+    (
+        "qmqpservers",
+        Kind::Lst {
+            def: "No QMQP servers.",
+            pre: "QMQP server: ",
+            post: ".",
+        },
+    ),
+    (
+        "queuelifetime",
+        Kind::Int {
+            def: "604800",
+            pre: "Message lifetime in the queue is ",
+            post: " seconds",
+        },
+    ),
+];
+
+/// The files explained after morercpthosts.cdb.
+pub const AFTER_RCPTHOSTS: &[(&str, Kind)] = &[
+    (
+        "smtpgreeting",
+        Kind::Str {
+            flagme: true,
+            def: "smtpgreeting",
+            pre: "SMTP greeting: 220 ",
+        },
+    ),
+    (
+        "smtproutes",
+        Kind::Lst {
+            def: "No artificial SMTP routes.",
+            pre: "SMTP route: ",
+            post: "",
+        },
+    ),
+    (
+        "timeoutconnect",
+        Kind::Int {
+            def: "60",
+            pre: "SMTP client connection timeout is ",
+            post: " seconds",
+        },
+    ),
+    (
+        "timeoutremote",
+        Kind::Int {
+            def: "1200",
+            pre: "SMTP client data timeout is ",
+            post: " seconds",
+        },
+    ),
+    (
+        "timeoutsmtpd",
+        Kind::Int {
+            def: "1200",
+            pre: "SMTP server data timeout is ",
+            post: " seconds",
+        },
+    ),
+    (
+        "virtualdomains",
+        Kind::Lst {
+            def: "No virtual domains.",
+            pre: "Virtual domain: ",
+            post: "",
+        },
+    ),
+];
+
+/// Every name qmail-showctl knows, so that only others get "no idea".
+pub fn known(name: &str) -> bool {
+    ["rcpthosts", "morercpthosts", "morercpthosts.cdb"].contains(&name)
+        || BEFORE_RCPTHOSTS
+            .iter()
+            .chain(AFTER_RCPTHOSTS)
+            .any(|(n, _)| *n == name)
+}
+
+/// netqmail's filter for values: bytes outside 32..=126 become `?`.
+fn safeput(out: &mut Vec<u8>, s: &[u8]) {
+    out.extend(
+        s.iter()
+            .map(|&c| if (32..=126).contains(&c) { c } else { b'?' }),
+    );
+}
+
+/// netqmail's reading of a number file: the leading digits, wrapping like C's unsigned
+/// long, then stored in an int (the low 32 bits, two's complement) and shown as 0 when
+/// negative. `None` when the line does not start with a digit.
+pub fn showctl_int(line: &[u8]) -> Option<u32> {
+    let digits = line.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let u = line[..digits].iter().fold(0u64, |n, &c| {
+        n.wrapping_mul(10).wrapping_add(u64::from(c - b'0'))
+    });
+    // The int keeps the low 32 bits; a negative int is shown as 0.
+    let i = (u & 0xffff_ffff) as u32;
+    Some(if i > i32::MAX as u32 { 0 } else { i })
+}
+
+/// The paragraph of one control file in directory `dir`; returns whether a list file
+/// existed (1), was missing (0) or could not be read (-1), as netqmail's do_lst does.
+fn explain(out: &mut Vec<u8>, dir: &Path, name: &str, kind: Kind, me: Option<&[u8]>) -> i32 {
+    out.extend_from_slice(format!("\n{name}: ").as_bytes());
+    let path = dir.join(name);
+    match kind {
+        Kind::Str { flagme, def, pre } => match read_line(&path) {
+            Ok(v) => {
+                let value = match &v {
+                    Some(v) => v.as_slice(),
+                    None => {
+                        out.extend_from_slice(b"(Default.) ");
+                        match me {
+                            Some(me) if flagme => me,
+                            _ => def.as_bytes(),
+                        }
+                    }
+                };
+                out.extend_from_slice(pre.as_bytes());
+                safeput(out, value);
+                out.extend_from_slice(b".\n");
+                1
+            }
+            Err(_) => {
+                out.extend_from_slice(b"Oops! Trouble reading this file.\n");
+                -1
+            }
+        },
+        Kind::Int { def, pre, post } => match read_line(&path) {
+            Ok(v) => {
+                match v.as_deref().and_then(showctl_int) {
+                    Some(i) => {
+                        out.extend_from_slice(format!("{pre}{i}{post}.\n").as_bytes());
+                    }
+                    None => {
+                        out.extend_from_slice(format!("(Default.) {pre}{def}{post}.\n").as_bytes())
+                    }
+                }
+                1
+            }
+            Err(_) => {
+                out.extend_from_slice(b"Oops! Trouble reading this file.\n");
+                -1
+            }
+        },
+        Kind::Lst { def, pre, post } => match read_lines(&path) {
+            Ok(None) => {
+                out.extend_from_slice(format!("(Default.) {def}\n").as_bytes());
+                0
+            }
+            Ok(Some(lines)) => {
+                out.push(b'\n');
+                // netqmail keeps each line NUL-terminated and prints the pieces between
+                // NULs, so a NUL inside a line splits it, and a line starting with one is
+                // dropped.
+                for line in lines.iter().filter(|l| l.first() != Some(&0)) {
+                    for piece in line.split(|&c| c == 0) {
+                        out.extend_from_slice(pre.as_bytes());
+                        safeput(out, piece);
+                        out.extend_from_slice(post.as_bytes());
+                        out.push(b'\n');
+                    }
+                }
+                1
+            }
+            Err(_) => {
+                out.extend_from_slice(b"Oops! Trouble reading this file.\n");
+                -1
+            }
+        },
+    }
+}
+
+/// The morercpthosts.cdb paragraph.
+fn explain_cdb(out: &mut Vec<u8>, dir: &Path) {
+    out.extend_from_slice(b"\nmorercpthosts.cdb: ");
+    let text = match (
+        fs::metadata(dir.join("morercpthosts")),
+        fs::metadata(dir.join("morercpthosts.cdb")),
+    ) {
+        (Err(_), Err(_)) => "(Default.) No effect.",
+        (Err(_), Ok(_)) => "Oops! morercpthosts.cdb exists but morercpthosts doesn't.",
+        (Ok(_), Err(_)) => "Oops! morercpthosts exists but morercpthosts.cdb doesn't.",
+        (Ok(src), Ok(cdb)) => {
+            use std::os::unix::fs::MetadataExt;
+            if src.mtime() > cdb.mtime() {
+                "Oops! morercpthosts.cdb is older than morercpthosts."
+            } else {
+                "Modified recently enough; hopefully up to date."
+            }
+        }
+    };
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'\n');
+}
+
+/// The build-time facts at the top of the report.
+#[derive(Debug, Clone)]
+pub struct Header {
+    /// The qmail home, as shown.
+    pub home: String,
+    /// The concurrency limit of the spawns.
+    pub spawn_limit: u64,
+    /// `a, d, l, o, p, q, r, s` or an explanation of the missing user.
+    pub user_ids: String,
+    /// `n, q` or an explanation of the missing group.
+    pub group_ids: String,
+}
+
+impl Header {
+    /// The facts of this installation and process.
+    pub fn current(home: &Path) -> Header {
+        Header {
+            home: home.display().to_string(),
+            spawn_limit: spawn_limit(),
+            user_ids: user_ids(),
+            group_ids: group_ids(),
+        }
+    }
+
+    /// The header lines.
+    pub fn render(&self) -> String {
+        format!(
+            "qmail home directory: {}.\nuser-ext delimiter: {BREAK}.\npaternalism (in decimal): {PATRN}.\nsilent concurrency limit: {}.\nsubdirectory split: {SPLIT}.\nuser ids: {}.\ngroup ids: {}.\n",
+            self.home, self.spawn_limit, self.user_ids, self.group_ids
+        )
+    }
+}
+
+/// The most deliveries rqmail's qmail-lspawn and qmail-rspawn run at once with this
+/// process's descriptor limit: half of it less 64 (each delivery holds descriptors), at
+/// least 1 and at most [`SPAWN_CEILING`]. The spawns raise their soft limit to the hard
+/// one, so the hard limit counts.
+pub fn spawn_limit() -> u64 {
+    let nofile = match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) => soft.max(hard),
+        Err(_) => 1024,
+    };
+    (nofile.saturating_sub(64) / 2).clamp(1, SPAWN_CEILING)
+}
+
+/// The qmail user ids in netqmail's order (alias, qmaild, qmaill, root, qmailp, qmailq,
+/// qmailr, qmails), or which one is missing.
+pub fn user_ids() -> String {
+    let mut ids = Vec::new();
+    for name in [
+        "alias", "qmaild", "qmaill", "root", "qmailp", "qmailq", "qmailr", "qmails",
+    ] {
+        match crate::ids::uid_of(name) {
+            Some(u) => ids.push(u.as_raw().to_string()),
+            None => return format!("Oops! unable to find user {name}"),
+        }
+    }
+    ids.join(", ")
+}
+
+/// The qmail group ids in netqmail's order (nofiles, qmail), or which one is missing.
+pub fn group_ids() -> String {
+    let mut ids = Vec::new();
+    for name in ["nofiles", "qmail"] {
+        match nix::unistd::Group::from_name(name).ok().flatten() {
+            Some(g) => ids.push(g.gid.as_raw().to_string()),
+            None => return format!("Oops! unable to find group {name}"),
+        }
+    }
+    ids.join(", ")
+}
+
+/// The report for the control directory `dir` (after the header); returns it with the
+/// exit code.
+pub fn report(dir: &Path) -> (Vec<u8>, i32) {
+    let mut out = Vec::new();
+    let mut names: Vec<Vec<u8>> = match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().into_encoded_bytes())
+            .collect(),
+        Err(_) => {
+            out.extend_from_slice(b"Oops! Unable to open current directory.\n");
+            return (out, 111);
+        }
+    };
+    names.sort();
+    let me = match read_line(&dir.join("me")) {
+        Ok(me) => me,
+        Err(_) => {
+            out.extend_from_slice(b"Oops! Trouble reading control/me.");
+            return (out, 111);
+        }
+    };
+    for (name, kind) in BEFORE_RCPTHOSTS {
+        explain(&mut out, dir, name, *kind, me.as_deref());
+    }
+    let rcpthosts = Kind::Lst {
+        def: "SMTP clients may send messages to any recipient.",
+        pre: "SMTP clients may send messages to recipients at ",
+        post: ".",
+    };
+    let more = if explain(&mut out, dir, "rcpthosts", rcpthosts, None) != 0 {
+        Kind::Lst {
+            def: "No effect.",
+            pre: "SMTP clients may send messages to recipients at ",
+            post: ".",
+        }
+    } else {
+        Kind::Lst {
+            def: "No rcpthosts; morercpthosts is irrelevant.",
+            pre: "No rcpthosts; doesn't matter that morercpthosts has ",
+            post: ".",
+        }
+    };
+    explain(&mut out, dir, "morercpthosts", more, None);
+    explain_cdb(&mut out, dir);
+    for (name, kind) in AFTER_RCPTHOSTS {
+        explain(&mut out, dir, name, *kind, me.as_deref());
+    }
+    for name in names {
+        let shown = String::from_utf8_lossy(&name);
+        if known(&shown) {
+            continue;
+        }
+        out.push(b'\n');
+        out.extend_from_slice(&name);
+        out.extend_from_slice(b": I have no idea what this file does.\n");
+    }
+    (out, 0)
+}
+
+/// The program: prints the header, enters QMAIL_HOME/control as netqmail does, and
+/// explains it.
+pub fn main() -> i32 {
+    use std::io::Write;
+    let home = crate::qmail_home();
+    let mut out = Header::current(&home).render().into_bytes();
+    let code = if std::env::set_current_dir(&home).is_err() {
+        out.extend_from_slice(format!("Oops! Unable to chdir to {}.\n", home.display()).as_bytes());
+        111
+    } else if std::env::set_current_dir("control").is_err() {
+        out.extend_from_slice(b"Oops! Unable to chdir to control.\n");
+        111
+    } else {
+        let (text, code) = report(Path::new("."));
+        out.extend_from_slice(&text);
+        code
+    };
+    let mut stdout = io::stdout().lock();
+    if stdout
+        .write_all(&out)
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        return 111;
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn numbers_as_netqmail_reads_them() {
+        assert_eq!(showctl_int(b"25"), Some(25));
+        assert_eq!(showctl_int(b"25 x"), Some(25));
+        assert_eq!(showctl_int(b""), None);
+        assert_eq!(showctl_int(b"x1"), None);
+        assert_eq!(showctl_int(b"-5"), None);
+        assert_eq!(showctl_int(b"2147483647"), Some(2_147_483_647));
+        assert_eq!(showctl_int(b"2147483648"), Some(0));
+        assert_eq!(showctl_int(b"4294967297"), Some(1));
+        assert_eq!(showctl_int(b"99999999999"), Some(1_215_752_191));
+    }
+
+    #[test]
+    fn every_name_is_known_once() {
+        let mut all: Vec<&str> = BEFORE_RCPTHOSTS
+            .iter()
+            .chain(AFTER_RCPTHOSTS)
+            .map(|(n, _)| *n)
+            .collect();
+        all.extend(["rcpthosts", "morercpthosts", "morercpthosts.cdb"]);
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n);
+        assert_eq!(n, 29);
+        assert!(all.iter().all(|n| known(n)));
+        assert!(!known("morercpthosts.tmp"));
+    }
+
+    #[test]
+    fn header_layout() {
+        let h = Header {
+            home: "/var/qmail".into(),
+            spawn_limit: 120,
+            user_ids: "1, 2, 3, 0, 4, 5, 6, 7".into(),
+            group_ids: "8, 9".into(),
+        };
+        assert_eq!(
+            h.render(),
+            "qmail home directory: /var/qmail.\nuser-ext delimiter: -.\npaternalism (in decimal): 2.\nsilent concurrency limit: 120.\nsubdirectory split: 23.\nuser ids: 1, 2, 3, 0, 4, 5, 6, 7.\ngroup ids: 8, 9.\n"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn list_output_is_printable(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let d = tempfile::tempdir().unwrap();
+            fs::write(d.path().join("smtproutes"), &data).unwrap();
+            let (out, code) = report(d.path());
+            prop_assert_eq!(code, 0);
+            prop_assert!(out.iter().all(|&c| (32..=126).contains(&c) || c == b'\n'));
+        }
+    }
+}
