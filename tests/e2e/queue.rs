@@ -4,7 +4,6 @@
 use rqmail_tests::{Home, bin, is_root};
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
