@@ -19,6 +19,20 @@ use std::time::{Duration, Instant};
 /// Hang guard for every program run here (never a timing assertion).
 const GUARD: Duration = Duration::from_secs(120);
 
+/// Serialises the tests that take a fixed port (113, 53) across every test process on
+/// this machine (several people may run the suite at once).
+fn fixed_port_lock() -> nix::fcntl::Flock<fs::File> {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/tmp/rqmail-test-tcpenv-ports.lock")
+        .expect("lock file");
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("lock")
+}
+
 /// A connected pair: (the server's accepted socket, the client's socket).
 fn connection(listen: &str) -> (TcpStream, TcpStream) {
     let l = TcpListener::bind(listen).expect("listen");
@@ -352,6 +366,7 @@ fn remote_info_from_an_ident_server() {
         is_root(),
         "this test listens on port 113 and needs root (the parser has unit tests)"
     );
+    let _lock = fixed_port_lock();
     let home = Home::new();
     for (listen, ident_addr) in [("127.0.0.1:0", "127.0.0.1:113"), ("[::1]:0", "[::1]:113")] {
         // Nothing listens on port 113 yet: refused, so no TCPREMOTEINFO.
@@ -604,6 +619,7 @@ fn host_names_from_reverse_dns() {
         is_root(),
         "this test needs root (a mount namespace and port 53); the name check has unit tests"
     );
+    let _lock = fixed_port_lock();
     let home = Home::new();
     let dns = dns_server();
 
