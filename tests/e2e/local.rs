@@ -883,15 +883,17 @@ fn usage_errors() {
 /// qmail-lspawn's reading of users/cdb (netqmail's nughde_get), written here from its
 /// description so that the test does not trust rqmail's own library.
 fn lspawn_lookup(cdb: &Path, local: &str) -> Option<Vec<u8>> {
-    let db = control::cdb::Cdb::open_optional(cdb).unwrap().unwrap();
-    let wild = db.get(b"").unwrap().expect("wildcard record");
+    let db = control::cdb::Cdb::open_optional(cdb)
+        .expect("open users/cdb")
+        .expect("users/cdb exists");
+    let wild = db.get(b"").expect("read").expect("wildcard record");
     let mut lower = format!("!{local}\0").into_bytes();
     lower.make_ascii_lowercase();
     let mut i = lower.len();
     let mut flagwild = false;
     while i > 0 {
         if (!flagwild || i == 1 || wild.contains(&lower[i - 1]))
-            && let Some(mut v) = db.get(&lower[..i]).unwrap()
+            && let Some(mut v) = db.get(&lower[..i]).expect("read")
         {
             if flagwild {
                 v.extend_from_slice(&local.as_bytes()[i - 1..]);
@@ -1101,7 +1103,7 @@ fn getpw_as(uid: u32, gid: u32, env: &[(&str, &Path)], local: &str) -> (i32, Vec
     for (k, v) in env {
         c.env(k, v);
     }
-    let out = c.output().unwrap();
+    let out = c.output().expect("run qmail-getpw");
     (out.status.code().unwrap_or(-1), out.stdout)
 }
 
