@@ -1269,3 +1269,66 @@ fn single_user_mode_as_nobody() {
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0].recipients(), [b"fwd@remote.example".to_vec()]);
 }
+
+/// A 64 KiB tmpfs mounted on `dir`, unmounted when dropped.
+struct SmallFs(PathBuf);
+
+impl SmallFs {
+    fn mount(dir: &Path, uid: u32, gid: u32) -> SmallFs {
+        fs::create_dir_all(dir).expect("mkdir mount point");
+        let st = Command::new(tool("mount"))
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size=64k,mode=0755,uid={uid},gid={gid}"))
+            .arg("tmpfs")
+            .arg(dir)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount tmpfs on {}", dir.display());
+        SmallFs(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_disk_defers_and_leaves_no_partial_mail() {
+    assert!(is_root(), "this test mounts a small tmpfs and needs root");
+    let r = Rig::new();
+    let full = r.home().join("full");
+    let _fs = SmallFs::mount(&full, r.uid, r.gid);
+    r.maildir("full/Maildir");
+    r.put("full/Mailbox", "From old\n\nkept\n\n", 0o600);
+    let big: Vec<u8> = (0..200_000u32)
+        .map(|i| if i % 70 == 69 { b'\n' } else { b'x' })
+        .collect();
+
+    r.put(".qmail-md", "./full/Maildir/\n", 0o644);
+    let run = r.local(&[], ("joe-md", "-", "md"), "s@x", "", &big);
+    assert_eq!(
+        (run.code, run.out.as_str()),
+        (111, "Temporary error on maildir delivery. (#4.3.0)\n")
+    );
+    assert!(r.new_mail("full/Maildir").is_empty());
+    assert_eq!(fs::read_dir(full.join("Maildir/tmp")).unwrap().count(), 0);
+
+    r.put(".qmail-mb", "./full/Mailbox\n", 0o644);
+    let run = r.local(&[], ("joe-mb", "-", "mb"), "s@x", "", &big);
+    assert_eq!(
+        (run.code, run.out.as_str()),
+        (
+            111,
+            "Unable to write ./full/Mailbox: out of disk space. (#4.3.0)\n"
+        )
+    );
+    // Cut back to what it held before.
+    assert_eq!(r.read("full/Mailbox"), b"From old\n\nkept\n\n");
+
+    // A message that fits still goes in.
+    let run = r.local(&[], ("joe-mb", "-", "mb"), "s@x", "", b"small\n");
+    assert_eq!((run.code, run.out.as_str()), (0, "did 1+0+0\n"));
+    assert!(r.read("full/Mailbox").ends_with(b"\nsmall\n\n"));
+}
