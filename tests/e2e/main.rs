@@ -5,6 +5,7 @@ mod docs;
 mod inject;
 mod local;
 mod queue;
+mod quickstart;
 mod rootmode;
 mod send;
 mod smtpd;
