@@ -1,1 +1,1721 @@
-//! End-to-end tests (to be written).
+//! Delivery: qmail-clean and the spawns through their descriptor protocols, and the whole
+//! set (qmail-start, qmail-send, qmail-lspawn, qmail-rspawn, qmail-clean) running on a
+//! test home, with messages injected by the real qmail-queue.
+//!
+//! Where qmail-local or qmail-remote is not what a test is about, a shell script in the
+//! home's bin/ stands in for it and records what it was given.
+//!
+//! Tests run as root in CI; single-user mode then runs every program as `nobody` (setpriv),
+//! so that no id switching happens, and root mode uses the qmail users.
+
+use rqmail_tests::{Home, bin, ensure_qmail_users, is_root, tool, user_ids};
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Hang guard for anything a test waits for.
+const WAIT: Duration = Duration::from_secs(90);
+
+// ------------------------------------------------------------------------ helpers
+
+/// The unprivileged user single-user tests run as when the tests run as root.
+fn nobody() -> (u32, u32) {
+    let (u, _) = user_ids("nobody");
+    let g = nix::unistd::Group::from_name("nogroup")
+        .ok()
+        .flatten()
+        .map_or(65534, |g| g.gid.as_raw());
+    (u, g)
+}
+
+/// A home for single-user mode: owned by `nobody` when the tests run as root.
+fn user_home() -> Home {
+    let h = Home::new();
+    fs::set_permissions(h.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    if is_root() {
+        let (u, g) = nobody();
+        h.chown_all(u, g);
+    }
+    h
+}
+
+fn chown_user(p: &Path) {
+    if is_root() {
+        let (u, g) = nobody();
+        std::os::unix::fs::lchown(p, Some(u), Some(g)).expect("chown");
+    }
+}
+
+/// A command running `program` in single-user mode (as nobody when root).
+fn user_cmd(home: &Home, program: &Path) -> Command {
+    let mut c = if is_root() {
+        let mut c = Command::new(tool("setpriv"));
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    c.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("QMAIL_HOME", home.path())
+        .current_dir(home.path());
+    c
+}
+
+/// Writes an executable script to the home's bin/ (replacing the link to a built program).
+fn script(home: &Home, name: &str, body: &str) {
+    let p = home.path().join("bin").join(name);
+    let _ = fs::remove_file(&p);
+    fs::write(&p, body).expect("write script");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+    chown_user(&p);
+}
+
+/// Creates a file as the test user.
+fn user_file(home: &Home, rel: &str, data: &[u8]) -> PathBuf {
+    let p = home.path().join(rel);
+    fs::write(&p, data).expect("write");
+    chown_user(&p);
+    p
+}
+
+/// Queues a message with the real qmail-queue run by `cmd`: message on fd 0, envelope on
+/// fd 1. Returns qmail-queue's exit code.
+fn queue_with(mut cmd: Command, msg: &[u8], sender: &str, rcpts: &[&str]) -> i32 {
+    let mut env = format!("F{sender}\0").into_bytes();
+    for r in rcpts {
+        env.extend(format!("T{r}\0").into_bytes());
+    }
+    env.push(0);
+    let (env_r, env_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::from(env_r))
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("spawn qmail-queue");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let msg = msg.to_vec();
+    let t1 = std::thread::spawn(move || {
+        let _ = stdin.write_all(&msg);
+    });
+    let t2 = std::thread::spawn(move || {
+        let _ = fs::File::from(env_w).write_all(&env);
+    });
+    let st = child.wait().expect("wait");
+    let _ = t1.join();
+    let _ = t2.join();
+    st.code().unwrap_or(-1)
+}
+
+/// Queues a message in single-user mode.
+fn inject(home: &Home, msg: &str, sender: &str, rcpts: &[&str]) {
+    let code = queue_with(
+        user_cmd(home, &bin("qmail-queue")),
+        msg.as_bytes(),
+        sender,
+        rcpts,
+    );
+    assert_eq!(code, 0, "qmail-queue failed");
+}
+
+/// Polls `f` until it returns true; panics after [`WAIT`] with `what`.
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Lines of a file (empty when it does not exist).
+fn file_lines(p: &Path) -> Vec<String> {
+    fs::read_to_string(p)
+        .map(|s| s.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// A tiny matcher for qmail-log(5) line formats: `{n}` digits, `{w}` a non-empty word
+/// without spaces, `{*}` anything (possibly empty); everything else literal.
+fn fmt_match(pat: &str, s: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        if p.is_empty() {
+            return s.is_empty();
+        }
+        if let Some(rest) = p.strip_prefix(b"{n}") {
+            let n = s.iter().take_while(|c| c.is_ascii_digit()).count();
+            return (1..=n).rev().any(|k| go(rest, &s[k..]));
+        }
+        if let Some(rest) = p.strip_prefix(b"{w}") {
+            let n = s.iter().take_while(|&&c| c > b' ' && c < 127).count();
+            return (1..=n).rev().any(|k| go(rest, &s[k..]));
+        }
+        if let Some(rest) = p.strip_prefix(b"{*}") {
+            return (0..=s.len()).rev().any(|k| go(rest, &s[k..]));
+        }
+        !s.is_empty() && s[0] == p[0] && go(&p[1..], &s[1..])
+    }
+    go(pat.as_bytes(), s.as_bytes())
+}
+
+/// Every line qmail-send may write, from qmail-log(5).
+const LOG_FORMATS: &[&str] = &[
+    "status: local {n}/{n} remote {n}/{n}",
+    "status: local {n}/{n} remote {n}/{n} exitasap",
+    "status: exiting",
+    "new msg {n}",
+    "info msg {n}: bytes {n} from <{*}> qp {n} uid {n}",
+    "starting delivery {n}: msg {n} to local {w}",
+    "starting delivery {n}: msg {n} to remote {w}",
+    "delivery {n}: success: {*}",
+    "delivery {n}: deferral: {*}",
+    "delivery {n}: failure: {*}",
+    "delivery {n}: report mangled, will defer",
+    "bounce msg {n} qp {n}",
+    "end msg {n}",
+    "triple bounce: discarding bounce/{n}",
+    "warning: {*}",
+    "alert: {*}",
+];
+
+fn assert_log_formats(lines: &[String]) {
+    for l in lines {
+        assert!(
+            LOG_FORMATS.iter().any(|f| fmt_match(f, l)),
+            "log line not in qmail-log(5) format: {l:?}"
+        );
+        assert!(
+            l.bytes().all(|c| (0x20..0x7f).contains(&c)),
+            "unprintable byte in log line {l:?}"
+        );
+    }
+}
+
+/// The mail system running on a home: qmail-start (which becomes qmail-send) with its
+/// log collected line by line.
+struct System {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl System {
+    /// Starts qmail-start in single-user mode with `defaultdelivery`.
+    fn start(home: &Home) -> System {
+        System::start_cmd(
+            user_cmd(home, &home.path().join("bin/qmail-start")),
+            &["./Maildir/"],
+        )
+    }
+
+    fn start_cmd(mut c: Command, args: &[&str]) -> System {
+        c.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = c.spawn().expect("start qmail-start");
+        let out = child.stdout.take().expect("stdout");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l2 = log.clone();
+        let reader = std::thread::spawn(move || {
+            let mut r = BufReader::new(out);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match r.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        let s = String::from_utf8_lossy(&line)
+                            .trim_end_matches('\n')
+                            .to_string();
+                        l2.lock().expect("lock").push(s);
+                    }
+                }
+            }
+        });
+        let s = System {
+            child,
+            log,
+            reader: Some(reader),
+        };
+        s.wait_log("the first status line", |l| l.contains("status: local"));
+        s
+    }
+
+    fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.log.lock().expect("lock").clone()
+    }
+
+    fn count(&self, f: impl Fn(&str) -> bool) -> usize {
+        self.log
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|l| f(l))
+            .count()
+    }
+
+    fn wait_log(&self, what: &str, f: impl Fn(&str) -> bool) {
+        wait_until(what, || self.count(&f) > 0);
+    }
+
+    fn wait_count(&self, what: &str, n: usize, f: impl Fn(&str) -> bool) {
+        wait_until(what, || self.count(&f) >= n);
+    }
+
+    fn signal(&self, s: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(self.pid(), s).expect("kill");
+    }
+
+    /// TERM, then wait for qmail-send to exit and the log to end. Returns the log.
+    fn stop(mut self) -> Vec<String> {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let st = wait_child(&mut self.child);
+        assert_eq!(st, Some(0), "qmail-send exit status");
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let lines = self.lines();
+        assert_eq!(lines.last().map(String::as_str), Some("status: exiting"));
+        assert_log_formats(&lines);
+        lines
+    }
+
+    /// kill -9 qmail-send.
+    fn kill(mut self) {
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+        let _ = wait_child(&mut self.child);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn wait_child(c: &mut Child) -> Option<i32> {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if let Some(st) = c.try_wait().expect("try_wait") {
+            return st.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("process did not exit");
+}
+
+/// A fake qmail-local that appends `local@domain sender` to $QMAIL_HOME/delivered and
+/// keeps the message in $QMAIL_HOME/mail/, then succeeds.
+const FAKE_LOCAL: &str = r#"#!/bin/sh
+# -- user home local dash ext domain sender aliasempty
+cat > "$QMAIL_HOME/mail/$4@$7.$$"
+echo "$4@$7 $8" >> "$QMAIL_HOME/delivered"
+echo "did 0+0+1"
+exit 0
+"#;
+
+/// A fake qmail-getpw: every local part belongs to the test user, home $QMAIL_HOME.
+const FAKE_GETPW: &str = r#"#!/bin/sh
+printf '%s\0' nobody 65534 65534 "$QMAIL_HOME" - "$1"
+"#;
+
+/// A home with the fake qmail-local/qmail-getpw and a mail/ directory.
+fn delivery_home() -> Home {
+    let h = user_home();
+    fs::create_dir(h.path().join("mail")).expect("mkdir");
+    chown_user(&h.path().join("mail"));
+    script(&h, "qmail-local", FAKE_LOCAL);
+    script(&h, "qmail-getpw", FAKE_GETPW);
+    h
+}
+
+fn delivered(h: &Home) -> Vec<String> {
+    file_lines(&h.path().join("delivered"))
+}
+
+fn mail_files(h: &Home) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = fs::read_dir(h.path().join("mail"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    (
+                        e.file_name().to_string_lossy().to_string(),
+                        fs::read_to_string(e.path()).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+// ---------------------------------------------------------------- qmail-clean
+
+#[test]
+fn clean_protocol_removes_files_and_answers() {
+    let h = user_home();
+    let q = qmail_queue::Queue::in_home(h.path());
+    let m = q.mess(1234);
+    fs::write(&m, b"x").expect("mess");
+    fs::write(q.intd(1234), b"x").expect("intd");
+    fs::write(q.todo(77), b"x").expect("todo");
+    fs::write(q.intd(77), b"x").expect("intd");
+    fs::create_dir(q.todo(78)).expect("a directory cannot be unlinked");
+    // An abandoned pid/ file (accessed 40 hours ago) and a fresh one.
+    let old = h.queue().join("pid/123.456.1");
+    fs::write(&old, b"").expect("pid");
+    let t = nix::sys::time::TimeVal::new((control::datetime::now() - 40 * 3600) as i64, 0);
+    nix::sys::stat::utimes(&old, &t, &t).expect("utimes");
+    let fresh = h.queue().join("pid/124.456.1");
+    fs::write(&fresh, b"").expect("pid");
+    if is_root() {
+        h.chown_all(nobody().0, nobody().1);
+    }
+    let long = format!("foop/{}\0", "1".repeat(120));
+    let input = format!("foop/1234\0todo/77\0todo/78\0bogus/1\0foop/12a\0foop/\0{long}foop/999\0");
+    let (code, out, _) =
+        rqmail_tests::run_with_input(user_cmd(&h, &bin("qmail-clean")), input.as_bytes());
+    assert_eq!(code, 0);
+    assert_eq!(out, b"++!xxxx+");
+    assert!(!m.exists() && !q.intd(1234).exists());
+    assert!(!q.todo(77).exists() && !q.intd(77).exists());
+    assert!(!old.exists(), "pid/ files older than 36 hours are removed");
+    assert!(fresh.exists());
+}
+
+// ------------------------------------------------------------------ the spawns
+
+/// One spawn driven through its descriptors: commands written to fd 0, reports read from
+/// fd 1 by a thread.
+struct SpawnPeer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    rx: Receiver<(u32, Vec<u8>)>,
+    first: u8,
+    wide: Arc<Mutex<bool>>,
+}
+
+impl SpawnPeer {
+    fn start(mut c: Command) -> SpawnPeer {
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = c.spawn().expect("start spawn");
+        let mut out = child.stdout.take().expect("stdout");
+        let mut first = [0u8; 1];
+        out.read_exact(&mut first).expect("the spawn's first byte");
+        let (tx, rx) = channel();
+        let wide = Arc::new(Mutex::new(false));
+        let w2 = wide.clone();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let mut b = [0u8; 1];
+            while out.read_exact(&mut b).is_ok() {
+                buf.push(b[0]);
+                let n = if *w2.lock().expect("lock") { 4 } else { 1 };
+                if b[0] == 0 && buf.len() > n {
+                    let d = if n == 1 {
+                        u32::from(buf[0])
+                    } else {
+                        u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]])
+                    };
+                    let text = buf[n..buf.len() - 1].to_vec();
+                    // Switch framing before anyone sees the answer.
+                    if text.starts_with(b"Kwide ") {
+                        *w2.lock().expect("lock") = true;
+                    }
+                    if tx.send((d, text)).is_err() {
+                        return;
+                    }
+                    buf.clear();
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        SpawnPeer {
+            child,
+            stdin,
+            rx,
+            first: first[0],
+            wide,
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.stdin
+            .as_mut()
+            .expect("stdin open")
+            .write_all(bytes)
+            .expect("write command");
+    }
+
+    fn command(&mut self, delnum: u32, messid: &str, sender: &str, recip: &str) {
+        let mut v = if *self.wide.lock().expect("lock") {
+            delnum.to_be_bytes().to_vec()
+        } else {
+            vec![u8::try_from(delnum).expect("narrow delnum")]
+        };
+        for f in [messid, sender, recip] {
+            v.extend_from_slice(f.as_bytes());
+            v.push(0);
+        }
+        self.send(&v);
+    }
+
+    /// Sends netqmail-incompatible probe and returns the answer text.
+    fn probe(&mut self) -> Vec<u8> {
+        self.send(b"\0\0\0rqmail-spawn-wide\0");
+        let (d, t) = self.rx.recv_timeout(WAIT).expect("probe answer");
+        assert_eq!(d, 0);
+        t
+    }
+
+    /// Collects `n` reports, by delivery number.
+    fn reports(&mut self, n: usize) -> HashMap<u32, String> {
+        let mut m = HashMap::new();
+        while m.len() < n {
+            let (d, t) = self.rx.recv_timeout(WAIT).expect("a report");
+            assert!(
+                m.insert(d, String::from_utf8_lossy(&t).to_string())
+                    .is_none(),
+                "two reports for delivery {d}"
+            );
+        }
+        m
+    }
+
+    /// Closes fd 0 and expects a clean exit.
+    fn finish(mut self) {
+        self.stdin = None;
+        assert_eq!(wait_child(&mut self.child), Some(0));
+    }
+}
+
+/// Puts a message file into queue/mess; returns its `S/N` name.
+fn mess_file(h: &Home, id: u64, body: &[u8]) -> String {
+    let q = qmail_queue::Queue::in_home(h.path());
+    let p = q.mess(id);
+    fs::write(&p, body).expect("mess");
+    chown_user(&p);
+    format!("{}/{}", id % qmail_queue::layout::SPLIT, id)
+}
+
+#[test]
+fn lspawn_runs_qmail_local_with_netqmails_arguments_and_reports() {
+    let h = user_home();
+    script(
+        &h,
+        "qmail-local",
+        r#"#!/bin/sh
+echo "$@" > "$QMAIL_HOME/args.$4"
+case "$4" in
+  soft) echo "temporary trouble"; exit 111 ;;
+  hard) echo "Sorry, no mailbox here by that name. (#5.1.1)"; exit 100 ;;
+  crash) kill -9 $$ ;;
+  long) i=0; while [ $i -lt 400 ]; do echo "0123456789"; i=$((i+1)); done; exit 0 ;;
+  *) cat; exit 0 ;;
+esac
+"#,
+    );
+    script(
+        &h,
+        "qmail-getpw",
+        r#"#!/bin/sh
+case "$1" in
+  noalias) exit 116 ;;
+  root) printf '%s\0' root 0 0 /root '' '' ;;
+  *) printf '%s\0' "u-$1" 1000 1000 /home/x - "ext-$1" ;;
+esac
+"#,
+    );
+    let m = mess_file(&h, 100, b"the message\n");
+    let mut sp = SpawnPeer::start({
+        let mut c = user_cmd(&h, &bin("qmail-lspawn"));
+        c.arg("./Maildir/");
+        c
+    });
+    assert_eq!(sp.first, 255, "narrow limit announced");
+    sp.command(0, &m, "sender@x.example", "joe@y.example");
+    sp.command(1, &m, "s", "soft@y.example");
+    sp.command(2, &m, "s", "hard@y.example");
+    sp.command(3, &m, "s", "crash@y.example");
+    sp.command(4, &m, "s", "noalias@y.example");
+    sp.command(5, &m, "s", "@y.example");
+    sp.command(6, &m, "s", "nohost");
+    sp.command(7, "1/2x", "s", "a@b");
+    sp.command(8, "999/999", "s", "a@b");
+    sp.command(254, &m, "s", "long@y.example");
+    sp.command(255, &m, "s", "a@b");
+    let r = sp.reports(11);
+    assert_eq!(r[&0], "Kthe message\n");
+    assert_eq!(r[&1], "Ztemporary trouble\n");
+    assert_eq!(r[&2], "DSorry, no mailbox here by that name. (#5.1.1)\n");
+    assert_eq!(r[&3], "Zqmail-local crashed.\n");
+    assert_eq!(r[&4], "ZUnable to find alias user!\n");
+    assert_eq!(r[&5], "K", "an empty mailbox name is a trash address");
+    assert_eq!(r[&6], "DSorry, address must include host name. (#5.1.3)\n");
+    assert_eq!(r[&7], "DInternal error: messid has nonnumerics. (#5.3.5)\n");
+    assert_eq!(r[&8], "Zqmail-spawn unable to open message. (#4.3.0)\n");
+    assert_eq!(r[&255], "ZInternal error: delnum too big. (#4.3.5)\n");
+    // qmail-local's report is cut at netqmail's 3000 bytes.
+    let long = &r[&254];
+    assert!(long.starts_with("K0123456789\n"), "{long:?}");
+    assert!(long.ends_with("\nError report too long, sorry.\n"));
+    assert_eq!(long.len(), 1 + 3000 - 3);
+    let args = fs::read_to_string(h.path().join("args.joe")).expect("args");
+    assert_eq!(
+        args.trim_end(),
+        "-- u-joe /home/x joe - ext-joe y.example sender@x.example ./Maildir/"
+    );
+    sp.finish();
+}
+
+#[test]
+fn lspawn_reads_users_cdb_in_qmail_newu_format() {
+    let h = user_home();
+    script(
+        &h,
+        "qmail-local",
+        "#!/bin/sh\necho \"$@\" > \"$QMAIL_HOME/args.$4\"\nexit 0\n",
+    );
+    // What qmail-newu makes of:
+    //   =joe:joe:507:100:/home/joe:::
+    //   +joe-:joe:507:100:/home/joe:-::
+    //   +:alias:7790:2108:/var/qmail/alias:-::
+    let entries: Vec<(&[u8], &[u8])> = vec![
+        (b"!joe\0", b"joe\x00507\x00100\x00/home/joe\x00\x00"),
+        (b"!joe-", b"joe\x00507\x00100\x00/home/joe\x00-\x00"),
+        (b"!", b"alias\x007790\x002108\x00/var/qmail/alias\x00-\x00"),
+        (b"", b"-"),
+    ];
+    let cdb = h.path().join("users/cdb");
+    control::cdb::write_atomic(&cdb, &h.path().join("users/cdb.tmp"), entries).expect("cdb");
+    chown_user(&cdb);
+    // qmail-getpw must not be needed.
+    script(&h, "qmail-getpw", "#!/bin/sh\nexit 111\n");
+    let m = mess_file(&h, 101, b"x\n");
+    let mut sp = SpawnPeer::start({
+        let mut c = user_cmd(&h, &bin("qmail-lspawn"));
+        c.arg("./Mailbox");
+        c
+    });
+    sp.command(0, &m, "s@x", "JOE@y.example");
+    sp.command(1, &m, "s@x", "joe-lists@y.example");
+    sp.command(2, &m, "s@x", "bill@y.example");
+    let r = sp.reports(3);
+    assert!(r.values().all(|t| t == "K"), "{r:?}");
+    let a = |l: &str| {
+        fs::read_to_string(h.path().join(format!("args.{l}")))
+            .expect("args")
+            .trim_end()
+            .to_string()
+    };
+    assert_eq!(a("JOE"), "-- joe /home/joe JOE   y.example s@x ./Mailbox");
+    assert_eq!(
+        a("joe-lists"),
+        "-- joe /home/joe joe-lists - lists y.example s@x ./Mailbox"
+    );
+    assert_eq!(
+        a("bill"),
+        "-- alias /var/qmail/alias bill - bill y.example s@x ./Mailbox"
+    );
+    sp.finish();
+}
+
+#[test]
+fn spawn_wide_protocol_runs_hundreds_at_once() {
+    let h = user_home();
+    // Each run waits until the test releases it, so all are in flight together.
+    script(
+        &h,
+        "qmail-local",
+        r#"#!/bin/sh
+touch "$QMAIL_HOME/running/$4"
+while [ ! -e "$QMAIL_HOME/release" ]; do sleep 0.1; done
+echo "done $4"
+"#,
+    );
+    script(&h, "qmail-getpw", FAKE_GETPW);
+    fs::create_dir(h.path().join("running")).expect("mkdir");
+    chown_user(&h.path().join("running"));
+    let m = mess_file(&h, 102, b"x\n");
+    let mut sp = SpawnPeer::start({
+        let mut c = user_cmd(&h, &bin("qmail-lspawn"));
+        c.arg("./Maildir/");
+        c
+    });
+    let answer = String::from_utf8(sp.probe()).expect("utf8");
+    let max: u32 = answer
+        .strip_prefix("Kwide ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("probe answer {answer:?}"));
+    assert!(max >= 300, "wide limit {max}");
+    let n = 300u32;
+    for d in 0..n {
+        // Delivery numbers above 255 only exist in the wide framing.
+        sp.command(d * 3 + 1, &m, "s", &format!("u{d}@y.example"));
+    }
+    wait_until("300 deliveries running at once", || {
+        fs::read_dir(h.path().join("running")).map_or(0, Iterator::count) == n as usize
+    });
+    user_file(&h, "release", b"");
+    let r = sp.reports(n as usize);
+    for d in 0..n {
+        assert_eq!(r[&(d * 3 + 1)], format!("Kdone u{d}\n"));
+    }
+    sp.finish();
+}
+
+#[test]
+fn rspawn_translates_qmail_remote_reports() {
+    let h = user_home();
+    let m = mess_file(&h, 103, b"x\n");
+    // Before qmail-remote exists: a clear temporary failure.
+    let _ = fs::remove_file(h.path().join("bin/qmail-remote"));
+    let mut sp = SpawnPeer::start(user_cmd(&h, &bin("qmail-rspawn")));
+    assert_eq!(sp.first, 255);
+    sp.command(0, &m, "s@x", "a@far.example");
+    let r = sp.reports(1);
+    assert!(
+        r[&0].starts_with("ZUnable to run qmail-remote: ") && r[&0].ends_with("(#4.3.0)\n"),
+        "{:?}",
+        r[&0]
+    );
+    sp.finish();
+
+    script(
+        &h,
+        "qmail-remote",
+        r#"#!/bin/sh
+echo "$0 $*" > "$QMAIL_HOME/args.$3"
+case "$3" in
+  ok@*) printf 'r\0Kfar.example accepted message.\nRemote host said: 250 ok\n\0' ;;
+  rej@*) printf 'hfar.example does not like recipient.\nRemote host said: 550 no\n\0DGiving up on 10.0.0.1.\n\0' ;;
+  soft@*) printf 'sfar.example does not like recipient.\nRemote host said: 450 later\n\0' ;;
+  conn@*) printf 'ZConnected to 10.0.0.1 but connection died. (#4.4.2)\n\0' ;;
+  none@*) ;;
+  exit@*) exit 1 ;;
+esac
+exit 0
+"#,
+    );
+    let mut sp = SpawnPeer::start(user_cmd(&h, &bin("qmail-rspawn")));
+    for (d, r) in ["ok", "rej", "soft", "conn", "none", "exit"]
+        .iter()
+        .enumerate()
+    {
+        sp.command(d as u32, &m, "me@here.example", &format!("{r}@far.example"));
+    }
+    let r = sp.reports(6);
+    assert_eq!(
+        r[&0],
+        "Kfar.example accepted message.\nRemote host said: 250 ok\n"
+    );
+    assert_eq!(
+        r[&1],
+        "Dfar.example does not like recipient.\nRemote host said: 550 no\nGiving up on 10.0.0.1.\n"
+    );
+    assert_eq!(
+        r[&2],
+        "Zfar.example does not like recipient.\nRemote host said: 450 later\n"
+    );
+    assert_eq!(
+        r[&3],
+        "ZConnected to 10.0.0.1 but connection died. (#4.4.2)\n"
+    );
+    assert_eq!(r[&4], "Zqmail-remote produced no output.\n");
+    assert_eq!(r[&5], "DUnable to run qmail-remote.\n");
+    let args = fs::read_to_string(h.path().join("args.ok@far.example")).expect("args");
+    assert!(
+        args.ends_with("far.example me@here.example ok@far.example\n"),
+        "{args:?}"
+    );
+    // qmail-rspawn clears lock/tcpto when it starts.
+    assert_eq!(
+        fs::read(h.queue().join("lock/tcpto")).expect("tcpto"),
+        vec![0u8; 1024]
+    );
+    sp.finish();
+}
+
+#[test]
+fn spawn_refuses_messages_of_the_wrong_owner_when_root() {
+    assert!(
+        is_root(),
+        "this test needs root (a file of another owner); run the suite as root"
+    );
+    let h = user_home();
+    let q = qmail_queue::Queue::in_home(h.path());
+    fs::write(q.mess(104), b"x").expect("mess");
+    std::os::unix::fs::lchown(q.mess(104), Some(0), Some(0)).expect("chown");
+    let mut sp = SpawnPeer::start(user_cmd(&h, &bin("qmail-rspawn")));
+    sp.command(
+        9,
+        &format!("{}/104", 104 % qmail_queue::layout::SPLIT),
+        "s",
+        "a@b",
+    );
+    assert_eq!(
+        sp.reports(1)[&9],
+        "ZSorry, message has wrong owner. (#4.3.5)\n"
+    );
+    sp.finish();
+}
+
+// ------------------------------------------------------------ the whole system
+
+/// A fake qmail-local with behaviours chosen by files in the home:
+/// `nosuch*` fails permanently, `fail-LOCAL` fails permanently, `defer-LOCAL` defers,
+/// anything else is delivered into mail/ and listed in `delivered`.
+const FAKE_LOCAL2: &str = r#"#!/bin/sh
+# -- user home local dash ext domain sender aliasempty
+case "$4" in
+  nosuch*) echo "Sorry, no mailbox here by that name. (#5.1.1)"; exit 100 ;;
+esac
+if [ -e "$QMAIL_HOME/fail-$4" ]; then echo "Sorry, $4 is failing. (#5.1.1)"; exit 100; fi
+if [ -e "$QMAIL_HOME/defer-$4" ]; then echo "Deferring $4 for now. (#4.2.1)"; exit 111; fi
+cat > "$QMAIL_HOME/mail/$4@$7.$$"
+echo "$4@$7 $8" >> "$QMAIL_HOME/delivered"
+echo "did 0+0+1"
+exit 0
+"#;
+
+/// A fake qmail-remote: accepts, or rejects permanently when `fail-remote` exists.
+const FAKE_REMOTE: &str = r#"#!/bin/sh
+# qmail-remote host sender recip
+if [ -e "$QMAIL_HOME/fail-remote" ]; then
+  printf 'h%s does not like recipient.\nRemote host said: 550 no such user\n\0DGiving up on 10.0.0.1.\n\0' "$1"
+  exit 0
+fi
+cat > "$QMAIL_HOME/mail/remote-$3.$$"
+echo "$3 $2" >> "$QMAIL_HOME/delivered-remote"
+printf 'r\0K%s accepted message.\nRemote host said: 250 ok\n\0' "$1"
+exit 0
+"#;
+
+fn system_home() -> Home {
+    let h = delivery_home();
+    script(&h, "qmail-local", FAKE_LOCAL2);
+    script(&h, "qmail-remote", FAKE_REMOTE);
+    h
+}
+
+fn remote_delivered(h: &Home) -> Vec<String> {
+    file_lines(&h.path().join("delivered-remote"))
+}
+
+/// The message number of the first `new msg` line after `after` lines.
+fn msg_numbers(lines: &[String]) -> Vec<u64> {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("new msg ").and_then(|n| n.parse().ok()))
+        .collect()
+}
+
+fn queue_is_empty(h: &Home) -> bool {
+    h.queue_files().is_empty()
+}
+
+#[test]
+fn delivers_local_and_remote_with_qmail_log_lines() {
+    let h = system_home();
+    let sys = System::start(&h);
+    inject(
+        &h,
+        "Subject: hi\n\nbody\n",
+        "sender@far.example",
+        &[
+            "joe@testhost.example",
+            "TestHost.Example.noat",
+            "x@far.example",
+            "bare",
+        ],
+    );
+    sys.wait_log("end msg", |l| l.starts_with("end msg "));
+    let mut local = delivered(&h);
+    local.sort();
+    assert_eq!(
+        local,
+        vec![
+            "TestHost.Example.noat@testhost.example sender@far.example",
+            "bare@testhost.example sender@far.example",
+            "joe@testhost.example sender@far.example",
+        ]
+    );
+    assert_eq!(
+        remote_delivered(&h),
+        vec!["x@far.example sender@far.example"]
+    );
+    wait_until("an empty queue", || queue_is_empty(&h));
+    let log = sys.stop();
+    let id = msg_numbers(&log)[0];
+    let find = |p: &str| {
+        log.iter()
+            .find(|l| fmt_match(p, l))
+            .unwrap_or_else(|| panic!("no {p:?} in {log:#?}"))
+            .clone()
+    };
+    let info = find("info msg {n}: bytes {n} from <sender@far.example> qp {n} uid {n}");
+    assert!(info.starts_with(&format!("info msg {id}: bytes ")));
+    let uid = if is_root() {
+        nobody().0
+    } else {
+        nix::unistd::getuid().as_raw()
+    };
+    assert!(info.ends_with(&format!(" uid {uid}")), "{info}");
+    let start = find("starting delivery {n}: msg {n} to remote x@far.example");
+    assert!(start.contains(&format!(": msg {id} to remote")));
+    let d: u64 = start["starting delivery ".len()..]
+        .split(':')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("delivery number");
+    find(&format!(
+        "delivery {d}: success: far.example_accepted_message./Remote_host_said:_250_ok/"
+    ));
+    find("delivery {n}: success: did_0+0+1/");
+    find("status: local 0/10 remote 0/20");
+    assert_eq!(find("end msg {n}"), format!("end msg {id}"));
+}
+
+/// The bounce message from the first line after qmail-queue's Received line.
+fn bounce_body(mail: &str) -> &str {
+    let i = mail.find('\n').expect("Received line") + 1;
+    &mail[i..]
+}
+
+#[test]
+fn bounce_for_unknown_user_has_netqmails_exact_text() {
+    let h = system_home();
+    let sys = System::start(&h);
+    let original = "Subject: lost\n\nhello\n";
+    inject(
+        &h,
+        original,
+        "sender@testhost.example",
+        &["nosuch@testhost.example"],
+    );
+    sys.wait_log("the bounce's end msg", |l| l.starts_with("end msg "));
+    sys.wait_count("both messages ended", 2, |l| l.starts_with("end msg "));
+    let mails = mail_files(&h);
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(mails[0].0.starts_with("sender@testhost.example."));
+    let body = bounce_body(&mails[0].1);
+    let date_line = body.lines().next().expect("Date");
+    assert!(
+        fmt_match("Date: {n} {w} {n} {n}:{n}:{n} -0000", date_line),
+        "{date_line}"
+    );
+    let rest = &body[date_line.len() + 1..];
+    let expect_head = "From: MAILER-DAEMON@testhost.example\n\
+To: sender@testhost.example\n\
+Subject: failure notice\n\
+\n\
+Hi. This is the qmail-send program at testhost.example.\n\
+I'm afraid I wasn't able to deliver your message to the following addresses.\n\
+This is a permanent error; I've given up. Sorry it didn't work out.\n\
+\n\
+<nosuch@testhost.example>:\n\
+Sorry, no mailbox here by that name. (#5.1.1)\n\
+\n\
+--- Below this line is a copy of the message.\n\
+\n\
+Return-Path: <sender@testhost.example>\n\
+Received: (qmail ";
+    assert!(rest.starts_with(expect_head), "{rest}");
+    assert!(rest.ends_with(&format!(" -0000\n{original}")), "{rest}");
+    // The bounce has the empty envelope sender.
+    assert_eq!(delivered(&h), vec!["sender@testhost.example "]);
+    let log = sys.stop();
+    let ids = msg_numbers(&log);
+    assert_eq!(ids.len(), 2);
+    let bounce = log
+        .iter()
+        .find(|l| l.starts_with("bounce msg "))
+        .expect("bounce msg line");
+    let qp = bounce.rsplit(' ').next().expect("qp");
+    assert_eq!(bounce, &format!("bounce msg {} qp {qp}", ids[0]));
+    assert!(log.iter().any(|l| fmt_match(
+        &format!("info msg {}: bytes {{n}} from <> qp {qp} uid {{n}}", ids[1]),
+        l
+    )));
+    assert!(log.iter().any(|l| fmt_match(
+        "delivery {n}: failure: Sorry,_no_mailbox_here_by_that_name._(#5.1.1)/",
+        l
+    )));
+    // bounce/ was removed with the message.
+    wait_until("an empty queue", || queue_is_empty(&h));
+}
+
+#[test]
+fn double_bounce_goes_to_doublebounceto_and_triple_bounces_are_discarded() {
+    let h = system_home();
+    h.control("doublebounceto", "dbl\n");
+    h.control("bouncefrom", "Mail Daemon\n");
+    h.control("bouncehost", "bounces.example\n");
+    user_file(&h, "fail-remote", b"");
+    let sys = System::start(&h);
+    inject(
+        &h,
+        "Subject: one\n\nx\n",
+        "far@far.example",
+        &["nosuch@testhost.example"],
+    );
+    // message, its bounce (fails remotely), the double bounce (delivered locally).
+    sys.wait_count("three messages ended", 3, |l| l.starts_with("end msg "));
+    let mails = mail_files(&h);
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(mails[0].0.starts_with("dbl@testhost.example."), "{mails:?}");
+    let body = bounce_body(&mails[0].1);
+    let rest = &body[body.find('\n').expect("Date") + 1..];
+    let expect = "From: \"Mail Daemon\"@bounces.example\n\
+To: dbl@testhost.example\n\
+Subject: failure notice\n\
+\n\
+Hi. This is the qmail-send program at bounces.example.\n\
+I tried to deliver a bounce message to this address, but the bounce bounced!\n\
+\n\
+<far@far.example>:\n\
+far.example does not like recipient.\n\
+Remote host said: 550 no such user\n\
+Giving up on 10.0.0.1.\n\
+\n\
+--- Below this line is the original bounce.\n\
+\n\
+Return-Path: <>\n\
+Received: (qmail ";
+    assert!(rest.starts_with(expect), "{rest}");
+    assert!(rest.contains(
+        "\nFrom: \"Mail Daemon\"@bounces.example\nTo: far@far.example\nSubject: failure notice\n"
+    ));
+    // The double bounce's envelope sender is #@[].
+    assert_eq!(delivered(&h), vec!["dbl@testhost.example #@[]"]);
+
+    // Now doublebounceto fails too: the third bounce is discarded.
+    user_file(&h, "fail-dbl", b"");
+    inject(
+        &h,
+        "Subject: two\n\nx\n",
+        "far@far.example",
+        &["nosuch@testhost.example"],
+    );
+    sys.wait_log("triple bounce", |l| {
+        l.starts_with("triple bounce: discarding bounce/")
+    });
+    sys.wait_count("six messages ended", 6, |l| l.starts_with("end msg "));
+    wait_until("an empty queue", || queue_is_empty(&h));
+    let log = sys.stop();
+    let ids = msg_numbers(&log);
+    assert_eq!(ids.len(), 6);
+    assert!(log.contains(&format!("triple bounce: discarding bounce/{}", ids[5])));
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("bounce msg ")).count(),
+        4
+    );
+}
+
+#[test]
+fn deferral_then_success_after_alrm() {
+    let h = system_home();
+    user_file(&h, "defer-joe", b"");
+    let sys = System::start(&h);
+    inject(
+        &h,
+        "Subject: later\n\nx\n",
+        "s@far.example",
+        &["joe@testhost.example"],
+    );
+    sys.wait_log("the deferral", |l| {
+        fmt_match(
+            "delivery {n}: deferral: Deferring_joe_for_now._(#4.2.1)/",
+            l,
+        )
+    });
+    assert!(delivered(&h).is_empty());
+    fs::remove_file(h.path().join("defer-joe")).expect("rm");
+    // The next scheduled attempt is 100 seconds after the message's birth; ALRM makes it
+    // now.
+    sys.signal(nix::sys::signal::Signal::SIGALRM);
+    sys.wait_log("end msg", |l| l.starts_with("end msg "));
+    assert_eq!(delivered(&h), vec!["joe@testhost.example s@far.example"]);
+    let log = sys.stop();
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.starts_with("starting delivery"))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn queuelifetime_turns_a_late_deferral_into_a_bounce() {
+    let h = system_home();
+    h.control("queuelifetime", "0\n");
+    user_file(&h, "defer-joe", b"");
+    let sys = System::start(&h);
+    inject(
+        &h,
+        "Subject: old\n\nx\n",
+        "s@testhost.example",
+        &["joe@testhost.example"],
+    );
+    sys.wait_log("the first deferral", |l| {
+        l.contains(": deferral: Deferring_joe")
+    });
+    std::thread::sleep(Duration::from_millis(1100));
+    sys.signal(nix::sys::signal::Signal::SIGALRM);
+    sys.wait_log("the failure", |l| {
+        fmt_match(
+            "delivery {n}: failure: Deferring_joe_for_now._(#4.2.1)/I'm_not_going_to_try_again;_this_message_has_been_in_the_queue_too_long./",
+            l,
+        )
+    });
+    sys.wait_count("both ended", 2, |l| l.starts_with("end msg "));
+    let mails = mail_files(&h);
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].1.contains(
+        "<joe@testhost.example>:\nDeferring joe for now. (#4.2.1)\nI'm not going to try again; this message has been in the queue too long.\n\n"
+    ));
+    sys.stop();
+}
+
+#[test]
+fn kill_9_in_a_batch_then_restart_delivers_everything() {
+    let h = system_home();
+    script(
+        &h,
+        "qmail-local",
+        r#"#!/bin/sh
+sleep 0.2
+cat > /dev/null
+echo "$4@$7" >> "$QMAIL_HOME/delivered"
+echo "did 0+0+1"
+"#,
+    );
+    let n = 40;
+    for i in 0..n {
+        inject(
+            &h,
+            "Subject: batch\n\nx\n",
+            "s@far.example",
+            &[&format!("u{i}@testhost.example")],
+        );
+    }
+    let sys = System::start(&h);
+    wait_until("some deliveries", || delivered(&h).len() >= 5);
+    sys.kill();
+    assert!(
+        delivered(&h).len() < n,
+        "the kill came too late to test anything"
+    );
+    // A killed qmail-send leaves its lock; the next one takes it.
+    let sys = System::start(&h);
+    wait_until("every recipient delivered", || {
+        let mut d = delivered(&h);
+        d.sort();
+        d.dedup();
+        d.len() == n
+    });
+    wait_until("an empty queue", || queue_is_empty(&h));
+    let log = sys.stop();
+    assert!(log.iter().any(|l| l.starts_with("end msg ")));
+}
+
+#[test]
+fn concurrencylocal_200_runs_200_deliveries_at_once() {
+    let h = system_home();
+    h.control("concurrencylocal", "200\n");
+    script(
+        &h,
+        "qmail-local",
+        r#"#!/bin/sh
+touch "$QMAIL_HOME/running/$4"
+while [ ! -e "$QMAIL_HOME/release" ]; do sleep 0.2; done
+rm -f "$QMAIL_HOME/running/$4"
+echo "$4" >> "$QMAIL_HOME/delivered"
+echo "did 0+0+1"
+"#,
+    );
+    fs::create_dir(h.path().join("running")).expect("mkdir");
+    chown_user(&h.path().join("running"));
+    let sys = System::start(&h);
+    assert!(
+        sys.lines()
+            .contains(&"status: local 0/200 remote 0/20".to_string())
+    );
+    let rcpts: Vec<String> = (0..250).map(|i| format!("r{i}@testhost.example")).collect();
+    let r: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    inject(&h, "Subject: many\n\nx\n", "s@far.example", &r);
+    wait_until("200 deliveries in flight", || {
+        fs::read_dir(h.path().join("running")).map_or(0, Iterator::count) == 200
+    });
+    sys.wait_log("the limit reached", |l| {
+        l == "status: local 200/200 remote 0/20"
+    });
+    user_file(&h, "release", b"");
+    sys.wait_log("end msg", |l| l.starts_with("end msg "));
+    assert_eq!(delivered(&h).len(), 250);
+    let log = sys.stop();
+    // Never more than the limit.
+    for l in &log {
+        if let Some(rest) = l.strip_prefix("status: local ") {
+            let used: u32 = rest
+                .split('/')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("used");
+            assert!(used <= 200, "{l}");
+        }
+    }
+}
+
+#[test]
+fn deliveries_keep_going_while_messages_keep_arriving() {
+    let h = system_home();
+    // A backlog in todo/ before qmail-send starts, and more arriving while it runs.
+    let before = 150;
+    let during = 150;
+    for i in 0..before {
+        inject(
+            &h,
+            "Subject: x\n\nx\n",
+            "s@far.example",
+            &[&format!("b{i}@testhost.example")],
+        );
+    }
+    let sys = System::start(&h);
+    let h2 = h.path().to_path_buf();
+    let injector = std::thread::spawn(move || {
+        for i in 0..during {
+            let mut c = Command::new(if is_root() {
+                tool("setpriv")
+            } else {
+                bin("qmail-queue")
+            });
+            if is_root() {
+                c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+                    .arg(bin("qmail-queue"));
+            }
+            c.env_clear().env("QMAIL_HOME", &h2).current_dir(&h2);
+            let code = queue_with(
+                c,
+                b"Subject: y\n\ny\n",
+                "s@far.example",
+                &[&format!("d{i}@testhost.example")],
+            );
+            assert_eq!(code, 0);
+        }
+    });
+    injector.join().expect("injector");
+    wait_until("every message delivered", || {
+        delivered(&h).len() == before + during
+    });
+    let log = sys.stop();
+    // Deliveries start as soon as the first messages are preprocessed, not after the
+    // backlog in todo/ is gone: few "new msg" lines precede the first delivery ...
+    let first_start = log
+        .iter()
+        .position(|l| l.starts_with("starting delivery "))
+        .expect("a delivery");
+    let new_before = log[..first_start]
+        .iter()
+        .filter(|l| l.starts_with("new msg "))
+        .count();
+    assert!(
+        new_before <= 5,
+        "{new_before} messages preprocessed before the first delivery started"
+    );
+    // ... and by the time the last message was preprocessed most earlier ones were done.
+    let last_new = log
+        .iter()
+        .rposition(|l| l.starts_with("new msg "))
+        .expect("new msg");
+    let done_before = log[..last_new]
+        .iter()
+        .filter(|l| l.contains(": success: "))
+        .count();
+    assert!(
+        done_before >= (before + during) / 4,
+        "only {done_before} deliveries finished while messages were arriving"
+    );
+}
+
+#[test]
+fn arrivals_are_preprocessed_while_deliveries_are_busy() {
+    let h = system_home();
+    script(
+        &h,
+        "qmail-local",
+        r#"#!/bin/sh
+cat > /dev/null
+[ "$4" = "late" ] || sleep 0.3
+echo "$4" >> "$QMAIL_HOME/delivered"
+echo "did 0+0+1"
+"#,
+    );
+    let sys = System::start(&h);
+    let rcpts: Vec<String> = (0..60)
+        .map(|i| format!("slow{i}@testhost.example"))
+        .collect();
+    let r: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    inject(&h, "Subject: big\n\nx\n", "s@far.example", &r);
+    sys.wait_count("deliveries under way", 10, |l| {
+        l.starts_with("starting delivery")
+    });
+    inject(
+        &h,
+        "Subject: small\n\nx\n",
+        "s@far.example",
+        &["late@testhost.example"],
+    );
+    wait_until("the late message delivered", || {
+        delivered(&h).contains(&"late".to_string())
+    });
+    let done = delivered(&h).len();
+    assert!(done < 61, "the late message waited for the whole backlog");
+    sys.wait_count("both ended", 2, |l| l.starts_with("end msg "));
+    sys.stop();
+}
+
+#[test]
+fn a_second_qmail_send_refuses_to_start() {
+    let h = system_home();
+    let sys = System::start(&h);
+    let mut second = user_cmd(&h, &h.path().join("bin/qmail-start"));
+    second.arg("./Maildir/");
+    let (code, out, _) = rqmail_tests::run_with_input(second, b"");
+    assert_eq!(code, 111);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "alert: cannot start: qmail-send is already running\n"
+    );
+    sys.stop();
+}
+
+#[test]
+fn hup_rereads_locals_virtualdomains_and_concurrency() {
+    let h = system_home();
+    let sys = System::start(&h);
+    inject(&h, "Subject: a\n\nx\n", "s@far.example", &["x@new.example"]);
+    wait_until("remote delivery", || remote_delivered(&h).len() == 1);
+    h.control("locals", "testhost.example\nnew.example\n");
+    h.control("virtualdomains", "virt.example:vuser\n");
+    h.control("concurrencylocal", "5\n");
+    sys.signal(nix::sys::signal::Signal::SIGHUP);
+    sys.wait_log("the new limits", |l| l == "status: local 0/5 remote 0/20");
+    inject(
+        &h,
+        "Subject: b\n\nx\n",
+        "s@far.example",
+        &["y@new.example", "z@virt.example"],
+    );
+    wait_until("local deliveries", || delivered(&h).len() == 2);
+    let mut d = delivered(&h);
+    d.sort();
+    assert_eq!(
+        d,
+        vec![
+            "vuser-z@virt.example s@far.example",
+            "y@new.example s@far.example"
+        ]
+    );
+    sys.stop();
+}
+
+#[test]
+fn qmail_start_plumbing_and_logger_in_single_user_mode() {
+    let h = system_home();
+    let sys = System::start_cmd(
+        user_cmd(&h, &h.path().join("bin/qmail-start")),
+        &["./Maildir/", "sed", "-u", "s/^/logged: /"],
+    );
+    let send = sys.pid().as_raw();
+    let kids = children(send);
+    let by_name: HashMap<String, i32> = kids.iter().map(|(p, n)| (n.clone(), *p)).collect();
+    for n in ["qmail-lspawn", "qmail-rspawn", "qmail-clean", "sed"] {
+        assert!(by_name.contains_key(n), "{n} missing among {kids:?}");
+    }
+    let pipe = |pid: i32, fd: u32| -> String {
+        fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+            .map(|p| p.to_string_lossy().to_string())
+            .unwrap_or_default()
+    };
+    // qmail-send's 1..6 are the spawns' and qmail-clean's 0 and 1; its 0 is the logger's 0.
+    assert_eq!(pipe(send, 0), pipe(by_name["sed"], 0));
+    assert_eq!(pipe(send, 1), pipe(by_name["qmail-lspawn"], 0));
+    assert_eq!(pipe(send, 2), pipe(by_name["qmail-lspawn"], 1));
+    assert_eq!(pipe(send, 3), pipe(by_name["qmail-rspawn"], 0));
+    assert_eq!(pipe(send, 4), pipe(by_name["qmail-rspawn"], 1));
+    assert_eq!(pipe(send, 5), pipe(by_name["qmail-clean"], 0));
+    assert_eq!(pipe(send, 6), pipe(by_name["qmail-clean"], 1));
+    for fd in 0..=6 {
+        assert!(pipe(send, fd).starts_with("pipe:"), "qmail-send fd {fd}");
+    }
+    assert!(sys.lines()[0].starts_with("logged: status: local 0/10"));
+    inject(
+        &h,
+        "Subject: a\n\nx\n",
+        "s@far.example",
+        &["joe@testhost.example"],
+    );
+    sys.wait_log("end msg", |l| l.starts_with("logged: end msg "));
+    let mut sys = sys;
+    sys.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(wait_child(&mut sys.child), Some(0));
+}
+
+/// The (pid, command name) of every child of `parent`.
+fn children(parent: i32) -> Vec<(i32, String)> {
+    let mut v = Vec::new();
+    for e in fs::read_dir("/proc").expect("proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        let ppid: i32 = stat[close + 2..]
+            .split(' ')
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        if ppid == parent && !stat[close + 2..].starts_with('Z') {
+            v.push((pid, name));
+        }
+    }
+    v
+}
+
+#[test]
+fn splogger_sends_syslog_datagrams() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let sock_path = d.path().join("log");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
+    sock.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut c = Command::new(bin("splogger"));
+    c.args(["qmailtag", "3"]).env("SPLOGGER_SOCKET", &sock_path);
+    let mut long = "x".repeat(1000);
+    long.push('\n');
+    let input = format!("new msg 1\n\nwarning: w\talert\nalert: a\n{long}");
+    let (code, _, _) = rqmail_tests::run_with_input(c, input.as_bytes());
+    assert_eq!(code, 0);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    for _ in 0..5 {
+        let n = sock.recv(&mut buf).expect("datagram");
+        got.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    // facility 3 (daemon): 24 + severity.
+    let shape = |g: &str, pri: &str, rest: &str| {
+        assert!(g.starts_with(&format!("<{pri}>")), "{g}");
+        let body = g.split_once("qmailtag: ").expect("tag").1;
+        assert!(fmt_match(&format!("{{n}}.{{n}}{rest}"), body), "{g}");
+        let ts = &g[g.find('>').expect(">") + 1..g.find("qmailtag").expect("tag")];
+        assert!(fmt_match("{w} {*}{n} {n}:{n}:{n} ", ts), "timestamp {ts:?}");
+    };
+    shape(&got[0], "30", " new msg 1");
+    shape(&got[1], "28", " warning: w?alert");
+    shape(&got[2], "25", " alert: a");
+    shape(&got[3], "30", &format!(" {}", "x".repeat(799)));
+    shape(&got[4], "30", &format!("+{}", "x".repeat(201)));
+    let stamp = |g: &str| g.split_once("qmailtag: ").expect("tag").1[..17].to_string();
+    assert_eq!(
+        stamp(&got[3]),
+        stamp(&got[4]),
+        "a folded line keeps its timestamp"
+    );
+}
+
+/// Fields of /proc/PID/status.
+fn proc_status(pid: i32) -> HashMap<String, String> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn root_mode_runs_each_daemon_under_its_qmail_id() {
+    assert!(
+        is_root(),
+        "root-mode tests need root; run the suite as root"
+    );
+    ensure_qmail_users();
+    let ids = control::ids::Ids::lookup().expect("qmail ids");
+    let h = Home::new();
+    fs::set_permissions(h.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    qmail_queue::layout::create(&h.queue(), &ids).expect("queue with qmail owners");
+    let out = h.path().join("out");
+    fs::create_dir(&out).expect("mkdir");
+    fs::set_permissions(&out, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let (nu, ng) = nobody();
+    let write = |name: &str, body: &str| {
+        let p = h.path().join("bin").join(name);
+        let _ = fs::remove_file(&p);
+        fs::write(&p, body).expect("script");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+    };
+    write(
+        "qmail-local",
+        "#!/bin/sh\ncat > /dev/null\n{ id -u; id -g; id -G; echo \"$2 $3 $4\"; } > \"$QMAIL_HOME/out/$4\"\necho did 1+0+0\n",
+    );
+    write(
+        "qmail-remote",
+        "#!/bin/sh\ncat > /dev/null\nid -u > \"$QMAIL_HOME/out/remote\"\nprintf 'r\\0Kok\\0'\n",
+    );
+    let home_joe = format!("{}/out", h.path().display());
+    let joe = format!("nobody\0{nu}\0{ng}\0{home_joe}\0\0");
+    let entries: Vec<(&[u8], &[u8])> = vec![
+        (b"!joe\0", joe.as_bytes()),
+        (b"!rooty\0", b"root\x000\x000\x00/root\x00\x00"),
+        (b"", b""),
+    ];
+    control::cdb::write_atomic(
+        &h.path().join("users/cdb"),
+        &h.path().join("users/tmp"),
+        entries,
+    )
+    .expect("cdb");
+
+    let mut c = Command::new(h.path().join("bin/qmail-start"));
+    c.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("QMAIL_HOME", h.path());
+    let sys = System::start_cmd(c, &["./Maildir/", "cat"]);
+    let send = sys.pid().as_raw();
+    let kids: HashMap<String, i32> = children(send).into_iter().map(|(p, n)| (n, p)).collect();
+    let q = |n: &str| ids_of(n);
+    let (qmail, nofiles) = (ids.qmail.as_raw(), ids.nofiles.as_raw());
+    let expect = [
+        ("qmail-send", send, q("qmails"), qmail),
+        ("qmail-lspawn", kids["qmail-lspawn"], 0, qmail),
+        ("qmail-rspawn", kids["qmail-rspawn"], q("qmailr"), qmail),
+        ("qmail-clean", kids["qmail-clean"], q("qmailq"), qmail),
+        ("cat", kids["cat"], q("qmaill"), nofiles),
+    ];
+    for (name, pid, uid, gid) in expect {
+        let st = proc_status(pid);
+        assert_eq!(
+            st["Uid"],
+            format!("{uid}\t{uid}\t{uid}\t{uid}"),
+            "{name} uid"
+        );
+        assert_eq!(
+            st["Gid"],
+            format!("{gid}\t{gid}\t{gid}\t{gid}"),
+            "{name} gid"
+        );
+        assert_eq!(st["Groups"], gid.to_string(), "{name} supplementary groups");
+    }
+    // qmail-lspawn keeps root for setuid/setgid only: CAP_SETGID (6) and CAP_SETUID (7).
+    let ls = proc_status(kids["qmail-lspawn"]);
+    assert_eq!(ls["CapEff"], "00000000000000c0");
+    assert_eq!(ls["CapPrm"], "00000000000000c0");
+    assert_eq!(ls["CapInh"], "0000000000000000");
+    assert_eq!(ls["CapAmb"], "0000000000000000");
+    let rs = proc_status(kids["qmail-rspawn"]);
+    assert_eq!(rs["CapEff"], "0000000000000000");
+
+    // Messages come from qmail-queue running as qmailq.
+    let mut qq = Command::new(tool("setpriv"));
+    qq.args(["--reuid=qmailq", "--regid=qmail", "--clear-groups"])
+        .arg(bin("qmail-queue"))
+        .env_clear()
+        .env("QMAIL_HOME", h.path())
+        .current_dir(h.path());
+    let code = queue_with(
+        qq,
+        b"Subject: root mode\n\nx\n",
+        "s@far.example",
+        &[
+            "joe@testhost.example",
+            "rooty@testhost.example",
+            "x@far.example",
+        ],
+    );
+    assert_eq!(code, 0);
+    wait_until("joe's delivery", || {
+        file_lines(&out.join("joe")).len() == 4 && file_lines(&out.join("remote")).len() == 1
+    });
+    sys.wait_log("the refusal", |l| {
+        fmt_match(
+            "{*}delivery {n}: deferral: Not_allowed_to_perform_deliveries_as_root./",
+            l,
+        )
+    });
+    let got = file_lines(&out.join("joe"));
+    assert_eq!(
+        got,
+        vec![
+            nu.to_string(),
+            ng.to_string(),
+            ng.to_string(),
+            format!("nobody {home_joe} joe")
+        ]
+    );
+    assert_eq!(
+        file_lines(&out.join("remote")),
+        vec![q("qmailr").to_string()]
+    );
+    sys.stop();
+}
+
+fn ids_of(name: &str) -> u32 {
+    user_ids(name).0
+}
+
+#[test]
+fn smtp_to_maildir_through_the_real_programs() {
+    let h = user_home();
+    h.control("rcpthosts", "testhost.example\n");
+    let joe = h.path().join("joe");
+    fs::create_dir(&joe).expect("mkdir");
+    chown_user(&joe);
+    let st = user_cmd(&h, &bin("maildirmake"))
+        .arg(joe.join("Maildir"))
+        .status()
+        .expect("maildirmake");
+    assert!(st.success());
+    let (u, g) = if is_root() {
+        nobody()
+    } else {
+        (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        )
+    };
+    user_file(
+        &h,
+        "users/assign",
+        format!("=joe:nobody:{u}:{g}:{}:::\n.\n", joe.display()).as_bytes(),
+    );
+    let st = user_cmd(&h, &bin("qmail-newu"))
+        .status()
+        .expect("qmail-newu");
+    assert!(st.success());
+    let sys = System::start(&h);
+    let setpriv = tool("setpriv");
+    let smtpd = bin("qmail-smtpd");
+    let prog: Vec<&Path> = if is_root() {
+        vec![
+            &setpriv,
+            Path::new("--reuid=nobody"),
+            Path::new("--regid=nogroup"),
+            Path::new("--clear-groups"),
+            &smtpd,
+        ]
+    } else {
+        vec![&smtpd]
+    };
+    let (_server, port) = rqmail_tests::tcpserver(&h, &[], &prog);
+    let mut s = rqmail_tests::Smtp::connect(port);
+    assert!(s.reply()[0].starts_with("220 "));
+    assert!(s.cmd("HELO client.example")[0].starts_with("250"));
+    assert!(s.cmd("MAIL FROM:<a@far.example>")[0].starts_with("250"));
+    assert!(s.cmd("RCPT TO:<joe@testhost.example>")[0].starts_with("250"));
+    assert!(s.cmd("DATA")[0].starts_with("354"));
+    s.send(b"Subject: e2e\r\n\r\nhello through every program\r\n.\r\n");
+    assert!(s.reply()[0].starts_with("250"));
+    s.cmd("QUIT");
+    let new = joe.join("Maildir/new");
+    wait_until("the message in joe's Maildir", || {
+        fs::read_dir(&new).map_or(0, Iterator::count) == 1
+    });
+    let f = fs::read_dir(&new)
+        .expect("new")
+        .flatten()
+        .next()
+        .expect("file");
+    let m = fs::read_to_string(f.path()).expect("read");
+    assert!(
+        m.starts_with("Return-Path: <a@far.example>\nDelivered-To: joe@testhost.example\n"),
+        "{m}"
+    );
+    assert!(
+        m.ends_with("Subject: e2e\n\nhello through every program\n"),
+        "{m}"
+    );
+    sys.wait_log("end msg", |l| l.starts_with("end msg "));
+    let log = sys.stop();
+    assert!(
+        log.iter()
+            .any(|l| fmt_match("delivery {n}: success: did_1+0+0/", l)),
+        "{log:#?}"
+    );
+    wait_until("an empty queue", || queue_is_empty(&h));
+}
+
+#[test]
+fn an_interrupted_elimination_is_finished_after_a_restart() {
+    let h = system_home();
+    let q = qmail_queue::Queue::in_home(h.path());
+    let set_mtime = |p: &Path, secs: u64| {
+        let t = nix::sys::time::TimeVal::new(secs as i64, 0);
+        nix::sys::stat::utimes(p, &t, &t).expect("utimes");
+    };
+    let now = control::datetime::now();
+    // Message 71: delivered, info/ still there (qmail-send died while ending it).
+    let mess71 = user_file(
+        &h,
+        &format!("queue/{}", qmail_queue::layout::fmtqfn("mess", 71, true)),
+        b"m\n",
+    );
+    let info71 = user_file(
+        &h,
+        &format!("queue/{}", qmail_queue::layout::fmtqfn("info", 71, true)),
+        b"Fs@far.example\0",
+    );
+    set_mtime(&mess71, now - 100);
+    set_mtime(&info71, now - 50);
+    // Message 72: its mess/ is gone and the number is in use by a newer message that
+    // qmail-queue is still writing (no todo/ yet): it must be left alone.
+    let info72 = user_file(
+        &h,
+        &format!("queue/{}", qmail_queue::layout::fmtqfn("info", 72, true)),
+        b"Fs@far.example\0",
+    );
+    let mess72 = user_file(
+        &h,
+        &format!("queue/{}", qmail_queue::layout::fmtqfn("mess", 72, true)),
+        b"new\n",
+    );
+    let intd72 = user_file(&h, "queue/intd/72", b"u1\0p2\0");
+    set_mtime(&info72, now - 50);
+    set_mtime(&mess72, now - 10);
+    let sys = System::start(&h);
+    sys.wait_count("both ended", 2, |l| l.starts_with("end msg "));
+    wait_until("message 71 gone", || !mess71.exists() && !info71.exists());
+    wait_until("old info/72 gone", || !info72.exists());
+    assert!(
+        mess72.exists() && intd72.exists(),
+        "the new message 72 was touched"
+    );
+    assert!(!q.bounce(71).exists());
+    sys.stop();
+}

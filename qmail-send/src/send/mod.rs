@@ -975,11 +975,45 @@ impl Send {
             return fail(self);
         }
         log::line(Line::new().s("end msg ").n(id).s("\n"));
+        // netqmail removes info/S/N first and then has qmail-clean remove mess/S/N, so a
+        // crash between the two leaves mess/S/N behind until the 36-hour cleanup. Here
+        // mess/S/N goes first: after a crash in between, info/S/N is still there and the
+        // message simply ends again. Once mess/S/N is gone its number may be reused by a
+        // new message; such a mess/S/N is newer than our info/S/N (written after the old
+        // message was complete), and is left alone.
+        let gone_or_reused = match (std::fs::metadata(&f), std::fs::metadata(mess_fn(id))) {
+            (Ok(info), Ok(mess)) => match (info.modified(), mess.modified()) {
+                (Ok(i), Ok(m)) => m > i,
+                _ => false,
+            },
+            (_, Err(e)) if e.kind() == io::ErrorKind::NotFound => true,
+            (Err(_), _) | (_, Err(_)) => {
+                warn(&[
+                    "warning: unable to stat ",
+                    &mess_fn(id),
+                    "; will try again later\n",
+                ]);
+                return fail(self);
+            }
+        };
+        if !gone_or_reused {
+            match self.clean(&foop_fn(id)) {
+                None => return,
+                Some(b'+') => {}
+                Some(_) => {
+                    warn(&[
+                        "warning: qmail-clean unable to clean up ",
+                        &foop_fn(id),
+                        "\n",
+                    ]);
+                    return fail(self);
+                }
+            }
+        }
         if std::fs::remove_file(&f).is_err() {
             warn(&["warning: unable to unlink ", &f, "; will try again later\n"]);
-            return fail(self);
+            fail(self);
         }
-        self.clean_warn(&foop_fn(id));
     }
 
     fn pass_do(&mut self) {
