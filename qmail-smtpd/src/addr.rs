@@ -10,9 +10,11 @@
 //! * A missing terminator is not an error: the address runs to the end of the line.
 //! * `box@[d.d.d.d]`, where d.d.d.d is one of this host's addresses, becomes
 //!   `box@LOCALIPHOST` when control/localiphost (or control/me) is set.
+//! * `box@[IPv6:...]` naming one of this host's IPv6 addresses is rewritten the same way
+//!   (rqmail; netqmail knows only IPv4).
 //! * The result may hold at most [`MAX_ADDR`] bytes; a longer address is a syntax error.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The longest accepted address: netqmail refuses an address whose length plus its
 /// terminating NUL exceeds 900.
@@ -21,6 +23,12 @@ pub const MAX_ADDR: usize = 899;
 /// The address text of a MAIL or RCPT argument (brackets, source route, quotes and
 /// backslashes handled), without the length limit or the local-IP rewrite.
 pub fn extract(arg: &[u8]) -> Vec<u8> {
+    extract_rest(arg).0
+}
+
+/// [`extract`], and what follows the address's terminator (the ESMTP parameters of MAIL
+/// and RCPT; empty when the address runs to the end of the line).
+pub fn extract_rest(arg: &[u8]) -> (Vec<u8>, &[u8]) {
     let (mut rest, terminator) = match arg.iter().position(|&c| c == b'<') {
         Some(lt) => (&arg[lt + 1..], b'>'),
         None => {
@@ -41,14 +49,14 @@ pub fn extract(arg: &[u8]) -> Vec<u8> {
     let mut addr = Vec::with_capacity(rest.len().min(MAX_ADDR + 1));
     let mut escaped = false;
     let mut quoted = false;
-    for &c in rest {
+    for (i, &c) in rest.iter().enumerate() {
         if escaped {
             addr.push(c);
             escaped = false;
             continue;
         }
         if !quoted && c == terminator {
-            break;
+            return (addr, &rest[i + 1..]);
         }
         match c {
             b'\\' => escaped = true,
@@ -56,7 +64,23 @@ pub fn extract(arg: &[u8]) -> Vec<u8> {
             _ => addr.push(c),
         }
     }
-    addr
+    (addr, &rest[rest.len()..])
+}
+
+/// The value of a `SIZE=` parameter (RFC 1870) among the words of `params`, compared
+/// without regard to case. A value that is not a decimal number is ignored (as netqmail
+/// ignores every parameter); one too large for 64 bits counts as the largest number.
+pub fn size_param(params: &[u8]) -> Option<u64> {
+    params
+        .split(|&c| c == b' ')
+        .filter(|w| w.len() > 5 && w[..5].eq_ignore_ascii_case(b"SIZE="))
+        .map(|w| &w[5..])
+        .find(|v| v.iter().all(u8::is_ascii_digit))
+        .map(|v| {
+            v.iter().fold(0u64, |n, &d| {
+                n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+            })
+        })
 }
 
 /// netqmail's ip_scan: four dot-separated decimal numbers, each taken modulo 256 (netqmail
@@ -97,17 +121,36 @@ pub fn scan_bracket(s: &[u8]) -> Option<(Ipv4Addr, usize)> {
     Some((ip, len + 2))
 }
 
+/// An IPv6 address literal `[IPv6:...]` (RFC 5321; the tag in any case).
+pub fn scan_bracket6(s: &[u8]) -> Option<Ipv6Addr> {
+    let inner = s.strip_prefix(b"[")?.strip_suffix(b"]")?;
+    if inner.len() < 5 || !inner[..5].eq_ignore_ascii_case(b"IPv6:") {
+        return None;
+    }
+    std::str::from_utf8(&inner[5..]).ok()?.parse().ok()
+}
+
 /// Replaces a domain part that is exactly `[d.d.d.d]`, naming one of this host's
 /// addresses, with `liphost`.
 pub fn rewrite_local_ip(addr: &mut Vec<u8>, liphost: &[u8], is_me: impl Fn(Ipv4Addr) -> bool) {
+    rewrite_local_literal(addr, liphost, |ip| match ip {
+        IpAddr::V4(v4) => is_me(v4),
+        IpAddr::V6(_) => false,
+    });
+}
+
+/// Replaces a domain part that is exactly `[d.d.d.d]` or `[IPv6:...]`, naming one of
+/// this host's addresses, with `liphost`.
+pub fn rewrite_local_literal(addr: &mut Vec<u8>, liphost: &[u8], is_me: impl Fn(IpAddr) -> bool) {
     let Some(at) = addr.iter().rposition(|&c| c == b'@') else {
         return;
     };
     let domain = &addr[at + 1..];
-    if let Some((ip, len)) = scan_bracket(domain)
-        && len == domain.len()
-        && is_me(ip)
-    {
+    let ip = match scan_bracket(domain) {
+        Some((ip, len)) if len == domain.len() => Some(IpAddr::V4(ip)),
+        _ => scan_bracket6(domain).map(IpAddr::V6),
+    };
+    if ip.is_some_and(is_me) {
         addr.truncate(at + 1);
         addr.extend_from_slice(liphost);
     }
@@ -119,9 +162,22 @@ pub fn parse(
     liphost: Option<&[u8]>,
     is_me: impl Fn(Ipv4Addr) -> bool,
 ) -> Option<Vec<u8>> {
+    parse_any(arg, liphost, |ip| match ip {
+        IpAddr::V4(v4) => is_me(v4),
+        IpAddr::V6(_) => false,
+    })
+}
+
+/// [`parse`] with IPv6 literals too: `box@[IPv6:...]` naming one of this host's
+/// addresses becomes `box@LOCALIPHOST` as well.
+pub fn parse_any(
+    arg: &[u8],
+    liphost: Option<&[u8]>,
+    is_me: impl Fn(IpAddr) -> bool,
+) -> Option<Vec<u8>> {
     let mut addr = extract(arg);
     if let Some(l) = liphost {
-        rewrite_local_ip(&mut addr, l, is_me);
+        rewrite_local_literal(&mut addr, l, is_me);
     }
     (addr.len() <= MAX_ADDR).then_some(addr)
 }
@@ -227,7 +283,62 @@ mod tests {
         assert!(parse(local.as_bytes(), Some("h".repeat(30).as_bytes()), me).is_none());
     }
 
+    #[test]
+    fn parameters_after_the_address() {
+        assert_eq!(
+            extract_rest(b"FROM:<a@b> SIZE=100 BODY=8BITMIME").1,
+            b" SIZE=100 BODY=8BITMIME"
+        );
+        assert_eq!(extract_rest(b"FROM:<\"x>y\"@b> SIZE=1").1, b" SIZE=1");
+        assert_eq!(extract_rest(b"FROM:a@b SIZE=7").1, b"SIZE=7");
+        assert_eq!(extract_rest(b"FROM:<a@b").1, b"");
+        assert_eq!(size_param(b" SIZE=100 BODY=8BITMIME"), Some(100));
+        assert_eq!(size_param(b" size=0"), Some(0));
+        assert_eq!(size_param(b" BODY=7BIT"), None);
+        assert_eq!(size_param(b" SIZE=12x SIZE=5"), Some(5));
+        assert_eq!(size_param(b" SIZE="), None);
+        assert_eq!(size_param(b" SIZE=99999999999999999999999"), Some(u64::MAX));
+        assert_eq!(size_param(b"XSIZE=5"), None);
+    }
+
+    #[test]
+    fn ipv6_literals() {
+        let me6: Ipv6Addr = "::1".parse().unwrap();
+        let me = |ip: IpAddr| ip == IpAddr::V6(me6) || ip == IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let p = |a: &str| {
+            parse_any(a.as_bytes(), Some(b"mx.example"), me).map(|v| String::from_utf8(v).unwrap())
+        };
+        assert_eq!(p("TO:<u@[IPv6:::1]>").unwrap(), "u@mx.example");
+        assert_eq!(p("TO:<u@[ipv6:0:0:0:0:0:0:0:1]>").unwrap(), "u@mx.example");
+        assert_eq!(
+            p("TO:<u@[IPv6:2001:db8::1]>").unwrap(),
+            "u@[IPv6:2001:db8::1]"
+        );
+        assert_eq!(p("TO:<u@[IPv6:::1]x>").unwrap(), "u@[IPv6:::1]x");
+        assert_eq!(p("TO:<u@[::1]>").unwrap(), "u@[::1]");
+        assert_eq!(p("TO:<u@[127.0.0.1]>").unwrap(), "u@mx.example");
+        assert_eq!(scan_bracket6(b"[IPv6:zz]"), None);
+        // the IPv4-only entry point leaves IPv6 literals alone
+        assert_eq!(
+            parse(b"TO:<u@[IPv6:::1]>", Some(b"mx"), |_| true).unwrap(),
+            b"u@[IPv6:::1]"
+        );
+    }
+
     proptest! {
+        #[test]
+        fn size_param_never_panics(p in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = size_param(&p);
+            let (a, rest) = extract_rest(&p);
+            prop_assert!(a.len() + rest.len() <= p.len());
+        }
+
+        #[test]
+        fn size_values_round_trip(n in any::<u64>(), before in "( [A-Z]+=[A-Za-z0-9]+){0,3}") {
+            let arg = format!("FROM:<a@b>{before} SIZE={n}");
+            prop_assert_eq!(size_param(extract_rest(arg.as_bytes()).1), Some(n));
+        }
+
         #[test]
         fn extract_never_panics_and_never_grows(arg in proptest::collection::vec(any::<u8>(), 0..600)) {
             let a = extract(&arg);

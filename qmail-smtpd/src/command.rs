@@ -1,5 +1,5 @@
 //! Splitting an SMTP command line into its verb and argument, the way netqmail's
-//! commands.c does it.
+//! commands.c does it (with STARTTLS and AUTH added to the table).
 //!
 //! * One trailing CR is removed (the LF was already removed by the caller).
 //! * The line ends at its first NUL byte: netqmail handles the line as a C string, so
@@ -22,6 +22,10 @@ pub enum Verb {
     Vrfy,
     Help,
     Quit,
+    /// RFC 3207; answered as [`Verb::Unknown`] unless TLS is offered.
+    Starttls,
+    /// RFC 4954; answered as [`Verb::Unknown`] unless AUTH is configured.
+    Auth,
     Unknown,
 }
 
@@ -37,7 +41,7 @@ pub struct Command<'a> {
 
 /// The verb named by `word`, compared without regard to ASCII case.
 pub fn verb(word: &[u8]) -> Verb {
-    const TABLE: [(&[u8], Verb); 10] = [
+    const TABLE: [(&[u8], Verb); 12] = [
         (b"rcpt", Verb::Rcpt),
         (b"mail", Verb::Mail),
         (b"data", Verb::Data),
@@ -48,6 +52,8 @@ pub fn verb(word: &[u8]) -> Verb {
         (b"help", Verb::Help),
         (b"noop", Verb::Noop),
         (b"vrfy", Verb::Vrfy),
+        (b"starttls", Verb::Starttls),
+        (b"auth", Verb::Auth),
     ];
     TABLE
         .iter()
@@ -95,7 +101,10 @@ mod tests {
         assert_eq!(parse(b"HELO\tx").verb, Verb::Unknown);
         // a leading space gives an empty verb
         assert_eq!(parse(b" HELO x").verb, Verb::Unknown);
-        assert_eq!(parse(b"STARTTLS").verb, Verb::Unknown);
+        assert_eq!(parse(b"STARTTLS").verb, Verb::Starttls);
+        assert_eq!(parse(b"auth PLAIN x").verb, Verb::Auth);
+        assert_eq!(parse(b"auth PLAIN x").arg, b"PLAIN x");
+        assert_eq!(parse(b"EXPN x").verb, Verb::Unknown);
         assert_eq!(parse(b"HELOX").verb, Verb::Unknown);
     }
 
@@ -128,7 +137,7 @@ mod tests {
         }
 
         #[test]
-        fn verbs_are_case_insensitive(v in prop::sample::select(vec!["helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "vrfy", "help", "quit"]),
+        fn verbs_are_case_insensitive(v in prop::sample::select(vec!["helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "vrfy", "help", "quit", "starttls", "auth"]),
                                       mask in any::<u16>(), arg in "[ -~]{0,40}") {
             let word: String = v.chars().enumerate().map(|(i, c)| if mask & (1 << i) != 0 { c.to_ascii_uppercase() } else { c }).collect();
             let line = format!("{word} {arg}\r");

@@ -4,12 +4,15 @@
 //! A control file that exists but cannot be read is never taken as its default: the
 //! client gets `421 unable to read controls (#4.3.0)` and the connection ends.
 
+use crate::rcptcheck::RcptCheck;
+use crate::tls::{self, TlsServer};
 use control::Controls;
 use control::badmailfrom::BadMailFrom;
 use control::rcpthosts::RcptHosts;
 use std::fmt;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 
 /// Default for control/timeoutsmtpd, in seconds.
@@ -25,12 +28,25 @@ pub struct Env {
     pub tcp_local_ip: Option<Vec<u8>>,
     pub relay_client: Option<Vec<u8>>,
     pub databytes: Option<Vec<u8>>,
+    /// SMTPS: TLS from the first byte when set and not empty.
+    pub smtps: Option<Vec<u8>>,
+    /// DENY_TLS: STARTTLS neither offered nor accepted when set (to anything).
+    pub deny_tls: Option<Vec<u8>>,
+    /// TLSCIPHERS: overrides control/tlsserverciphers.
+    pub tls_ciphers: Option<Vec<u8>>,
+    /// SMTPAUTH: `-` turns AUTH off; a leading `!` makes it required; a value containing
+    /// `cram` adds CRAM-MD5.
+    pub smtpauth: Option<Vec<u8>>,
+    /// FORCETLS: `0` allows AUTH without TLS.
+    pub forcetls: Option<Vec<u8>>,
+    /// The command-line arguments after the program name: `hostname checkpassword
+    /// subprogram...` for SMTP AUTH.
+    pub args: Vec<Vec<u8>>,
 }
 
 impl Env {
     /// The variables of this process.
     pub fn from_process() -> Env {
-        use std::os::unix::ffi::OsStringExt;
         let get = |name: &str| std::env::var_os(name).map(OsStringExt::into_vec);
         Env {
             tcp_remote_ip: get("TCPREMOTEIP"),
@@ -40,6 +56,15 @@ impl Env {
             tcp_local_ip: get("TCPLOCALIP"),
             relay_client: get("RELAYCLIENT"),
             databytes: get("DATABYTES"),
+            smtps: get("SMTPS"),
+            deny_tls: get("DENY_TLS"),
+            tls_ciphers: get("TLSCIPHERS"),
+            smtpauth: get("SMTPAUTH"),
+            forcetls: get("FORCETLS"),
+            args: std::env::args_os()
+                .skip(1)
+                .map(OsStringExt::into_vec)
+                .collect(),
         }
     }
 }
@@ -93,6 +118,58 @@ pub struct Config {
     pub remote: Remote,
     /// This host's addresses (for localiphost).
     pub ipme: Vec<Ipv4Addr>,
+    /// This host's IPv6 addresses (for localiphost with `[IPv6:...]`).
+    pub ipme6: Vec<Ipv6Addr>,
+    pub tls: TlsSetting,
+    /// SMTP AUTH, when the checkpassword arguments were given.
+    pub auth: Option<AuthConfig>,
+    /// Recipient validation, when configured (handed to the backend at startup).
+    pub rcptcheck: Option<RcptCheck>,
+}
+
+/// STARTTLS and SMTPS.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSetting {
+    /// control/servercert.pem exists and DENY_TLS is not set: STARTTLS is offered.
+    pub offer: bool,
+    /// SMTPS is set: the connection is TLS from the first byte.
+    pub smtps: bool,
+    /// The server configuration, or why it could not be built (then STARTTLS gets 454 and
+    /// an SMTPS connection is closed).
+    pub server: Option<Result<TlsServer, String>>,
+}
+
+/// SMTP AUTH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// The first argument: the host name in the CRAM-MD5 challenge.
+    pub hostname: Vec<u8>,
+    /// The checkpassword program and its arguments (the subprogram and the rest).
+    pub program: Vec<Vec<u8>>,
+    /// SMTPAUTH starts with `!`: MAIL is refused until the client has authenticated.
+    pub required: bool,
+    /// SMTPAUTH contains `cram`: CRAM-MD5 is offered too.
+    pub cram: bool,
+    /// FORCETLS is `0`: AUTH is offered and accepted without TLS.
+    pub plaintext: bool,
+}
+
+impl AuthConfig {
+    /// AUTH from the arguments and variables: `None` without a checkpassword program
+    /// (fewer than two arguments) or with SMTPAUTH set to `-`.
+    pub fn from_env(env: &Env) -> Option<AuthConfig> {
+        let smtpauth = env.smtpauth.as_deref().unwrap_or(b"");
+        if smtpauth == b"-" || env.args.len() < 2 || env.args[1].is_empty() {
+            return None;
+        }
+        Some(AuthConfig {
+            hostname: env.args[0].clone(),
+            program: env.args[1..].to_vec(),
+            required: smtpauth.first() == Some(&b'!'),
+            cram: smtpauth.windows(4).any(|w| w.eq_ignore_ascii_case(b"cram")),
+            plaintext: env.forcetls.as_deref() == Some(b"0"),
+        })
+    }
 }
 
 /// Why qmail-smtpd cannot start a session.
@@ -153,6 +230,10 @@ impl Config {
             relayclient: None,
             remote: Remote::from_env(&Env::default()),
             ipme: vec![Ipv4Addr::UNSPECIFIED],
+            ipme6: vec![Ipv6Addr::UNSPECIFIED],
+            tls: TlsSetting::default(),
+            auth: None,
+            rcptcheck: None,
         }
     }
 
@@ -180,6 +261,17 @@ impl Config {
         if let Some(d) = &env.databytes {
             databytes = control::file::scan_ulong(d).unwrap_or(0);
         }
+        let smtps = env.smtps.as_ref().is_some_and(|v| !v.is_empty());
+        let offer = env.deny_tls.is_none() && tls::configured(home);
+        let server = (offer || smtps).then(|| {
+            tls::load(home, env.tls_ciphers.as_deref())
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.ok_or_else(|| format!("{} does not exist", tls::SERVERCERT)))
+        });
+        let rcptcheck = ctl(
+            "control/validrcptto.cdb, control/checklocalrcpt or the routing controls",
+            RcptCheck::load(home, &c),
+        )?;
         Ok(Config {
             greeting,
             localiphost,
@@ -190,12 +282,28 @@ impl Config {
             relayclient: env.relay_client.clone(),
             remote: Remote::from_env(env),
             ipme: vec![Ipv4Addr::UNSPECIFIED],
+            ipme6: vec![Ipv6Addr::UNSPECIFIED],
+            tls: TlsSetting {
+                offer,
+                smtps,
+                server,
+            },
+            auth: AuthConfig::from_env(env),
+            rcptcheck,
         })
     }
 
     /// True when `ip` is one of this host's addresses.
     pub fn is_me(&self, ip: Ipv4Addr) -> bool {
         self.ipme.contains(&ip)
+    }
+
+    /// True when `ip` (either family) is one of this host's addresses.
+    pub fn is_me_any(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v4) => self.is_me(v4),
+            IpAddr::V6(v6) => self.ipme6.contains(&v6),
+        }
     }
 }
 

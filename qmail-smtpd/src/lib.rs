@@ -9,34 +9,45 @@
 //! * [`config`]: control files and environment variables, read at startup;
 //! * [`ipme`]: this host's addresses, for control/localiphost;
 //! * [`session`]: the dialogue as a state machine without I/O;
-//! * [`transport`]: timeouts, reads and batched replies on descriptors 0 and 1.
+//! * [`transport`]: timeouts, reads and batched replies on descriptors 0 and 1;
+//! * [`tls`]: STARTTLS and SMTPS with rustls over the same transport;
+//! * [`auth`], [`checkpw`]: SMTP AUTH with a checkpassword program;
+//! * [`rcptcheck`]: recipient validation at RCPT time.
 //!
 //! The program writes nothing but SMTP replies to the client. Diagnostics for the
 //! administrator (an unreadable control file, qmail-queue that cannot be started) go to
 //! descriptor 2, unless descriptor 2 is the client's connection itself (as under inetd).
 
 pub mod addr;
+pub mod auth;
 pub mod blast;
+pub mod checkpw;
 pub mod command;
 pub mod config;
 pub mod ipme;
+pub mod rcptcheck;
 pub mod received;
 pub mod session;
+pub mod tls;
 pub mod transport;
 
 use config::{Config, Env, SetupError};
+use rcptcheck::RcptCheck;
 use session::{Backend, Exit, Session};
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
-use transport::{FdTransport, Transport, serve};
+use tls::TlsTransport;
+use transport::{FdTransport, Served, Transport, serve_session};
 
-/// Messages go to `$QMAILQUEUE` or `bin/qmail-queue`, run in the qmail home.
+/// Messages go to `$QMAILQUEUE` or `bin/qmail-queue`, run in the qmail home; passwords to
+/// the checkpassword program; recipients to the configured checks.
 #[derive(Debug)]
 pub struct QueueBackend {
     home: PathBuf,
+    rcptcheck: Option<RcptCheck>,
 }
 
 impl QueueBackend {
@@ -44,7 +55,14 @@ impl QueueBackend {
     pub fn new(home: &Path) -> QueueBackend {
         QueueBackend {
             home: home.to_path_buf(),
+            rcptcheck: None,
         }
+    }
+
+    /// Validates recipients with `c`.
+    pub fn with_rcptcheck(mut self, c: Option<RcptCheck>) -> QueueBackend {
+        self.rcptcheck = c;
+        self
     }
 }
 
@@ -59,6 +77,28 @@ impl Backend for QueueBackend {
 
     fn now(&mut self) -> u64 {
         control::datetime::now()
+    }
+
+    fn check_password(
+        &mut self,
+        argv: &[Vec<u8>],
+        creds: &auth::Credentials,
+        timeout: Duration,
+    ) -> checkpw::Verdict {
+        checkpw::check(argv, creds, timeout, stderr_is_private())
+    }
+
+    fn check_recipient(&mut self, rcpt: &[u8]) -> io::Result<rcptcheck::Verdict> {
+        match &self.rcptcheck {
+            None => Ok(rcptcheck::Verdict::Accept),
+            Some(c) => c.check(rcpt).inspect_err(|e| {
+                log(&format!("unable to read {}: {e}", rcptcheck::VALIDRCPTTO));
+            }),
+        }
+    }
+
+    fn log(&mut self, line: &str) {
+        log(line);
     }
 }
 
@@ -92,30 +132,87 @@ pub fn setup(home: &Path, env: &Env) -> Result<Config, SetupError> {
     })?;
     let mut cfg = Config::load(home, env)?;
     cfg.ipme = ipme::addresses().map_err(SetupError::Ipme)?;
+    cfg.ipme6 = ipme::addresses6().map_err(SetupError::Ipme)?;
     Ok(cfg)
 }
 
-/// One whole connection over `t`: setup, greeting, dialogue.
+/// One whole connection over `t`: setup, greeting (after the TLS handshake for SMTPS),
+/// dialogue, and the switch to TLS after STARTTLS.
 pub fn run<T: Transport>(home: &Path, env: &Env, t: &mut T) -> Exit {
-    match setup(home, env) {
+    let mut cfg = match setup(home, env) {
         Err(e) => {
             log(&e.to_string());
+            if env.smtps.as_ref().is_some_and(|v| !v.is_empty()) {
+                // No plaintext on a TLS port.
+                return Exit::Failure;
+            }
             let _ = t.write_all(
                 e.reply().as_bytes(),
                 Duration::from_secs(config::DEFAULT_TIMEOUT),
             );
-            Exit::Failure
+            return Exit::Failure;
         }
-        Ok(cfg) => {
-            let mut s = Session::new(cfg, QueueBackend::new(home));
-            serve(&mut s, t)
+        Ok(cfg) => cfg,
+    };
+    let timeout = Duration::from_secs(cfg.timeout);
+    let server = match &cfg.tls.server {
+        Some(Ok(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let backend = QueueBackend::new(home).with_rcptcheck(cfg.rcptcheck.take());
+    let smtps = cfg.tls.smtps;
+    if smtps && let Some(Err(e)) = &cfg.tls.server {
+        log(&format!("SMTPS: TLS not available: {e}"));
+    }
+    let mut s = Session::new(cfg, backend);
+    if smtps {
+        let Some(server) = server else {
+            return Exit::Failure;
+        };
+        return match TlsTransport::accept(&mut *t, &server, timeout) {
+            Err(e) => {
+                log(&format!("SMTPS: TLS handshake failed: {e}"));
+                Exit::Failure
+            }
+            Ok(mut tls) => {
+                s.smtps_started(tls.info());
+                let e = match serve_session(&mut s, &mut tls) {
+                    Served::Done(e) => e,
+                    Served::StartTls => Exit::Failure,
+                };
+                tls.close(timeout);
+                e
+            }
+        };
+    }
+    match serve_session(&mut s, t) {
+        Served::Done(e) => e,
+        Served::StartTls => {
+            let Some(server) = server else {
+                return Exit::Failure;
+            };
+            match TlsTransport::accept(&mut *t, &server, timeout) {
+                Err(e) => {
+                    log(&format!("STARTTLS: TLS handshake failed: {e}"));
+                    Exit::Failure
+                }
+                Ok(mut tls) => {
+                    s.tls_started(tls.info());
+                    let e = match serve_session(&mut s, &mut tls) {
+                        Served::Done(e) => e,
+                        Served::StartTls => Exit::Failure,
+                    };
+                    tls.close(timeout);
+                    e
+                }
+            }
         }
     }
 }
 
 /// The program: the client on descriptors 0 and 1, the qmail home from
-/// [`control::qmail_home`]. Command-line arguments are accepted and ignored. Returns the
-/// exit code.
+/// [`control::qmail_home`], the arguments `hostname checkpassword subprogram...` for SMTP
+/// AUTH (see [`config::AuthConfig`]). Returns the exit code.
 pub fn main() -> i32 {
     std::panic::set_hook(Box::new(|info| {
         log(&format!("internal error: {info}"));

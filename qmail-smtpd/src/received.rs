@@ -26,7 +26,7 @@ pub fn put_safe(out: &mut Vec<u8>, s: &[u8]) {
 /// What the Received field says about the connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'a> {
-    /// "SMTP" (a later issue adds ESMTPS and friends).
+    /// "SMTP", or with TLS and AUTH "ESMTPS (...)", "ESMTPA", "ESMTPSA (...)".
     pub protocol: &'a str,
     /// TCPLOCALHOST, else TCPLOCALIP, else "unknown".
     pub local: &'a [u8],

@@ -7,18 +7,32 @@
 //! [`MAX_LINE`] bytes (a longer one is answered with 500 when its LF arrives) and a
 //! message has at most [`MAX_RECIPIENTS`] recipients (more get 452).
 //!
-//! Extension points for STARTTLS and AUTH: [`Session::ehlo_keywords`] is the one place the
-//! EHLO capabilities are listed, [`Verb`](crate::command::Verb) the one table of commands,
-//! [`received::Facts::protocol`] names the protocol, and [`Session::feed`] stops consuming
-//! input when the session wants the transport to change (today only when it ends).
+//! The extensions (none of them active unless configured, so that a plain set-up answers
+//! exactly as netqmail):
+//!
+//! * STARTTLS (RFC 3207): [`Session::feed`] stops consuming input right after the
+//!   STARTTLS line; whatever the client sent behind it is discarded by the transport
+//!   (CVE-2011-0411), which then does the handshake and calls [`Session::tls_started`]:
+//!   the session forgets HELO/EHLO, sender and recipients, and wants a new HELO/EHLO;
+//! * SMTP AUTH (RFC 4954) with a checkpassword program, through [`Backend::check_password`];
+//! * recipient validation through [`Backend::check_recipient`];
+//! * SIZE (RFC 1870) from databytes, enforced at MAIL;
+//! * `[IPv6:...]` address literals naming this host, rewritten like `[d.d.d.d]`.
+//!
+//! [`Session::ehlo_keywords`] is the one place the EHLO capabilities are listed.
 
 use crate::addr;
+use crate::auth::{self, Credentials, InputError, Mechanism};
 use crate::blast::{Blast, Progress};
+use crate::checkpw;
 use crate::command::{self, Verb};
 use crate::config::{Config, REPLY_CONTROLS};
+use crate::rcptcheck;
 use crate::received::{self, Facts};
+use crate::tls::TlsInfo;
 use qmail_queue::QueueError;
 use std::io;
+use std::time::Duration;
 
 /// The longest command line accepted, in bytes before its LF (CR included). netqmail has
 /// no limit; RFC 5321 asks for 512, RFC 4954 allows AUTH lines of 12288.
@@ -27,6 +41,8 @@ pub const MAX_LINE: usize = 16384;
 pub const MAX_RECIPIENTS: usize = 10000;
 /// Messages with this many Received or Delivered-To lines are refused as looping.
 pub const MAX_HOPS: u32 = 100;
+/// After this many failed AUTH attempts the session ends.
+pub const MAX_AUTH_FAILURES: u32 = 3;
 
 /// Replies with a fixed text.
 pub mod reply {
@@ -54,6 +70,36 @@ pub mod reply {
     pub const LINE_TOO_LONG: &str = "500 command line too long (#5.5.2)\r\n";
     /// rqmail only: more than [`super::MAX_RECIPIENTS`] recipients.
     pub const TOO_MANY_RCPTS: &str = "452 too many recipients (#4.5.3)\r\n";
+
+    // STARTTLS, with the texts of the qmail TLS patch where it has one.
+    pub const TLS_READY: &str = "220 ready for tls\r\n";
+    pub const TLS_NO_PARAMS: &str = "501 STARTTLS takes no parameters (#5.5.4)\r\n";
+    pub const TLS_UNAVAILABLE: &str = "454 TLS not available due to temporary reason (#4.3.0)\r\n";
+    /// After STARTTLS, the client must greet again before anything else.
+    pub const WANT_EHLO: &str = "503 EHLO first (#5.5.1)\r\n";
+
+    // SMTP AUTH, with the texts of the qmail SMTP AUTH patch.
+    pub const AUTH_OK: &str = "235 ok, go ahead (#2.0.0)\r\n";
+    pub const AUTH_FAILED: &str = "535 authorization failed (#5.7.0)\r\n";
+    pub const AUTH_ALREADY: &str = "503 you're already authenticated (#5.5.0)\r\n";
+    pub const AUTH_IN_MAIL: &str = "503 no auth during mail transaction (#5.5.0)\r\n";
+    pub const AUTH_MECH: &str = "504 auth type unimplemented (#5.5.1)\r\n";
+    pub const AUTH_CANCELLED: &str = "501 auth exchange cancelled (#5.0.0)\r\n";
+    pub const AUTH_MALFORMED: &str = "501 malformed auth input (#5.5.4)\r\n";
+    pub const AUTH_NEEDS_TLS: &str = "538 auth not available without TLS (#5.3.3)\r\n";
+    pub const AUTH_CHILD: &str = "454 oops, problem with child and I can't auth (#4.3.0)\r\n";
+    pub const AUTH_NO_CHILD: &str = "454 oops, child won't start and I can't auth (#4.3.0)\r\n";
+    /// rqmail: the checkpassword program exited 111.
+    pub const AUTH_TEMP: &str = "454 temporary authentication failure (#4.3.0)\r\n";
+    /// rqmail: the session ends after [`super::MAX_AUTH_FAILURES`] failures.
+    pub const AUTH_TOO_MANY: &str = "421 too many authentication failures (#4.7.0)\r\n";
+    /// SMTPAUTH=! and MAIL before AUTH.
+    pub const AUTH_REQUIRED: &str = "530 authentication required (#5.7.1)\r\n";
+    pub const LOGIN_USER: &str = "334 VXNlcm5hbWU6\r\n";
+    pub const LOGIN_PASS: &str = "334 UGFzc3dvcmQ6\r\n";
+
+    /// Recipient validation.
+    pub const NO_MAILBOX: &str = "550 sorry, no mailbox here by that name (#5.1.1)\r\n";
 }
 
 /// One message being handed over (qmail-queue's two descriptors).
@@ -78,13 +124,33 @@ pub trait Message {
     }
 }
 
-/// Where messages go and what time it is.
+/// Where messages go, what time it is, and the checks that need the outside world.
 pub trait Backend {
     type Message: Message;
     /// Starts a message; an error is netqmail's "qqt failure".
     fn open_message(&mut self) -> io::Result<Self::Message>;
     /// Seconds since the epoch.
     fn now(&mut self) -> u64;
+    /// Runs the checkpassword program `argv` on `creds`, waiting at most `timeout`.
+    fn check_password(
+        &mut self,
+        argv: &[Vec<u8>],
+        creds: &Credentials,
+        timeout: Duration,
+    ) -> checkpw::Verdict {
+        let _ = (argv, creds, timeout);
+        checkpw::Verdict::NoStart("no checkpassword backend".into())
+    }
+    /// Recipient validation for a recipient that is not relayed; an error is an
+    /// unreadable control file. The default accepts everyone.
+    fn check_recipient(&mut self, rcpt: &[u8]) -> io::Result<rcptcheck::Verdict> {
+        let _ = rcpt;
+        Ok(rcptcheck::Verdict::Accept)
+    }
+    /// A line for the administrator's log (descriptor 2).
+    fn log(&mut self, line: &str) {
+        let _ = line;
+    }
 }
 
 impl Message for qmail_queue::QueueClient {
@@ -133,6 +199,16 @@ impl Exit {
     }
 }
 
+/// Where an AUTH exchange stands: the next line is the client's answer, not a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AuthStep {
+    None,
+    Plain,
+    LoginUser,
+    LoginPass(Vec<u8>),
+    Cram(Vec<u8>),
+}
+
 struct InData<M> {
     msg: M,
     blast: Blast,
@@ -157,6 +233,18 @@ pub struct Session<B: Backend> {
     data: Option<InData<B::Message>>,
     scratch: Vec<u8>,
     finished: Option<Exit>,
+    /// RELAYCLIENT, or the empty string after a successful AUTH.
+    relay: Option<Vec<u8>>,
+    /// Set once TLS is on (after STARTTLS, or from the start with SMTPS).
+    tls: Option<TlsInfo>,
+    /// STARTTLS was accepted: the transport must now do the handshake.
+    want_tls: bool,
+    /// After STARTTLS, MAIL and AUTH wait for a new HELO/EHLO.
+    want_helo: bool,
+    auth_step: AuthStep,
+    /// The authenticated user and the mechanism used.
+    auth_user: Option<(Vec<u8>, Mechanism)>,
+    auth_failures: u32,
 }
 
 impl<B: Backend> std::fmt::Debug for Session<B> {
@@ -166,7 +254,9 @@ impl<B: Backend> std::fmt::Debug for Session<B> {
             .field("rcpts", &self.rcptto.len())
             .field("in_data", &self.data.is_some())
             .field("finished", &self.finished)
-            .finish()
+            .field("tls", &self.tls)
+            .field("want_tls", &self.want_tls)
+            .finish_non_exhaustive()
     }
 }
 
@@ -176,7 +266,15 @@ const DATA_STEP: usize = 64 * 1024;
 impl<B: Backend> Session<B> {
     /// Starts a session; the 220 greeting is already in the output.
     pub fn new(cfg: Config, backend: B) -> Session<B> {
+        let relay = cfg.relayclient.clone();
         let mut s = Session {
+            relay,
+            tls: None,
+            want_tls: false,
+            want_helo: false,
+            auth_step: AuthStep::None,
+            auth_user: None,
+            auth_failures: 0,
             cfg,
             backend,
             out: Vec::with_capacity(512),
@@ -226,9 +324,93 @@ impl<B: Backend> Session<B> {
         std::mem::take(&mut self.out)
     }
 
-    /// The EHLO keywords, in order: the one place capabilities are listed.
-    pub fn ehlo_keywords(&self) -> Vec<&'static str> {
-        vec!["PIPELINING", "8BITMIME"]
+    /// The EHLO keywords, in order: the one place capabilities are listed. STARTTLS, when
+    /// offered, comes first, so that it is never the last line (some clients only look
+    /// for "250-STARTTLS").
+    pub fn ehlo_keywords(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.starttls_offered() {
+            v.push("STARTTLS".to_string());
+        }
+        v.push("PIPELINING".to_string());
+        v.push("8BITMIME".to_string());
+        if self.cfg.databytes > 0 {
+            v.push(format!("SIZE {}", self.cfg.databytes));
+        }
+        if self.auth_offered() {
+            let mut a = "AUTH LOGIN PLAIN".to_string();
+            if self.cfg.auth.as_ref().is_some_and(|a| a.cram) {
+                a.push_str(" CRAM-MD5");
+            }
+            v.push(a);
+        }
+        v
+    }
+
+    /// STARTTLS is offered: a usable (or broken, then 454) servercert.pem, no DENY_TLS,
+    /// and TLS not on yet.
+    pub fn starttls_offered(&self) -> bool {
+        self.cfg.tls.offer && self.tls.is_none()
+    }
+
+    /// AUTH is listed in the EHLO reply: configured, and inside TLS unless FORCETLS=0.
+    pub fn auth_offered(&self) -> bool {
+        self.cfg
+            .auth
+            .as_ref()
+            .is_some_and(|a| a.plaintext || self.tls.is_some())
+    }
+
+    /// True after STARTTLS was accepted (its 220 is in the output): the caller writes the
+    /// output, discards any input it holds, and does the TLS handshake.
+    pub fn wants_tls(&self) -> bool {
+        self.want_tls
+    }
+
+    /// The TLS handshake after STARTTLS succeeded: everything learnt from the client
+    /// before it is forgotten (RFC 3207): HELO/EHLO, sender, recipients, authentication.
+    pub fn tls_started(&mut self, info: TlsInfo) {
+        self.want_tls = false;
+        self.want_helo = true;
+        self.tls = Some(info);
+        self.fakehelo = None;
+        self.seenmail = false;
+        self.flagbarf = false;
+        self.mailfrom.clear();
+        self.rcptto.clear();
+        self.line.clear();
+        self.line_too_long = false;
+        self.auth_step = AuthStep::None;
+        self.auth_user = None;
+        self.relay = self.cfg.relayclient.clone();
+    }
+
+    /// The connection is TLS from the start (SMTPS); nothing has been said yet.
+    pub fn smtps_started(&mut self, info: TlsInfo) {
+        self.tls = Some(info);
+    }
+
+    /// The TLS facts, once TLS is on.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
+    }
+
+    /// The authenticated user, after a successful AUTH.
+    pub fn auth_user(&self) -> Option<&[u8]> {
+        self.auth_user.as_ref().map(|(u, _)| u.as_slice())
+    }
+
+    /// The protocol named in the Received field.
+    pub fn protocol(&self) -> String {
+        match (&self.tls, self.auth_user.is_some()) {
+            (None, false) => "SMTP".to_string(),
+            (None, true) => "ESMTPA".to_string(),
+            (Some(t), false) => format!("ESMTPS ({} {} encrypted)", t.version, t.cipher),
+            (Some(t), true) => format!(
+                "ESMTPSA ({} {} encrypted, authenticated)",
+                t.version, t.cipher
+            ),
+        }
     }
 
     /// The input ended (EOF or a read error): the session ends without a reply.
@@ -245,10 +427,10 @@ impl<B: Backend> Session<B> {
     }
 
     /// Consumes client bytes; returns how many were used. All are used unless the session
-    /// finished, after which the rest must be discarded.
+    /// finished or accepted STARTTLS; the rest must then be discarded.
     pub fn feed(&mut self, input: &[u8]) -> usize {
         let mut i = 0;
-        while i < input.len() && self.finished.is_none() {
+        while i < input.len() && self.finished.is_none() && !self.want_tls {
             if self.data.is_some() {
                 let end = input.len().min(i + DATA_STEP);
                 i += self.feed_data(&input[i..end]);
@@ -317,10 +499,18 @@ impl<B: Backend> Session<B> {
         }
         if self.line_too_long {
             self.line_too_long = false;
+            // An overlong answer also ends an AUTH exchange.
+            self.auth_step = AuthStep::None;
             self.say(reply::LINE_TOO_LONG);
             return;
         }
         let line = std::mem::take(&mut self.line);
+        if self.auth_step != AuthStep::None {
+            self.auth_answer(&line);
+            self.line = line;
+            self.line.clear();
+            return;
+        }
         let c = command::parse(&line);
         match c.verb {
             Verb::Helo => self.helo(c.arg),
@@ -340,6 +530,8 @@ impl<B: Backend> Session<B> {
                 self.say("\r\n");
                 self.finish(Exit::Quit);
             }
+            Verb::Starttls => self.starttls(c.arg),
+            Verb::Auth => self.auth(c.arg),
             Verb::Unknown => self.say(reply::UNIMPLEMENTED),
         }
         // Keep the allocation for the next line.
@@ -360,6 +552,7 @@ impl<B: Backend> Session<B> {
         self.greet("250 ");
         self.say("\r\n");
         self.seenmail = false;
+        self.want_helo = false;
         self.dohelo(arg);
     }
 
@@ -373,20 +566,35 @@ impl<B: Backend> Session<B> {
             self.say("\r\n");
         }
         self.seenmail = false;
+        self.want_helo = false;
         self.dohelo(arg);
     }
 
     fn addrparse(&self, arg: &[u8]) -> Option<Vec<u8>> {
-        addr::parse(arg, self.cfg.localiphost.as_deref(), |ip| {
-            self.cfg.is_me(ip)
+        addr::parse_any(arg, self.cfg.localiphost.as_deref(), |ip| {
+            self.cfg.is_me_any(ip)
         })
     }
 
     fn mail(&mut self, arg: &[u8]) {
+        if self.want_helo {
+            self.say(reply::WANT_EHLO);
+            return;
+        }
+        if self.auth_user.is_none() && self.cfg.auth.as_ref().is_some_and(|a| a.required) {
+            self.say(reply::AUTH_REQUIRED);
+            return;
+        }
         let Some(a) = self.addrparse(arg) else {
             self.say(reply::SYNTAX);
             return;
         };
+        if self.cfg.databytes > 0
+            && addr::size_param(addr::extract_rest(arg).1).is_some_and(|n| n > self.cfg.databytes)
+        {
+            self.say(reply::DATABYTES);
+            return;
+        }
         self.flagbarf = self.cfg.badmailfrom.matches(&a);
         self.seenmail = true;
         self.rcptto.clear();
@@ -407,13 +615,24 @@ impl<B: Backend> Session<B> {
             self.say(reply::BADMAILFROM);
             return;
         }
-        if let Some(rc) = &self.cfg.relayclient {
+        if let Some(rc) = &self.relay {
             a.extend_from_slice(rc);
         } else {
             match self.cfg.rcpthosts.allowed(&a) {
                 Ok(true) => {}
                 Ok(false) => {
                     self.say(reply::NOGATEWAY);
+                    return;
+                }
+                Err(_) => {
+                    self.die_control();
+                    return;
+                }
+            }
+            match self.backend.check_recipient(&a) {
+                Ok(rcptcheck::Verdict::Accept) => {}
+                Ok(rcptcheck::Verdict::Unknown) => {
+                    self.say(reply::NO_MAILBOX);
                     return;
                 }
                 Err(_) => {
@@ -453,13 +672,17 @@ impl<B: Backend> Session<B> {
         };
         let qp = msg.pid();
         self.say(reply::GO_AHEAD);
+        let protocol = self.protocol();
         let r = &self.cfg.remote;
         let facts = Facts {
-            protocol: "SMTP",
+            protocol: &protocol,
             local: &r.local,
             remote_ip: &r.ip,
             remote_host: &r.host,
-            remote_info: r.info.as_deref(),
+            remote_info: match &self.auth_user {
+                Some((u, _)) => Some(u.as_slice()),
+                None => r.info.as_deref(),
+            },
             helo: self.fakehelo.as_deref(),
         };
         let now = self.backend.now();
@@ -470,6 +693,235 @@ impl<B: Backend> Session<B> {
             qp,
             failed: false,
         });
+    }
+
+    fn starttls(&mut self, arg: &[u8]) {
+        if !self.starttls_offered() {
+            self.say(reply::UNIMPLEMENTED);
+            return;
+        }
+        if !arg.is_empty() {
+            self.say(reply::TLS_NO_PARAMS);
+            return;
+        }
+        if let Some(Err(e)) = &self.cfg.tls.server {
+            let e = format!("TLS not available: {e}");
+            self.backend.log(&e);
+            self.say(reply::TLS_UNAVAILABLE);
+            return;
+        }
+        self.say(reply::TLS_READY);
+        self.want_tls = true;
+    }
+
+    fn auth(&mut self, arg: &[u8]) {
+        let Some(cram_ok) = self.cfg.auth.as_ref().map(|a| a.cram) else {
+            // Not configured: as netqmail, an unknown command.
+            self.say(reply::UNIMPLEMENTED);
+            return;
+        };
+        if self.auth_user.is_some() {
+            self.say(reply::AUTH_ALREADY);
+            return;
+        }
+        if self.seenmail {
+            self.say(reply::AUTH_IN_MAIL);
+            return;
+        }
+        if !self.auth_offered() {
+            self.say(reply::AUTH_NEEDS_TLS);
+            return;
+        }
+        if self.want_helo {
+            self.say(reply::WANT_EHLO);
+            return;
+        }
+        let (word, initial) = match arg.iter().position(|&c| c == b' ') {
+            Some(sp) => {
+                let rest = &arg[sp..];
+                let skip = rest.iter().take_while(|&&c| c == b' ').count();
+                (&arg[..sp], Some(&rest[skip..]).filter(|r| !r.is_empty()))
+            }
+            None => (arg, None),
+        };
+        let mech = match Mechanism::parse(word) {
+            Some(Mechanism::CramMd5) if !cram_ok => None,
+            m => m,
+        };
+        match (mech, initial) {
+            (None, _) => self.say(reply::AUTH_MECH),
+            (Some(Mechanism::Plain), None) => {
+                self.say("334 \r\n");
+                self.auth_step = AuthStep::Plain;
+            }
+            (Some(Mechanism::Plain), Some(i)) => self.auth_plain(i),
+            (Some(Mechanism::Login), None) => {
+                self.say(reply::LOGIN_USER);
+                self.auth_step = AuthStep::LoginUser;
+            }
+            (Some(Mechanism::Login), Some(i)) => self.auth_login_user(i),
+            (Some(Mechanism::CramMd5), None) => {
+                let ch = self.challenge();
+                self.say(&format!("334 {}\r\n", auth::b64encode(&ch)));
+                self.auth_step = AuthStep::Cram(ch);
+            }
+            // CRAM-MD5 has no initial response.
+            (Some(Mechanism::CramMd5), Some(_)) => self.say(reply::AUTH_MALFORMED),
+        }
+    }
+
+    fn challenge(&mut self) -> Vec<u8> {
+        let now = self.backend.now();
+        let host = self
+            .cfg
+            .auth
+            .as_ref()
+            .map(|a| a.hostname.clone())
+            .unwrap_or_default();
+        auth::challenge(std::process::id(), now, &host)
+    }
+
+    fn auth_input_error(&mut self, e: InputError) {
+        self.auth_step = AuthStep::None;
+        self.say(match e {
+            InputError::Cancelled => reply::AUTH_CANCELLED,
+            InputError::Malformed => reply::AUTH_MALFORMED,
+        });
+    }
+
+    /// A line of the exchange (after a 334).
+    fn auth_answer(&mut self, raw: &[u8]) {
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let step = std::mem::replace(&mut self.auth_step, AuthStep::None);
+        match step {
+            AuthStep::None => {}
+            AuthStep::Plain => self.auth_plain(line),
+            AuthStep::LoginUser => self.auth_login_user(line),
+            AuthStep::LoginPass(user) => {
+                match auth::decode_line(line).and_then(|d| auth::login_field(&d)) {
+                    Err(e) => self.auth_input_error(e),
+                    Ok(pass) => {
+                        let timestamp = self.challenge();
+                        self.authenticate(
+                            Mechanism::Login,
+                            Credentials {
+                                user,
+                                pass,
+                                timestamp,
+                            },
+                        );
+                    }
+                }
+            }
+            AuthStep::Cram(challenge) => {
+                match auth::decode_line(line).and_then(|d| auth::split_cram(&d)) {
+                    Err(e) => self.auth_input_error(e),
+                    Ok((user, digest)) => self.authenticate(
+                        Mechanism::CramMd5,
+                        Credentials {
+                            user,
+                            pass: digest,
+                            timestamp: challenge,
+                        },
+                    ),
+                }
+            }
+        }
+    }
+
+    fn auth_plain(&mut self, b64: &[u8]) {
+        let decoded = match auth::decode_line(b64) {
+            Ok(d) => d,
+            Err(e) => return self.auth_input_error(e),
+        };
+        match auth::split_plain(&decoded) {
+            Err(e) => self.auth_input_error(e),
+            Ok(None) => self.auth_failed(Mechanism::Plain, b"(authorization identity)"),
+            Ok(Some((user, pass))) => {
+                let timestamp = self.challenge();
+                self.authenticate(
+                    Mechanism::Plain,
+                    Credentials {
+                        user,
+                        pass,
+                        timestamp,
+                    },
+                );
+            }
+        }
+    }
+
+    fn auth_login_user(&mut self, b64: &[u8]) {
+        match auth::decode_line(b64).and_then(|d| auth::login_field(&d)) {
+            Err(e) => self.auth_input_error(e),
+            Ok(user) => {
+                self.say(reply::LOGIN_PASS);
+                self.auth_step = AuthStep::LoginPass(user);
+            }
+        }
+    }
+
+    fn printable_user(user: &[u8]) -> String {
+        user.iter()
+            .take(100)
+            .map(|&c| {
+                if c.is_ascii_graphic() && c != b'<' && c != b'>' {
+                    c as char
+                } else {
+                    '?'
+                }
+            })
+            .collect()
+    }
+
+    fn auth_failed(&mut self, mech: Mechanism, user: &[u8]) {
+        self.auth_failures += 1;
+        let line = format!(
+            "auth: auth-failed type={} user=<{}> remote={}",
+            mech.name().to_ascii_lowercase(),
+            Self::printable_user(user),
+            String::from_utf8_lossy(&self.cfg.remote.ip),
+        );
+        self.backend.log(&line);
+        if self.auth_failures >= MAX_AUTH_FAILURES {
+            self.say(reply::AUTH_TOO_MANY);
+            self.finish(Exit::Failure);
+        } else {
+            self.say(reply::AUTH_FAILED);
+        }
+    }
+
+    fn authenticate(&mut self, mech: Mechanism, creds: Credentials) {
+        let Some(program) = self.cfg.auth.as_ref().map(|a| a.program.clone()) else {
+            return;
+        };
+        let timeout = Duration::from_secs(self.cfg.timeout);
+        match self.backend.check_password(&program, &creds, timeout) {
+            checkpw::Verdict::Accepted => {
+                let line = format!(
+                    "auth: auth-success type={} user=<{}> remote={}",
+                    mech.name().to_ascii_lowercase(),
+                    Self::printable_user(&creds.user),
+                    String::from_utf8_lossy(&self.cfg.remote.ip),
+                );
+                self.backend.log(&line);
+                if self.relay.is_none() {
+                    self.relay = Some(Vec::new());
+                }
+                self.auth_user = Some((creds.user.clone(), mech));
+                self.say(reply::AUTH_OK);
+            }
+            checkpw::Verdict::Rejected => self.auth_failed(mech, &creds.user),
+            checkpw::Verdict::TempFail => self.say(reply::AUTH_TEMP),
+            checkpw::Verdict::Crashed => {
+                self.backend.log("auth: checkpassword crashed or timed out");
+                self.say(reply::AUTH_CHILD);
+            }
+            checkpw::Verdict::NoStart(e) => {
+                self.backend.log(&format!("auth: {e}"));
+                self.say(reply::AUTH_NO_CHILD);
+            }
+        }
     }
 
     fn feed_data(&mut self, input: &[u8]) -> usize {

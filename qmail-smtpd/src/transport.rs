@@ -2,8 +2,8 @@
 //! back until the next read would have to wait (so that the replies to pipelined
 //! commands leave together, as with netqmail), writes with a timeout.
 //!
-//! [`Transport`] is the seam for TLS: [`FdTransport`] is plain descriptors 0 and 1; a TLS
-//! transport wraps it and offers the same two calls.
+//! [`Transport`] is the seam for TLS: [`FdTransport`] is plain descriptors 0 and 1;
+//! [`crate::tls::TlsTransport`] wraps it and offers the same two calls.
 
 use crate::session::{Backend, Exit, Session};
 use std::io;
@@ -106,30 +106,63 @@ impl Transport for FdTransport<'_> {
     }
 }
 
-/// Runs a session to its end over `t`; returns how it ended.
+impl<T: Transport + ?Sized> Transport for &mut T {
+    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        (**self).read(buf, timeout)
+    }
+    fn write_all(&mut self, data: &[u8], timeout: Duration) -> io::Result<()> {
+        (**self).write_all(data, timeout)
+    }
+}
+
+/// How [`serve_session`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// The session is over.
+    Done(Exit),
+    /// STARTTLS was accepted and its reply written; the input read after it has been
+    /// thrown away. The caller does the handshake and goes on with a TLS transport.
+    StartTls,
+}
+
+/// Runs a session to its end over `t`; returns how it ended. A session that accepts
+/// STARTTLS here ends (this entry point has no TLS to offer).
 pub fn serve<B: Backend, T: Transport>(s: &mut Session<B>, t: &mut T) -> Exit {
+    match serve_session(s, t) {
+        Served::Done(e) => e,
+        Served::StartTls => Exit::Failure,
+    }
+}
+
+/// Runs a session over `t` until it ends or accepts STARTTLS.
+pub fn serve_session<B: Backend, T: Transport>(s: &mut Session<B>, t: &mut T) -> Served {
     let timeout = Duration::from_secs(s.timeout());
     let mut buf = vec![0u8; READ_BUF];
     loop {
         // Everything read so far has been handled: the replies go out before waiting.
         let out = s.take_output();
         if !out.is_empty() && t.write_all(&out, timeout).is_err() {
-            return Exit::Failure;
+            return Served::Done(Exit::Failure);
         }
         if let Some(e) = s.finished() {
-            return e;
+            return Served::Done(e);
+        }
+        if s.wants_tls() {
+            // Whatever followed the STARTTLS line in `buf` is dropped with it
+            // (CVE-2011-0411: plaintext must not be read as if it came through TLS).
+            return Served::StartTls;
         }
         match t.read(&mut buf, timeout) {
             Ok(0) => s.eof(),
             Ok(n) => {
                 let mut off = 0;
-                while off < n && s.finished().is_none() {
+                while off < n && s.finished().is_none() && !s.wants_tls() {
                     let end = n.min(off + FEED_STEP);
                     off += s.feed(&buf[off..end]);
                     if s.pending_output() >= FLUSH_AT && s.finished().is_none() {
                         let out = s.take_output();
                         if t.write_all(&out, timeout).is_err() {
-                            return Exit::Failure;
+                            return Served::Done(Exit::Failure);
                         }
                     }
                 }

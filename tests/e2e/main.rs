@@ -9,5 +9,6 @@ mod quickstart;
 mod rootmode;
 mod send;
 mod smtpd;
+mod smtpd_tls;
 mod tcpenv;
 mod tools;

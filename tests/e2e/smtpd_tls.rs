@@ -1,0 +1,1138 @@
+//! qmail-smtpd's security extensions driven by real clients over real sockets on
+//! 127.0.0.1 (and ::1): STARTTLS and SMTPS with Python's smtplib, `openssl s_client` and
+//! swaks; the STARTTLS injection (CVE-2011-0411); SMTP AUTH with a checkpassword program;
+//! recipient validation; SIZE; IPv6 literals and addresses. Certificates are made with
+//! openssl in each test's own home.
+
+use rqmail_tests::{
+    Home, KillOnDrop, Smtp, bin, free_port, python, run_with_input, tool, wait_for_port,
+};
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+/// The kind of key of a test certificate.
+#[derive(Clone, Copy)]
+enum Key {
+    /// ECDSA P-256 (quick to make).
+    Ec,
+    Rsa,
+}
+
+/// Makes a self-signed certificate for testhost.example, 127.0.0.1 and ::1 in `dir`;
+/// returns (key path, certificate path).
+fn make_cert(dir: &Path, name: &str, key: Key, subject: &str) -> (PathBuf, PathBuf) {
+    let k = dir.join(format!("{name}.key"));
+    let c = dir.join(format!("{name}.crt"));
+    let mut cmd = Command::new(tool("openssl"));
+    cmd.args(["req", "-x509", "-nodes", "-days", "2", "-newkey"]);
+    match key {
+        Key::Ec => cmd.args(["ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]),
+        Key::Rsa => cmd.arg("rsa:2048"),
+    };
+    cmd.arg("-keyout")
+        .arg(&k)
+        .arg("-out")
+        .arg(&c)
+        .args(["-subj", subject])
+        .args([
+            "-addext",
+            "subjectAltName=DNS:testhost.example,IP:127.0.0.1,IP:::1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    assert!(cmd.status().expect("openssl").success(), "openssl req");
+    (k, c)
+}
+
+/// A home whose control/servercert.pem holds a key and its certificate (in that order,
+/// as the qmail TLS patch has it). Returns the home and the certificate, which clients
+/// use as their trust anchor.
+fn tls_home(key: Key) -> (Home, PathBuf) {
+    let home = Home::new();
+    let (k, c) = make_cert(home.path(), "server", key, "/CN=testhost.example");
+    let mut pem = fs::read(&k).expect("key");
+    pem.extend(fs::read(&c).expect("cert"));
+    fs::write(home.path().join("control/servercert.pem"), pem).expect("servercert");
+    (home, c)
+}
+
+/// A test checkpassword program (Python): reads `user\0password\0timestamp\0` from
+/// descriptor 3, logs the user and the timestamp to checkpw.log beside itself, accepts
+/// joe/secret (the password itself, or the CRAM-MD5 digest of the timestamp with it),
+/// exits 111 for the user "tempfail", and runs its arguments on success, as
+/// checkpassword does.
+fn checkpassword(home: &Home) -> PathBuf {
+    let p = home.path().join("checkpw");
+    fs::write(
+        &p,
+        r#"#!/usr/bin/python3
+import hashlib, hmac, os, sys
+data = b""
+while True:
+    b = os.read(3, 4096)
+    if not b:
+        break
+    data += b
+f = data.split(b"\0")
+if len(f) != 4 or f[3] != b"":
+    sys.exit(2)
+user, pw, ts = f[0], f[1], f[2]
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpw.log"), "ab") as log:
+    log.write(user + b" " + ts + b"\n")
+if user == b"tempfail":
+    sys.exit(111)
+good = {b"joe": b"secret"}.get(user)
+if good is None:
+    sys.exit(1)
+digest = hmac.new(good, ts, hashlib.md5).hexdigest().encode()
+if pw != good and not hmac.compare_digest(pw, digest):
+    sys.exit(1)
+os.execvp(sys.argv[1], sys.argv[1:])
+"#,
+    )
+    .expect("write checkpw");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+    p
+}
+
+/// The arguments that turn SMTP AUTH on: hostname, checkpassword, subprogram.
+fn auth_args(home: &Home) -> Vec<String> {
+    vec![
+        "testhost.example".to_string(),
+        checkpassword(home).display().to_string(),
+        "/bin/true".to_string(),
+    ]
+}
+
+/// qmail-smtpd under tcpserver on 127.0.0.1, its descriptor 2 in smtpd.log of the home.
+struct Server {
+    _tcpserver: KillOnDrop,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(home: &Home, env: &[(&str, &str)], args: &[String]) -> Server {
+        let port = free_port();
+        let log = home.path().join("smtpd.log");
+        let mut c = Command::new(tool("tcpserver"));
+        c.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("QMAIL_HOME", home.path());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.args(["-q", "-R", "-H", "-l", "testhost.example", "127.0.0.1"])
+            .arg(port.to_string())
+            .arg(bin("qmail-smtpd"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).expect("log"));
+        let k = KillOnDrop(c.spawn().expect("start tcpserver"));
+        wait_for_port(port);
+        Server {
+            _tcpserver: k,
+            port,
+            log,
+        }
+    }
+
+    /// What the connections wrote to descriptor 2 so far.
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (hang guard: 20 s) until the log contains `what`.
+    fn wait_log(&self, what: &str) -> String {
+        for _ in 0..400 {
+            let l = self.log();
+            if l.contains(what) {
+                return l;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{what:?} never logged; log: {}", self.log());
+    }
+}
+
+/// Runs a Python script with arguments; returns (success, stdout, stderr).
+fn py(script: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs swaks against the server; returns (success, transcript).
+fn swaks(port: u16, extra: &[&str]) -> (bool, String) {
+    let out = Command::new(tool("swaks"))
+        .args(["--server", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--from",
+            "sender@client.example",
+            "--ehlo",
+            "client.example",
+        ])
+        .args(["--timeout", "30"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("swaks");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The body of the only queued message, from qmail-smtpd's Received line on.
+fn only_message(home: &Home) -> String {
+    let q = home.queued();
+    assert_eq!(q.len(), 1, "messages queued");
+    String::from_utf8_lossy(q[0].body_after_received()).into_owned()
+}
+
+/// The Received line qmail-smtpd wrote (both of its lines).
+fn received(body: &str) -> String {
+    body.lines().take(2).collect::<Vec<_>>().join("\n")
+}
+
+/// qmail-smtpd on pipes with the home's environment plus `env`.
+fn dialogue(
+    home: &Home,
+    env: &[(&str, &str)],
+    args: &[String],
+    input: &str,
+) -> (i32, String, String) {
+    let mut c = home.cmd("qmail-smtpd");
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let (code, out, err) = run_with_input(c, input.as_bytes());
+    (
+        code,
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+    )
+}
+
+/// Python: the ssl context trusting `cert`.
+const PY_CTX: &str = r#"
+import smtplib, socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+port = int(sys.argv[1])
+"#;
+
+// ---------------------------------------------------------------------------------------
+// STARTTLS
+
+#[test]
+fn ehlo_offers_starttls_first_and_deny_tls_hides_it() {
+    let (home, _) = tls_home(Key::Ec);
+    let (code, out, _) = dialogue(&home, &[], &[], "EHLO c\r\nQUIT\r\n");
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        "220 testhost.example ESMTP\r\n250-testhost.example\r\n250-STARTTLS\r\n250-PIPELINING\r\n250 8BITMIME\r\n221 testhost.example\r\n"
+    );
+    // STARTTLS is never the last line, whatever else is listed
+    home.control("databytes", "5000\n");
+    let (_, out, _) = dialogue(&home, &[], &auth_args(&home), "EHLO c\r\n");
+    assert!(
+        out.ends_with("250-testhost.example\r\n250-STARTTLS\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 5000\r\n"),
+        "{out}"
+    );
+    // DENY_TLS (any value, even empty): neither offered nor accepted
+    for v in ["", "1"] {
+        let (_, out, _) = dialogue(&home, &[("DENY_TLS", v)], &[], "EHLO c\r\nSTARTTLS\r\n");
+        assert!(!out.contains("STARTTLS"), "{out}");
+        assert!(
+            out.ends_with("250 SIZE 5000\r\n502 unimplemented (#5.5.1)\r\n"),
+            "{out}"
+        );
+    }
+    // STARTTLS takes no parameters
+    let (_, out, _) = dialogue(&home, &[], &[], "STARTTLS now\r\nNOOP\r\n");
+    assert!(
+        out.ends_with("501 STARTTLS takes no parameters (#5.5.4)\r\n250 ok\r\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn smtplib_starttls_delivers_and_received_names_tls() {
+    let (home, cert) = tls_home(Key::Ec);
+    let srv = Server::start(&home, &[], &[]);
+    let script = format!(
+        "{PY_CTX}{}",
+        r#"
+s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.example", timeout=30)
+s.ehlo()
+print("before", s.has_extn("starttls"))
+code, msg = s.starttls(context=ctx)
+print(code, msg.decode())
+print(s.sock.version(), s.sock.cipher()[0])
+s.ehlo()
+print("after", s.has_extn("starttls"))
+print("refused", s.sendmail("a@client.example", ["b@d.example"], "Subject: t\r\n\r\nsecret\r\n"))
+print(s.quit())
+"#
+    );
+    let (ok, out, err) = py(
+        &script,
+        &[&srv.port.to_string(), cert.to_str().expect("path")],
+    );
+    assert!(ok, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "before True");
+    assert_eq!(lines[1], "220 ready for tls");
+    assert_eq!(lines[2], "TLSv1.3 TLS_AES_256_GCM_SHA384");
+    assert_eq!(lines[3], "after False");
+    assert_eq!(lines[4], "refused {}");
+    assert_eq!(lines[5], "(221, b'testhost.example')");
+    let body = only_message(&home);
+    assert!(
+        received(&body).starts_with("Received: from unknown (HELO client.example) (127.0.0.1)\n  by testhost.example with ESMTPS (TLSv1.3 TLS_AES_256_GCM_SHA384 encrypted); "),
+        "{body}"
+    );
+    assert!(body.ends_with("\nSubject: t\n\nsecret\n"), "{body}");
+}
+
+#[test]
+fn openssl_s_client_starttls_with_tls12_and_rsa_and_ciphers() {
+    let (home, _) = tls_home(Key::Rsa);
+    home.control(
+        "tlsserverciphers",
+        "HIGH:!aNULL:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305\n",
+    );
+    let srv = Server::start(&home, &[], &[]);
+    let run = |versions: &[&str]| {
+        let mut c = Command::new(tool("openssl"));
+        c.args([
+            "s_client",
+            "-starttls",
+            "smtp",
+            "-crlf",
+            "-quiet",
+            "-connect",
+        ])
+        .arg(format!("127.0.0.1:{}", srv.port))
+        .args(versions)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("s_client");
+        let mut stdin = child.stdin.take().expect("stdin");
+        // One line at a time, as a person would type (s_client reads stdin as it comes).
+        let t = std::thread::spawn(move || {
+            for l in [
+                "EHLO client.example",
+                "MAIL FROM:<a@client.example>",
+                "RCPT TO:<b@d.example>",
+                "DATA",
+                "Subject: s_client",
+                "",
+                "hello",
+                ".",
+                "QUIT",
+            ] {
+                std::thread::sleep(Duration::from_millis(150));
+                if writeln!(stdin, "{l}").is_err() {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        });
+        let out = child.wait_with_output().expect("s_client output");
+        t.join().expect("writer");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (_, out) = run(&["-tls1_2"]);
+    assert!(out.contains("250 ok"), "{out}");
+    assert!(out.contains("221 testhost.example"), "{out}");
+    let body = only_message(&home);
+    // the first suite of the server's list (the client prefers CHACHA20-POLY1305)
+    assert!(
+        received(&body).contains("with ESMTPS (TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256 encrypted); "),
+        "{body}"
+    );
+    // TLS 1.1 and older are not spoken (the client is allowed to, at security level 0)
+    let (_, out) = run(&["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"]);
+    assert!(!out.contains("250 ok"), "{out}");
+    assert!(
+        srv.log().contains("STARTTLS: TLS handshake failed"),
+        "{}",
+        srv.log()
+    );
+    assert_eq!(home.queued().len(), 1);
+}
+
+#[test]
+fn swaks_tls_delivers() {
+    let (home, _) = tls_home(Key::Ec);
+    let srv = Server::start(&home, &[], &[]);
+    let (ok, out) = swaks(srv.port, &["--to", "rcpt@d.example", "--tls"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("<-  220 ready for tls"), "{out}");
+    assert!(out.contains("=== TLS started with cipher TLSv1.3"), "{out}");
+    let body = only_message(&home);
+    assert!(received(&body).contains(" with ESMTPS (TLSv1."), "{body}");
+}
+
+/// Python: a raw STARTTLS whose first line after the handshake is printed.
+const PY_INJECT: &str = r#"
+def line(sock):
+    b = b""
+    while not b.endswith(b"\n"):
+        c = sock.recv(1)
+        if not c:
+            break
+        b += c
+    return b.decode().rstrip("\r\n")
+
+def reply(sock):
+    out = []
+    while True:
+        l = line(sock)
+        out.append(l)
+        if len(l) < 4 or l[3] != "-":
+            return out
+
+s = socket.create_connection(("127.0.0.1", port), timeout=30)
+print(reply(s))
+s.sendall(b"EHLO client.example\r\n")
+reply(s)
+s.sendall(b"MAIL FROM:<early@client.example>\r\n")
+print(reply(s))
+s.sendall(sys.argv[3].encode().replace(b"|", b"\r\n"))
+print(reply(s))
+t = ctx.wrap_socket(s, server_hostname="testhost.example")
+t.sendall(b"NOOP\r\n")
+print(reply(t))
+t.sendall(b"RCPT TO:<x@d.example>\r\n")
+print(reply(t))
+t.sendall(b"MAIL FROM:<late@client.example>\r\n")
+print(reply(t))
+t.sendall(b"EHLO second.example\r\n")
+print(reply(t))
+t.sendall(b"STARTTLS\r\n")
+print(reply(t))
+t.sendall(b"RCPT TO:<x@d.example>\r\n")
+print(reply(t))
+"#;
+
+#[test]
+fn starttls_command_injection_is_discarded() {
+    // CVE-2011-0411: commands pipelined in plaintext behind STARTTLS must not be
+    // answered inside TLS.
+    let (home, cert) = tls_home(Key::Ec);
+    let srv = Server::start(&home, &[], &[]);
+    let script = format!("{PY_CTX}{PY_INJECT}");
+    let (ok, out, err) = py(
+        &script,
+        &[
+            &srv.port.to_string(),
+            cert.to_str().expect("path"),
+            "STARTTLS|RSET|MAIL FROM:<evil@client.example>|RCPT TO:<victim@d.example>|",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "['220 testhost.example ESMTP']");
+    assert_eq!(lines[1], "['250 ok']");
+    assert_eq!(lines[2], "['220 ready for tls']");
+    // The first reply inside TLS answers NOOP: RSET, MAIL and RCPT were thrown away.
+    assert_eq!(lines[3], "['250 ok']");
+    // State was reset: neither the early MAIL nor the injected one is in force, and a
+    // new EHLO is wanted before MAIL.
+    assert_eq!(lines[4], "['503 MAIL first (#5.5.1)']");
+    assert_eq!(lines[5], "['503 EHLO first (#5.5.1)']");
+    // No STARTTLS in the new EHLO reply, and a second STARTTLS is refused.
+    assert_eq!(
+        lines[6],
+        "['250-testhost.example', '250-PIPELINING', '250 8BITMIME']"
+    );
+    assert_eq!(lines[7], "['502 unimplemented (#5.5.1)']");
+    assert_eq!(lines[8], "['503 MAIL first (#5.5.1)']");
+    assert!(home.queued().is_empty());
+}
+
+#[test]
+fn starttls_state_reset_and_new_helo_in_received() {
+    let (home, cert) = tls_home(Key::Ec);
+    let srv = Server::start(&home, &[], &[]);
+    let script = format!(
+        "{PY_CTX}{}",
+        r#"
+s = smtplib.SMTP("127.0.0.1", port, local_hostname="first.example", timeout=30)
+s.ehlo()
+print(s.docmd("MAIL", "FROM:<before@client.example>"))
+print(s.docmd("RCPT", "TO:<before@d.example>"))
+s.starttls(context=ctx)
+print(s.docmd("DATA"))
+print(s.docmd("MAIL", "FROM:<x@y>"))
+s.ehlo("second.example")
+print(s.docmd("DATA"))
+print(s.sendmail("after@client.example", ["after@d.example"], "Subject: r\r\n\r\nx\r\n"))
+s.quit()
+"#
+    );
+    let (ok, out, err) = py(
+        &script,
+        &[&srv.port.to_string(), cert.to_str().expect("path")],
+    );
+    assert!(ok, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "(250, b'ok')",
+            "(250, b'ok')",
+            "(503, b'MAIL first (#5.5.1)')",
+            "(503, b'EHLO first (#5.5.1)')",
+            "(503, b'MAIL first (#5.5.1)')",
+            "{}"
+        ]
+    );
+    let q = home.queued();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].sender(), b"after@client.example");
+    assert_eq!(q[0].recipients(), vec![b"after@d.example".to_vec()]);
+    let body = only_message(&home);
+    assert!(
+        body.starts_with("Received: from unknown (HELO second.example) (127.0.0.1)\n"),
+        "{body}"
+    );
+}
+
+#[test]
+fn pipelined_plaintext_after_starttls_breaks_the_handshake_not_the_rules() {
+    // The client sends STARTTLS and, without waiting, more plaintext: either it arrives
+    // with STARTTLS (and is discarded) or later, where it is not TLS and the handshake
+    // fails. In no case is it answered inside TLS.
+    let (home, cert) = tls_home(Key::Ec);
+    let srv = Server::start(&home, &[], &[]);
+    let script = format!(
+        "{PY_CTX}{}",
+        r#"
+import time
+s = socket.create_connection(("127.0.0.1", port), timeout=30)
+s.recv(100)
+s.sendall(b"STARTTLS\r\n")
+time.sleep(0.2)
+s.sendall(b"RSET\r\n")
+got = b""
+while not got.endswith(b"\n"):
+    got += s.recv(1)
+print(got.decode().strip())
+try:
+    t = ctx.wrap_socket(s, server_hostname="testhost.example")
+    t.sendall(b"NOOP\r\n")
+    print("inside", t.recv(100))
+except (ssl.SSLError, OSError) as e:
+    print("handshake failed")
+"#
+    );
+    let (ok, out, err) = py(
+        &script,
+        &[&srv.port.to_string(), cert.to_str().expect("path")],
+    );
+    assert!(ok, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "220 ready for tls");
+    assert!(
+        lines[1] == "handshake failed" || lines[1] == "inside b'250 ok\\r\\n'",
+        "{out}"
+    );
+}
+
+#[test]
+fn broken_certificate_gives_454_and_plaintext_goes_on() {
+    let home = Home::new();
+    home.control(
+        "servercert.pem",
+        "-----BEGIN CERTIFICATE-----\nnot base64\n",
+    );
+    let (code, out, err) = dialogue(
+        &home,
+        &[],
+        &[],
+        "EHLO c\r\nSTARTTLS\r\nMAIL FROM:<a@b>\r\nQUIT\r\n",
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("250-STARTTLS\r\n"), "{out}");
+    assert!(
+        out.contains("454 TLS not available due to temporary reason (#4.3.0)\r\n250 ok\r\n"),
+        "{out}"
+    );
+    assert!(err.contains("servercert.pem"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// SMTPS
+
+#[test]
+fn smtps_on_an_unusual_port_because_smtps_is_set() {
+    let (home, cert) = tls_home(Key::Ec);
+    let srv = Server::start(&home, &[("SMTPS", "1")], &[]);
+    let script = format!(
+        "{PY_CTX}{}",
+        r#"
+s = smtplib.SMTP_SSL("127.0.0.1", port, local_hostname="client.example", timeout=30, context=ctx)
+code, msg = s.ehlo()
+print(code, msg.decode().replace("\n", "|"))
+print(s.sendmail("a@client.example", ["b@d.example"], "Subject: smtps\r\n\r\nx\r\n"))
+print(s.quit())
+"#
+    );
+    let (ok, out, err) = py(
+        &script,
+        &[&srv.port.to_string(), cert.to_str().expect("path")],
+    );
+    assert!(ok, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    // already TLS: no STARTTLS offered
+    assert_eq!(lines[0], "250 testhost.example|PIPELINING|8BITMIME");
+    assert_eq!(lines[1], "{}");
+    let body = only_message(&home);
+    assert!(received(&body).contains(" with ESMTPS (TLSv1.3 "), "{body}");
+
+    // swaks --tlsc (TLS on connect) too
+    let (ok, out) = swaks(srv.port, &["--to", "c@d.example", "--tlsc"]);
+    assert!(ok, "{out}");
+    assert_eq!(home.queued().len(), 2);
+
+    // a plaintext client gets no plaintext greeting
+    let mut s = TcpStream::connect(("127.0.0.1", srv.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(b"EHLO plain\r\n").expect("write");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(!String::from_utf8_lossy(&buf).contains("220 "), "{buf:?}");
+}
+
+#[test]
+fn no_smtps_without_the_variable_whatever_the_port() {
+    let (home, _) = tls_home(Key::Ec);
+    // The local port 465 does not turn TLS on; neither does an empty SMTPS.
+    for env in [
+        vec![("TCPLOCALPORT", "465")],
+        vec![("TCPLOCALPORT", "465"), ("SMTPS", "")],
+    ] {
+        let (code, out, _) = dialogue(&home, &env, &[], "QUIT\r\n");
+        assert_eq!(code, 0);
+        assert_eq!(
+            out,
+            "220 testhost.example ESMTP\r\n221 testhost.example\r\n"
+        );
+    }
+}
+
+#[test]
+fn smtps_without_a_certificate_says_nothing_in_plaintext() {
+    let home = Home::new();
+    let (code, out, err) = dialogue(&home, &[("SMTPS", "1")], &[], "EHLO x\r\nQUIT\r\n");
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    assert!(err.contains("servercert.pem"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// SMTP AUTH
+
+#[test]
+fn auth_is_offered_only_inside_tls() {
+    let (home, cert) = tls_home(Key::Ec);
+    let args = auth_args(&home);
+    // plaintext: not listed, and refused with 538
+    let (_, out, _) = dialogue(
+        &home,
+        &[],
+        &args,
+        "EHLO c\r\nAUTH PLAIN AGpvZQBzZWNyZXQ=\r\nAUTH LOGIN\r\n",
+    );
+    assert!(!out.contains("AUTH"), "{out}");
+    assert!(
+        out.ends_with(
+            "538 auth not available without TLS (#5.3.3)\r\n538 auth not available without TLS (#5.3.3)\r\n"
+        ),
+        "{out}"
+    );
+    // without the checkpassword arguments AUTH is an unknown command, as in netqmail
+    let (_, out, _) = dialogue(&home, &[("FORCETLS", "0")], &[], "AUTH PLAIN x\r\n");
+    assert!(out.ends_with("502 unimplemented (#5.5.1)\r\n"), "{out}");
+    // SMTPAUTH=- turns it off
+    let (_, out, _) = dialogue(
+        &home,
+        &[("FORCETLS", "0"), ("SMTPAUTH", "-")],
+        &args,
+        "EHLO c\r\nAUTH PLAIN x\r\n",
+    );
+    assert!(
+        !out.contains("250-AUTH") && !out.contains("250 AUTH"),
+        "{out}"
+    );
+    assert!(out.ends_with("502 unimplemented (#5.5.1)\r\n"), "{out}");
+    // inside TLS it is listed (last) and works
+    let srv = Server::start(&home, &[], &args);
+    let script = format!(
+        "{PY_CTX}{}",
+        r#"
+s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.example", timeout=30)
+s.ehlo()
+print("plain", s.has_extn("auth"))
+s.starttls(context=ctx)
+code, msg = s.ehlo()
+print(msg.decode().split("\n")[-1])
+print(s.login("joe", "secret"))
+"#
+    );
+    let (ok, out, err) = py(
+        &script,
+        &[&srv.port.to_string(), cert.to_str().expect("path")],
+    );
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "plain False",
+            "AUTH LOGIN PLAIN",
+            "(235, b'ok, go ahead (#2.0.0)')"
+        ]
+    );
+}
+
+#[test]
+fn smtplib_login_allows_relaying_and_names_the_user() {
+    let (home, cert) = tls_home(Key::Ec);
+    home.control("rcpthosts", "testhost.example\n");
+    let srv = Server::start(&home, &[], &auth_args(&home));
+    let script = format!(
+        "{PY_CTX}{}",
+        r#"
+s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.example", timeout=30)
+s.starttls(context=ctx)
+s.ehlo()
+print(s.docmd("MAIL", "FROM:<joe@client.example>"))
+print(s.docmd("RCPT", "TO:<far@remote.example>"))
+s.rset()
+print(s.login("joe", "secret"))
+print(s.sendmail("joe@client.example", ["far@remote.example", "local@testhost.example"], "Subject: relay\r\n\r\nx\r\n"))
+print(s.quit())
+"#
+    );
+    let (ok, out, err) = py(
+        &script,
+        &[&srv.port.to_string(), cert.to_str().expect("path")],
+    );
+    assert!(ok, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "(250, b'ok')");
+    assert_eq!(
+        lines[1],
+        "(553, b\"sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)\")"
+    );
+    assert_eq!(lines[2], "(235, b'ok, go ahead (#2.0.0)')");
+    assert_eq!(lines[3], "{}");
+    let q = home.queued();
+    assert_eq!(q.len(), 1);
+    assert_eq!(
+        q[0].recipients(),
+        vec![
+            b"far@remote.example".to_vec(),
+            b"local@testhost.example".to_vec()
+        ]
+    );
+    let body = only_message(&home);
+    assert!(
+        received(&body).starts_with(
+            "Received: from unknown (HELO client.example) (joe@127.0.0.1)\n  by testhost.example with ESMTPSA (TLSv1.3 TLS_AES_256_GCM_SHA384 encrypted, authenticated); "
+        ),
+        "{body}"
+    );
+    // smtplib prefers PLAIN when CRAM-MD5 is not offered
+    let log = srv.wait_log("auth-success");
+    assert!(
+        log.contains("qmail-smtpd: auth: auth-success type=plain user=<joe> remote=127.0.0.1\n"),
+        "{log}"
+    );
+    // the checkpassword program got a timestamp of the CRAM-MD5 challenge's form
+    let fields = fs::read_to_string(home.path().join("checkpw.log")).expect("checkpw.log");
+    let (user, ts) = fields.trim_end().split_once(' ').expect("two fields");
+    assert_eq!(user, "joe");
+    assert!(
+        ts.starts_with('<') && ts.ends_with("@testhost.example>") && ts.contains('.'),
+        "{ts}"
+    );
+}
+
+#[test]
+fn wrong_passwords_are_refused_and_limited() {
+    let (home, cert) = tls_home(Key::Ec);
+    home.control("rcpthosts", "testhost.example\n");
+    let srv = Server::start(&home, &[], &auth_args(&home));
+    let script = format!(
+        "{PY_CTX}{}",
+        r#"
+import base64
+s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.example", timeout=30)
+s.starttls(context=ctx)
+s.ehlo()
+for pw in ("wrong", "Secret"):
+    print(s.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0joe\0" + pw.encode()).decode()))
+print(s.docmd("MAIL", "FROM:<joe@client.example>"))
+print(s.docmd("RCPT", "TO:<far@remote.example>"))
+s.rset()
+print(s.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0nobody\0secret").decode()))
+try:
+    print(s.docmd("NOOP"))
+except smtplib.SMTPServerDisconnected:
+    print("closed")
+"#
+    );
+    let (ok, out, err) = py(
+        &script,
+        &[&srv.port.to_string(), cert.to_str().expect("path")],
+    );
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "(535, b'authorization failed (#5.7.0)')",
+            "(535, b'authorization failed (#5.7.0)')",
+            "(250, b'ok')",
+            "(553, b\"sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)\")",
+            "(421, b'too many authentication failures (#4.7.0)')",
+            "closed"
+        ]
+    );
+    let log = srv.wait_log("user=<nobody>");
+    assert_eq!(log.matches("auth-failed type=plain").count(), 3, "{log}");
+    assert!(!log.contains("auth-success"), "{log}");
+    assert!(home.queued().is_empty());
+}
+
+#[test]
+fn swaks_auth_plain_and_login() {
+    let (home, _) = tls_home(Key::Ec);
+    home.control("rcpthosts", "testhost.example\n");
+    let srv = Server::start(&home, &[], &auth_args(&home));
+    for mech in ["PLAIN", "LOGIN"] {
+        let (ok, out) = swaks(
+            srv.port,
+            &[
+                "--to",
+                "far@remote.example",
+                "--tls",
+                "--auth",
+                mech,
+                "--auth-user",
+                "joe",
+                "--auth-password",
+                "secret",
+            ],
+        );
+        assert!(ok, "{out}");
+        assert!(out.contains("<~  235 ok, go ahead (#2.0.0)"), "{out}");
+    }
+    let (ok, out) = swaks(
+        srv.port,
+        &[
+            "--to",
+            "far@remote.example",
+            "--tls",
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            "joe",
+            "--auth-password",
+            "bad",
+        ],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("<~* 535 authorization failed (#5.7.0)"),
+        "{out}"
+    );
+    assert_eq!(home.queued().len(), 2);
+    let log = srv.wait_log("type=login user=<joe>");
+    assert!(log.contains("auth-success type=login user=<joe>"), "{log}");
+    assert!(log.contains("auth-failed type=login user=<joe>"), "{log}");
+}
+
+#[test]
+fn auth_in_plaintext_when_forcetls_is_0() {
+    let home = Home::new();
+    home.control("rcpthosts", "testhost.example\n");
+    let srv = Server::start(&home, &[("FORCETLS", "0")], &auth_args(&home));
+    let (ok, out) = swaks(
+        srv.port,
+        &[
+            "--to",
+            "far@remote.example",
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            "joe",
+            "--auth-password",
+            "secret",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("<-  250 AUTH LOGIN PLAIN"), "{out}");
+    let body = only_message(&home);
+    assert!(
+        received(&body).contains("(joe@127.0.0.1)\n  by testhost.example with ESMTPA; "),
+        "{body}"
+    );
+}
+
+#[test]
+fn cram_md5_when_smtpauth_asks_for_it() {
+    let (home, cert) = tls_home(Key::Ec);
+    home.control("rcpthosts", "testhost.example\n");
+    let srv = Server::start(&home, &[("SMTPAUTH", "+cram")], &auth_args(&home));
+    let script = format!(
+        "{PY_CTX}{}",
+        r#"
+s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.example", timeout=30)
+s.starttls(context=ctx)
+code, msg = s.ehlo()
+print(msg.decode().split("\n")[-1])
+print(s.login("joe", "secret"))
+print(s.sendmail("joe@client.example", ["far@remote.example"], "Subject: cram\r\n\r\nx\r\n"))
+"#
+    );
+    let (ok, out, err) = py(
+        &script,
+        &[&srv.port.to_string(), cert.to_str().expect("path")],
+    );
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "AUTH LOGIN PLAIN CRAM-MD5",
+            "(235, b'ok, go ahead (#2.0.0)')",
+            "{}"
+        ]
+    );
+    // smtplib prefers CRAM-MD5: the program got the digest and the challenge
+    let log = srv.wait_log("auth-success");
+    assert!(
+        log.contains("auth-success type=cram-md5 user=<joe>"),
+        "{log}"
+    );
+    assert_eq!(home.queued().len(), 1);
+}
+
+#[test]
+fn auth_required_for_submission() {
+    let home = Home::new();
+    let args = auth_args(&home);
+    let env = [("SMTPAUTH", "!"), ("FORCETLS", "0")];
+    let (_, out, _) = dialogue(
+        &home,
+        &env,
+        &args,
+        "EHLO c\r\nMAIL FROM:<joe@client.example>\r\nAUTH PLAIN AGpvZQBzZWNyZXQ=\r\nMAIL FROM:<joe@client.example>\r\nRCPT TO:<x@anywhere.example>\r\n",
+    );
+    assert!(
+        out.ends_with(
+            "250 AUTH LOGIN PLAIN\r\n530 authentication required (#5.7.1)\r\n235 ok, go ahead (#2.0.0)\r\n250 ok\r\n250 ok\r\n"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn auth_exchange_replies() {
+    let home = Home::new();
+    let args = auth_args(&home);
+    let env = [("FORCETLS", "0")];
+    let (_, out, _) = dialogue(
+        &home,
+        &env,
+        &args,
+        "AUTH DIGEST-MD5\r\nAUTH CRAM-MD5\r\nAUTH PLAIN\r\n*\r\nAUTH PLAIN\r\nnot base64!\r\n\
+         AUTH LOGIN\r\nam9l\r\n*\r\nAUTH LOGIN am9l\r\n\r\nAUTH PLAIN dGVtcGZhaWwAdGVtcGZhaWwAeA==\r\n\
+         MAIL FROM:<a@b>\r\nAUTH PLAIN AGpvZQBzZWNyZXQ=\r\nRSET\r\nAUTH PLAIN YWRtaW4Aam9lAHNlY3JldA==\r\n\
+         AUTH LOGIN am9l\r\nc2VjcmV0\r\nAUTH PLAIN AGpvZQBzZWNyZXQ=\r\nNOOP\r\n",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "220 testhost.example ESMTP",
+            "504 auth type unimplemented (#5.5.1)",
+            // CRAM-MD5 only when SMTPAUTH asks for it
+            "504 auth type unimplemented (#5.5.1)",
+            "334 ",
+            "501 auth exchange cancelled (#5.0.0)",
+            "334 ",
+            "501 malformed auth input (#5.5.4)",
+            "334 VXNlcm5hbWU6",
+            "334 UGFzc3dvcmQ6",
+            "501 auth exchange cancelled (#5.0.0)",
+            "334 UGFzc3dvcmQ6",
+            "501 malformed auth input (#5.5.4)",
+            // the checkpassword program exits 111
+            "454 temporary authentication failure (#4.3.0)",
+            "250 ok",
+            "503 no auth during mail transaction (#5.5.0)",
+            "250 flushed",
+            // an authorization identity that is not the user: refused without asking
+            "535 authorization failed (#5.7.0)",
+            "334 UGFzc3dvcmQ6",
+            "235 ok, go ahead (#2.0.0)",
+            "503 you're already authenticated (#5.5.0)",
+            "250 ok",
+        ]
+    );
+    // a checkpassword program that cannot be run
+    let bad = vec![
+        "testhost.example".to_string(),
+        "/nonexistent/checkpassword".to_string(),
+        "/bin/true".to_string(),
+    ];
+    let (_, out, err) = dialogue(&home, &env, &bad, "AUTH PLAIN AGpvZQBzZWNyZXQ=\r\n");
+    assert!(
+        out.ends_with("454 oops, child won't start and I can't auth (#4.3.0)\r\n"),
+        "{out}"
+    );
+    assert!(err.contains("/nonexistent/checkpassword"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// SIZE and IPv6
+
+#[test]
+fn size_is_advertised_and_enforced_at_mail() {
+    let home = Home::new();
+    home.control("databytes", "1000\n");
+    let (code, out, _) = dialogue(
+        &home,
+        &[],
+        &[],
+        "EHLO c\r\nMAIL FROM:<a@b> SIZE=1001\r\nRCPT TO:<c@d>\r\nMAIL FROM:<a@b> BODY=8BITMIME SIZE=1000\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n",
+    );
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[1..9],
+        [
+            "250-testhost.example",
+            "250-PIPELINING",
+            "250-8BITMIME",
+            "250 SIZE 1000",
+            "552 sorry, that message size exceeds my databytes limit (#5.3.4)",
+            "503 MAIL first (#5.5.1)",
+            "250 ok",
+            "250 ok",
+        ]
+    );
+    assert_eq!(home.queued().len(), 1);
+    // DATABYTES=0: no limit, no SIZE, any SIZE= accepted
+    let (_, out, _) = dialogue(
+        &home,
+        &[("DATABYTES", "0")],
+        &[],
+        "EHLO c\r\nMAIL FROM:<a@b> SIZE=99999999999\r\n",
+    );
+    assert!(!out.contains("SIZE"), "{out}");
+    assert!(out.ends_with("250 8BITMIME\r\n250 ok\r\n"), "{out}");
+}
+
+#[test]
+fn ipv6_literals_in_helo_and_rcpt() {
+    let home = Home::new();
+    home.control("localiphost", "lip.example\n");
+    home.control("rcpthosts", "lip.example\n");
+    let (code, out, _) = dialogue(
+        &home,
+        &[
+            ("TCPREMOTEIP", "2001:db8::7"),
+            ("TCPREMOTEHOST", "client.example"),
+        ],
+        &[],
+        "HELO [IPv6:2001:db8::7]\r\nMAIL FROM:<a@[IPv6:2001:db8::7]>\r\nRCPT TO:<u@[IPv6:::1]>\r\nRCPT TO:<u@[IPv6:2001:db8::99]>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "250 ok\r\n553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)\r\n354"
+        ),
+        "{out}"
+    );
+    let q = home.queued();
+    assert_eq!(q[0].sender(), b"a@[IPv6:2001:db8::7]");
+    assert_eq!(q[0].recipients(), vec![b"u@lip.example".to_vec()]);
+    let body = only_message(&home);
+    assert!(
+        body.starts_with(
+            "Received: from client.example (HELO ?IPv6:2001:db8::7?) (2001:db8::7)\n  by unknown with SMTP; "
+        ),
+        "{body}"
+    );
+}
+
+#[test]
+fn ipv6_connection_through_tcp_env() {
+    // An IPv6 client reaches qmail-smtpd through tcp-env (as under xinetd or a systemd
+    // socket unit): TCPREMOTEIP in IPv6 form in the Received field.
+    let home = Home::new();
+    let l = TcpListener::bind("[::1]:0").expect("listen on ::1");
+    let client = TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+    let (server, _) = l.accept().expect("accept");
+    let out = server.try_clone().expect("dup");
+    let mut c = home.cmd("tcp-env");
+    c.args(["-R", "-H", "-l", "mx.example"])
+        .arg(bin("qmail-smtpd"))
+        .stdin(Stdio::from(OwnedFd::from(server)))
+        .stdout(Stdio::from(OwnedFd::from(out)))
+        .stderr(Stdio::null());
+    let mut child = KillOnDrop(c.spawn().expect("tcp-env"));
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut s = Smtp::new(client);
+    assert_eq!(s.reply(), ["220 testhost.example ESMTP"]);
+    s.cmd("HELO six.example");
+    s.cmd("MAIL FROM:<a@b>");
+    s.cmd("RCPT TO:<c@d>");
+    assert_eq!(s.cmd("DATA"), ["354 go ahead"]);
+    assert!(s.cmd("x\r\n.")[0].starts_with("250 ok"));
+    assert_eq!(s.cmd("QUIT"), ["221 testhost.example"]);
+    let _ = child.0.wait();
+    let body = only_message(&home);
+    assert!(
+        body.starts_with(
+            "Received: from unknown (HELO six.example) (::1)\n  by mx.example with SMTP; "
+        ),
+        "{body}"
+    );
+}
