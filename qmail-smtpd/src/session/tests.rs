@@ -25,6 +25,11 @@ struct Fake {
     open_fails: bool,
     /// The exit code the fake qmail-queue gives for a complete message.
     exit: i32,
+    /// What the fake checkpassword program was asked: (argv, user, pass, timestamp).
+    checked: Rc<RefCell<Vec<(Vec<Vec<u8>>, Vec<u8>, Vec<u8>, Vec<u8>)>>>,
+    /// Recipients the fake validation does not know.
+    unknown: Vec<Vec<u8>>,
+    logged: Rc<RefCell<Vec<String>>>,
 }
 
 impl Fake {
@@ -33,6 +38,9 @@ impl Fake {
             msgs: Rc::default(),
             open_fails: false,
             exit: 0,
+            checked: Rc::default(),
+            unknown: Vec::new(),
+            logged: Rc::default(),
         }
     }
     fn stored(&self) -> Vec<Stored> {
@@ -101,6 +109,39 @@ impl Backend for Fake {
     }
     fn now(&mut self) -> u64 {
         812_090_814
+    }
+    /// joe/secret is right; "temp" gives 111; "crash" crashes.
+    fn check_password(
+        &mut self,
+        argv: &[Vec<u8>],
+        creds: &Credentials,
+        _timeout: std::time::Duration,
+    ) -> checkpw::Verdict {
+        self.checked.borrow_mut().push((
+            argv.to_vec(),
+            creds.user.clone(),
+            creds.pass.clone(),
+            creds.timestamp.clone(),
+        ));
+        match (&creds.user[..], &creds.pass[..]) {
+            (b"joe", b"secret") => checkpw::Verdict::Accepted,
+            (b"temp", _) => checkpw::Verdict::TempFail,
+            (b"crash", _) => checkpw::Verdict::Crashed,
+            _ => checkpw::Verdict::Rejected,
+        }
+    }
+    fn check_recipient(&mut self, rcpt: &[u8]) -> io::Result<rcptcheck::Verdict> {
+        if rcpt == b"broken@mx.example" {
+            return Err(io::Error::other("unreadable"));
+        }
+        Ok(if self.unknown.iter().any(|u| u == rcpt) {
+            rcptcheck::Verdict::Unknown
+        } else {
+            rcptcheck::Verdict::Accept
+        })
+    }
+    fn log(&mut self, line: &str) {
+        self.logged.borrow_mut().push(line.to_string());
     }
 }
 
@@ -693,5 +734,366 @@ proptest! {
                 prop_assert!(!t.contains(&0) && t.len() <= addr::MAX_ADDR);
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// STARTTLS, AUTH, SIZE, recipient validation
+
+fn tls13() -> TlsInfo {
+    TlsInfo {
+        version: "TLSv1.3",
+        cipher: "TLS_AES_128_GCM_SHA256",
+        client_verified: false,
+    }
+}
+
+fn tls_cfg() -> Config {
+    let mut c = cfg();
+    c.tls.offer = true;
+    c
+}
+
+fn auth_cfg(plaintext: bool) -> Config {
+    let mut c = tls_cfg();
+    c.auth = Some(crate::config::AuthConfig {
+        hostname: b"mx.example".to_vec(),
+        program: vec![b"/bin/checkpassword".to_vec(), b"/bin/true".to_vec()],
+        required: false,
+        cram: true,
+        plaintext,
+    });
+    c.rcpthosts = RcptHosts::from_entries(Some(["mx.example"]));
+    c
+}
+
+#[test]
+fn starttls_stops_input_and_forgets_everything() {
+    let (mut s, f) = session(tls_cfg());
+    s.take_output();
+    assert_eq!(
+        talk(&mut s, "EHLO first\r\n"),
+        "250-mx.example\r\n250-STARTTLS\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+    );
+    let input = b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nSTARTTLS\r\nRSET\r\nMAIL FROM:<evil@x>\r\n";
+    let used = s.feed(input);
+    assert_eq!(
+        &input[..used],
+        b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nSTARTTLS\r\n"
+    );
+    assert!(s.wants_tls());
+    assert_eq!(
+        String::from_utf8(s.take_output()).unwrap(),
+        "250 ok\r\n250 ok\r\n220 ready for tls\r\n"
+    );
+    // nothing more is taken until the transport has switched
+    assert_eq!(s.feed(b"NOOP\r\n"), 0);
+    s.tls_started(tls13());
+    assert!(!s.wants_tls());
+    assert_eq!(talk(&mut s, "DATA\r\n"), "503 MAIL first (#5.5.1)\r\n");
+    assert_eq!(
+        talk(&mut s, "MAIL FROM:<a@b>\r\n"),
+        "503 EHLO first (#5.5.1)\r\n"
+    );
+    assert_eq!(
+        talk(&mut s, "EHLO second\r\n"),
+        "250-mx.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+    );
+    assert_eq!(
+        talk(&mut s, "STARTTLS\r\n"),
+        "502 unimplemented (#5.5.1)\r\n"
+    );
+    talk(&mut s, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    assert_eq!(talk(&mut s, "x\r\n.\r\n"), "250 ok 812090814 qp 4242\r\n");
+    let m = String::from_utf8(f.stored()[0].data.clone()).unwrap();
+    assert!(
+        m.starts_with(
+            "Received: from unknown (HELO second) (unknown)\n  by unknown with ESMTPS (TLSv1.3 TLS_AES_128_GCM_SHA256 encrypted); "
+        ),
+        "{m}"
+    );
+    // HELO satisfies the new greeting too
+    let (mut s, _) = session(tls_cfg());
+    s.feed(b"STARTTLS\n");
+    s.tls_started(tls13());
+    s.take_output();
+    assert_eq!(
+        talk(&mut s, "HELO x\r\nMAIL FROM:<a@b>\r\n"),
+        "250 mx.example\r\n250 ok\r\n"
+    );
+}
+
+#[test]
+fn smtps_sessions_need_no_new_helo() {
+    let (mut s, _) = session(tls_cfg());
+    s.smtps_started(tls13());
+    assert_eq!(s.tls(), Some(&tls13()));
+    s.take_output();
+    assert_eq!(
+        talk(&mut s, "EHLO x\r\nMAIL FROM:<a@b>\r\n"),
+        "250-mx.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n250 ok\r\n"
+    );
+    assert_eq!(
+        s.protocol(),
+        "ESMTPS (TLSv1.3 TLS_AES_128_GCM_SHA256 encrypted)"
+    );
+}
+
+#[test]
+fn auth_mechanisms_and_relaying() {
+    let (mut s, f) = session(auth_cfg(true));
+    s.take_output();
+    assert_eq!(
+        talk(&mut s, "EHLO x\r\n"),
+        "250-mx.example\r\n250-STARTTLS\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 AUTH LOGIN PLAIN CRAM-MD5\r\n"
+    );
+    // not yet: relaying refused
+    talk(&mut s, "MAIL FROM:<a@b>\r\n");
+    assert!(talk(&mut s, "RCPT TO:<far@remote>\r\n").starts_with("553 "));
+    talk(&mut s, "RSET\r\n");
+    // LOGIN in two steps, the second with a wrong password
+    assert_eq!(talk(&mut s, "AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6\r\n");
+    assert_eq!(talk(&mut s, "am9l\r\n"), "334 UGFzc3dvcmQ6\r\n");
+    assert_eq!(
+        talk(&mut s, "d3Jvbmc=\r\n"),
+        "535 authorization failed (#5.7.0)\r\n"
+    );
+    // CRAM-MD5: the digest as the password, the challenge as the timestamp
+    let out = talk(&mut s, "AUTH CRAM-MD5\r\n");
+    let ch = auth::b64decode(out.trim_end().strip_prefix("334 ").unwrap().as_bytes()).unwrap();
+    let ch = String::from_utf8(ch).unwrap();
+    assert!(
+        ch.starts_with('<') && ch.ends_with(".812090814@mx.example>"),
+        "{ch}"
+    );
+    let answer = auth::b64encode(b"joe 0123456789abcdef0123456789abcdef");
+    assert_eq!(
+        talk(&mut s, &format!("{answer}\r\n")),
+        "535 authorization failed (#5.7.0)\r\n"
+    );
+    {
+        let c = f.checked.borrow();
+        assert_eq!(c[1].1, b"joe");
+        assert_eq!(c[1].2, b"0123456789abcdef0123456789abcdef");
+        assert_eq!(c[1].3, ch.as_bytes());
+        assert_eq!(
+            c[1].0,
+            vec![b"/bin/checkpassword".to_vec(), b"/bin/true".to_vec()]
+        );
+    }
+    // PLAIN with the initial response
+    assert_eq!(
+        talk(&mut s, "AUTH PLAIN AGpvZQBzZWNyZXQ=\r\n"),
+        "235 ok, go ahead (#2.0.0)\r\n"
+    );
+    assert_eq!(s.auth_user(), Some(&b"joe"[..]));
+    talk(&mut s, "MAIL FROM:<joe@b>\r\n");
+    assert_eq!(talk(&mut s, "RCPT TO:<far@remote>\r\n"), "250 ok\r\n");
+    talk(&mut s, "DATA\r\n");
+    talk(&mut s, "x\r\n.\r\n");
+    let m = String::from_utf8(f.stored()[0].data.clone()).unwrap();
+    assert!(
+        m.starts_with("Received: from unknown (HELO x) (joe@unknown)\n  by unknown with ESMTPA; "),
+        "{m}"
+    );
+    // RELAYCLIENT's suffix is not appended for an authenticated client
+    assert_eq!(f.stored()[0].to, vec![b"far@remote".to_vec()]);
+    let logged = f.logged.borrow().join("\n");
+    assert!(
+        logged.contains("auth-failed type=login user=<joe> remote=unknown"),
+        "{logged}"
+    );
+    assert!(
+        logged.contains("auth-failed type=cram-md5 user=<joe>"),
+        "{logged}"
+    );
+    assert!(
+        logged.contains("auth-success type=plain user=<joe>"),
+        "{logged}"
+    );
+}
+
+#[test]
+fn third_auth_failure_ends_the_session() {
+    let (mut s, _) = session(auth_cfg(true));
+    s.take_output();
+    let bad = "AUTH PLAIN AGpvZQB3cm9uZw==\r\n";
+    assert_eq!(talk(&mut s, bad), "535 authorization failed (#5.7.0)\r\n");
+    // temporary failures and crashes do not count
+    assert_eq!(
+        talk(&mut s, "AUTH PLAIN AHRlbXAAeA==\r\n"),
+        "454 temporary authentication failure (#4.3.0)\r\n"
+    );
+    assert_eq!(
+        talk(&mut s, "AUTH PLAIN AGNyYXNoAHg=\r\n"),
+        "454 oops, problem with child and I can't auth (#4.3.0)\r\n"
+    );
+    assert_eq!(talk(&mut s, bad), "535 authorization failed (#5.7.0)\r\n");
+    assert_eq!(
+        talk(&mut s, bad),
+        "421 too many authentication failures (#4.7.0)\r\n"
+    );
+    assert_eq!(s.finished(), Some(Exit::Failure));
+}
+
+#[test]
+fn starttls_forgets_an_earlier_auth() {
+    let (mut s, _) = session(auth_cfg(true));
+    s.take_output();
+    talk(&mut s, "AUTH PLAIN AGpvZQBzZWNyZXQ=\r\nSTARTTLS\r\n");
+    s.tls_started(tls13());
+    assert_eq!(s.auth_user(), None);
+    talk(&mut s, "EHLO x\r\nMAIL FROM:<a@b>\r\n");
+    assert!(talk(&mut s, "RCPT TO:<far@remote>\r\n").starts_with("553 "));
+    assert_eq!(
+        s.protocol(),
+        "ESMTPS (TLSv1.3 TLS_AES_128_GCM_SHA256 encrypted)"
+    );
+    talk(&mut s, "RSET\r\nAUTH PLAIN AGpvZQBzZWNyZXQ=\r\n");
+    assert_eq!(
+        s.protocol(),
+        "ESMTPSA (TLSv1.3 TLS_AES_128_GCM_SHA256 encrypted, authenticated)"
+    );
+}
+
+#[test]
+fn auth_without_tls_and_an_overlong_answer() {
+    let (mut s, _) = session(auth_cfg(false));
+    s.take_output();
+    assert!(!talk(&mut s, "EHLO x\r\n").contains("AUTH"));
+    assert_eq!(
+        talk(&mut s, "AUTH PLAIN\r\n"),
+        "538 auth not available without TLS (#5.3.3)\r\n"
+    );
+    let (mut s, _) = session(auth_cfg(true));
+    s.take_output();
+    assert_eq!(talk(&mut s, "AUTH PLAIN\r\n"), "334 \r\n");
+    assert_eq!(
+        talk(&mut s, &format!("{}\r\n", "A".repeat(MAX_LINE + 10))),
+        "500 command line too long (#5.5.2)\r\n"
+    );
+    // the exchange is over: the next line is a command again
+    assert_eq!(talk(&mut s, "NOOP\r\n"), "250 ok\r\n");
+}
+
+#[test]
+fn size_parameter_at_mail() {
+    let mut c = cfg();
+    c.databytes = 100;
+    let (mut s, _) = session(c);
+    s.take_output();
+    assert!(talk(&mut s, "EHLO x\r\n").ends_with("250 SIZE 100\r\n"));
+    assert_eq!(
+        talk(&mut s, "MAIL FROM:<a@b> SIZE=101\r\n"),
+        "552 sorry, that message size exceeds my databytes limit (#5.3.4)\r\n"
+    );
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<c@d>\r\n"),
+        "503 MAIL first (#5.5.1)\r\n"
+    );
+    assert_eq!(talk(&mut s, "MAIL FROM:<a@b> size=100\r\n"), "250 ok\r\n");
+    assert_eq!(talk(&mut s, "MAIL FROM:<a@b> SIZE=junk\r\n"), "250 ok\r\n");
+}
+
+#[test]
+fn recipient_validation_answers() {
+    let f = Fake {
+        unknown: vec![b"nobody@mx.example".to_vec()],
+        ..Fake::new()
+    };
+    let mut c = cfg();
+    c.rcpthosts = RcptHosts::from_entries(Some(["mx.example"]));
+    let mut s = Session::new(c, f.clone());
+    s.take_output();
+    talk(&mut s, "MAIL FROM:<a@b>\r\n");
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<nobody@mx.example>\r\n"),
+        "550 sorry, no mailbox here by that name (#5.1.1)\r\n"
+    );
+    assert_eq!(talk(&mut s, "RCPT TO:<joe@mx.example>\r\n"), "250 ok\r\n");
+    // rcpthosts comes first
+    assert!(talk(&mut s, "RCPT TO:<x@elsewhere>\r\n").starts_with("553 "));
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<broken@mx.example>\r\n"),
+        "421 unable to read controls (#4.3.0)\r\n"
+    );
+    assert_eq!(s.finished(), Some(Exit::Failure));
+    // relayed recipients are not validated
+    let mut c = cfg();
+    c.relayclient = Some(Vec::new());
+    let mut s = Session::new(c, f);
+    s.take_output();
+    talk(&mut s, "MAIL FROM:<a@b>\r\n");
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<nobody@mx.example>\r\n"),
+        "250 ok\r\n"
+    );
+}
+
+fn secure_words() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        Just(b"EHLO x\r\n".to_vec()),
+        Just(b"MAIL FROM:<a@b> SIZE=10\r\n".to_vec()),
+        Just(b"RCPT TO:<c@mx.example>\r\n".to_vec()),
+        Just(b"RCPT TO:<far@remote>\r\n".to_vec()),
+        Just(b"DATA\r\n".to_vec()),
+        Just(b".\r\n".to_vec()),
+        Just(b"RSET\r\n".to_vec()),
+        Just(b"STARTTLS\r\n".to_vec()),
+        Just(b"STARTTLS\n".to_vec()),
+        Just(b"AUTH PLAIN\r\n".to_vec()),
+        Just(b"AUTH LOGIN\r\n".to_vec()),
+        Just(b"AUTH CRAM-MD5\r\n".to_vec()),
+        Just(b"AUTH PLAIN AGpvZQBzZWNyZXQ=\r\n".to_vec()),
+        Just(b"AGpvZQBzZWNyZXQ=\r\n".to_vec()),
+        Just(b"am9l\r\n".to_vec()),
+        Just(b"*\r\n".to_vec()),
+        Just(b"QUIT\r\n".to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..30),
+    ];
+    proptest::collection::vec(piece, 0..40).prop_map(|v| v.concat())
+}
+
+/// Feeds `input` in `chunks` as the transport does: after STARTTLS the rest of the chunk
+/// is dropped and TLS starts. Returns the output and the number of TLS starts.
+fn run_secure(input: &[u8], chunks: &[usize]) -> (Vec<u8>, usize) {
+    let (mut s, _) = session(auth_cfg(false));
+    let mut out = s.take_output();
+    let (mut i, mut k, mut starts) = (0, 0, 0);
+    while i < input.len() && s.finished().is_none() {
+        let n = chunks.get(k).copied().unwrap_or(input.len()).max(1);
+        k += 1;
+        let end = input.len().min(i + n);
+        let used = s.feed(&input[i..end]);
+        out.extend(s.take_output());
+        if s.wants_tls() {
+            // what was consumed ends with the STARTTLS line
+            let got = &input[..i + used];
+            assert_eq!(got.last(), Some(&b'\n'));
+            let start = got[..got.len() - 1]
+                .iter()
+                .rposition(|&c| c == b'\n')
+                .map_or(0, |p| p + 1);
+            let c = command::parse(&got[start..got.len() - 1]);
+            assert_eq!((c.verb, c.arg), (Verb::Starttls, &b""[..]));
+            starts += 1;
+            s.tls_started(tls13());
+            i = end;
+        } else {
+            assert!(used == end - i || s.finished().is_some());
+            i += used;
+        }
+    }
+    (out, starts)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn secure_sessions_stay_well_formed(input in secure_words(), chunks in proptest::collection::vec(1usize..30, 0..100)) {
+        let (out, starts) = run_secure(&input, &chunks);
+        prop_assert!(well_formed(&out).is_ok(), "{:?}", String::from_utf8_lossy(&out));
+        prop_assert!(starts <= 1);
     }
 }
