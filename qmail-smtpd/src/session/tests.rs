@@ -19,6 +19,9 @@ struct Stored {
     abandoned: bool,
 }
 
+/// One call of the fake checkpassword: (argv, user, pass, timestamp).
+type Checked = (Vec<Vec<u8>>, Vec<u8>, Vec<u8>, Vec<u8>);
+
 #[derive(Clone)]
 struct Fake {
     msgs: Rc<RefCell<Vec<Stored>>>,
@@ -26,7 +29,7 @@ struct Fake {
     /// The exit code the fake qmail-queue gives for a complete message.
     exit: i32,
     /// What the fake checkpassword program was asked: (argv, user, pass, timestamp).
-    checked: Rc<RefCell<Vec<(Vec<Vec<u8>>, Vec<u8>, Vec<u8>, Vec<u8>)>>>,
+    checked: Rc<RefCell<Vec<Checked>>>,
     /// Recipients the fake validation does not know.
     unknown: Vec<Vec<u8>>,
     logged: Rc<RefCell<Vec<String>>>,
