@@ -5,7 +5,8 @@
 //! openssl in each test's own home.
 
 use rqmail_tests::{
-    Home, KillOnDrop, Smtp, bin, free_port, python, run_with_input, tool, wait_for_port,
+    Home, KillOnDrop, Smtp, bin, free_port, is_root, python, run_with_input, tool, user_ids,
+    wait_for_port,
 };
 use std::fs;
 use std::io::{Read, Write};
@@ -1135,4 +1136,257 @@ fn ipv6_connection_through_tcp_env() {
         ),
         "{body}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Recipient validation
+
+/// The account recipient validation runs as, and what it looks like: (uid, gid, name,
+/// home directory). As root that is nobody (single-user mode for a user who is not
+/// qmaild: the accounts are nobody itself, with $HOME, and alias); otherwise the invoking
+/// user.
+struct Account {
+    uid: u32,
+    gid: u32,
+    name: String,
+    dir: PathBuf,
+}
+
+fn account(home: &Home) -> Account {
+    let (uid, gid) = if is_root() {
+        user_ids("nobody")
+    } else {
+        (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        )
+    };
+    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .expect("getpwuid")
+        .expect("account")
+        .name;
+    let dir = home.path().join("userhome");
+    fs::create_dir_all(&dir).expect("mkdir");
+    if is_root() {
+        home.chown_all(uid, gid);
+    }
+    Account {
+        uid,
+        gid,
+        name,
+        dir,
+    }
+}
+
+/// qmail-smtpd as that account (through setpriv when it is not us), HOME its home.
+fn dialogue_as(home: &Home, a: &Account, env: &[(&str, &str)], input: &str) -> String {
+    let mut c = if a.uid == nix::unistd::getuid().as_raw() {
+        home.cmd("qmail-smtpd")
+    } else {
+        let mut c = Command::new(tool("setpriv"));
+        c.arg(format!("--reuid={}", a.uid))
+            .arg(format!("--regid={}", a.gid))
+            .arg("--clear-groups")
+            .arg(bin("qmail-smtpd"))
+            .env_clear()
+            .env("QMAIL_HOME", home.path())
+            .current_dir("/");
+        c
+    };
+    c.env("HOME", &a.dir);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let (_, out, err) = run_with_input(c, input.as_bytes());
+    assert!(err.is_empty(), "{}", String::from_utf8_lossy(&err));
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The replies to one RCPT each, after MAIL.
+fn rcpt_replies(home: &Home, a: &Account, env: &[(&str, &str)], rcpts: &[&str]) -> Vec<String> {
+    let mut input = "MAIL FROM:<a@client.example>\r\n".to_string();
+    for r in rcpts {
+        input.push_str(&format!("RCPT TO:<{r}>\r\n"));
+    }
+    let out = dialogue_as(home, a, env, &input);
+    let lines: Vec<String> = out.lines().skip(2).map(str::to_string).collect();
+    assert_eq!(lines.len(), rcpts.len(), "{out}");
+    lines
+}
+
+fn touch(p: &Path) {
+    fs::write(p, "").expect("touch");
+}
+
+const OK: &str = "250 ok";
+const NO_MAILBOX: &str = "550 sorry, no mailbox here by that name (#5.1.1)";
+const NOT_RCPTHOST: &str = "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)";
+
+#[test]
+fn unknown_local_recipients_get_550() {
+    let home = Home::new();
+    home.control("rcpthosts", "testhost.example\nvirt.example\n");
+    let a = account(&home);
+    let u = a.name.clone();
+    home.control("virtualdomains", &format!("virt.example:{u}\n"));
+    touch(&home.path().join("alias/.qmail-known"));
+    touch(&a.dir.join(".qmail-ext"));
+    touch(&a.dir.join(".qmail-list-default"));
+    if is_root() {
+        home.chown_all(a.uid, a.gid);
+    }
+    let rcpts = [
+        format!("{u}@testhost.example"),
+        format!("{u}-ext@TestHost.Example"),
+        format!("{u}-other@testhost.example"),
+        format!("{u}-list-anything@testhost.example"),
+        "known@testhost.example".to_string(),
+        "unknown@testhost.example".to_string(),
+        "Postmaster@testhost.example".to_string(),
+        "abuse@virt.example".to_string(),
+        "ext@virt.example".to_string(),
+        "box@virt.example".to_string(),
+        "x@remote.example".to_string(),
+        "postmaster".to_string(),
+        "unknown".to_string(),
+    ];
+    let r: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    // off unless configured: everyone in rcpthosts is accepted, as by netqmail
+    let got = rcpt_replies(&home, &a, &[], &r);
+    assert_eq!(
+        got,
+        [OK, OK, OK, OK, OK, OK, OK, OK, OK, OK, NOT_RCPTHOST, OK, OK]
+    );
+    home.control("checklocalrcpt", "1\n");
+    let got = rcpt_replies(&home, &a, &[], &r);
+    assert_eq!(
+        got,
+        [
+            OK,           // the user: default delivery
+            OK,           // .qmail-ext
+            NO_MAILBOX,   // no .qmail-other, no .qmail-default
+            OK,           // .qmail-list-default
+            OK,           // alias/.qmail-known
+            NO_MAILBOX,   // nothing in alias
+            OK,           // always
+            OK,           // always
+            OK,           // virt.example:USER -> USER-ext -> .qmail-ext
+            NO_MAILBOX,   // USER-box: no such file
+            NOT_RCPTHOST, // unchanged
+            OK,           // always
+            NO_MAILBOX,   // envnoathost (me) is local: alias has no .qmail-unknown
+        ]
+    );
+    // relay clients: nothing is validated, relaying as before
+    let got = rcpt_replies(
+        &home,
+        &a,
+        &[("RELAYCLIENT", "")],
+        &["unknown@testhost.example", "x@remote.example"],
+    );
+    assert_eq!(got, [OK, OK]);
+    // a -default file in alias's home catches everything else
+    touch(&home.path().join("alias/.qmail-default"));
+    let got = rcpt_replies(&home, &a, &[], &["unknown@testhost.example"]);
+    assert_eq!(got, [OK]);
+}
+
+#[test]
+fn users_cdb_decides_first_and_unsearchable_homes_accept() {
+    let home = Home::new();
+    home.control("rcpthosts", "testhost.example\n");
+    home.control("checklocalrcpt", "1\n");
+    let a = account(&home);
+    let (u, d) = (&a.name, a.dir.display().to_string());
+    fs::write(
+        home.path().join("users/assign"),
+        format!(
+            "=someone:{u}:{uid}:{gid}:{d}:::\n+list-:{u}:{uid}:{gid}:{d}:-:lst-:\n.\n",
+            uid = a.uid,
+            gid = a.gid
+        ),
+    )
+    .expect("assign");
+    let st = home.cmd("qmail-newu").status().expect("qmail-newu");
+    assert!(st.success());
+    if is_root() {
+        home.chown_all(a.uid, a.gid);
+    }
+    let got = rcpt_replies(
+        &home,
+        &a,
+        &[],
+        &[
+            "someone@testhost.example",
+            "list-foo@testhost.example",
+            "stranger@testhost.example",
+        ],
+    );
+    assert_eq!(got, [OK, NO_MAILBOX, NO_MAILBOX]);
+    touch(&a.dir.join(".qmail-lst-default"));
+    let got = rcpt_replies(&home, &a, &[], &["list-foo@testhost.example"]);
+    assert_eq!(got, [OK]);
+    // alias's home cannot be searched by this user: the answer is unknowable, so the
+    // recipient is accepted (qmail-local would defer, not bounce)
+    let alias = home.path().join("alias");
+    fs::set_permissions(&alias, fs::Permissions::from_mode(0o000)).expect("chmod");
+    let got = rcpt_replies(&home, &a, &[], &["stranger@testhost.example"]);
+    fs::set_permissions(&alias, fs::Permissions::from_mode(0o755)).expect("chmod");
+    assert_eq!(got, [OK]);
+}
+
+#[test]
+fn validrcptto_cdb_lists_addresses_and_domains() {
+    let home = Home::new();
+    home.control(
+        "rcpthosts",
+        "testhost.example\nopen.example\nclosed.example\n",
+    );
+    control::cdb::write_atomic(
+        &home.path().join("control/validrcptto.cdb"),
+        &home.path().join("control/validrcptto.tmp"),
+        [
+            (&b"known@testhost.example"[..], &b""[..]),
+            (b"@open.example", b""),
+        ],
+    )
+    .expect("cdb");
+    let a = account(&home);
+    let got = rcpt_replies(
+        &home,
+        &a,
+        &[],
+        &[
+            "Known@TestHost.example",
+            "other@testhost.example",
+            "anyone@open.example",
+            "x@closed.example",
+            "postmaster@closed.example",
+            "x@remote.example",
+        ],
+    );
+    assert_eq!(got, [OK, NO_MAILBOX, OK, NO_MAILBOX, OK, NOT_RCPTHOST]);
+    // with the local check as well, either one accepting is enough
+    home.control("checklocalrcpt", "1\n");
+    touch(&home.path().join("alias/.qmail-other"));
+    if is_root() {
+        home.chown_all(a.uid, a.gid);
+    }
+    let got = rcpt_replies(
+        &home,
+        &a,
+        &[],
+        &[
+            "known@testhost.example",
+            "other@testhost.example",
+            "third@testhost.example",
+        ],
+    );
+    assert_eq!(got, [OK, OK, NO_MAILBOX]);
+    // an unreadable list is never taken as no list
+    fs::remove_file(home.path().join("control/validrcptto.cdb")).expect("rm");
+    fs::create_dir(home.path().join("control/validrcptto.cdb")).expect("mkdir");
+    let (code, out, _) = dialogue(&home, &[], &[], "MAIL FROM:<a@b>\r\n");
+    assert_eq!(code, 1);
+    assert_eq!(out, "421 unable to read controls (#4.3.0)\r\n");
 }
