@@ -1719,3 +1719,200 @@ fn an_interrupted_elimination_is_finished_after_a_restart() {
     assert!(!q.bounce(71).exists());
     sys.stop();
 }
+
+/// A fake qmail-local that announces itself in running/ and then waits for the shared
+/// lock on `gate`, which the test holds exclusively until it releases every delivery.
+const GATED_LOCAL: &str = r#"#!/bin/sh
+cat > /dev/null
+touch "$QMAIL_HOME/running/$4"
+flock -s "$QMAIL_HOME/gate" true
+echo "$4" >> "$QMAIL_HOME/delivered"
+echo "did 0+0+1"
+"#;
+
+/// Sets up [`GATED_LOCAL`]; returns the held gate (drop it to release).
+fn gate(h: &Home) -> nix::fcntl::Flock<fs::File> {
+    script(h, "qmail-local", GATED_LOCAL);
+    let running = h.path().join("running");
+    fs::create_dir(&running).expect("mkdir");
+    chown_user(&running);
+    let g = user_file(h, "gate", b"");
+    let f = fs::File::open(g).expect("gate");
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("lock gate")
+}
+
+fn running(h: &Home) -> usize {
+    fs::read_dir(h.path().join("running")).map_or(0, Iterator::count)
+}
+
+#[test]
+fn thousands_of_local_deliveries_at_once() {
+    let h = system_home();
+    let n = 2000usize;
+    h.control("concurrencylocal", &format!("{n}\n"));
+    // Everyone is one user through a users/cdb wildcard: no qmail-getpw per delivery.
+    let entries: Vec<(&[u8], &[u8])> = vec![
+        (b"!", b"nobody\x0065534\x0065534\x00/nonexistent\x00-\x00"),
+        (b"", b""),
+    ];
+    let cdb = h.path().join("users/cdb");
+    control::cdb::write_atomic(&cdb, &h.path().join("users/cdb.tmp"), entries).expect("cdb");
+    chown_user(&cdb);
+    let held = gate(&h);
+    let sys = System::start(&h);
+    assert!(
+        sys.lines()
+            .contains(&format!("status: local 0/{n} remote 0/20")),
+        "{:?}",
+        sys.lines()
+    );
+    let rcpts: Vec<String> = (0..n + 100)
+        .map(|i| format!("r{i}@testhost.example"))
+        .collect();
+    let r: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    inject(&h, "Subject: many\n\nx\n", "s@far.example", &r);
+    wait_until("2000 deliveries in flight", || running(&h) == n);
+    let full = format!("status: local {n}/{n} remote 0/20");
+    sys.wait_log("the limit reached", |l| l == full);
+    drop(held);
+    wait_until("every delivery", || delivered(&h).len() == n + 100);
+    sys.wait_log("end msg", |l| l.starts_with("end msg "));
+    let log = sys.stop();
+    for l in &log {
+        if let Some(rest) = l.strip_prefix("status: local ") {
+            let used: usize = rest
+                .split('/')
+                .next()
+                .and_then(|x| x.parse().ok())
+                .expect("used");
+            assert!(used <= n, "{l}");
+        }
+    }
+}
+
+#[test]
+fn term_lets_deliveries_in_progress_finish() {
+    let h = system_home();
+    let held = gate(&h);
+    let sys = System::start(&h);
+    inject(
+        &h,
+        "Subject: t\n\nx\n",
+        "s@far.example",
+        &["a@testhost.example", "b@testhost.example"],
+    );
+    wait_until("two deliveries running", || running(&h) == 2);
+    sys.signal(nix::sys::signal::Signal::SIGTERM);
+    // qmail-send waits for them (a hang guard, not a timing assertion: it must still be
+    // there after half a second, with nothing to stop it but the two deliveries).
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!sys.lines().contains(&"status: exiting".to_string()));
+    let mut sys = sys;
+    assert!(sys.child.try_wait().expect("try_wait").is_none());
+    drop(held);
+    let log = sys.stop();
+    assert!(log.contains(&"status: local 0/10 remote 0/20 exitasap".to_string()));
+    assert_eq!(log.iter().filter(|l| l.contains(": success: ")).count(), 2);
+    assert_eq!(delivered(&h).len(), 2);
+    assert!(log.iter().any(|l| l.starts_with("end msg ")));
+    // Both were marked done before the exit: nothing is delivered twice on restart.
+    let sys = System::start(&h);
+    std::thread::sleep(Duration::from_millis(1000));
+    let log = sys.stop();
+    assert!(!log.iter().any(|l| l.starts_with("starting delivery")));
+    assert_eq!(delivered(&h).len(), 2);
+}
+
+#[test]
+fn retry_times_follow_netqmails_schedule_and_survive_a_restart() {
+    let h = system_home();
+    user_file(&h, "defer-joe", b"");
+    user_file(&h, "fail-remote", b"");
+    // qmail-remote defers: a temporary recipient report.
+    script(
+        &h,
+        "qmail-remote",
+        "#!/bin/sh\nprintf 'sfar.example is busy.\\nRemote host said: 451 later\\n\\0'\n",
+    );
+    let sys = System::start(&h);
+    inject(
+        &h,
+        "Subject: r\n\nx\n",
+        "s@far.example",
+        &["joe@testhost.example", "x@far.example"],
+    );
+    sys.wait_count("two deferrals", 2, |l| l.contains(": deferral: "));
+    let log = sys.stop();
+    let id = msg_numbers(&log)[0];
+    let q = qmail_queue::Queue::in_home(h.path());
+    use std::os::unix::fs::MetadataExt;
+    let birth = fs::metadata(q.info(id)).expect("info").mtime();
+    let next = |p: PathBuf| fs::metadata(p).expect("chan").mtime() - birth;
+    // birth + (isqrt(age) + 10)^2 locally, + 20 remotely; the first attempt is at age 0 or
+    // 1 second.
+    let l = next(q.local(id));
+    let r = next(q.remote(id));
+    assert!(l == 100 || l == 121, "local retry after {l} s");
+    assert!(r == 400 || r == 441, "remote retry after {r} s");
+    // After a restart nothing is due before those times.
+    let sys = System::start(&h);
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = sys.stop();
+    assert!(
+        !log.iter().any(|l| l.starts_with("starting delivery")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn abandoned_files_are_cleaned_up() {
+    let h = system_home();
+    let q = qmail_queue::Queue::in_home(h.path());
+    let old = user_file(
+        &h,
+        &format!("queue/{}", qmail_queue::layout::fmtqfn("mess", 81, true)),
+        b"m\n",
+    );
+    let old_intd = user_file(&h, "queue/intd/81", b"u1\0");
+    let young = user_file(
+        &h,
+        &format!("queue/{}", qmail_queue::layout::fmtqfn("mess", 82, true)),
+        b"m\n",
+    );
+    let t = nix::sys::time::TimeVal::new((control::datetime::now() - 37 * 3600) as i64, 0);
+    nix::sys::stat::utimes(&old, &t, &t).expect("utimes");
+    let sys = System::start(&h);
+    wait_until("the abandoned message removed", || {
+        !old.exists() && !old_intd.exists()
+    });
+    assert!(
+        young.exists(),
+        "a message qmail-queue may still be writing is kept"
+    );
+    assert!(!q.todo(81).exists());
+    sys.stop();
+}
+
+#[test]
+fn verp_senders_are_expanded_per_recipient() {
+    let h = system_home();
+    let sys = System::start(&h);
+    inject(
+        &h,
+        "Subject: v\n\nx\n",
+        "owner-@list.example-@[]",
+        &["joe@testhost.example", "x@far.example"],
+    );
+    sys.wait_log("end msg", |l| l.starts_with("end msg "));
+    assert_eq!(
+        delivered(&h),
+        vec!["joe@testhost.example owner-joe=testhost.example@list.example"]
+    );
+    assert_eq!(
+        remote_delivered(&h),
+        vec!["x@far.example owner-x=far.example@list.example"]
+    );
+    sys.stop();
+}
