@@ -6,7 +6,12 @@
 //! everything belongs to the invoking user and qmail-queue is not setuid. Existing control
 //! files, users/, alias/ contents and queued messages are never touched, so installing
 //! over a netqmail home upgrades its programs and keeps its mail.
+//!
+//! [`check`] compares an installed home with this layout without changing anything;
+//! [`accounts`] creates the qmail users and groups.
 
+pub mod accounts;
+pub mod check;
 pub mod cli;
 
 use control::ids::Ids;
@@ -28,7 +33,7 @@ pub enum Who {
 }
 
 impl Who {
-    fn uid(self, ids: &Ids) -> Uid {
+    pub(crate) fn uid(self, ids: &Ids) -> Uid {
         match self {
             Who::Owner => ids.owner,
             Who::Alias => ids.alias,
@@ -46,6 +51,10 @@ pub const DIRS: &[(&str, Who, u32)] = &[
     ("boot", Who::Owner, 0o755),
     ("doc", Who::Owner, 0o755),
     ("man", Who::Owner, 0o755),
+    ("man/cat1", Who::Owner, 0o755),
+    ("man/cat5", Who::Owner, 0o755),
+    ("man/cat7", Who::Owner, 0o755),
+    ("man/cat8", Who::Owner, 0o755),
     ("man/man1", Who::Owner, 0o755),
     ("man/man5", Who::Owner, 0o755),
     ("man/man7", Who::Owner, 0o755),
@@ -153,7 +162,7 @@ fn own(p: &Path, uid: Uid, gid: Gid, mode: u32, ids: &Ids) -> Result<(), Install
 }
 
 /// In single-user mode no file is setuid: the invoker owns everything already.
-fn effective_mode(mode: u32, ids: &Ids) -> u32 {
+pub(crate) fn effective_mode(mode: u32, ids: &Ids) -> u32 {
     if ids.single_user {
         mode & !0o6000
     } else {
@@ -176,10 +185,77 @@ fn copy_atomic(src: &Path, dst: &Path) -> Result<(), InstallError> {
     fs::rename(&tmp, dst).map_err(err(dst, "rename onto"))
 }
 
+/// Why an existing queue cannot be kept by this build, if it was made with another
+/// conf-split: numbered subdirectories of mess/ at or above this build's split, or a
+/// message in a subdirectory other than its number modulo the split. Its messages would
+/// be stranded.
+fn foreign_split(queue: &Path) -> Option<String> {
+    let split = qmail_queue::layout::SPLIT;
+    let rd = fs::read_dir(queue.join("mess")).ok()?;
+    let subs: Vec<(u64, PathBuf)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_str()?.parse::<u64>().ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    if let Some(max) = subs.iter().map(|(n, _)| *n).filter(|&n| n >= split).max() {
+        return Some(format!(
+            "it has subdirectories up to {max} (made with conf-split {}?)",
+            max + 1
+        ));
+    }
+    for (n, sub) in &subs {
+        let Ok(rd) = fs::read_dir(sub) else { continue };
+        for e in rd.flatten() {
+            if let Some(id) = e.file_name().to_str().and_then(|s| s.parse::<u64>().ok())
+                && id % split != *n
+            {
+                return Some(format!(
+                    "message {id} is in mess/{n}, not mess/{} (made with another conf-split)",
+                    id % split
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Replaces a lock/trigger that is not a named pipe (qmail-send could not be woken through
+/// it); its contents mean nothing.
+fn repair_trigger(queue: &Path, ids: &Ids) -> Result<(), InstallError> {
+    use std::os::unix::fs::FileTypeExt;
+    let trigger = queue.join("lock/trigger");
+    match fs::symlink_metadata(&trigger) {
+        Ok(md) if !md.file_type().is_fifo() => {
+            if md.is_dir() {
+                fs::remove_dir_all(&trigger)
+            } else {
+                fs::remove_file(&trigger)
+            }
+            .map_err(err(&trigger, "remove the non-FIFO"))?;
+            qmail_queue::layout::create(queue, ids).map_err(err(queue, "create the queue"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Installs the home: directories, programs, man pages, queue.
 pub fn install(plan: &Plan) -> Result<Vec<String>, InstallError> {
     let ids = &plan.ids;
     let mut skipped = Vec::new();
+    let queue = plan.target("queue");
+    if let Some(why) = foreign_split(&queue) {
+        return Err(InstallError {
+            path: queue.join("mess"),
+            what: "keep the queue in",
+            err: io::Error::other(format!(
+                "{why}, but this build's split is {}: rebuild rqmail with RQMAIL_SPLIT set to \
+                 the queue's conf-split (nothing was changed)",
+                qmail_queue::layout::SPLIT
+            )),
+        });
+    }
     for (rel, who, mode) in DIRS {
         let p = plan.target(rel);
         match fs::DirBuilder::new().recursive(true).mode(0o700).create(&p) {
@@ -225,8 +301,8 @@ pub fn install(plan: &Plan) -> Result<Vec<String>, InstallError> {
             own(&dst, ids.owner, ids.qmail, 0o644, ids)?;
         }
     }
-    let queue = plan.target("queue");
     qmail_queue::layout::create(&queue, ids).map_err(err(&queue, "create the queue"))?;
+    repair_trigger(&queue, ids)?;
     Ok(skipped)
 }
 

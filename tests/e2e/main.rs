@@ -3,6 +3,7 @@
 
 mod docs;
 mod inject;
+mod installer;
 mod local;
 mod queue;
 mod quickstart;
