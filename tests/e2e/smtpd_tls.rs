@@ -1390,3 +1390,385 @@ fn validrcptto_cdb_lists_addresses_and_domains() {
     assert_eq!(code, 1);
     assert_eq!(out, "421 unable to read controls (#4.3.0)\r\n");
 }
+
+// ---------------------------------------------------------------------------------------
+// Service files (services/)
+
+fn services() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../services")
+}
+
+const SERVICES: [&str; 3] = ["qmail-smtpd", "qmail-smtps", "qmail-submission"];
+
+/// A minimal reader of xinetd's format: `service NAME { key = value ... }` blocks, with
+/// `=`, `+=` and `-=`; comments and blank lines. Returns (name, [(key, value)]) or an error.
+type XinetdService = (String, Vec<(String, String)>);
+
+fn parse_xinetd(text: &str) -> Result<Vec<XinetdService>, String> {
+    const KEYS: [&str; 14] = [
+        "type",
+        "port",
+        "socket_type",
+        "protocol",
+        "wait",
+        "user",
+        "group",
+        "env",
+        "server",
+        "server_args",
+        "instances",
+        "disable",
+        "log_on_failure",
+        "only_from",
+    ];
+    let mut out = Vec::new();
+    let mut current: Option<XinetdService> = None;
+    let mut open = false;
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix("service ") {
+            if current.is_some() {
+                return Err(format!("line {}: service inside service", n + 1));
+            }
+            current = Some((name.trim().to_string(), Vec::new()));
+        } else if line == "{" {
+            if current.is_none() || open {
+                return Err(format!("line {}: stray {{", n + 1));
+            }
+            open = true;
+        } else if line == "}" {
+            if !open {
+                return Err(format!("line {}: stray }}", n + 1));
+            }
+            out.push(current.take().ok_or("no service")?);
+            open = false;
+        } else {
+            if !open {
+                return Err(format!("line {}: attribute outside a block", n + 1));
+            }
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| format!("line {}: no =", n + 1))?;
+            let k = k.trim().trim_end_matches(['+', '-']).trim();
+            if !KEYS.contains(&k) {
+                return Err(format!("line {}: unknown attribute {k}", n + 1));
+            }
+            if let Some(c) = current.as_mut() {
+                c.1.push((k.to_string(), v.trim().to_string()));
+            }
+        }
+    }
+    if open || current.is_some() {
+        return Err("unterminated service".into());
+    }
+    Ok(out)
+}
+
+/// A minimal reader of systemd unit files: sections and keys, each key known for its
+/// section.
+fn parse_unit(text: &str) -> Result<Vec<(String, String, String)>, String> {
+    let known = |section: &str, key: &str| match section {
+        "Unit" => ["Description", "Documentation"].contains(&key),
+        "Socket" => ["ListenStream", "Accept", "MaxConnections"].contains(&key),
+        "Install" => ["WantedBy"].contains(&key),
+        "Service" => [
+            "ExecStart",
+            "StandardInput",
+            "StandardOutput",
+            "StandardError",
+            "User",
+            "Group",
+            "Environment",
+        ]
+        .contains(&key),
+        _ => false,
+    };
+    let mut section = String::new();
+    let mut out = Vec::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(s) = line.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            section = s.to_string();
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| format!("line {}: no =", n + 1))?;
+        if !known(&section, k) {
+            return Err(format!("line {}: unknown key {k} in [{section}]", n + 1));
+        }
+        out.push((section.clone(), k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+#[test]
+fn service_files_are_well_formed() {
+    let dir = services();
+    for s in SERVICES {
+        for f in [
+            format!("daemontools/{s}/run"),
+            format!("daemontools/{s}/log/run"),
+        ] {
+            let p = dir.join(&f);
+            let mode = fs::metadata(&p).expect(&f).permissions().mode();
+            assert_eq!(mode & 0o111, 0o111, "{f} is not executable");
+            let st = Command::new("/bin/sh")
+                .arg("-n")
+                .arg(&p)
+                .status()
+                .expect("sh");
+            assert!(st.success(), "sh -n {f}");
+        }
+        let run = fs::read_to_string(dir.join(format!("daemontools/{s}/run"))).expect("run");
+        // TLS from the first byte only where SMTPS is set, explicitly
+        assert_eq!(run.contains("\nSMTPS=1\n"), s == "qmail-smtps", "{s}");
+        assert_eq!(
+            run.contains("\nSMTPAUTH='!'\n"),
+            s == "qmail-submission",
+            "{s}"
+        );
+        assert!(!run.contains("TCPLOCALPORT"), "{s}");
+
+        // xinetd: one service through tcp-env
+        let x = fs::read_to_string(dir.join(format!("xinetd/{s}"))).expect("xinetd");
+        let parsed = parse_xinetd(&x).unwrap_or_else(|e| panic!("xinetd/{s}: {e}"));
+        assert_eq!(parsed.len(), 1, "{s}");
+        let attrs = &parsed[0].1;
+        let get = |k: &str| {
+            attrs
+                .iter()
+                .find(|(a, _)| a == k)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_else(|| panic!("xinetd/{s}: no {k}"))
+        };
+        assert_eq!(get("socket_type"), "stream");
+        assert_eq!(get("wait"), "no");
+        assert_eq!(get("user"), "qmaild");
+        assert_eq!(get("server"), "/var/qmail/bin/tcp-env");
+        assert!(get("server_args").contains("/var/qmail/bin/qmail-smtpd"));
+        let env: Vec<&str> = attrs
+            .iter()
+            .filter(|(a, _)| a == "env")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        match s {
+            "qmail-smtps" => assert_eq!((env, get("port")), (vec!["SMTPS=1"], "465")),
+            "qmail-submission" => assert_eq!((env, get("port")), (vec!["SMTPAUTH=!"], "587")),
+            _ => assert!(env.is_empty()),
+        }
+
+        // systemd: a socket with Accept=yes and its per-connection service through tcp-env
+        let sock = fs::read_to_string(dir.join(format!("systemd/{s}.socket"))).expect("socket");
+        let sock = parse_unit(&sock).unwrap_or_else(|e| panic!("{s}.socket: {e}"));
+        assert!(sock.contains(&("Socket".into(), "Accept".into(), "yes".into())));
+        let svc = fs::read_to_string(dir.join(format!("systemd/{s}@.service"))).expect("svc");
+        let svc = parse_unit(&svc).unwrap_or_else(|e| panic!("{s}@.service: {e}"));
+        let exec = svc
+            .iter()
+            .find(|(_, k, _)| k == "ExecStart")
+            .map(|(_, _, v)| v.clone())
+            .expect("ExecStart");
+        assert!(exec.starts_with("/var/qmail/bin/tcp-env "), "{exec}");
+        assert!(svc.contains(&("Service".into(), "StandardInput".into(), "socket".into())));
+        let smtps = svc
+            .iter()
+            .any(|(_, k, v)| k == "Environment" && v == "SMTPS=1");
+        assert_eq!(smtps, s == "qmail-smtps");
+    }
+
+    // tcprules accepts the rules
+    let tmp = tempfile::tempdir().expect("tmp");
+    for r in ["tcp.smtp", "tcp.submission"] {
+        let st = Command::new(tool("tcprules"))
+            .arg(tmp.path().join(format!("{r}.cdb")))
+            .arg(tmp.path().join(format!("{r}.tmp")))
+            .stdin(fs::File::open(dir.join(r)).expect("rules"))
+            .status()
+            .expect("tcprules");
+        assert!(st.success(), "{r}");
+    }
+}
+
+#[test]
+fn systemd_units_pass_systemd_analyze_verify() {
+    // The units with their programs pointed at this build's tcp-env.
+    let tmp = tempfile::tempdir().expect("tmp");
+    for e in fs::read_dir(services().join("systemd")).expect("systemd/") {
+        let e = e.expect("entry");
+        let text = fs::read_to_string(e.path()).expect("unit");
+        let text = text.replace(
+            "/var/qmail/bin/tcp-env",
+            &bin("tcp-env").display().to_string(),
+        );
+        fs::write(tmp.path().join(e.file_name()), text).expect("copy");
+    }
+    for s in SERVICES {
+        let out = Command::new(tool("systemd-analyze"))
+            .args(["verify", "--man=no"])
+            .arg(tmp.path().join(format!("{s}.socket")))
+            .arg(tmp.path().join(format!("{s}@0.service")))
+            .output()
+            .expect("systemd-analyze");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && err.trim().is_empty(), "{s}: {err}");
+    }
+}
+
+/// Starts `services/daemontools/NAME/run` (its output into `log/run`, multilog) for the
+/// home on a free port; returns (run, log, port, log directory).
+fn start_service(
+    home: &Home,
+    name: &str,
+    logs: &Path,
+    extra: &[(&str, &str)],
+) -> (KillOnDrop, std::process::Child, u16) {
+    let dir = services().join("daemontools").join(name);
+    let port = free_port();
+    let rules = home.path().join("tcp.smtp.cdb");
+    let mut run = Command::new(dir.join("run"));
+    run.env_clear()
+        .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("QMAIL_HOME", home.path())
+        .env("SMTPD_IP", "127.0.0.1")
+        .env("SMTPD_PORT", port.to_string())
+        .env("SMTPD_RULES", &rules)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    for (k, v) in extra {
+        run.env(k, v);
+    }
+    let mut run = run.spawn().expect("run");
+    let out = run.stdout.take().expect("stdout");
+    let log = Command::new(dir.join("log/run"))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("SMTPD_LOGDIR", logs.join("main"))
+        .current_dir(dir.join("log"))
+        .stdin(Stdio::from(out))
+        .spawn()
+        .expect("log/run");
+    let run = KillOnDrop(run);
+    wait_for_port(port);
+    (run, log, port)
+}
+
+#[test]
+fn daemontools_run_scripts_serve_a_test_home() {
+    let (home, cert) = tls_home(Key::Ec);
+    let checkpw = checkpassword(&home);
+    home.control("rcpthosts", "testhost.example\n");
+    for r in ["tcp.smtp", "tcp.submission"] {
+        let st = Command::new(tool("tcprules"))
+            .arg(home.path().join(format!("{r}.cdb")))
+            .arg(home.path().join(format!("{r}.tmp")))
+            .stdin(fs::File::open(services().join(r)).expect("rules"))
+            .status()
+            .expect("tcprules");
+        assert!(st.success());
+    }
+    let logs = tempfile::tempdir().expect("logs");
+    fs::set_permissions(logs.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    if is_root() {
+        // the connections run as qmaild, the log as qmaill
+        rqmail_tests::ensure_qmail_users();
+        let (u, g) = user_ids("qmaild");
+        home.chown_all(u, g);
+        let (lu, lg) = user_ids("qmaill");
+        std::os::unix::fs::chown(logs.path(), Some(lu), Some(lg)).expect("chown");
+    }
+    let cp = checkpw.display().to_string();
+    let port_arg = |p: u16| p.to_string();
+
+    // port 25 service: STARTTLS; 127. may relay (tcp.smtp)
+    let (run, mut log, port) = start_service(&home, "qmail-smtpd", logs.path(), &[]);
+    let script = format!(
+        "{PY_CTX}{}",
+        r#"
+s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.example", timeout=30)
+s.starttls(context=ctx)
+print(s.sendmail("a@client.example", ["far@remote.example"], "Subject: svc\r\n\r\nx\r\n"))
+s.quit()
+"#
+    );
+    let (ok, out, err) = py(&script, &[&port_arg(port), cert.to_str().expect("path")]);
+    assert!(ok, "{out}{err}");
+    drop(run);
+    let _ = log.wait();
+    let current = fs::read_to_string(logs.path().join("main/current")).expect("log");
+    assert!(current.starts_with('@'), "{current}");
+    assert!(current.contains("tcpserver: status: 1/40"), "{current}");
+    let body = only_message(&home);
+    assert!(received(&body).contains(" with ESMTPS (TLSv1.3 "), "{body}");
+    if is_root() {
+        let (u, _) = user_ids("qmaild");
+        let q = home.queued();
+        assert!(q[0].todo.starts_with(format!("u{u}\0").as_bytes()));
+    }
+
+    // port 465 service: SMTPS, AUTH with the test checkpassword
+    let (run, mut log, port) =
+        start_service(&home, "qmail-smtps", logs.path(), &[("CHECKPASSWORD", &cp)]);
+    let script = format!(
+        "{PY_CTX}{}",
+        r#"
+s = smtplib.SMTP_SSL("127.0.0.1", port, local_hostname="client.example", timeout=30, context=ctx)
+print(s.login("joe", "secret"))
+s.quit()
+"#
+    );
+    let (ok, out, err) = py(&script, &[&port_arg(port), cert.to_str().expect("path")]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.trim(), "(235, b'ok, go ahead (#2.0.0)')");
+    drop(run);
+    let _ = log.wait();
+
+    // port 587 service: AUTH required, after STARTTLS
+    let (run, mut log, port) = start_service(
+        &home,
+        "qmail-submission",
+        logs.path(),
+        &[
+            ("CHECKPASSWORD", &cp),
+            (
+                "SMTPD_RULES",
+                &home.path().join("tcp.submission.cdb").display().to_string(),
+            ),
+        ],
+    );
+    let script = format!(
+        "{PY_CTX}{}",
+        r#"
+s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.example", timeout=30)
+print(s.docmd("MAIL", "FROM:<joe@client.example>"))
+s.starttls(context=ctx)
+s.ehlo()
+print(s.docmd("MAIL", "FROM:<joe@client.example>"))
+s.rset()
+print(s.login("joe", "secret"))
+print(s.sendmail("joe@client.example", ["far@remote.example"], "Subject: sub\r\n\r\nx\r\n"))
+s.quit()
+"#
+    );
+    let (ok, out, err) = py(&script, &[&port_arg(port), cert.to_str().expect("path")]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "(530, b'authentication required (#5.7.1)')",
+            "(530, b'authentication required (#5.7.1)')",
+            "(235, b'ok, go ahead (#2.0.0)')",
+            "{}"
+        ]
+    );
+    drop(run);
+    let _ = log.wait();
+    assert_eq!(home.queued().len(), 2);
+}
