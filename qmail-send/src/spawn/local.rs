@@ -439,4 +439,16 @@ mod tests {
         let db = Cdb::open_optional(&p).unwrap().unwrap();
         assert_eq!(cdb_lookup(&db, b"a"), Err(qlx::CDB));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn untrusted_fields_never_panic(x in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), code in 0i32..256) {
+            if let Some(n) = parse_nughde(&x) {
+                proptest::prop_assert!(!n.user.contains(&0) && !n.ext.contains(&0));
+            }
+            let r = report(Status::Exited(code), &x);
+            proptest::prop_assert!(matches!(r[0], b'K' | b'Z' | b'D'));
+            proptest::prop_assert!(!r.contains(&0));
+        }
+    }
 }

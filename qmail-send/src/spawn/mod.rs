@@ -388,18 +388,15 @@ impl<P: Spawner> Server<P> {
             {
                 let mut fds: Vec<PollFd> = Vec::with_capacity(order.len() + 2);
                 fds.push(PollFd::new(sigfd.as_fd(), PollFlags::POLLIN));
-                fds.push(PollFd::new(
-                    stdin.as_fd(),
-                    if reading {
-                        PollFlags::POLLIN
-                    } else {
-                        PollFlags::empty()
-                    },
-                ));
                 for d in &order {
                     if let Some(Some(fd)) = self.slots.get(d).map(|s| s.out.as_ref()) {
                         fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
                     }
+                }
+                // Descriptor 0 only while reading: at its end it would report POLLHUP
+                // forever.
+                if reading {
+                    fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
                 }
                 match poll(&mut fds, PollTimeout::NONE) {
                     Ok(_) => {}
@@ -409,14 +406,13 @@ impl<P: Spawner> Server<P> {
                         continue;
                     }
                 }
-                let hit = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
                 ready_sig = hit(&fds[0]);
-                ready_stdin = reading && hit(&fds[1]);
                 for (i, d) in order.iter().enumerate() {
-                    if fds.get(i + 2).is_some_and(hit) {
+                    if fds.get(i + 1).is_some_and(hit) {
                         ready.push(*d);
                     }
                 }
+                ready_stdin = reading && fds.get(order.len() + 1).is_some_and(hit);
             }
             if ready_sig {
                 while let Ok(Some(_)) = sigfd.read_signal() {}
@@ -456,6 +452,11 @@ impl<P: Spawner> Server<P> {
             self.flush();
         }
     }
+}
+
+/// True when poll reported anything for `f`.
+fn hit(f: &PollFd) -> bool {
+    f.revents().is_some_and(|r| !r.is_empty())
 }
 
 /// Common startup of both spawns: enter QMAIL_HOME/queue/mess.
