@@ -334,6 +334,26 @@ mod tests {
         }
 
         #[test]
+        fn ipv6_literals_round_trip(seg in proptest::collection::vec(any::<u16>(), 8), upper in any::<bool>()) {
+            let ip = Ipv6Addr::new(seg[0], seg[1], seg[2], seg[3], seg[4], seg[5], seg[6], seg[7]);
+            let tag = if upper { "IPV6" } else { "IPv6" };
+            let lit = format!("[{tag}:{ip}]");
+            prop_assert_eq!(scan_bracket6(lit.as_bytes()), Some(ip));
+            let arg = format!("TO:<u@{lit}>");
+            let got = parse_any(arg.as_bytes(), Some(b"me.example"), |x| x == IpAddr::V6(ip));
+            prop_assert_eq!(got.as_deref(), Some(&b"u@me.example"[..]));
+        }
+
+        #[test]
+        fn literal_scanning_never_panics(s in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let _ = scan_bracket6(&s);
+            let mut a = b"u@".to_vec();
+            a.extend_from_slice(&s);
+            rewrite_local_literal(&mut a, b"h", |_| true);
+            prop_assert!(a.starts_with(b"u@"));
+        }
+
+        #[test]
         fn size_values_round_trip(n in any::<u64>(), before in "( [A-Z]+=[A-Za-z0-9]+){0,3}") {
             let arg = format!("FROM:<a@b>{before} SIZE={n}");
             prop_assert_eq!(size_param(extract_rest(arg.as_bytes()).1), Some(n));

@@ -236,8 +236,11 @@ pub fn has_mailbox(home: &[u8], dash: &[u8], ext: &[u8]) -> bool {
             Err(e) => {
                 // As qmail-local: permission problems and temporary errors defer the
                 // delivery (so the mailbox may well exist); the rest mean no such file.
-                let unknowable = qmail_local::errno::is_temp(&e)
-                    || matches!(e.raw_os_error(), Some(libc_eacces) if libc_eacces == nix::libc::EACCES || libc_eacces == nix::libc::EPERM);
+                let denied = matches!(
+                    e.raw_os_error(),
+                    Some(c) if c == nix::libc::EACCES || c == nix::libc::EPERM
+                );
+                let unknowable = denied || qmail_local::errno::is_temp(&e);
                 if unknowable {
                     return true;
                 }
