@@ -11,5 +11,6 @@ mod rootmode;
 mod send;
 mod smtpd;
 mod smtpd_tls;
+mod supervise;
 mod tcpenv;
 mod tools;
