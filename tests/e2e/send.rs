@@ -1916,3 +1916,82 @@ fn verp_senders_are_expanded_per_recipient() {
     );
     sys.stop();
 }
+
+#[test]
+fn qmail_send_keeps_netqmails_framing_with_a_netqmail_style_spawn() {
+    let h = system_home();
+    h.control("concurrencylocal", "50\n");
+    // A spawn speaking only netqmail's protocol: it announces 3 deliveries, refuses the
+    // wide probe as netqmail's spawns do, and answers every command at once.
+    script(
+        &h,
+        "qmail-lspawn",
+        &format!(
+            r#"#!{}
+import os
+os.write(1, bytes([3]))
+def report(d, text):
+    os.write(1, bytes([d]) + text + b"\0")
+d = None
+fields = []
+cur = b""
+while True:
+    data = os.read(0, 4096)
+    if not data:
+        break
+    for ch in data:
+        if d is None:
+            d, fields, cur = ch, [], b""
+            continue
+        if ch != 0:
+            cur += bytes([ch])
+            continue
+        fields.append(cur)
+        cur = b""
+        if len(fields) < 3:
+            continue
+        messid, sender, recip = fields
+        if not messid:
+            report(d, b"DInternal error: messid too short. (#5.3.5)\n")
+        elif recip.startswith(b"mangle"):
+            report(d, b"Xweird")
+        elif recip.startswith(b"range"):
+            report(200, b"Kbogus")
+            report(d, b"Kfake " + recip + b"\n")
+        else:
+            report(d, b"Kfake " + recip + b"\n")
+        d = None
+"#,
+            rqmail_tests::python().display()
+        ),
+    );
+    let sys = System::start(&h);
+    assert_eq!(sys.lines()[0], "status: local 0/3 remote 0/20");
+    inject(
+        &h,
+        "Subject: n\n\nx\n",
+        "s@far.example",
+        &[
+            "joe@testhost.example",
+            "mangle@testhost.example",
+            "range@testhost.example",
+        ],
+    );
+    sys.wait_log("the mangled report", |l| {
+        fmt_match("delivery {n}: report mangled, will defer", l)
+    });
+    sys.wait_log("the stray report", |l| {
+        l == "warning: internal error: delivery report out of range"
+    });
+    sys.wait_count("two successes", 2, |l| l.contains(": success: fake_"));
+    let log = sys.stop();
+    assert!(
+        log.iter()
+            .any(|l| fmt_match("delivery {n}: success: fake_joe@testhost.example/", l))
+    );
+    for l in &log {
+        if let Some(rest) = l.strip_prefix("status: local ") {
+            assert!(rest.ends_with("/3 remote 0/20"), "{l}");
+        }
+    }
+}
