@@ -7,6 +7,7 @@ mod installer;
 mod local;
 mod queue;
 mod quickstart;
+mod remote;
 mod rootmode;
 mod send;
 mod smtpd;

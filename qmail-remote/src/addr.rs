@@ -1,0 +1,126 @@
+//! Envelope addresses as they go into MAIL FROM and RCPT TO: the local part quoted as
+//! RFC 821 needs (as little as possible), the domain as given or replaced by its canonical
+//! name.
+
+/// The bytes a local part may hold without quoting (RFC 5321 atext, plus `.` between
+/// atoms).
+fn plain(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&c)
+}
+
+/// True when `local` must be quoted: empty, a byte outside [`plain`], a dot at either end
+/// or two dots in a row.
+pub fn needs_quote(local: &[u8]) -> bool {
+    local.is_empty()
+        || !local.iter().all(|&c| plain(c))
+        || local.first() == Some(&b'.')
+        || local.last() == Some(&b'.')
+        || local.windows(2).any(|w| w == b"..")
+}
+
+/// The local part, quoted when needed: `"` and `\` and CR and LF get a backslash.
+pub fn quote(local: &[u8]) -> Vec<u8> {
+    if !needs_quote(local) {
+        return local.to_vec();
+    }
+    let mut out = Vec::with_capacity(local.len() * 2 + 2);
+    out.push(b'"');
+    for &c in local {
+        if matches!(c, b'\r' | b'\n' | b'"' | b'\\') {
+            out.push(b'\\');
+        }
+        out.push(c);
+    }
+    out.push(b'"');
+    out
+}
+
+/// Splits an address at its last `@`: the local part and the domain. An address without
+/// `@` (such as the empty bounce sender) has no domain.
+pub fn split(addr: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match addr.iter().rposition(|&c| c == b'@') {
+        Some(at) => (&addr[..at], Some(&addr[at + 1..])),
+        None => (addr, None),
+    }
+}
+
+/// The address as sent: an address without `@` goes as it is; otherwise the quoted local
+/// part, `@`, and `domain`.
+pub fn mangle(addr: &[u8], domain: Option<&[u8]>) -> Vec<u8> {
+    let (local, d) = split(addr);
+    match (d, domain) {
+        (None, _) => addr.to_vec(),
+        (Some(orig), canon) => {
+            let mut out = quote(local);
+            out.push(b'@');
+            out.extend_from_slice(canon.unwrap_or(orig));
+            out
+        }
+    }
+}
+
+/// True when the bytes may be sent inside an SMTP command line: no CR, LF or NUL (which
+/// would end or corrupt the command).
+pub fn command_safe(s: &[u8]) -> bool {
+    !s.iter().any(|&c| matches!(c, b'\r' | b'\n' | 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote(b"joe"), b"joe");
+        assert_eq!(quote(b"joe.smith+x"), b"joe.smith+x");
+        assert_eq!(quote(b""), b"\"\"");
+        assert_eq!(quote(b"a b"), b"\"a b\"");
+        assert_eq!(quote(b".joe"), b"\".joe\"");
+        assert_eq!(quote(b"joe."), b"\"joe.\"");
+        assert_eq!(quote(b"a..b"), b"\"a..b\"");
+        assert_eq!(quote(b"a\"b\\c"), b"\"a\\\"b\\\\c\"");
+        assert_eq!(quote(b"a@b"), b"\"a@b\"");
+        assert_eq!(quote("é".as_bytes()), "\"é\"".as_bytes());
+    }
+
+    #[test]
+    fn mangling() {
+        assert_eq!(mangle(b"", None), b"");
+        assert_eq!(mangle(b"#@[]", None), b"#@[]");
+        assert_eq!(mangle(b"a b@x.example", None), b"\"a b\"@x.example");
+        assert_eq!(
+            mangle(b"joe@alias.example", Some(b"real.example")),
+            b"joe@real.example"
+        );
+        assert_eq!(mangle(b"x@y@z.example", None), b"\"x@y\"@z.example");
+    }
+
+    proptest! {
+        #[test]
+        fn quoted_local_parts_are_one_token(local in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let q = quote(&local);
+            if needs_quote(&local) {
+                prop_assert!(q.len() >= 2 && q[0] == b'"' && q[q.len() - 1] == b'"');
+                // Inside the quotes every `"` and `\` is escaped.
+                let inner = &q[1..q.len() - 1];
+                let mut i = 0;
+                let mut unescaped = Vec::new();
+                while i < inner.len() {
+                    if inner[i] == b'\\' {
+                        prop_assert!(i + 1 < inner.len());
+                        unescaped.push(inner[i + 1]);
+                        i += 2;
+                    } else {
+                        prop_assert!(inner[i] != b'"');
+                        unescaped.push(inner[i]);
+                        i += 1;
+                    }
+                }
+                prop_assert_eq!(unescaped, local);
+            } else {
+                prop_assert_eq!(q, local);
+            }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The qmail-remote program: `qmail-remote host sender recip [recip ...]`.
+//!
+//! In netqmail's order: arguments, the home directory, control files, the route for
+//! `host`, the sender, this host's addresses, the recipients (their domains replaced by
+//! canonical names unless a relay is routed to), the addresses to try, then one SMTP
+//! dialogue with the first address that answers. Everything ends in one message report;
+//! the exit code is always 0 (qmail-rspawn reads the reports).
+
+use crate::conn::{self, Conn};
+use crate::dns::{DnsError, Lookup, Resolver};
+use crate::mx::{self, Random, Target};
+use crate::report::{Output, Report};
+use crate::routes::{Route, Routes};
+use crate::smtp::{self, Params};
+use crate::tcpto::Tables;
+use crate::{addr, ipme, tls};
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The port that means TLS from the first byte (SMTPS), as in the qmail TLS patch.
+pub const PORT_SMTPS: u16 = 465;
+
+/// The control files qmail-remote reads.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub timeout: Duration,
+    pub timeout_connect: Duration,
+    pub helo: Vec<u8>,
+    pub routes: Routes,
+    pub tlsverify: Vec<Vec<u8>>,
+}
+
+fn seconds(n: u64) -> Duration {
+    // 0 would mean "no time at all"; netqmail then times out at once, as does this.
+    Duration::from_secs(n.clamp(1, 1 << 32))
+}
+
+/// Reads the control files of `home`; any failure is netqmail's "Unable to read control
+/// files".
+pub fn settings(home: &Path) -> Result<Settings, Report> {
+    let bad = |_| Report::control();
+    let c = control::Controls::open(home).map_err(bad)?;
+    let timeout = seconds(c.int_or("timeoutremote", 1200).map_err(bad)?);
+    let timeout_connect = seconds(c.int_or("timeoutconnect", 60).map_err(bad)?);
+    let helo = c
+        .line_or("helohost", true, None)
+        .map_err(bad)?
+        .ok_or_else(Report::control)?;
+    let routes = Routes::new(c.lines("smtproutes").map_err(bad)?.unwrap_or_default());
+    let tlsverify = c.lines("tlsverify").map_err(bad)?.unwrap_or_default();
+    Ok(Settings {
+        timeout,
+        timeout_connect,
+        helo,
+        routes,
+        tlsverify,
+    })
+}
+
+/// Everything qmail-remote prints, for the arguments `args` (program name first), the
+/// home `home`, the message `msg` and the resolver `dns`.
+pub fn run(args: &[OsString], home: &Path, msg: Option<File>, dns: &mut dyn Lookup) -> Vec<u8> {
+    let mut out = Output::new();
+    let r = deliver(args, home, msg, dns, &mut out);
+    out.finish(&r)
+}
+
+fn deliver(
+    args: &[OsString],
+    home: &Path,
+    msg: Option<File>,
+    dns: &mut dyn Lookup,
+    out: &mut Output,
+) -> Report {
+    match try_deliver(args, home, msg, dns, out) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+fn try_deliver(
+    args: &[OsString],
+    home: &Path,
+    msg: Option<File>,
+    dns: &mut dyn Lookup,
+    out: &mut Output,
+) -> Result<Report, Report> {
+    if args.len() < 4 {
+        return Err(Report::usage());
+    }
+    std::env::set_current_dir(home).map_err(|_| Report::chdir())?;
+    let set = settings(home)?;
+    let host = args[1].as_bytes();
+    let route = set.routes.route(host).map_err(|_| Report::bad_route())?;
+    let (port, relay) = match &route {
+        Route::Mx { port } => (*port, None),
+        Route::Relay { host, port } => (*port, Some(host.clone())),
+    };
+    let sender_arg = args[2].as_bytes();
+    if !addr::command_safe(sender_arg) {
+        return Err(Report::perm(
+            "Sorry, I won't send a sender address with CR or LF in it. (#5.1.7)\n",
+        ));
+    }
+    let sender = addr::mangle(sender_arg, None);
+    let me = ipme::addresses().map_err(|_| Report::oserr())?;
+    let mut all_aliases = true;
+    let mut recips = Vec::new();
+    for a in &args[3..] {
+        let a = a.as_bytes();
+        if !addr::command_safe(a) {
+            all_aliases = false;
+            recips.push(None);
+            continue;
+        }
+        let (canon, alias) = match (relay.is_none(), addr::split(a).1) {
+            (true, Some(d)) => {
+                let (c, alias) = mx::canonical(dns, d).map_err(|_| Report::dnscanon())?;
+                (Some(c), alias)
+            }
+            _ => (None, relay.is_none()),
+        };
+        if !alias {
+            all_aliases = false;
+        }
+        recips.push(Some(addr::mangle(a, canon.as_deref())));
+    }
+
+    let targets = match &relay {
+        Some(r) => match mx::ip(dns, r) {
+            Ok(t) => t,
+            Err(DnsError::Soft) => return Err(Report::dns_temp()),
+            Err(DnsError::Hard) => return Err(Report::dns_perm(r)),
+        },
+        None => match mx::mxip(dns, host, &mut Random::from_time_and_pid()) {
+            Ok(f) if f.soft && f.targets.is_empty() => return Err(Report::dns_temp()),
+            Ok(f) => f.targets,
+            Err(DnsError::Soft) => return Err(Report::dns_temp()),
+            Err(DnsError::Hard) => return Err(Report::dns_perm(host)),
+        },
+    };
+    if targets.is_empty() {
+        return Err(Report::nomx());
+    }
+    let mut prefme = targets
+        .iter()
+        .filter(|t| ipme::is_me(&me, &t.ip))
+        .map(|t| t.pref)
+        .min()
+        .unwrap_or(100_000)
+        .min(100_000);
+    if relay.is_some() {
+        prefme = 300_000;
+    }
+    if all_aliases {
+        prefme = 500_000;
+    }
+    let usable: Vec<&Target> = targets.iter().filter(|t| t.pref < prefme).collect();
+    if usable.is_empty() {
+        return Err(Report::ambigmx());
+    }
+
+    let mut tables = Tables::new(home);
+    for t in usable {
+        if tables.skip(&t.ip) {
+            continue;
+        }
+        match conn::connect(t.ip, port, set.timeout_connect) {
+            Ok(sock) => {
+                tables.record(&t.ip, false);
+                let policy = tls::policy(home, t, &set.tlsverify).map_err(|_| Report::control())?;
+                let Some(mut msg) = msg else {
+                    return Err(Report::read());
+                };
+                let p = Params {
+                    home,
+                    helo: &set.helo,
+                    sender: &sender,
+                    recips: &recips,
+                    target: t,
+                    policy,
+                    smtps: port == PORT_SMTPS,
+                };
+                return Ok(smtp::deliver(
+                    Conn::new(sock, set.timeout),
+                    &p,
+                    &mut msg,
+                    out,
+                ));
+            }
+            Err(timed_out) => tables.record(&t.ip, timed_out),
+        }
+    }
+    Err(Report::noconn())
+}
+
+/// The program: reads the message from fd 0, prints the reports on fd 1, exits 0.
+pub fn main() -> i32 {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let home: PathBuf = control::qmail_home();
+    // fd 0 as a File of its own (a duplicate), so it can be rewound after a look at it.
+    let msg = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .map(File::from);
+    let mut dns = Resolver::system();
+    let bytes = run(&args, &home, msg, &mut dns);
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(&bytes);
+    let _ = o.flush();
+    0
+}
