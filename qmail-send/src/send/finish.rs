@@ -1,0 +1,243 @@
+//! The end of a message: bounces, removal, and the cleanup of abandoned files.
+
+use super::*;
+
+impl Send {
+    pub(super) fn addbounce(&mut self, id: u64, recip: &[u8], report: &[u8]) {
+        let text = bounce::record(rewrite::strip_vdom_prepend(&self.cfg, recip), report);
+        let f = bounce_fn(id);
+        let mut file = loop {
+            match OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(&f)
+            {
+                Ok(file) => break file,
+                Err(_) => {
+                    log::text("alert: unable to append to bounce message; HELP! sleeping...\n");
+                    std::thread::sleep(std::time::Duration::from_secs(10));
+                }
+            }
+        };
+        let mut pos = 0;
+        while pos < text.len() {
+            match file.write(&text[pos..]) {
+                Ok(n) if n > 0 => pos += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => {
+                    log::text("alert: unable to append to bounce message; HELP! sleeping...\n");
+                    std::thread::sleep(std::time::Duration::from_secs(10));
+                }
+            }
+        }
+        // netqmail leaves bounce/N to the page cache; rqmail makes the failure durable
+        // before the recipient is marked done.
+        let _ = file.sync_data();
+    }
+
+    /// Injects the bounce for message `id` if bounce/N exists, then removes bounce/N.
+    /// False when it must be tried again later.
+    pub(super) fn injectbounce(&mut self, id: u64) -> bool {
+        let Some((mut sender, _)) = getinfo(id) else {
+            return false;
+        };
+        // owner-@host-@[] -> owner-@host
+        if sender.len() >= 4 && sender.ends_with(b"-@[]") {
+            sender.truncate(sender.len() - 4);
+        }
+        let bf = bounce_fn(id);
+        match std::fs::metadata(&bf) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return true,
+            Err(_) => {
+                warn(&["warning: unable to stat ", &bf, "\n"]);
+                return false;
+            }
+        }
+        if sender == b"#@[]" {
+            warn(&["triple bounce: discarding ", &bf, "\n"]);
+        } else {
+            let Ok(mut qq) = qmail_queue::QueueClient::open_default(&self.home) else {
+                log::text("warning: unable to start qmail-queue, will try later\n");
+                return false;
+            };
+            let qp = qq.pid();
+            let double = sender.is_empty();
+            let (bsender, brecip): (&[u8], Vec<u8>) = if double {
+                (b"#@[]", self.cfg.doublebounceto.clone())
+            } else {
+                (b"", sender.clone())
+            };
+            qq.put(&bounce::head(
+                control::datetime::now(),
+                &self.cfg.bouncefrom,
+                &self.cfg.bouncehost,
+                &brecip,
+                double,
+            ));
+            copy_into(&mut qq, &bf);
+            qq.put(&bounce::middle(&sender, double));
+            copy_into(&mut qq, &mess_fn(id));
+            qq.from(bsender);
+            qq.to(&brecip);
+            if qq.close().is_err() {
+                log::text("warning: trouble injecting bounce message, will try later\n");
+                return false;
+            }
+            log::line(
+                Line::new()
+                    .s("bounce msg ")
+                    .n(id)
+                    .s(" qp ")
+                    .n(u64::from(qp))
+                    .s("\n"),
+            );
+        }
+        if std::fs::remove_file(&bf).is_err() {
+            warn(&["warning: unable to unlink ", &bf, "\n"]);
+            return false;
+        }
+        true
+    }
+
+    pub(super) fn messdone(&mut self, id: u64) {
+        let fail = |s: &mut Send| {
+            s.pqdone
+                .insert(control::datetime::now() + SLEEP_SYSFAIL, id)
+        };
+        for c in 0..CHANNELS {
+            let f = chan_fn(id, c);
+            match file_exists(&f) {
+                Ok(true) => return, // still going
+                Ok(false) => {}
+                Err(_) => {
+                    warn(&["warning: unable to stat ", &f, "; will try again later\n"]);
+                    return fail(self);
+                }
+            }
+        }
+        let f = todo_fn(id);
+        match file_exists(&f) {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(_) => {
+                warn(&["warning: unable to stat ", &f, "; will try again later\n"]);
+                return fail(self);
+            }
+        }
+        let f = info_fn(id);
+        match file_exists(&f) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(_) => {
+                warn(&["warning: unable to stat ", &f, "; will try again later\n"]);
+                return fail(self);
+            }
+        }
+        if !self.injectbounce(id) {
+            return fail(self);
+        }
+        log::line(Line::new().s("end msg ").n(id).s("\n"));
+        // netqmail removes info/S/N first and then has qmail-clean remove mess/S/N, so a
+        // crash between the two leaves mess/S/N behind until the 36-hour cleanup. Here
+        // mess/S/N goes first: after a crash in between, info/S/N is still there and the
+        // message simply ends again. Once mess/S/N is gone its number may be reused by a
+        // new message; such a mess/S/N is newer than our info/S/N (written after the old
+        // message was complete), and is left alone.
+        let gone_or_reused = match (std::fs::metadata(&f), std::fs::metadata(mess_fn(id))) {
+            (Ok(info), Ok(mess)) => match (info.modified(), mess.modified()) {
+                (Ok(i), Ok(m)) => m > i,
+                _ => false,
+            },
+            (_, Err(e)) if e.kind() == io::ErrorKind::NotFound => true,
+            (Err(_), _) | (_, Err(_)) => {
+                warn(&[
+                    "warning: unable to stat ",
+                    &mess_fn(id),
+                    "; will try again later\n",
+                ]);
+                return fail(self);
+            }
+        };
+        if !gone_or_reused {
+            match self.clean(&foop_fn(id)) {
+                None => return,
+                Some(b'+') => {}
+                Some(_) => {
+                    warn(&[
+                        "warning: qmail-clean unable to clean up ",
+                        &foop_fn(id),
+                        "\n",
+                    ]);
+                    return fail(self);
+                }
+            }
+        }
+        if std::fs::remove_file(&f).is_err() {
+            warn(&["warning: unable to unlink ", &f, "; will try again later\n"]);
+            fail(self);
+        }
+    }
+
+    pub(super) fn cleanup_wakeup(&self, wakeup: &mut u64) {
+        if self.cleanup.is_some() {
+            *wakeup = 0;
+        }
+        *wakeup = (*wakeup).min(self.cleanuptime);
+    }
+
+    pub(super) fn cleanup_do(&mut self) {
+        if self.cleanup.is_none() {
+            if self.recent < self.cleanuptime {
+                return;
+            }
+            self.cleanup = Some(SubdirScan::new("mess"));
+        }
+        let Some(scan) = self.cleanup.as_mut() else {
+            return;
+        };
+        let id = match scan.next() {
+            Scan::Id(id) => id,
+            Scan::Again => return,
+            Scan::Done => {
+                self.cleanup = None;
+                self.cleanuptime = self.recent + SLEEP_CLEANUP;
+                return;
+            }
+        };
+        let Ok(m) = std::fs::metadata(mess_fn(id)) else {
+            return; // probably qmail-queue removed it
+        };
+        let atime = u64::try_from(m.atime()).unwrap_or(0);
+        if self.recent <= atime.saturating_add(OSSIFIED) {
+            return;
+        }
+        for f in [info_fn(id), todo_fn(id)] {
+            match file_exists(&f) {
+                Ok(false) => {}
+                _ => return,
+            }
+        }
+        self.clean_warn(&foop_fn(id));
+    }
+}
+
+fn copy_into(qq: &mut qmail_queue::QueueClient, path: &str) {
+    let Ok(mut f) = File::open(path) else {
+        qq.fail();
+        return;
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => qq.put(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                qq.fail();
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The priority queues: what is due when, their start from info/ and their record
+//! in the recipient files' modification times at exit.
+
+use super::*;
+
+impl Send {
+    pub(super) fn pqadd(&mut self, id: u64) {
+        let fail = |s: &mut Send, f: &str| {
+            warn(&["warning: unable to stat ", f, "; will try again later\n"]);
+            s.pqfail
+                .insert(control::datetime::now() + SLEEP_SYSFAIL, id);
+        };
+        let f = info_fn(id);
+        match file_exists(&f) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(_) => return fail(self, &f),
+        }
+        let f = todo_fn(id);
+        match file_exists(&f) {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(_) => return fail(self, &f),
+        }
+        let mut found = [None; CHANNELS];
+        for (c, slot) in found.iter_mut().enumerate() {
+            let f = chan_fn(id, c);
+            match std::fs::metadata(&f) {
+                Ok(m) => *slot = Some(u64::try_from(m.mtime()).unwrap_or(0)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(_) => return fail(self, &f),
+            }
+        }
+        for (c, dt) in found.iter().enumerate() {
+            if let Some(dt) = dt {
+                self.chans[c].pq.insert(*dt, id);
+            }
+        }
+        if found.iter().all(Option::is_none) {
+            self.pqdone.insert(control::datetime::now(), id);
+        }
+    }
+
+    pub(super) fn pqstart(&mut self) {
+        let mut rs = SubdirScan::new("info");
+        loop {
+            match rs.next() {
+                Scan::Id(id) => self.pqadd(id),
+                Scan::Again => {}
+                Scan::Done => return,
+            }
+        }
+    }
+
+    /// At exit: record each waiting message's next attempt as its file's mtime.
+    pub(super) fn pqfinish(&mut self) {
+        for c in 0..CHANNELS {
+            for (dt, id) in self.chans[c].pq.drain() {
+                let f = chan_fn(id, c);
+                let t = nix::sys::time::TimeVal::new(i64::try_from(dt).unwrap_or(i64::MAX), 0);
+                if nix::sys::stat::utimes(f.as_str(), &t, &t).is_err() {
+                    warn(&[
+                        "warning: unable to utime ",
+                        &f,
+                        "; message will be retried too soon\n",
+                    ]);
+                }
+            }
+        }
+    }
+
+    /// ALRM: everything waiting is due now.
+    pub(super) fn pqrun(&mut self) {
+        for c in 0..CHANNELS {
+            self.chans[c].pq.set_all(self.recent);
+        }
+    }
+}
