@@ -96,3 +96,25 @@ pub fn local_time(secs: i64) -> Option<(usize, i32, i32, i32, i32)> {
         tm.tm_sec,
     ))
 }
+
+/// Makes `cmd`'s child set its descriptor limit to (`soft`, `hard`) just before exec:
+/// the spawns raise their own limit to run many deliveries, but the programs they run get
+/// the limit the spawn was started with.
+pub fn on_exec_set_nofile(cmd: &mut std::process::Command, soft: u64, hard: u64) {
+    use std::os::unix::process::CommandExt;
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: the closure runs in the child between fork and exec. It only calls
+    // setrlimit, which is async-signal-safe, on a value copied into the closure, and
+    // allocates nothing (last_os_error builds an error from errno without allocating).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

@@ -1995,3 +1995,36 @@ while True:
         }
     }
 }
+
+#[test]
+fn spawns_raise_their_descriptor_limit_but_not_their_childrens() {
+    let h = user_home();
+    script(
+        &h,
+        "qmail-local",
+        "#!/bin/sh\necho \"$(ulimit -n) $(ulimit -H -n)\"\n",
+    );
+    script(&h, "qmail-getpw", FAKE_GETPW);
+    let m = mess_file(&h, 105, b"x\n");
+    let mut c = Command::new(tool("prlimit"));
+    c.arg("--nofile=1024:4096").arg(if is_root() {
+        tool("setpriv")
+    } else {
+        bin("qmail-lspawn")
+    });
+    if is_root() {
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(bin("qmail-lspawn"));
+    }
+    c.arg("./Maildir/")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("QMAIL_HOME", h.path())
+        .current_dir(h.path());
+    let mut sp = SpawnPeer::start(c);
+    // (4096 - 64) / 2 deliveries fit in the raised limit.
+    assert_eq!(sp.probe(), b"Kwide 2016");
+    sp.command(7, &m, "s", "joe@y.example");
+    assert_eq!(sp.reports(1)[&7], "K1024 4096\n");
+    sp.finish();
+}

@@ -183,6 +183,7 @@ impl Local {
         if self.switch_ids {
             c.gid(self.nofiles.as_raw()).uid(self.qmailp.as_raw());
         }
+        super::child_limits(&mut c);
         match c.spawn() {
             Ok(child) => Step::Run(
                 running(child, r),
@@ -235,6 +236,7 @@ impl Local {
         if self.switch_ids {
             c.gid(gid).uid(uid);
         }
+        super::child_limits(&mut c);
         match c.spawn() {
             Ok(child) => Step::Run(running(child, r), Stage::Local),
             Err(e) if error_temp(&e) => Self::done(qlx::EXECSOFT),

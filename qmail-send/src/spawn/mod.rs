@@ -117,18 +117,30 @@ pub fn running(child: std::process::Child, out: OwnedFd) -> Running {
     Running { pid, out }
 }
 
+/// The descriptor limit the spawn was started with, when it raised it.
+static ORIGINAL_NOFILE: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+
 /// Raises the soft descriptor limit to the hard one; returns the new soft limit.
 pub fn raise_nofile() -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     match getrlimit(Resource::RLIMIT_NOFILE) {
         Ok((soft, hard)) => {
             if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                let _ = ORIGINAL_NOFILE.set((soft, hard));
                 hard
             } else {
                 soft
             }
         }
         Err(_) => 1024,
+    }
+}
+
+/// Gives a child the descriptor limit the spawn was started with (resource limits pass
+/// from qmail-start to qmail-local unchanged, as in netqmail).
+pub fn child_limits(cmd: &mut std::process::Command) {
+    if let Some(&(soft, hard)) = ORIGINAL_NOFILE.get() {
+        crate::sys::on_exec_set_nofile(cmd, soft, hard);
     }
 }
 

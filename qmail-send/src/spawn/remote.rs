@@ -106,6 +106,7 @@ impl super::Spawner for Remote {
             .stdin(Stdio::from(mess))
             .stdout(Stdio::from(w))
             .stderr(Stdio::from(w2));
+        super::child_limits(&mut c);
         match c.spawn() {
             Ok(child) => Step::Run(running(child, r), ()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Step::Done(
