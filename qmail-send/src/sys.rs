@@ -118,3 +118,24 @@ pub fn on_exec_set_nofile(cmd: &mut std::process::Command, soft: u64, hard: u64)
         });
     }
 }
+
+/// Makes `cmd`'s child take group `gid` (as its only group) and user `uid` just before
+/// exec, as netqmail's prot_gid and prot_uid do.
+pub fn on_exec_become(cmd: &mut std::process::Command, uid: u32, gid: u32) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // setgroups, setgid and setuid, which are async-signal-safe, with values copied into
+    // it; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            let groups = [gid as libc::gid_t];
+            if libc::setgroups(1, groups.as_ptr()) == -1
+                || libc::setgid(gid) == -1
+                || libc::setuid(uid) == -1
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

@@ -1483,7 +1483,7 @@ fn root_mode_runs_each_daemon_under_its_qmail_id() {
     };
     write(
         "qmail-local",
-        "#!/bin/sh\ncat > /dev/null\n{ id -u; id -g; id -G; echo \"$2 $3 $4\"; } > \"$QMAIL_HOME/out/$4\"\necho did 1+0+0\n",
+        "#!/bin/sh\ncat > /dev/null\n{ id -u; id -g; id -G; awk '/^Groups:/ { print \"groups\", $2 }' /proc/$$/status; echo \"$2 $3 $4\"; } > \"$QMAIL_HOME/out/$4\"\necho did 1+0+0\n",
     );
     write(
         "qmail-remote",
@@ -1561,7 +1561,7 @@ fn root_mode_runs_each_daemon_under_its_qmail_id() {
     );
     assert_eq!(code, 0);
     wait_until("joe's delivery", || {
-        file_lines(&out.join("joe")).len() == 4 && file_lines(&out.join("remote")).len() == 1
+        file_lines(&out.join("joe")).len() == 5 && file_lines(&out.join("remote")).len() == 1
     });
     sys.wait_log("the refusal", |l| {
         fmt_match(
@@ -1576,6 +1576,7 @@ fn root_mode_runs_each_daemon_under_its_qmail_id() {
             nu.to_string(),
             ng.to_string(),
             ng.to_string(),
+            format!("groups {ng}"),
             format!("nobody {home_joe} joe")
         ]
     );

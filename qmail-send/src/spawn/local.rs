@@ -181,7 +181,7 @@ impl Local {
             .stdout(Stdio::from(w))
             .stderr(Stdio::null());
         if self.switch_ids {
-            c.gid(self.nofiles.as_raw()).uid(self.qmailp.as_raw());
+            crate::sys::on_exec_become(&mut c, self.qmailp.as_raw(), self.nofiles.as_raw());
         }
         super::child_limits(&mut c);
         match c.spawn() {
@@ -234,7 +234,7 @@ impl Local {
             .stdout(Stdio::from(w))
             .stderr(Stdio::from(w2));
         if self.switch_ids {
-            c.gid(gid).uid(uid);
+            crate::sys::on_exec_become(&mut c, uid, gid);
         }
         super::child_limits(&mut c);
         match c.spawn() {
