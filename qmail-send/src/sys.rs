@@ -111,21 +111,21 @@ pub fn on_exec_set_nofile(cmd: &mut std::process::Command, soft: u64, hard: u64)
     // allocates nothing (last_os_error builds an error from errno without allocating).
     unsafe {
         cmd.pre_exec(move || {
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
+            // Lowering a soft limit cannot fail; if it did, the child keeps the raised one.
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
             Ok(())
         });
     }
 }
 
 /// Makes `cmd`'s child take group `gid` (as its only group) and user `uid` just before
-/// exec, as netqmail's prot_gid and prot_uid do.
-pub fn on_exec_become(cmd: &mut std::process::Command, uid: u32, gid: u32) {
+/// exec, as netqmail's prot_gid and prot_uid do. If that fails the child exits with
+/// `fail_code` without running anything.
+pub fn on_exec_become(cmd: &mut std::process::Command, uid: u32, gid: u32, fail_code: i32) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs in the child between fork and exec and only calls
-    // setgroups, setgid and setuid, which are async-signal-safe, with values copied into
-    // it; it allocates nothing.
+    // setgroups, setgid, setuid and _exit, which are async-signal-safe, with values
+    // copied into it; it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             let groups = [gid as libc::gid_t];
@@ -133,7 +133,7 @@ pub fn on_exec_become(cmd: &mut std::process::Command, uid: u32, gid: u32) {
                 || libc::setgid(gid) == -1
                 || libc::setuid(uid) == -1
             {
-                return Err(std::io::Error::last_os_error());
+                libc::_exit(fail_code);
             }
             Ok(())
         });

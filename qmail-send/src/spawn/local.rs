@@ -181,7 +181,12 @@ impl Local {
             .stdout(Stdio::from(w))
             .stderr(Stdio::null());
         if self.switch_ids {
-            crate::sys::on_exec_become(&mut c, self.qmailp.as_raw(), self.nofiles.as_raw());
+            crate::sys::on_exec_become(
+                &mut c,
+                self.qmailp.as_raw(),
+                self.nofiles.as_raw(),
+                qlx::USAGE,
+            );
         }
         super::child_limits(&mut c);
         match c.spawn() {
@@ -234,7 +239,7 @@ impl Local {
             .stdout(Stdio::from(w))
             .stderr(Stdio::from(w2));
         if self.switch_ids {
-            crate::sys::on_exec_become(&mut c, uid, gid);
+            crate::sys::on_exec_become(&mut c, uid, gid, qlx::USAGE);
         }
         super::child_limits(&mut c);
         match c.spawn() {
