@@ -2136,3 +2136,87 @@ fn delivered_through_qmail_send_and_qmail_rspawn() {
     )
     .expect("kill");
 }
+
+#[test]
+fn root_mode_runs_as_qmailr() {
+    if !is_root() {
+        eprintln!("root_mode_runs_as_qmailr needs root (it runs qmail-remote as qmailr); skipped");
+        return;
+    }
+    rqmail_tests::ensure_qmail_users();
+    let (qmailr, qmail) = rqmail_tests::user_ids("qmailr");
+    let (qmailq, _) = rqmail_tests::user_ids("qmailq");
+    let h = home();
+    // hier's owners and modes for what qmail-remote touches.
+    fs::set_permissions(h.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    for (p, uid, mode) in [
+        (h.queue(), qmailq, 0o750),
+        (h.queue().join("lock"), qmailq, 0o750),
+        (h.queue().join("lock/tcpto"), qmailr, 0o644),
+    ] {
+        std::os::unix::fs::chown(&p, Some(uid), Some(qmail)).expect("chown");
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let as_qmailr = |prog: &str| {
+        let mut c = Command::new(tool("setpriv"));
+        c.args(["--reuid=qmailr", "--regid=qmail", "--init-groups"])
+            .arg(h.path().join("bin").join(prog))
+            .env_clear()
+            .env("QMAIL_HOME", h.path())
+            .env("RQMAIL_NAMESERVERS", NO_DNS)
+            .current_dir("/");
+        c
+    };
+    let s = Server::start("127.1.60.2", "");
+    let dir = scratch();
+    let (_hole, hole_port) =
+        start_python(dir.path(), "hole.py", BLACKHOLE, &[Path::new("127.1.60.3")])
+            .expect("start the black hole");
+    h.control(
+        "smtproutes",
+        &format!(
+            "far.example:127.1.60.2:{}\nslow.example:127.1.60.3:{hole_port}\n",
+            s.port
+        ),
+    );
+    h.control("timeoutconnect", "1\n");
+    let mut c = as_qmailr("qmail-remote");
+    c.args(["far.example", "s@here.example", "x@far.example"]);
+    let (code, out, _) = run_with_input(c, MSG);
+    assert_eq!(code, 0);
+    assert_eq!(Reports::parse(&out).last().0, 'K');
+    let mut c = as_qmailr("qmail-remote");
+    c.args(["slow.example", "s@here.example", "x@slow.example"]);
+    let (_, out, _) = run_with_input(c, MSG);
+    assert_eq!(
+        Reports::parse(&out).last(),
+        (
+            'Z',
+            "Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n"
+        )
+    );
+    let out = as_qmailr("qmail-tcpto").output().expect("qmail-tcpto");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("127.1.60.3 timed out "),
+        "{out:?}"
+    );
+    // Another user may not touch the table.
+    let mut c = Command::new(tool("setpriv"));
+    c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(h.path().join("bin/qmail-tcpok"))
+        .env_clear()
+        .env("QMAIL_HOME", h.path());
+    let out = c.output().expect("qmail-tcpok");
+    assert_eq!(out.status.code(), Some(111));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("qmail-tcpok: fatal: unable to chdir to "),
+        "{out:?}"
+    );
+    let out = as_qmailr("qmail-tcpok").output().expect("qmail-tcpok");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        fs::read(h.queue().join("lock/tcpto")).expect("tcpto"),
+        vec![0u8; 1024]
+    );
+}
