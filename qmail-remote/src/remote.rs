@@ -36,7 +36,7 @@ pub struct Settings {
 }
 
 fn seconds(n: u64) -> Duration {
-    // 0 would mean "no time at all"; netqmail then times out at once, as does this.
+    // At least a second (netqmail's 0 times out at once), at most about 136 years.
     Duration::from_secs(n.clamp(1, 1 << 32))
 }
 
