@@ -1245,7 +1245,7 @@ fn deliveries_keep_going_while_messages_keep_arriving() {
         new_before <= 5,
         "{new_before} messages preprocessed before the first delivery started"
     );
-    // ... and by the time the last message was preprocessed most earlier ones were done.
+    // ... and deliveries kept finishing while the backlog was being preprocessed.
     let last_new = log
         .iter()
         .rposition(|l| l.starts_with("new msg "))
@@ -1254,8 +1254,10 @@ fn deliveries_keep_going_while_messages_keep_arriving() {
         .iter()
         .filter(|l| l.contains(": success: "))
         .count();
+    // (At least a full round of the concurrency limit; how many more depends on the
+    // relative speed of the disk and of starting processes, so it is not asserted.)
     assert!(
-        done_before >= (before + during) / 4,
+        done_before >= 10,
         "only {done_before} deliveries finished while messages were arriving"
     );
 }
