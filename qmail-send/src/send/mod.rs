@@ -7,8 +7,8 @@
 //!   qmail-rspawn; success or permanent failure marks it `D` in place; a permanent
 //!   failure also appends a paragraph to bounce/N;
 //! * when no recipient is left, the file is removed; when both are gone the bounce (if
-//!   any) is injected through qmail-queue, info/S/N is removed and qmail-clean removes
-//!   mess/S/N.
+//!   any) is injected through qmail-queue, qmail-clean removes mess/S/N, and info/S/N
+//!   is removed last (the finish module explains this order).
 //!
 //! Descriptors (qmail-start sets them up): 0 the log, 1/2 commands to and reports from
 //! qmail-lspawn, 3/4 the same for qmail-rspawn, 5/6 qmail-clean.
@@ -74,6 +74,7 @@ const REPORT_READ: usize = 64 * 1024;
 /// The longest recipient record read from local/ or remote/ or todo/.
 const MAX_RECORD: usize = 1024 * 1024;
 
+/// One pass of one message on one channel, alive until its deliveries have reported.
 struct Job {
     refs: u32,
     id: u64,
@@ -85,6 +86,7 @@ struct Job {
     flagdying: bool,
 }
 
+/// A delivery in progress, in the slot named by its delivery number.
 struct Del {
     job: usize,
     delid: u64,
@@ -92,6 +94,7 @@ struct Del {
     recip: Vec<u8>,
 }
 
+/// The recipient file being read on a channel.
 struct Pass {
     id: u64,
     job: usize,
