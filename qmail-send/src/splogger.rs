@@ -107,6 +107,47 @@ fn syslog_header(pri: u32, tag: &[u8], secs: i64) -> Vec<u8> {
     v
 }
 
+/// The connection to syslogd: datagrams, or (when the socket is a stream socket, as
+/// some syslog daemons make it) a stream of messages each ending in a 0 byte, as the C
+/// library's syslog sends them. syslog is unreliable by design: a message that cannot be
+/// sent is lost, and the next one tries again.
+struct Syslog {
+    path: PathBuf,
+    dgram: Option<UnixDatagram>,
+    stream: Option<std::os::unix::net::UnixStream>,
+}
+
+impl Syslog {
+    fn new(path: PathBuf) -> Syslog {
+        Syslog {
+            path,
+            dgram: UnixDatagram::unbound().ok(),
+            stream: None,
+        }
+    }
+
+    fn send(&mut self, msg: &[u8]) {
+        use std::io::Write;
+        if self.stream.is_none()
+            && let Some(d) = &self.dgram
+        {
+            match d.send_to(msg, &self.path) {
+                Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {
+                    self.stream = std::os::unix::net::UnixStream::connect(&self.path).ok();
+                }
+                _ => return,
+            }
+        }
+        if let Some(s) = &mut self.stream {
+            let mut m = msg.to_vec();
+            m.push(0);
+            if s.write_all(&m).is_err() {
+                self.stream = None;
+            }
+        }
+    }
+}
+
 /// The splogger program: `splogger [tag [facility]]`.
 pub fn main() -> i32 {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
@@ -120,7 +161,7 @@ pub fn main() -> i32 {
     let facility = u32::try_from(facility.min(23)).unwrap_or(2) << 3;
     let path = std::env::var_os("SPLOGGER_SOCKET")
         .map_or_else(|| PathBuf::from("/dev/log"), PathBuf::from);
-    let sock = UnixDatagram::unbound().ok();
+    let mut out = Syslog::new(path);
     let stdin = std::io::stdin();
     let mut r = BufReader::new(qmail_queue::fdio::FdReader::new(stdin.as_fd()));
     let mut folder = Folder::default();
@@ -150,10 +191,7 @@ pub fn main() -> i32 {
             msg.extend_from_slice(stamp.as_bytes());
             msg.push(if p.cont { b'+' } else { b' ' });
             msg.extend_from_slice(&p.text);
-            if let Some(s) = &sock {
-                // syslog is unreliable by design: a message that cannot be sent is lost.
-                let _ = s.send_to(&msg, &path);
-            }
+            out.send(&msg);
         }
     }
 }

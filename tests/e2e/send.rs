@@ -2036,3 +2036,36 @@ fn spawns_raise_their_descriptor_limit_but_not_their_childrens() {
     assert_eq!(sp.reports(1)[&7], "K1024 4096\n");
     sp.finish();
 }
+
+#[test]
+fn splogger_falls_back_to_a_stream_socket() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let sock_path = d.path().join("log");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).expect("bind");
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).expect("read");
+        all
+    });
+    let mut c = Command::new(bin("splogger"));
+    c.env("SPLOGGER_SOCKET", &sock_path);
+    let (code, _, _) = rqmail_tests::run_with_input(c, b"one\nalert: two\n");
+    assert_eq!(code, 0);
+    let all = reader.join().expect("reader");
+    let msgs: Vec<String> = all
+        .split(|&b| b == 0)
+        .filter(|m| !m.is_empty())
+        .map(|m| String::from_utf8_lossy(m).to_string())
+        .collect();
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert!(
+        msgs[0].starts_with("<22>") && msgs[0].ends_with(" one"),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs[1].starts_with("<17>") && msgs[1].ends_with(" alert: two"),
+        "{msgs:?}"
+    );
+    assert!(msgs[0].contains(" splogger: "));
+}
