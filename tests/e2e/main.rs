@@ -2,11 +2,13 @@
 //! binary, one module per program or path (ripgrep's layout).
 
 mod docs;
+mod hostile;
 mod inject;
 mod installer;
 mod local;
 mod queue;
 mod quickstart;
+mod relsys;
 mod remote;
 mod rootmode;
 mod send;

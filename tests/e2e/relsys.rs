@@ -1,0 +1,397 @@
+//! Helpers shared by the reliability modules (hostile, fulldisk, privileges, load,
+//! crash): a whole mail system on a test home in single-user mode, qmail-smtpd on pipes,
+//! Maildirs, /proc readers.
+//!
+//! When the tests run as root, single-user mode runs every program as `nobody` (setpriv)
+//! in a home `nobody` owns, so that no id switching happens.
+
+#![allow(dead_code)]
+
+use rqmail_tests::{Home, bin, is_root, tool, user_ids};
+use std::collections::HashMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Hang guard for anything a test waits for (never a timing assertion).
+pub const WAIT: Duration = Duration::from_secs(120);
+
+/// The unprivileged user single-user tests run as when the tests run as root.
+pub fn nobody() -> (u32, u32) {
+    let (u, _) = user_ids("nobody");
+    let g = nix::unistd::Group::from_name("nogroup")
+        .ok()
+        .flatten()
+        .map_or(65534, |g| g.gid.as_raw());
+    (u, g)
+}
+
+/// The ids single-user mode runs as: nobody when root, else ourselves.
+pub fn runner_ids() -> (u32, u32) {
+    if is_root() {
+        nobody()
+    } else {
+        (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        )
+    }
+}
+
+/// Gives `p` to the single-user runner (nothing to do when not root).
+pub fn chown_user(p: &Path) {
+    if is_root() {
+        let (u, g) = nobody();
+        std::os::unix::fs::lchown(p, Some(u), Some(g)).expect("chown");
+    }
+}
+
+/// Recursively gives `p` to the single-user runner.
+pub fn chown_tree(p: &Path) {
+    chown_user(p);
+    if p.is_dir() && !p.is_symlink() {
+        for e in fs::read_dir(p).expect("read_dir").flatten() {
+            chown_tree(&e.path());
+        }
+    }
+}
+
+/// A home for single-user mode (owned by nobody when root), with `control/me`,
+/// `rcpthosts` and `locals` set to testhost.example, and every local address delivered
+/// by the real qmail-local into `alias/Maildir/` (through `alias/.qmail-default`).
+pub fn mail_home() -> Home {
+    let h = Home::new();
+    fs::set_permissions(h.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    h.control("rcpthosts", "testhost.example\n");
+    h.control("locals", "testhost.example\n");
+    let md = h.path().join("alias/Maildir");
+    for d in ["", "tmp", "new", "cur"] {
+        fs::create_dir_all(md.join(d)).expect("maildir");
+    }
+    fs::set_permissions(md, fs::Permissions::from_mode(0o700)).expect("chmod");
+    fs::write(h.path().join("alias/.qmail-default"), "./Maildir/\n").expect("dot-qmail");
+    if is_root() {
+        let (u, g) = nobody();
+        h.chown_all(u, g);
+    }
+    h
+}
+
+/// A command running `program` in single-user mode (as nobody when root).
+pub fn user_cmd(home: &Path, program: &Path) -> Command {
+    let mut c = if is_root() {
+        let mut c = Command::new(tool("setpriv"));
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    c.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("QMAIL_HOME", home)
+        .current_dir(home);
+    c
+}
+
+/// Writes an executable script into the home's bin/, replacing the built program.
+pub fn script(home: &Home, name: &str, body: &str) {
+    let p = home.path().join("bin").join(name);
+    let _ = fs::remove_file(&p);
+    fs::write(&p, body).expect("write script");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+    chown_user(&p);
+}
+
+/// Polls `f` until it is true; panics after [`WAIT`] naming `what`.
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Files in a Maildir's new/ and cur/, with their contents.
+pub fn maildir_messages(md: &Path) -> Vec<Vec<u8>> {
+    let mut v = Vec::new();
+    for sub in ["new", "cur"] {
+        if let Ok(rd) = fs::read_dir(md.join(sub)) {
+            for e in rd.flatten() {
+                if let Ok(b) = fs::read(e.path()) {
+                    v.push(b);
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Number of files in a Maildir's new/ and cur/.
+pub fn maildir_count(md: &Path) -> usize {
+    ["new", "cur"]
+        .iter()
+        .map(|s| fs::read_dir(md.join(s)).map_or(0, Iterator::count))
+        .sum()
+}
+
+/// True when the queue holds no message (mess/ is empty everywhere).
+pub fn queue_empty(home: &Path) -> bool {
+    let mut files = Vec::new();
+    for sub in [
+        "mess", "info", "local", "remote", "todo", "intd", "bounce", "pid",
+    ] {
+        walk(&home.join("queue").join(sub), &mut files);
+    }
+    files.is_empty()
+}
+
+/// Every regular file below `p`.
+pub fn walk(p: &Path, out: &mut Vec<PathBuf>) {
+    if let Ok(rd) = fs::read_dir(p) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+}
+
+/// The mail system: qmail-start (becoming qmail-send) run by `cmd`, its log in a file.
+pub struct System {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl System {
+    /// qmail-start in single-user mode with `./Maildir/` as the default delivery and its
+    /// log in `home/send.log`.
+    pub fn start(home: &Path) -> System {
+        let c = user_cmd(home, &home.join("bin/qmail-start"));
+        System::start_cmd(c, home, &["./Maildir/"])
+    }
+
+    /// Starts `cmd` with `args`, logging to `home/send.log` (appended).
+    pub fn start_cmd(mut cmd: Command, home: &Path, args: &[&str]) -> System {
+        let log = home.join("send.log");
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log");
+        let before = fs::read_to_string(&log).map_or(0, |s| s.len());
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(f))
+            .stderr(Stdio::inherit());
+        let child = cmd.spawn().expect("start qmail-start");
+        let s = System { child, log };
+        wait_until("qmail-send's first status line", || {
+            fs::read_to_string(&s.log)
+                .map(|t| t[before.min(t.len())..].contains("status: local"))
+                .unwrap_or(false)
+        });
+        s
+    }
+
+    /// The log so far.
+    pub fn lines(&self) -> Vec<String> {
+        fs::read_to_string(&self.log)
+            .map(|s| s.lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// TERM and wait for the exit (hang-guarded); returns the exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("qmail-send did not exit after TERM");
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// qmail-smtpd on pipes with a watchdog that kills it after `limit` (so that a hang
+/// fails the test instead of stalling the suite).
+pub struct Piped {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: ChildStdout,
+    _watchdog: mpsc::Sender<()>,
+}
+
+impl Piped {
+    pub fn start(mut cmd: Command, limit: Duration) -> Piped {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("start qmail-smtpd");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let (tx, rx) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if rx.recv_timeout(limit) == Err(mpsc::RecvTimeoutError::Timeout) {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        });
+        Piped {
+            child,
+            stdin,
+            stdout,
+            _watchdog: tx,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Takes the input side (to write from another thread).
+    pub fn take_stdin(&mut self) -> ChildStdin {
+        self.stdin.take().expect("stdin")
+    }
+
+    /// Closes the input side.
+    pub fn close_input(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the exit code.
+    pub fn wait(&mut self) -> i32 {
+        self.stdin = None;
+        self.child.wait().expect("wait").code().unwrap_or(-1)
+    }
+}
+
+impl Read for Piped {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.stdout.read(buf)
+    }
+}
+
+impl Write for Piped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.stdin.as_mut() {
+            Some(s) => s.write(buf),
+            None => Err(std::io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Piped {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Fields of /proc/PID/status (None when the process is gone).
+pub fn proc_status(pid: i32) -> Option<HashMap<String, String>> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some(
+        s.lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            .collect(),
+    )
+}
+
+/// A `kB` field of /proc/PID/status as a number of KiB.
+pub fn proc_kb(st: &HashMap<String, String>, key: &str) -> u64 {
+    st.get(key)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Open descriptors of a process (None when it is gone).
+pub fn open_fds(pid: i32) -> Option<usize> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()
+        .map(Iterator::count)
+}
+
+/// (pid, command name, state) of every process whose parent is `parent`.
+pub fn children(parent: i32) -> Vec<(i32, String)> {
+    let mut v = Vec::new();
+    for e in fs::read_dir("/proc").expect("proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Some((name, ppid, state)) = proc_stat(pid)
+            && ppid == parent
+            && state != 'Z'
+        {
+            v.push((pid, name));
+        }
+    }
+    v
+}
+
+/// (command name, parent pid, state) from /proc/PID/stat.
+pub fn proc_stat(pid: i32) -> Option<(String, i32, char)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat[open + 1..close].to_string();
+    let mut rest = stat[close + 2..].split(' ');
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    Some((name, ppid, state))
+}
+
+/// Every process (pid, name) whose name is `name`.
+pub fn processes_named(name: &str) -> Vec<i32> {
+    let mut v = Vec::new();
+    for e in fs::read_dir("/proc").expect("proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Some((n, _, state)) = proc_stat(pid)
+            && n == name
+            && state != 'Z'
+        {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+/// The built program `name` (for tests that need the path).
+pub fn prog(name: &str) -> PathBuf {
+    bin(name)
+}
