@@ -2,6 +2,7 @@
 //! binary, one module per program or path (ripgrep's layout).
 
 mod docs;
+mod fulldisk;
 mod hostile;
 mod inject;
 mod installer;
