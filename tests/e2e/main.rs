@@ -7,6 +7,7 @@ mod hostile;
 mod inject;
 mod installer;
 mod local;
+mod privileges;
 mod queue;
 mod quickstart;
 mod relsys;

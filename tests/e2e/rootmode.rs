@@ -17,9 +17,9 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 /// The compiled-in home of the setuid test build of qmail-queue.
-const SETUID_HOME: &str = "/var/tmp/rqmail-setuid-home";
+pub(crate) const SETUID_HOME: &str = "/var/tmp/rqmail-setuid-home";
 
-static LOCK: Mutex<()> = Mutex::new(());
+pub(crate) static LOCK: Mutex<()> = Mutex::new(());
 
 fn setuid_queue_binary() -> PathBuf {
     let p = std::env::var_os("RQMAIL_SETUID_QUEUE")
@@ -36,7 +36,7 @@ fn setuid_queue_binary() -> PathBuf {
 
 /// Installs a root-mode home at SETUID_HOME: netqmail owners, setuid qmail-queue, the
 /// other programs from this build.
-fn install_root_home() -> PathBuf {
+pub(crate) fn install_root_home() -> PathBuf {
     ensure_qmail_users();
     let home = PathBuf::from(SETUID_HOME);
     let _ = fs::remove_dir_all(&home);

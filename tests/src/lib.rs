@@ -475,3 +475,135 @@ pub fn tcpserver_opts(
     wait_for_port(port);
     (k, port)
 }
+
+/// One message a [`Sink`] received.
+#[derive(Debug, Clone, Default)]
+pub struct SinkMessage {
+    /// The MAIL FROM argument as sent (e.g. `<a@b>`).
+    pub from: String,
+    /// The RCPT TO arguments as sent.
+    pub rcpts: Vec<String>,
+    /// The data up to the final dot, dot-unstuffed, lines ending in LF.
+    pub data: Vec<u8>,
+}
+
+/// A minimal SMTP server on 127.0.0.1 standing in for a remote MX: it answers 250 to
+/// everything and keeps every message. With a gate, each connection's greeting waits
+/// until the gate file exists (so that a test can look at a client while it waits).
+/// Stops accepting when dropped.
+pub struct Sink {
+    pub port: u16,
+    messages: std::sync::Arc<std::sync::Mutex<Vec<SinkMessage>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Sink {
+    /// Starts the sink; `gate` holds the greetings back until that file exists.
+    pub fn start(gate: Option<PathBuf>) -> Sink {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind sink");
+        let port = l.local_addr().expect("addr").port();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, s) = (messages.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(conn) = conn else { continue };
+                let m = m.clone();
+                let gate = gate.clone();
+                std::thread::spawn(move || {
+                    let _ = Sink::serve(conn, &m, gate.as_deref());
+                });
+            }
+        });
+        Sink {
+            port,
+            messages,
+            stop,
+        }
+    }
+
+    fn serve(
+        conn: TcpStream,
+        messages: &std::sync::Mutex<Vec<SinkMessage>>,
+        gate: Option<&Path>,
+    ) -> std::io::Result<()> {
+        conn.set_read_timeout(Some(Duration::from_secs(300)))?;
+        if let Some(g) = gate {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while !g.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let mut w = conn.try_clone()?;
+        let mut r = BufReader::new(conn);
+        w.write_all(b"220 sink.example ESMTP\r\n")?;
+        let mut cur = SinkMessage::default();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if r.read_until(b'\n', &mut line)? == 0 {
+                return Ok(());
+            }
+            let text = String::from_utf8_lossy(&line).trim_end().to_string();
+            let upper = text.to_ascii_uppercase();
+            if upper.starts_with("EHLO") {
+                w.write_all(b"250-sink.example\r\n250 PIPELINING\r\n")?;
+            } else if upper.starts_with("MAIL FROM:") {
+                cur = SinkMessage {
+                    from: text[10..].trim().to_string(),
+                    ..SinkMessage::default()
+                };
+                w.write_all(b"250 ok\r\n")?;
+            } else if upper.starts_with("RCPT TO:") {
+                cur.rcpts.push(text[8..].trim().to_string());
+                w.write_all(b"250 ok\r\n")?;
+            } else if upper == "DATA" {
+                w.write_all(b"354 go\r\n")?;
+                loop {
+                    line.clear();
+                    if r.read_until(b'\n', &mut line)? == 0 {
+                        return Ok(());
+                    }
+                    let l = line.strip_suffix(b"\r\n").unwrap_or(&line);
+                    let l = l.strip_suffix(b"\n").unwrap_or(l);
+                    if l == b"." {
+                        break;
+                    }
+                    let l = l.strip_prefix(b".").unwrap_or(l);
+                    cur.data.extend_from_slice(l);
+                    cur.data.push(b'\n');
+                }
+                messages
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(std::mem::take(&mut cur));
+                w.write_all(b"250 ok queued\r\n")?;
+            } else if upper == "QUIT" {
+                w.write_all(b"221 bye\r\n")?;
+                return Ok(());
+            } else {
+                w.write_all(b"250 ok\r\n")?;
+            }
+        }
+    }
+
+    /// The messages received so far.
+    pub fn messages(&self) -> Vec<SinkMessage> {
+        self.messages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
