@@ -6,6 +6,7 @@ mod fulldisk;
 mod hostile;
 mod inject;
 mod installer;
+mod load;
 mod local;
 mod privileges;
 mod queue;
