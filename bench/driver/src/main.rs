@@ -263,6 +263,14 @@ fn machine() -> Vec<String> {
             read("/proc/sys/kernel/osrelease").trim()
         ),
         format!("cpu: {cpu}, {cores} cores; memory {mem}"),
+        format!(
+            "load average at the start: {}",
+            read("/proc/loadavg")
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
     ]
 }
 
@@ -287,6 +295,7 @@ fn filesystem(p: &Path) -> String {
 }
 
 fn run(o: Opts) -> io::Result<()> {
+    let header = machine();
     let cfg = o.cfg.clone();
     fs::create_dir_all(&cfg.work)?;
     let mut insts = vec![Inst::new("rqmail", o.rqmail.clone(), true)];
@@ -350,15 +359,33 @@ fn run(o: Opts) -> io::Result<()> {
                 &mut |i| measure::fsync_bound(&i.queue().join("pid"), w, &cfg),
             );
             if want("inject") {
-                let steps_row = rows.len();
-                measure(
-                    &mut rows,
-                    &mut notes,
-                    &mut insts,
-                    format!("durable steps of qmail-queue in-process, {w} writer(s) (msgs/s)"),
-                    true,
-                    &mut |i| measure::steps_bound(&i.queue(), w, &cfg),
-                );
+                let mut steps_rows = Vec::new();
+                for (steps, what) in [
+                    (
+                        measure::Steps::DirFsyncs,
+                        "with directory fsyncs (rqmail's)",
+                    ),
+                    (
+                        measure::Steps::NoDirFsyncs,
+                        "without directory fsyncs (netqmail's)",
+                    ),
+                    (
+                        measure::Steps::Overlapped,
+                        "with directory fsyncs, overlapped (proposal)",
+                    ),
+                ] {
+                    steps_rows.push(rows.len());
+                    measure(
+                        &mut rows,
+                        &mut notes,
+                        &mut insts,
+                        format!(
+                            "  qmail-queue's durable steps in-process {what}, {w} writer(s) (msgs/s)"
+                        ),
+                        true,
+                        &mut |i| measure::steps_bound(&i.queue(), w, steps, &cfg),
+                    );
+                }
                 let inj_row = rows.len();
                 measure(
                     &mut rows,
@@ -368,8 +395,12 @@ fn run(o: Opts) -> io::Result<()> {
                     true,
                     &mut |i| measure::injections(i, w, &cfg),
                 );
-                for (bound, what) in [(fs_row, "fsync bound"), (steps_row, "durable-steps bound")] {
-                    let mut share = Row::new(format!("  share of the {w}-writer {what}"), true, n);
+                for (bound, what) in [
+                    (fs_row, "the fsync bound"),
+                    (steps_rows[0], "rqmail's durable steps"),
+                    (steps_rows[1], "netqmail's durable steps"),
+                ] {
+                    let mut share = Row::new(format!("  share of {what}, {w} writer(s)"), true, n);
                     share.derived = true;
                     for i in 0..n {
                         if let (Some(a), Some(b)) = (rows[inj_row].median(i), rows[bound].median(i))
@@ -510,7 +541,7 @@ fn run(o: Opts) -> io::Result<()> {
     // The table.
     println!("rqmail benchmark");
     println!();
-    for l in machine() {
+    for l in header {
         println!("    {l}");
     }
     for inst in &insts {
