@@ -86,12 +86,26 @@ pub fn fsync_bound(dir: &Path, writers: usize, cfg: &Cfg) -> io::Result<f64> {
     Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
 }
 
+/// Which sequence of durable steps [`steps_bound`] replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Steps {
+    /// rqmail's qmail-queue: fsync mess, fsync mess/S, write and fsync intd, link todo,
+    /// fsync todo/ (four fsyncs, two of them directories).
+    DirFsyncs,
+    /// netqmail's qmail-queue: fsync mess, write and fsync intd, link todo (two fsyncs,
+    /// no directory fsync: the todo link is not durable when qmail-queue exits 0).
+    NoDirFsyncs,
+    /// A proposal with the same four fsyncs: write mess and intd first, then fsync mess,
+    /// mess/S and intd at once (three threads), then link todo and fsync todo/.
+    Overlapped,
+}
+
 /// The bound for qmail-queue's durable steps, done in this process without spawning
-/// anything: a pid/ file linked to mess/S/N, the message written and fsynced, mess/S
-/// fsynced, intd/N written and fsynced, linked to todo/N, todo/ fsynced (then removed).
-/// Returns messages per second with `writers` threads: what a qmail-queue that keeps the
-/// directory fsyncs could reach if starting it cost nothing.
-pub fn steps_bound(queue: &Path, writers: usize, cfg: &Cfg) -> io::Result<f64> {
+/// anything: a pid/ file linked to mess/S/N and unlinked, the message written, intd/N
+/// written, todo/N linked, with the fsyncs of `steps` (the files are removed afterwards).
+/// Returns messages per second with `writers` threads: what a qmail-queue doing these
+/// steps could reach if starting a process cost nothing.
+pub fn steps_bound(queue: &Path, writers: usize, steps: Steps, cfg: &Cfg) -> io::Result<f64> {
     let dur = cfg.dur();
     let split = inst::split(queue).max(1);
     let done = Arc::new(AtomicU64::new(0));
@@ -99,6 +113,7 @@ pub fn steps_bound(queue: &Path, writers: usize, cfg: &Cfg) -> io::Result<f64> {
     let mut threads = Vec::new();
     let msg = inst::message(cfg.size, LOCAL_RCPT);
     let env = inst::envelope(LOCAL_RCPT);
+    let sync_dir = |d: &Path| fs::File::open(d).and_then(|f| f.sync_all());
     for w in 0..writers {
         let q = queue.to_path_buf();
         let done = Arc::clone(&done);
@@ -110,28 +125,48 @@ pub fn steps_bound(queue: &Path, writers: usize, cfg: &Cfg) -> io::Result<f64> {
                 let id = 9_000_000_000 + (w as u64) * 100_000_000 + i;
                 let s = (id % split).to_string();
                 let pid = q.join(format!("pid/rqmail-bench.{w}.{i}"));
-                let mess = q.join("mess").join(&s).join(id.to_string());
+                let mess_dir = q.join("mess").join(&s);
+                let mess = mess_dir.join(id.to_string());
                 let intd = q.join("intd").join(id.to_string());
                 let todo = q.join("todo").join(id.to_string());
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o644)
-                    .open(&pid)?;
+                let create = |p: &Path| {
+                    OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o644)
+                        .open(p)
+                };
+                let mut f = create(&pid)?;
                 fs::hard_link(&pid, &mess)?;
                 fs::remove_file(&pid)?;
                 f.write_all(&msg)?;
-                f.sync_all()?;
-                fs::File::open(q.join("mess").join(&s))?.sync_all()?;
-                let mut e = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o644)
-                    .open(&intd)?;
-                e.write_all(&env)?;
-                e.sync_all()?;
+                match steps {
+                    Steps::DirFsyncs | Steps::NoDirFsyncs => {
+                        f.sync_all()?;
+                        if steps == Steps::DirFsyncs {
+                            sync_dir(&mess_dir)?;
+                        }
+                        let mut e = create(&intd)?;
+                        e.write_all(&env)?;
+                        e.sync_all()?;
+                    }
+                    Steps::Overlapped => {
+                        let mut e = create(&intd)?;
+                        e.write_all(&env)?;
+                        std::thread::scope(|sc| -> io::Result<()> {
+                            let a = sc.spawn(|| sync_dir(&mess_dir));
+                            let b = sc.spawn(|| e.sync_all());
+                            f.sync_all()?;
+                            a.join().map_err(|_| io::Error::other("panic"))??;
+                            b.join().map_err(|_| io::Error::other("panic"))??;
+                            Ok(())
+                        })?;
+                    }
+                }
                 fs::hard_link(&intd, &todo)?;
-                fs::File::open(q.join("todo"))?.sync_all()?;
+                if steps != Steps::NoDirFsyncs {
+                    sync_dir(&q.join("todo"))?;
+                }
                 for p in [&todo, &intd, &mess] {
                     fs::remove_file(p)?;
                 }
