@@ -721,3 +721,68 @@ fn chain_with_qmail_smtpd() {
     );
     assert!(body.ends_with("Subject: hello\n\nvia tcp-env\n"), "{body}");
 }
+
+/// A real client (Python's smtplib) over a real TCP socket through tcp-env, the way inetd
+/// runs it: the accepted connection is tcp-env's descriptor 0 and 1.
+#[test]
+fn smtplib_through_tcp_env_and_qmail_smtpd() {
+    let home = Home::new();
+    home.control("rcpthosts", "example.com\n");
+    let l = TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = l.local_addr().expect("addr").port();
+    let server_home = home.path().to_path_buf();
+    let server = std::thread::spawn(move || {
+        let (conn, _) = l.accept().expect("accept");
+        let out = conn.try_clone().expect("dup");
+        let mut c = Command::new(bin("tcp-env"));
+        c.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("QMAIL_HOME", &server_home)
+            .args(["-R", "-H", "-l", "mx.example"])
+            .arg(bin("qmail-smtpd"))
+            .stdin(Stdio::from(OwnedFd::from(conn)))
+            .stdout(Stdio::from(OwnedFd::from(out)))
+            .stderr(Stdio::piped());
+        let child = c.spawn().expect("spawn tcp-env");
+        finish(child)
+    });
+    let client = format!(
+        "import smtplib\n\
+         s = smtplib.SMTP('127.0.0.1', {port}, timeout=60)\n\
+         code, _ = s.ehlo('client.example')\n\
+         assert code == 250\n\
+         assert s.has_extn('pipelining') and s.has_extn('8bitmime')\n\
+         r = s.sendmail('joe@example.org', ['ann@example.com', 'bob@example.com'], \
+         b'Subject: smtplib via tcp-env\\r\\n\\r\\nline\\r\\n.dot\\r\\n')\n\
+         assert r == {{}}, r\n\
+         try:\n    s.sendmail('joe@example.org', ['x@elsewhere.example'], b'x\\r\\n')\n    raise SystemExit('relayed')\n\
+         except smtplib.SMTPRecipientsRefused as e:\n    assert e.recipients['x@elsewhere.example'][0] == 553\n\
+         s.quit()\n"
+    );
+    let st = Command::new(rqmail_tests::python())
+        .arg("-c")
+        .arg(&client)
+        .status()
+        .expect("python");
+    assert!(st.success(), "smtplib dialogue failed");
+    let (code, _, err) = server.join().expect("server thread");
+    assert_eq!(code, 0, "{err}");
+    let q = home.queued();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].sender(), b"joe@example.org");
+    assert_eq!(
+        q[0].recipients(),
+        vec![b"ann@example.com".to_vec(), b"bob@example.com".to_vec()]
+    );
+    let body = String::from_utf8_lossy(q[0].body_after_received()).into_owned();
+    assert!(
+        body.starts_with(
+            "Received: from unknown (HELO client.example) (127.0.0.1)\n  by mx.example with SMTP; "
+        ),
+        "{body}"
+    );
+    assert!(
+        body.ends_with("Subject: smtplib via tcp-env\n\nline\n.dot\n"),
+        "{body}"
+    );
+}
