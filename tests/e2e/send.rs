@@ -2069,3 +2069,44 @@ fn splogger_falls_back_to_a_stream_socket() {
     );
     assert!(msgs[0].contains(" splogger: "));
 }
+
+/// CPU seconds (user + system) a process has used, from /proc/PID/stat.
+fn cpu_ticks(pid: nix::unistd::Pid) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')').expect(")") + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
+/// After a trigger has been pulled, qmail-send goes back to sleep: it must not keep
+/// finding the FIFO readable (a busy loop once burned a whole core here).
+#[test]
+fn qmail_send_sleeps_when_idle_after_the_trigger() {
+    let h = system_home();
+    let sys = System::start(&h);
+    for _ in 0..3 {
+        inject(
+            &h,
+            "Subject: idle\n\nbody\n",
+            "s@far.example",
+            &["joe@testhost.example"],
+        );
+    }
+    sys.wait_count("three end msg lines", 3, |l| l.starts_with("end msg "));
+    wait_until("an empty queue", || queue_is_empty(&h));
+    let before = cpu_ticks(sys.pid());
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_ticks(sys.pid()) - before;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64;
+    // An idle qmail-send uses next to nothing; a busy loop uses about 3 s of CPU here.
+    assert!(
+        used < hz,
+        "qmail-send used {used} ticks of CPU in 3 s while idle"
+    );
+    sys.stop();
+}

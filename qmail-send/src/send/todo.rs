@@ -3,12 +3,21 @@
 use super::*;
 
 impl Send {
+    /// (Re)opens lock/trigger for reading. The old descriptor is closed first: while any
+    /// reader keeps the FIFO open, the byte qmail-queue wrote stays in it and a new
+    /// descriptor would be readable at once, forever (a busy loop). Whatever is left is
+    /// drained as well, in case a writer held the FIFO open across the reopen.
     pub(super) fn trigger_set(&mut self) {
+        self.trigger = None;
         self.trigger = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
             .open("lock/trigger")
             .ok();
+        if let Some(t) = self.trigger.as_mut() {
+            let mut buf = [0u8; 256];
+            while matches!(t.read(&mut buf), Ok(n) if n > 0) {}
+        }
         self.trigger_pulled = false;
     }
 
