@@ -86,4 +86,40 @@ fn quickstart_delivers_an_smtplib_message_into_its_maildir() {
         delivered.starts_with("Return-Path: <sender@example.com>\n"),
         "{delivered}"
     );
+
+    // The injection command the quick-start prints works too (as the user it runs as).
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("inject:"))
+        .expect("an inject: line")
+        .trim()
+        .to_string();
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(line.replace("echo hello", "printf 'Subject: injected\\n\\nhi\\n'"))
+        .status()
+        .expect("sh");
+    assert!(
+        st.success(),
+        "the printed qmail-inject command failed: {line}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = fs::read_dir(&new)
+            .map(|rd| {
+                rd.flatten().any(|e| {
+                    fs::read_to_string(e.path()).is_ok_and(|m| m.contains("Subject: injected"))
+                })
+            })
+            .unwrap_or(false);
+        if found {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the injected message was not delivered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
