@@ -67,41 +67,7 @@ pub trait Spawner {
     fn output_limit(&self, stage: &Self::Stage) -> usize;
 }
 
-/// True for the errno values netqmail's error_temp calls temporary.
-pub fn error_temp(e: &io::Error) -> bool {
-    use libc::*;
-    matches!(
-        e.raw_os_error(),
-        Some(
-            EINTR
-                | ENOMEM
-                | ETXTBSY
-                | EIO
-                | ETIMEDOUT
-                | EAGAIN
-                | EDEADLK
-                | EBUSY
-                | ENFILE
-                | EMFILE
-                | EFBIG
-                | ENOSPC
-                | ENETDOWN
-                | ENETUNREACH
-                | ENETRESET
-                | ECONNABORTED
-                | ECONNRESET
-                | ENOBUFS
-                | ETOOMANYREFS
-                | ECONNREFUSED
-                | EHOSTDOWN
-                | EHOSTUNREACH
-                | EUSERS
-                | EDQUOT
-                | ESTALE
-                | ENOLCK
-        )
-    )
-}
+pub use control::errstr::error_temp;
 
 /// A pipe for a child's output: (read end, write end for stdout, copy for stderr).
 pub fn output_pipe() -> io::Result<(OwnedFd, OwnedFd, OwnedFd)> {
