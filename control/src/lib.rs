@@ -24,6 +24,7 @@ pub mod newmrh;
 pub mod rcpthosts;
 pub mod showctl;
 mod sys;
+pub mod users;
 
 pub use file::Controls;
 pub use home::qmail_home;

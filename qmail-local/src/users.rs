@@ -17,8 +17,6 @@
 use std::fmt;
 use std::io::{self, BufRead};
 
-use control::cdb::Cdb;
-
 /// The longest users/assign line read; a longer one is a format error.
 pub const MAX_LINE: usize = 1024 * 1024;
 
@@ -117,38 +115,7 @@ where
     add(b"", &wildchars).map_err(AssignError::Write)
 }
 
-/// What qmail-lspawn finds in users/cdb for `local`: the record (with, for a wildcard
-/// match, the rest of `local` appended to ext) followed by a NUL, in the same form as
-/// qmail-getpw's output. `Ok(None)` when no record applies. A database without the
-/// wildcard-characters record is an error, as for qmail-lspawn.
-pub fn lookup(cdb: &Cdb, local: &[u8]) -> io::Result<Option<Vec<u8>>> {
-    let Some(wild) = cdb.get(b"")? else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "users/cdb has no wildcard record",
-        ));
-    };
-    let mut lower = b"!".to_vec();
-    lower.extend_from_slice(local);
-    lower.push(0);
-    lower.make_ascii_lowercase();
-    let mut i = lower.len();
-    let mut flagwild = false;
-    while i > 0 {
-        if (!flagwild || i == 1 || wild.contains(&lower[i - 1]))
-            && let Some(mut v) = cdb.get(&lower[..i])?
-        {
-            if flagwild {
-                v.extend_from_slice(&local[i - 1..]);
-            }
-            v.push(0);
-            return Ok(Some(v));
-        }
-        i -= 1;
-        flagwild = true;
-    }
-    Ok(None)
-}
+pub use control::users::lookup;
 
 /// The six fields of an assignment (qmail-lspawn's reading of a users/cdb record or of
 /// qmail-getpw's output).
@@ -193,6 +160,7 @@ impl Assignment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use control::cdb::Cdb;
     use proptest::prelude::*;
 
     type Records = Vec<(Vec<u8>, Vec<u8>)>;

@@ -74,34 +74,7 @@ pub fn report(status: Status, output: &[u8]) -> Vec<u8> {
 /// key (or the prefix is empty). Returns the user's fields, `\0`-terminated, or `None`.
 /// An error is qlx::CDB.
 pub fn cdb_lookup(db: &Cdb, local: &[u8]) -> Result<Option<Vec<u8>>, i32> {
-    let mut lower = Vec::with_capacity(local.len() + 2);
-    lower.push(b'!');
-    lower.extend(local.iter().map(u8::to_ascii_lowercase));
-    lower.push(0);
-    let wildchars = match db.get(b"") {
-        Ok(Some(w)) => w,
-        Ok(None) | Err(_) => return Err(qlx::CDB),
-    };
-    let mut i = lower.len();
-    let mut flagwild = false;
-    while i > 0 {
-        if !flagwild || i == 1 || wildchars.contains(&lower[i - 1]) {
-            match db.get(&lower[..i]) {
-                Err(_) => return Err(qlx::CDB),
-                Ok(Some(mut data)) => {
-                    if flagwild {
-                        data.extend_from_slice(&local[i - 1..]);
-                    }
-                    data.push(0);
-                    return Ok(Some(data));
-                }
-                Ok(None) => {}
-            }
-        }
-        i -= 1;
-        flagwild = true;
-    }
-    Ok(None)
+    control::users::lookup(db, local).map_err(|_| qlx::CDB)
 }
 
 /// The six fields qmail-lspawn passes on: user, uid, gid, home, dash, ext.
