@@ -4,74 +4,8 @@
 //! both RFC 821 and RFC 822, with no leading, trailing or doubled dot, stays as it is;
 //! anything else is put in double quotes with `"`, `\`, CR and LF backslash-quoted.
 
-/// True when `s` must be quoted.
-pub fn need(s: &[u8]) -> bool {
-    if s.is_empty() {
-        return true;
-    }
-    let safe = |c: u8| {
-        c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'/'
-                    | b'='
-                    | b'?'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'{'
-                    | b'|'
-                    | b'}'
-                    | b'~'
-            )
-    };
-    if !s.iter().all(|&c| safe(c)) {
-        return true;
-    }
-    s[0] == b'.' || s[s.len() - 1] == b'.' || s.windows(2).any(|w| w == b"..")
-}
-
-/// `s`, quoted when it must be.
-pub fn quote(s: &[u8]) -> Vec<u8> {
-    if !need(s) {
-        return s.to_vec();
-    }
-    let mut out = Vec::with_capacity(s.len() + 2);
-    out.push(b'"');
-    for &c in s {
-        if matches!(c, b'\r' | b'\n' | b'"' | b'\\') {
-            out.push(b'\\');
-        }
-        out.push(c);
-    }
-    out.push(b'"');
-    out
-}
-
-/// An address with its local part (everything before the last `@`) quoted when it must
-/// be; the empty address stays empty.
-pub fn quote2(addr: &[u8]) -> Vec<u8> {
-    if addr.is_empty() {
-        return Vec::new();
-    }
-    match addr.iter().rposition(|&c| c == b'@') {
-        None => quote(addr),
-        Some(at) => {
-            let mut out = quote(&addr[..at]);
-            out.extend_from_slice(&addr[at..]);
-            out
-        }
-    }
-}
+pub use control::address::quote_needed as need;
+pub use control::address::{quote, quote2};
 
 #[cfg(test)]
 mod tests {

@@ -16,56 +16,7 @@ const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
-/// Bytes that may stand unquoted in a local part (netqmail's quote.c table): letters,
-/// digits and ``!#$%&'*+-/=?^_`{|}~`` and the dot (with the dot rules applied apart).
-fn atom_ok(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"!#$%&'*+-./=?^_`{|}~".contains(&c)
-}
-
-/// True when `s` must be written as a quoted string.
-pub fn quote_needed(s: &[u8]) -> bool {
-    if s.is_empty() {
-        return true;
-    }
-    if !s.iter().all(|&c| atom_ok(c)) {
-        return true;
-    }
-    s[0] == b'.' || s[s.len() - 1] == b'.' || s.windows(2).any(|w| w == b"..")
-}
-
-/// `s` as an RFC 821 local part: unchanged when possible, else in double quotes with
-/// CR, LF, `"` and `\` escaped by a backslash.
-pub fn quote(s: &[u8]) -> Vec<u8> {
-    if !quote_needed(s) {
-        return s.to_vec();
-    }
-    let mut out = Vec::with_capacity(s.len() * 2 + 2);
-    out.push(b'"');
-    for &c in s {
-        if matches!(c, b'\r' | b'\n' | b'"' | b'\\') {
-            out.push(b'\\');
-        }
-        out.push(c);
-    }
-    out.push(b'"');
-    out
-}
-
-/// An address with its local part (before the last `@`) quoted as needed; the empty
-/// address stays empty (netqmail's quote2).
-pub fn quote2(addr: &[u8]) -> Vec<u8> {
-    if addr.is_empty() {
-        return Vec::new();
-    }
-    match addr.iter().rposition(|&c| c == b'@') {
-        None => quote(addr),
-        Some(at) => {
-            let mut out = quote(&addr[..at]);
-            out.extend_from_slice(&addr[at..]);
-            out
-        }
-    }
-}
+pub use control::address::{quote, quote_needed, quote2};
 
 /// `local@domain`, the envelope recipient.
 pub fn recipient(local: &[u8], domain: &[u8]) -> Vec<u8> {

@@ -2,38 +2,8 @@
 //! RFC 821 needs (as little as possible), the domain as given or replaced by its canonical
 //! name.
 
-/// The bytes a local part may hold without quoting (RFC 5321 atext, plus `.` between
-/// atoms).
-fn plain(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&c)
-}
-
-/// True when `local` must be quoted: empty, a byte outside [`plain`], a dot at either end
-/// or two dots in a row.
-pub fn needs_quote(local: &[u8]) -> bool {
-    local.is_empty()
-        || !local.iter().all(|&c| plain(c))
-        || local.first() == Some(&b'.')
-        || local.last() == Some(&b'.')
-        || local.windows(2).any(|w| w == b"..")
-}
-
-/// The local part, quoted when needed: `"` and `\` and CR and LF get a backslash.
-pub fn quote(local: &[u8]) -> Vec<u8> {
-    if !needs_quote(local) {
-        return local.to_vec();
-    }
-    let mut out = Vec::with_capacity(local.len() * 2 + 2);
-    out.push(b'"');
-    for &c in local {
-        if matches!(c, b'\r' | b'\n' | b'"' | b'\\') {
-            out.push(b'\\');
-        }
-        out.push(c);
-    }
-    out.push(b'"');
-    out
-}
+pub use control::address::quote;
+pub use control::address::quote_needed as needs_quote;
 
 /// Splits an address at its last `@`: the local part and the domain. An address without
 /// `@` (such as the empty bounce sender) has no domain.

@@ -1,58 +1,8 @@
 //! Bounce messages in qmail's QSBMF format (qmail-send.c's addbounce and injectbounce),
 //! and the address quoting they use (netqmail's quote.c).
 
-/// Characters that may appear unquoted in a local part (quote.c's table).
-fn ok(c: u8) -> bool {
-    matches!(
-        c,
-        b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'/' | b'0'..=b'9' | b'=' | b'?'
-            | b'A'..=b'Z' | b'^' | b'_' | b'`' | b'a'..=b'z' | b'{' | b'|' | b'}' | b'~'
-    )
-}
-
-/// True when a local part must be quoted.
-pub fn quote_need(s: &[u8]) -> bool {
-    if s.is_empty() {
-        return true;
-    }
-    if s.iter().any(|&c| c >= 128 || !ok(c)) {
-        return true;
-    }
-    s[0] == b'.' || s[s.len() - 1] == b'.' || s.windows(2).any(|w| w == b"..")
-}
-
-/// Quotes a local part only when needed: `"..."` with `\` before CR, LF, `"` and `\`.
-pub fn quote(s: &[u8]) -> Vec<u8> {
-    if !quote_need(s) {
-        return s.to_vec();
-    }
-    let mut v = Vec::with_capacity(s.len() * 2 + 2);
-    v.push(b'"');
-    for &c in s {
-        if matches!(c, b'\r' | b'\n' | b'"' | b'\\') {
-            v.push(b'\\');
-        }
-        v.push(c);
-    }
-    v.push(b'"');
-    v
-}
-
-/// Quotes the local part of an address (everything before the last `@`); the empty
-/// address stays empty.
-pub fn quote2(s: &[u8]) -> Vec<u8> {
-    if s.is_empty() {
-        return Vec::new();
-    }
-    match s.iter().rposition(|&c| c == b'@') {
-        None => quote(s),
-        Some(j) => {
-            let mut v = quote(&s[..j]);
-            v.extend_from_slice(&s[j..]);
-            v
-        }
-    }
-}
+pub use control::address::quote_needed as quote_need;
+pub use control::address::{quote, quote2};
 
 /// The paragraph appended to bounce/N for one failed recipient: `<recip>:`, the report,
 /// then a blank line. Newlines in the address become `_`, blank lines inside the report
