@@ -26,6 +26,7 @@ pub mod check;
 pub mod clients;
 pub mod killer;
 pub mod rng;
+pub mod targets;
 pub mod world;
 
 use std::path::PathBuf;

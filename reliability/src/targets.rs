@@ -1,0 +1,450 @@
+//! The fuzz targets: one function per parser of untrusted input, each taking arbitrary
+//! bytes. A target must never panic; where a parser promises something (a relay check,
+//! a round trip, a bound), the target asserts it, so that a broken promise is a crash
+//! the fuzzer reports.
+//!
+//! The same functions serve three callers: the cargo-fuzz targets in `fuzz/` (libFuzzer,
+//! outside the workspace), the replay of every committed corpus and regression input in
+//! this crate's tests (stable Rust, part of the normal test suite), and proptest.
+
+use std::io::{self, BufRead};
+
+/// A fuzz target: arbitrary bytes in, a panic for a bug.
+pub type Target = fn(&[u8]);
+
+/// Every target by name, as the fuzz/ directory names them.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("smtp_session", smtp_session),
+    ("smtp_data", smtp_data),
+    ("address", address),
+    ("envelope", envelope),
+    ("dotqmail", dotqmail),
+    ("control_files", control_files),
+    ("cdb", cdb),
+    ("remote_reply", remote_reply),
+    ("inject_header", inject_header),
+];
+
+// ----------------------------------------------------------------- qmail-smtpd
+
+mod smtpd {
+    use qmail_queue::QueueError;
+    use qmail_smtpd::session::{Backend, Message};
+    use std::cell::RefCell;
+    use std::io;
+    use std::rc::Rc;
+
+    /// What the fake queue was given: (sender, recipients, data bytes).
+    pub type Queued = Rc<RefCell<Vec<(Vec<u8>, Vec<Vec<u8>>, usize)>>>;
+
+    pub struct Fake {
+        pub queued: Queued,
+    }
+
+    pub struct Msg {
+        queued: Queued,
+        from: Vec<u8>,
+        to: Vec<Vec<u8>>,
+        bytes: usize,
+        failed: bool,
+    }
+
+    impl Message for Msg {
+        fn pid(&self) -> u32 {
+            1
+        }
+        fn put(&mut self, data: &[u8]) {
+            self.bytes += data.len();
+        }
+        fn fail(&mut self) {
+            self.failed = true;
+        }
+        fn from(&mut self, sender: &[u8]) {
+            self.from = sender.to_vec();
+        }
+        fn to(&mut self, r: &[u8]) {
+            self.to.push(r.to_vec());
+        }
+        fn close(self) -> Result<(), QueueError> {
+            let failed = self.failed;
+            self.queued
+                .borrow_mut()
+                .push((self.from, self.to, self.bytes));
+            QueueError::from_exit(0, failed)
+        }
+    }
+
+    impl Backend for Fake {
+        type Message = Msg;
+        fn open_message(&mut self) -> io::Result<Msg> {
+            Ok(Msg {
+                queued: self.queued.clone(),
+                from: Vec::new(),
+                to: Vec::new(),
+                bytes: 0,
+                failed: false,
+            })
+        }
+        fn now(&mut self) -> u64 {
+            1_000_000_000
+        }
+    }
+}
+
+/// The SMTP dialogue: the first byte picks a configuration (rcpthosts, RELAYCLIENT,
+/// databytes), the rest is the client's input, fed in pieces whose sizes come from the
+/// input too. Checks: every reply line is a three-digit code and ends in CR LF; no
+/// envelope address holds a NUL; without RELAYCLIENT, every queued recipient is allowed
+/// by rcpthosts (no relaying).
+pub fn smtp_session(data: &[u8]) {
+    use qmail_smtpd::config::Config;
+    use qmail_smtpd::session::Session;
+    let Some((&mode, input)) = data.split_first() else {
+        return;
+    };
+    let mut cfg = Config::new(b"fuzz.example");
+    let restricted = mode & 1 != 0;
+    let hosts_list = || {
+        control::rcpthosts::RcptHosts::from_entries(Some(vec![
+            b"fuzz.example".to_vec(),
+            b".sub.example".to_vec(),
+        ]))
+    };
+    if restricted {
+        cfg.rcpthosts = hosts_list();
+    }
+    let relay = mode & 2 != 0;
+    if relay {
+        cfg.relayclient = Some(b"".to_vec());
+    }
+    if mode & 4 != 0 {
+        cfg.databytes = 64;
+    }
+    if mode & 8 != 0 {
+        cfg.badmailfrom = control::badmailfrom::BadMailFrom::from_entries(vec![
+            b"bad@evil.example".to_vec(),
+            b"@evil2.example".to_vec(),
+        ]);
+    }
+    let hosts = hosts_list();
+    let queued = smtpd::Queued::default();
+    let mut s = Session::new(
+        cfg,
+        smtpd::Fake {
+            queued: queued.clone(),
+        },
+    );
+    let mut out = s.take_output();
+    let step = usize::from(mode >> 4) + 1;
+    let mut rest = input;
+    while !rest.is_empty() && s.finished().is_none() && !s.wants_tls() {
+        let n = step.min(rest.len());
+        let used = s.feed(&rest[..n]);
+        assert!(used <= n);
+        rest = &rest[n..];
+        out.extend(s.take_output());
+    }
+    if s.finished().is_none() {
+        s.eof();
+    }
+    out.extend(s.take_output());
+    if !out.is_empty() {
+        assert!(out.ends_with(b"\r\n"), "reply without CR LF: {out:?}");
+    }
+    for line in out.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+        assert!(
+            line.len() >= 4
+                && line[..3].iter().all(u8::is_ascii_digit)
+                && (line[3] == b' ' || line[3] == b'-')
+                && line.ends_with(b"\r"),
+            "malformed reply line {:?}",
+            String::from_utf8_lossy(line)
+        );
+    }
+    for (from, to, _) in queued.borrow().iter() {
+        assert!(!from.contains(&0));
+        for r in to {
+            assert!(!r.contains(&0), "NUL in a recipient");
+            if !relay && restricted {
+                assert!(
+                    hosts.allowed(r).unwrap_or(false),
+                    "relayed to {:?}",
+                    String::from_utf8_lossy(r)
+                );
+            }
+        }
+    }
+}
+
+/// The DATA phase alone, in pieces: never more bytes out than in, a size limit kept.
+pub fn smtp_data(data: &[u8]) {
+    use qmail_smtpd::blast::{Blast, Progress};
+    let Some((&mode, input)) = data.split_first() else {
+        return;
+    };
+    let limit = u64::from(mode & 0x3f) * 8;
+    let mut b = Blast::new(limit);
+    let mut out = Vec::new();
+    let mut used = 0;
+    let step = usize::from(mode >> 6) * 7 + 1;
+    for chunk in input.chunks(step) {
+        let (n, p) = b.feed(chunk, &mut out);
+        assert!(n <= chunk.len());
+        used += n;
+        if p != Progress::More {
+            break;
+        }
+    }
+    assert!(out.len() <= used);
+    if limit > 0 {
+        assert!(out.len() as u64 <= limit);
+    }
+}
+
+/// Addresses: qmail-smtpd's MAIL/RCPT argument parser (with the local-IP rewrite), the
+/// `@` and domain helpers, the printable form used in logs.
+pub fn address(data: &[u8]) {
+    let (addr, params) = qmail_smtpd::addr::extract_rest(data);
+    assert!(addr.len() <= data.len());
+    assert!(params.len() <= data.len());
+    let _ = qmail_smtpd::addr::size_param(params);
+    if let Some(a) = qmail_smtpd::addr::parse_any(data, Some(b"lip.example"), |_| true) {
+        assert!(a.len() <= qmail_smtpd::addr::MAX_ADDR);
+    }
+    let _ = qmail_smtpd::addr::scan_bracket6(data);
+    let _ = qmail_smtpd::addr::scan_ip(data);
+    if let Some((local, domain)) = control::address::split_at_last_at(data) {
+        assert!(!domain.contains(&b'@'));
+        assert_eq!(local.len() + domain.len() + 1, data.len());
+    }
+    let _ = control::address::domain(data);
+    let p = control::address::printable(data);
+    assert!(
+        !p.contains('\n') && !p.contains('\r') && !p.contains('\0'),
+        "printable form with a control character: {p:?}"
+    );
+}
+
+/// qmail-queue's envelope (fd 1 protocol): parse, and a parsed envelope encodes to
+/// something that parses back to itself.
+pub fn envelope(data: &[u8]) {
+    if let Ok(e) = qmail_queue::Envelope::parse(data) {
+        let again = qmail_queue::Envelope::parse(&e.encode()).expect("an encoded envelope parses");
+        assert_eq!(again, e);
+    }
+    let mut r = data;
+    let _ = qmail_queue::envelope::copy(&mut r, &mut Discard);
+}
+
+struct Discard;
+
+impl qmail_queue::envelope::Records for Discard {
+    fn record(&mut self, letter: u8, addr: &[u8]) -> io::Result<()> {
+        assert!(letter == b'F' || letter == b'T');
+        assert!(!addr.contains(&0));
+        Ok(())
+    }
+}
+
+/// .qmail files: the whole file and every line on its own; extension names.
+pub fn dotqmail(data: &[u8]) {
+    if let Ok(lines) = qmail_local::dotqmail::parse(data) {
+        for l in &lines {
+            let _ = l.describe();
+        }
+    }
+    for raw in data.split(|&c| c == b'\n') {
+        let _ = qmail_local::dotqmail::classify(raw).describe();
+    }
+    let (dash, ext) = data.split_at(data.len().min(8));
+    let safe = qmail_local::dotqmail::safe_ext(ext);
+    assert!(!safe.contains(&b'/'), "a .qmail name with a slash");
+    let _ = qmail_local::dotqmail::candidates(dash, &safe);
+    let _ = qmail_local::dotqmail::owner_names(dash, &safe);
+}
+
+/// Control files: lines and numbers, rcpthosts, smtproutes, users/assign.
+pub fn control_files(data: &[u8]) {
+    let lines = control::file::parse_lines(data);
+    let _ = control::file::scan_ulong(data);
+    let hosts = control::rcpthosts::RcptHosts::from_entries(Some(lines.clone()));
+    for l in &lines {
+        let _ = hosts.allowed(l);
+    }
+    let routes = qmail_remote::routes::Routes::new(&lines);
+    for l in &lines {
+        let _ = routes.route(l);
+        let _ = qmail_remote::routes::parse_relay(l);
+    }
+    let _ = qmail_local::users::compile(data, |_, _| Ok(()));
+    let _ = qmail_local::users::Assignment::parse(data);
+    let bmf = control::badmailfrom::BadMailFrom::from_entries(lines);
+    let _ = bmf.matches(data);
+}
+
+/// cdb files as qmail-smtpd (morercpthosts.cdb) and qmail-lspawn (users/cdb) read them:
+/// the first byte is the key's length, then the key, then the file.
+pub fn cdb(data: &[u8]) {
+    thread_local! {
+        static DIR: tempfile::TempDir = tempfile::tempdir().expect("tempdir");
+    }
+    let Some((&klen, rest)) = data.split_first() else {
+        return;
+    };
+    let (key, file) = rest.split_at(usize::from(klen).min(rest.len()));
+    DIR.with(|d| {
+        let p = d.path().join("fuzz.cdb");
+        if std::fs::write(&p, file).is_err() {
+            return;
+        }
+        if let Ok(Some(db)) = control::cdb::Cdb::open_optional(&p) {
+            let _ = db.get(key);
+            let _ = db.contains(key);
+            let _ = db.get_all(key);
+            let _ = qmail_local::users::lookup(&db, key);
+        }
+    });
+}
+
+/// qmail-remote's reply parser, fed in pieces; keywords of every reply.
+pub fn remote_reply(data: &[u8]) {
+    let (replies, _) = qmail_remote::reply::parse_all(data);
+    for r in &replies {
+        let _ = r.num();
+        let _ = r.keywords();
+        let _ = r.has_keyword("STARTTLS");
+    }
+    let Some((&step, input)) = data.split_first() else {
+        return;
+    };
+    let step = usize::from(step % 16) + 1;
+    let mut p = qmail_remote::reply::Parser::new();
+    let mut rest = input;
+    while !rest.is_empty() {
+        let n = step.min(rest.len());
+        match p.feed(&rest[..n]) {
+            Err(_) => return,
+            Ok((used, _)) => {
+                assert!(used <= n);
+                if used == 0 {
+                    rest = &rest[n..];
+                } else {
+                    rest = &rest[used..];
+                }
+            }
+        }
+    }
+}
+
+/// qmail-inject's header reading: fields with small limits, each field's tokens (and
+/// their unparsed form, which must parse again), address completion, quoting.
+pub fn inject_header(data: &[u8]) {
+    use qmail_inject::headerbody::{HeaderBody, Limits};
+    use qmail_inject::token822;
+    let limits = Limits {
+        field: 4096,
+        header: 16384,
+        recipients: 100,
+    };
+    let rw = qmail_inject::rewrite::Rewriter::new(b"host.example", b"example", b"plus.example")
+        .expect("rewriter");
+    let mut hb = HeaderBody::new(io::BufReader::new(data), limits);
+    let mut n = 0;
+    while let Ok(Some(f)) = hb.next_field() {
+        n += 1;
+        assert!(f.len() <= limits.field + 2, "field over its limit");
+        let _ = qmail_inject::hfield::known(&f);
+        let _ = qmail_inject::hfield::valid(&f);
+        let value = f
+            .iter()
+            .position(|&c| c == b':')
+            .map_or(&f[..], |i| &f[i + 1..]);
+        if let Ok(mut toks) = token822::parse(value) {
+            let text = token822::unparse(&toks, 78);
+            let _ = token822::parse(&text);
+            rw.rewrite(&mut toks);
+        }
+        let _ = qmail_inject::quote::quote2(value);
+    }
+    let _ = n;
+    let mut body = Vec::new();
+    let _ = hb.copy_body(&mut |b| {
+        body.extend_from_slice(b);
+        Ok(())
+    });
+    let _ = data.lines().count();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// The fuzz/ directory of the repository.
+    fn fuzz_dir() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+    }
+
+    /// Every committed seed and every regression input of every target, through the
+    /// target on stable Rust.
+    #[test]
+    fn corpora_and_regressions_replay() {
+        let mut total = 0;
+        for (name, f) in TARGETS {
+            let mut n = 0;
+            for dir in ["corpus", "regressions"] {
+                let d = fuzz_dir().join(dir).join(name);
+                let Ok(rd) = std::fs::read_dir(&d) else {
+                    continue;
+                };
+                for e in rd.flatten() {
+                    let data = std::fs::read(e.path()).expect("read input");
+                    f(&data);
+                    n += 1;
+                }
+            }
+            assert!(n > 0, "no seed corpus for {name} in fuzz/corpus/{name}");
+            total += n;
+        }
+        assert!(total >= TARGETS.len());
+    }
+
+    /// Every target has a cargo-fuzz target file.
+    #[test]
+    fn every_target_is_a_fuzz_target() {
+        for (name, _) in TARGETS {
+            let p = fuzz_dir().join("fuzz_targets").join(format!("{name}.rs"));
+            assert!(p.exists(), "{} is missing", p.display());
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #[test]
+        fn random_inputs_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            for (_, f) in TARGETS {
+                f(&data);
+            }
+        }
+
+        #[test]
+        fn smtp_like_inputs_never_relay(
+            mode in 0u8..=255,
+            words in proptest::collection::vec(proptest::sample::select(vec![
+                "HELO x\r\n", "EHLO x\r\n", "MAIL FROM:<a@b>\r\n", "MAIL FROM:<bad@evil.example>\r\n",
+                "RCPT TO:<u@fuzz.example>\r\n", "RCPT TO:<u@evil.example>\r\n",
+                "RCPT TO:<@fuzz.example:u@evil.example>\r\n", "RCPT TO:<u%evil.example@fuzz.example>\r\n",
+                "RCPT TO:<\"u@evil\"@sub.example>\r\n", "RCPT TO:<u@x.sub.example>\r\n",
+                "RCPT TO:<u@[127.0.0.1]>\r\n", "RCPT TO:<u@evil.example\0@fuzz.example>\r\n",
+                "DATA\r\n", "x\r\n", ".\r\n", "\r\n.\r\n", "\n.\n", "RSET\r\n", "NOOP\r\n", "QUIT\r\n",
+                "STARTTLS\r\n", "AUTH PLAIN\r\n", "\0", "\r", "\n",
+            ]), 0..40),
+        ) {
+            let mut data = vec![mode];
+            for w in words {
+                data.extend_from_slice(w.as_bytes());
+            }
+            smtp_session(&data);
+        }
+    }
+}
