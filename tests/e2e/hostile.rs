@@ -441,3 +441,38 @@ fn relay_tricks_never_relay_without_relayclient() {
         );
     }
 }
+
+/// Found by the cdb fuzz target (fuzz/regressions/cdb/oom-*): a record whose data length
+/// claims 4 GiB made the cdb reader allocate that much before noticing the file is
+/// shorter. Under a memory limit (qmail services often run under softlimit) qmail-smtpd
+/// then died without a reply; a corrupt control file must be a temporary failure.
+#[test]
+fn corrupt_morercpthosts_cdb_under_a_memory_limit_gives_421() {
+    let h = home();
+    let cdb = h.path().join("control/morercpthosts.cdb");
+    control::cdb::write_atomic(
+        &cdb,
+        &h.path().join("control/more.tmp"),
+        [(&b"evil.example"[..], &b""[..])],
+    )
+    .expect("cdb");
+    let mut bytes = fs::read(&cdb).expect("read");
+    // The one record starts at 2048: key length, then data length.
+    bytes[2052..2056].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+    fs::write(&cdb, &bytes).expect("write");
+    let mut c = std::process::Command::new(rqmail_tests::tool("prlimit"));
+    c.arg("--as=268435456")
+        .arg(rqmail_tests::bin("qmail-smtpd"))
+        .env_clear()
+        .env("QMAIL_HOME", h.path());
+    let (code, out, _) = run_with_input(
+        c,
+        b"HELO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@evil.example>\r\nQUIT\r\n",
+    );
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.ends_with("250 ok\r\n421 unable to read controls (#4.3.0)\r\n"),
+        "{out:?}"
+    );
+    assert_eq!(code, 1);
+}
