@@ -15,6 +15,7 @@ mod quickstart;
 mod relsys;
 mod remote;
 mod rootmode;
+mod rootpath;
 mod send;
 mod smtpd;
 mod smtpd_tls;
