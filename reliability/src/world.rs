@@ -333,9 +333,14 @@ pub fn rerun_as_nobody(cfg: &Config) -> Result<i32, String> {
             && fs::metadata(&p).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
         if is_prog {
             let to = stage.path().join(&name);
-            fs::copy(&p, &to).map_err(|e| format!("copy {}: {e}", p.display()))?;
-            fs::set_permissions(&to, fs::Permissions::from_mode(0o755))
-                .map_err(|e| e.to_string())?;
+            // A hard link when the program is readable and executable by everyone (the
+            // build's programs are; no copy of hundreds of megabytes), else a copy.
+            let everyone = fs::metadata(&p).is_ok_and(|m| m.permissions().mode() & 0o005 == 0o005);
+            if !(everyone && fs::hard_link(&p, &to).is_ok()) {
+                fs::copy(&p, &to).map_err(|e| format!("copy {}: {e}", p.display()))?;
+                fs::set_permissions(&to, fs::Permissions::from_mode(0o755))
+                    .map_err(|e| e.to_string())?;
+            }
         }
     }
     let me = stage.path().join("rqmail-crashtest");
