@@ -298,6 +298,12 @@ fn run(o: Opts) -> io::Result<()> {
     let header = machine();
     let cfg = o.cfg.clone();
     fs::create_dir_all(&cfg.work)?;
+    // The qmail-send logs of the previous run.
+    for e in fs::read_dir(&cfg.work)?.flatten() {
+        if e.file_name().to_string_lossy().ends_with(".log") {
+            fs::remove_file(e.path())?;
+        }
+    }
     let mut insts = vec![Inst::new("rqmail", o.rqmail.clone(), true)];
     if let Some(other) = &o.other {
         insts.push(Inst::new("other", other.clone(), false));

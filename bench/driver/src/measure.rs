@@ -296,6 +296,12 @@ fn count_dir(p: &Path) -> usize {
     fs::read_dir(p).map(|rd| rd.count()).unwrap_or(0)
 }
 
+/// A number for each delivery run, so that every run keeps its own qmail-send log.
+fn run_number() -> u64 {
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed) + 1
+}
+
 /// Starts qmail-start (as root: qmail-send and its helpers under the qmail ids), its log
 /// going to `log`.
 fn start_send(inst: &Inst, log: &Path) -> io::Result<Bg> {
@@ -329,7 +335,9 @@ pub fn local(inst: &Inst, cfg: &Cfg) -> io::Result<f64> {
         fs::remove_file(f.path())?;
     }
     fill_by_injection(inst, cfg.messages, LOCAL_RCPT, cfg)?;
-    let log = cfg.work.join(format!("{}-local.log", inst.label));
+    let log = cfg
+        .work
+        .join(format!("{}-local.{}.log", inst.label, run_number()));
     let start = Instant::now();
     let mut send = start_send(inst, &log)?;
     let n = cfg.messages as usize;
@@ -369,9 +377,11 @@ pub fn remote(inst: &mut Inst, concurrency: u32, cfg: &Cfg) -> io::Result<(f64, 
     )?;
     inst.set_control("concurrencyremote", Some(&format!("{concurrency}\n")))?;
     fill_by_injection(inst, cfg.messages, REMOTE_RCPT, cfg)?;
-    let log = cfg
-        .work
-        .join(format!("{}-remote-{concurrency}.log", inst.label));
+    let log = cfg.work.join(format!(
+        "{}-remote-{concurrency}.{}.log",
+        inst.label,
+        run_number()
+    ));
     let queue = inst.queue();
     let start = Instant::now();
     let mut send = start_send(inst, &log)?;
