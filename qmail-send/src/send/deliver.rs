@@ -77,7 +77,10 @@ impl Send {
                 return;
             }
         }
-        self.chans[job.channel].pq.insert(dt, job.id);
+        // A held message is parked: it waits in no queue until it is released.
+        if !self.held.contains(&job.id) {
+            self.chans[job.channel].pq.insert(dt, job.id);
+        }
     }
 
     pub(super) fn del_canexit(&self) -> bool {
@@ -163,6 +166,11 @@ impl Send {
             text.extend_from_slice(bounce::TOO_LONG);
         }
         let head = Line::new().s("delivery ").n(del.delid);
+        let letter = match text.first() {
+            Some(&l @ (b'K' | b'D')) => l,
+            _ => b'Z',
+        };
+        self.qctl_outcome(del.delid, letter);
         match text.first() {
             Some(b'K') => {
                 log::line(head.s(": success: ").safe(&text[1..]).s("\n"));
@@ -230,7 +238,7 @@ impl Send {
 
     /// One step of reading a channel's recipient list. True when it did something.
     pub(super) fn pass_dochan(&mut self, c: usize) -> bool {
-        if self.exitasap {
+        if self.exitasap || self.chans[c].paused {
             return false;
         }
         if self.chans[c].pass.is_none() {
@@ -244,6 +252,9 @@ impl Send {
                 return false;
             }
             self.chans[c].pq.delmin();
+            if self.held.contains(&id) {
+                return true; // parked (it should not have been queued)
+            }
             let f = chan_fn(id, c);
             let opened = File::open(&f)
                 .ok()
@@ -337,7 +348,7 @@ impl Send {
             return;
         }
         for c in &self.chans {
-            if c.pass.is_some() && c.del_avail() {
+            if c.pass.is_some() && c.del_avail() && !c.paused {
                 *wakeup = 0;
                 return;
             }
@@ -345,6 +356,7 @@ impl Send {
         if self.job_avail() {
             for c in &self.chans {
                 if c.pass.is_none()
+                    && !c.paused
                     && let Some((dt, _)) = c.pq.min()
                 {
                     *wakeup = (*wakeup).min(dt);

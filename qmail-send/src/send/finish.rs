@@ -176,8 +176,9 @@ impl Send {
         }
         if std::fs::remove_file(&f).is_err() {
             warn(&["warning: unable to unlink ", &f, "; will try again later\n"]);
-            fail(self);
+            return fail(self);
         }
+        self.held.remove(&id);
     }
 
     pub(super) fn cleanup_wakeup(&self, wakeup: &mut u64) {

@@ -28,6 +28,7 @@ pub mod sched;
 mod deliver;
 mod files;
 mod finish;
+mod qctl;
 mod queue;
 mod todo;
 
@@ -118,6 +119,8 @@ struct Chan {
     reports: ReportParser,
     pq: Prioq,
     pass: Option<Pass>,
+    /// Paused by qmail-qctl: no delivery starts on this channel.
+    paused: bool,
 }
 
 impl Chan {
@@ -167,6 +170,10 @@ pub struct Send {
     exitasap: bool,
     runasap: bool,
     readasap: bool,
+    /// Messages held by qmail-qctl (their info files carry the hold mark): parked, in no
+    /// priority queue.
+    held: BTreeSet<u64>,
+    qctl: qctl::Qctl,
 }
 
 fn set_nonblock(fd: &OwnedFd) -> bool {
@@ -242,6 +249,7 @@ impl Send {
                 reports: ReportParser::new(width),
                 pq: Prioq::default(),
                 pass: None,
+                paused: false,
             });
         }
         let mut it = chans.into_iter();
@@ -271,6 +279,8 @@ impl Send {
             exitasap: false,
             runasap: false,
             readasap: false,
+            held: BTreeSet::new(),
+            qctl: qctl::Qctl::new(now),
         };
         for c in 0..CHANNELS {
             // Writes to the spawns must never block (deadlock); reads are batched.
@@ -389,6 +399,7 @@ impl Send {
             self.pass_wakeup(&mut wakeup);
             self.todo_wakeup(&mut wakeup);
             self.cleanup_wakeup(&mut wakeup);
+            self.qctl_wakeup(&mut wakeup);
             let timeout = if wakeup <= self.recent {
                 PollTimeout::ZERO
             } else {
@@ -397,6 +408,7 @@ impl Send {
                     .unwrap_or(PollTimeout::MAX)
             };
             let (mut rin, mut wout, mut trig, mut sig) = ([false; 2], [false; 2], false, false);
+            let (mut qlisten, mut qready) = (false, Vec::new());
             let result = {
                 let mut fds: Vec<PollFd> = Vec::with_capacity(6);
                 let mut idx: Vec<(u8, usize)> = Vec::with_capacity(6);
@@ -418,14 +430,30 @@ impl Send {
                     fds.push(PollFd::new(t.as_fd(), PollFlags::POLLIN));
                     idx.push((3, 0));
                 }
+                for (fd, events, what) in self.qctl.poll_fds(self.recent) {
+                    fds.push(PollFd::new(fd, events));
+                    match what {
+                        None => idx.push((4, 0)),
+                        Some(i) => idx.push((5, i)),
+                    }
+                }
                 let r = poll(&mut fds, timeout);
                 for (f, (kind, c)) in fds.iter().zip(&idx) {
-                    if f.revents().is_some_and(|r| !r.is_empty()) {
+                    if let Some(ev) = f.revents().filter(|r| !r.is_empty()) {
                         match kind {
                             0 => sig = true,
                             1 => rin[*c] = true,
                             2 => wout[*c] = true,
-                            _ => trig = true,
+                            3 => trig = true,
+                            4 => qlisten = true,
+                            _ => {
+                                let gone = PollFlags::POLLERR | PollFlags::POLLHUP;
+                                qready.push((
+                                    *c,
+                                    ev.intersects(PollFlags::POLLIN | gone),
+                                    ev.intersects(PollFlags::POLLOUT | gone),
+                                ));
+                            }
                         }
                     }
                 }
@@ -462,10 +490,13 @@ impl Send {
                     self.del_do(c);
                 }
             }
+            self.qctl_io(qlisten, &qready);
+            self.qctl_do();
             self.todo_do();
             self.pass_do();
             self.cleanup_do();
         }
+        self.qctl_exit();
         self.pqfinish();
         log::text("status: exiting\n");
     }

@@ -11,9 +11,12 @@ impl Send {
                 .insert(control::datetime::now() + SLEEP_SYSFAIL, id);
         };
         let f = info_fn(id);
-        match file_exists(&f) {
-            Ok(true) => {}
-            Ok(false) => return,
+        match std::fs::metadata(&f) {
+            Ok(m) if qmail_qctl::mark::is_held(m.mode()) => {
+                self.held.insert(id);
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
             Err(_) => return fail(self, &f),
         }
         let f = todo_fn(id);
@@ -32,7 +35,9 @@ impl Send {
             }
         }
         for (c, dt) in found.iter().enumerate() {
-            if let Some(dt) = dt {
+            if let Some(dt) = dt
+                && !self.held.contains(&id)
+            {
                 self.chans[c].pq.insert(*dt, id);
             }
         }

@@ -61,6 +61,17 @@ impl Prioq {
     pub fn drain(&mut self) -> Vec<(u64, u64)> {
         self.heap.drain().map(|r| r.0).collect()
     }
+    /// Whether message `id` is waiting here.
+    pub fn contains(&self, id: u64) -> bool {
+        self.heap.iter().any(|r| r.0.1 == id)
+    }
+    /// Takes message `id` out (queue management: a held message waits nowhere). Returns
+    /// whether it was there.
+    pub fn remove(&mut self, id: u64) -> bool {
+        let before = self.heap.len();
+        self.heap.retain(|r| r.0.1 != id);
+        self.heap.len() != before
+    }
 }
 
 #[cfg(test)]
@@ -109,5 +120,12 @@ mod tests {
         q.set_all(1);
         assert_eq!(q.min().unwrap().0, 1);
         assert_eq!(q.len(), 3);
+        assert!(q.contains(2));
+        assert!(q.remove(2));
+        assert!(!q.contains(2));
+        assert!(!q.remove(2));
+        assert_eq!(q.len(), 2);
+        q.insert(0, 2);
+        assert_eq!(q.min(), Some((0, 2)));
     }
 }

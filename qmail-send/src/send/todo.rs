@@ -63,6 +63,10 @@ impl Send {
         let Some(id) = parse_id(e.file_name().as_encoded_bytes()) else {
             return;
         };
+        // A queue management request may have had it preprocessed already.
+        if let Ok(false) = file_exists(&todo_fn(id)) {
+            return;
+        }
         self.preprocess(id);
     }
 
@@ -107,6 +111,7 @@ impl Send {
             return;
         };
         log::line(Line::new().s("new msg ").n(id).s("\n"));
+        self.held.remove(&id); // a new message under an old number is not held
         let mut info = BufWriter::with_capacity(512, info);
         let mut chans: [Option<BufWriter<File>>; CHANNELS] = [None, None];
         let mut r = BufReader::with_capacity(8192, todo);

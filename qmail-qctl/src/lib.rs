@@ -1,0 +1,20 @@
+//! Live queue management for rqmail: the qmail-qctl program, and the request protocol that
+//! qmail-send serves.
+//!
+//! * [`proto`] - the requests and replies on qmail-send's control socket;
+//! * [`mark`] - how a held message is marked in the queue.
+//!
+//! The design in short: qmail-send alone changes the state of messages, because only it
+//! knows which deliveries are running. qmail-qctl reads the queue itself to list and show
+//! messages (as qmail-qread does), and asks qmail-send, over a UNIX socket, to hold,
+//! release, delete or retry a message or to pause or resume a channel. qmail-send applies
+//! a request at once (no delivery starts for a held or deleted message after that), then
+//! answers when the deliveries of that message that were already running have reported,
+//! so that when qmail-qctl returns nothing of the message is being delivered.
+//!
+//! This crate is separate from `qmail-queue` (whose programs reproduce netqmail's exactly,
+//! and whose qmail-queue is setuid) and from `qmail-send` (the daemons): the protocol is
+//! defined here once, and qmail-send depends on this library for it.
+
+pub mod mark;
+pub mod proto;
