@@ -64,6 +64,19 @@ impl Exit {
 /// 36-hour limit for cleaning up abandoned files.
 pub const DEATH_SECS: u64 = 86400;
 
+/// The words after "invoked" for the user `name` (uid `uid`): the alias user "by alias",
+/// qmaild "from network", qmails "for bounce", anyone else (or a uid without a name)
+/// "by uid N". netqmail compares the uid with the qmail uids compiled into it; rqmail
+/// compares the invoker's name, which needs one lookup instead of three.
+pub fn invoked_words(uid: u32, name: Option<&str>) -> String {
+    match name {
+        Some("alias") => "by alias".to_string(),
+        Some("qmaild") => "from network".to_string(),
+        Some("qmails") => "for bounce".to_string(),
+        _ => format!("by uid {uid}"),
+    }
+}
+
 /// Facts about the invocation that end up in the queue files.
 #[derive(Debug, Clone)]
 pub struct Invocation {
@@ -83,22 +96,18 @@ impl Invocation {
     /// Describes the current process, naming the invoker as netqmail does: the alias user
     /// "by alias", qmaild "from network", qmails "for bounce", anyone else "by uid N".
     pub fn current() -> Invocation {
-        let uid = nix::unistd::getuid().as_raw();
-        let is = |name: &str| control::ids::uid_of(name).map(|u| u.as_raw()) == Some(uid);
-        let invoked = if is("alias") {
-            "by alias".to_string()
-        } else if is("qmaild") {
-            "from network".to_string()
-        } else if is("qmails") {
-            "for bounce".to_string()
-        } else {
-            format!("by uid {uid}")
-        };
+        let uid = nix::unistd::getuid();
+        // One password-database lookup (the invoker's name), not one per qmail user.
+        let name = nix::unistd::User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map(|u| u.name);
+        let uid = uid.as_raw();
         Invocation {
             pid: std::process::id(),
             uid,
             now: control::datetime::now(),
-            invoked,
+            invoked: invoked_words(uid, name.as_deref()),
             extra: Vec::new(),
         }
     }
@@ -291,20 +300,11 @@ fn write_intd<E: Read>(file: File, env: E, inv: &Invocation) -> Result<(), Exit>
     Ok(())
 }
 
-/// Runs the 24-hour timer: after [`DEATH_SECS`] the process exits 52, without cleaning up
-/// (another thread may be halfway through a step).
-pub fn start_death_timer(secs: u64) {
-    std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_secs(secs));
-        std::process::exit(Exit::Timeout.code());
-    });
-}
-
 /// The whole qmail-queue program: message on fd 0, envelope on fd 1.
 pub fn main() -> i32 {
     std::panic::set_hook(Box::new(|_| std::process::exit(Exit::Bug.code())));
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o033));
-    start_death_timer(DEATH_SECS);
+    crate::sys::arm_death_alarm(DEATH_SECS);
     let home = control::qmail_home();
     let inv = Invocation::current();
     let stdin = io::stdin();
@@ -431,6 +431,15 @@ mod tests {
         assert_eq!(enqueue(d.path(), &b""[..], &b"F\0\0"[..], &inv), Exit::Todo);
         let left = files(&d.path().join("queue/mess"));
         assert!(left.is_empty());
+    }
+
+    #[test]
+    fn invoked_words_as_netqmail() {
+        assert_eq!(invoked_words(7, Some("alias")), "by alias");
+        assert_eq!(invoked_words(7, Some("qmaild")), "from network");
+        assert_eq!(invoked_words(7, Some("qmails")), "for bounce");
+        assert_eq!(invoked_words(1000, Some("joe")), "by uid 1000");
+        assert_eq!(invoked_words(4242, None), "by uid 4242");
     }
 
     #[test]

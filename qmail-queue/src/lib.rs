@@ -18,6 +18,7 @@ pub mod fdio;
 pub mod layout;
 pub mod qread;
 pub mod qstat;
+mod sys;
 pub mod trigger;
 
 pub use client::{QueueClient, QueueError};

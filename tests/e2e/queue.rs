@@ -267,3 +267,40 @@ impl Drop for Tmpfs {
             .status();
     }
 }
+
+/// The 24-hour limit: SIGALRM (what alarm(86400) delivers) makes qmail-queue exit 52
+/// at once, without cleaning up, as netqmail's does; qmail-send removes the leftovers
+/// after 36 hours.
+#[test]
+fn alarm_exits_52_without_cleaning_up() {
+    let home = Home::new();
+    let (env_r, _env_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    let mut child = home
+        .cmd("qmail-queue")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(env_r))
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"part of a message\n").expect("write");
+    // Wait until the message file exists: qmail-queue is then blocked reading fd 0.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while home.queue_files().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "qmail-queue made no file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGALRM,
+    )
+    .expect("kill");
+    let st = child.wait().expect("wait");
+    assert_eq!(st.code(), Some(52));
+    let left = home.queue_files();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with(home.queue().join("mess")), "{left:?}");
+    assert!(home.queued().is_empty());
+}

@@ -1,0 +1,26 @@
+//! The one place in this crate that uses `unsafe`: qmail-queue's 24-hour alarm.
+//!
+//! netqmail's qmail-queue calls alarm(86400) and exits 52 from its SIGALRM handler,
+//! without cleaning up (the main flow may be halfway through a step; qmail-send removes
+//! what is left after 36 hours). rqmail does the same: no thread, one system call.
+
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+
+extern "C" fn on_alarm(_: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe and ends the process at once; nothing else runs.
+    unsafe { libc::_exit(crate::enqueue::Exit::Timeout as libc::c_int) }
+}
+
+/// Makes SIGALRM end the process with exit code 52 and sets the alarm `secs` from now.
+pub(crate) fn arm_death_alarm(secs: u64) {
+    let action = SigAction::new(
+        SigHandler::Handler(on_alarm),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only calls _exit (async-signal-safe) and touches no state, so it
+    // is sound whenever it interrupts the program; nothing else in qmail-queue handles
+    // SIGALRM.
+    let _ = unsafe { sigaction(Signal::SIGALRM, &action) };
+    nix::unistd::alarm::set(u32::try_from(secs).unwrap_or(u32::MAX));
+}
