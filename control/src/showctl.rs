@@ -283,9 +283,116 @@ pub const AFTER_RCPTHOSTS: &[(&str, Kind)] = &[
     ),
 ];
 
+/// How an rqmail (or TLS/AUTH patch) control file is shown.
+#[derive(Debug, Clone, Copy)]
+pub enum Extra {
+    /// The file's existence only (certificates and keys are never printed).
+    Exists(&'static str),
+    /// The text, then the first line of the file, then a full stop.
+    Line(&'static str),
+    /// A directory: the text, then the names in it.
+    Dir(&'static str),
+}
+
+/// Control files netqmail does not have. They are explained only when they exist, after
+/// netqmail's files, so that a netqmail configuration shows exactly as netqmail shows it.
+pub const EXTRAS: &[(&str, Extra)] = &[
+    (
+        "checklocalrcpt",
+        Extra::Line("qmail-smtpd checks local recipients at RCPT time (0 is off): "),
+    ),
+    (
+        "clientca.pem",
+        Extra::Exists("qmail-smtpd asks for client certificates signed by these CAs."),
+    ),
+    (
+        "clientcert.pem",
+        Extra::Exists("qmail-remote presents this TLS client certificate."),
+    ),
+    (
+        "defaultdelivery",
+        Extra::Line("The supervision scripts start qmail-start with the default delivery "),
+    ),
+    (
+        "notlshosts",
+        Extra::Dir("qmail-remote never uses TLS with:"),
+    ),
+    (
+        "servercert.pem",
+        Extra::Exists(
+            "qmail-smtpd offers STARTTLS (and SMTPS where set) with this certificate and key.",
+        ),
+    ),
+    (
+        "tlshosts",
+        Extra::Dir(
+            "qmail-remote requires TLS with a certificate signed by the CA in HOST.pem for:",
+        ),
+    ),
+    (
+        "tlsserverciphers",
+        Extra::Line("qmail-smtpd's TLS cipher suites: "),
+    ),
+    (
+        "tlsverify",
+        Extra::Exists(
+            "qmail-remote verifies every server's certificate against the system's roots.",
+        ),
+    ),
+    (
+        "validrcptto.cdb",
+        Extra::Exists("qmail-smtpd accepts only the recipients listed here for its local domains."),
+    ),
+];
+
+fn explain_extra(out: &mut Vec<u8>, dir: &Path, name: &str, how: Extra) {
+    let path = dir.join(name);
+    let Ok(meta) = fs::metadata(&path) else {
+        return;
+    };
+    out.push(b'\n');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    match how {
+        Extra::Exists(text) => out.extend_from_slice(text.as_bytes()),
+        Extra::Line(text) => match read_line(&path) {
+            Ok(Some(line)) => {
+                out.extend_from_slice(text.as_bytes());
+                safeput(out, &line);
+                out.push(b'.');
+            }
+            _ => out.extend_from_slice(b"Oops! Trouble reading this file."),
+        },
+        Extra::Dir(text) => {
+            out.extend_from_slice(text.as_bytes());
+            let entries = if meta.is_dir() {
+                fs::read_dir(&path).ok()
+            } else {
+                None
+            };
+            match entries {
+                Some(rd) => {
+                    let mut names: Vec<Vec<u8>> = rd
+                        .filter_map(Result::ok)
+                        .map(|e| e.file_name().into_encoded_bytes())
+                        .collect();
+                    names.sort();
+                    for n in names {
+                        out.push(b' ');
+                        safeput(out, &n);
+                    }
+                }
+                None => out.extend_from_slice(b" Oops! Trouble reading this directory."),
+            }
+        }
+    }
+    out.push(b'\n');
+}
+
 /// Every name qmail-showctl knows, so that only others get "no idea".
 pub fn known(name: &str) -> bool {
     ["rcpthosts", "morercpthosts", "morercpthosts.cdb"].contains(&name)
+        || EXTRAS.iter().any(|(n, _)| *n == name)
         || BEFORE_RCPTHOSTS
             .iter()
             .chain(AFTER_RCPTHOSTS)
@@ -532,6 +639,9 @@ pub fn report(dir: &Path) -> (Vec<u8>, i32) {
     for (name, kind) in AFTER_RCPTHOSTS {
         explain(&mut out, dir, name, *kind, me.as_deref());
     }
+    for (name, how) in EXTRAS {
+        explain_extra(&mut out, dir, name, *how);
+    }
     for name in names {
         let shown = String::from_utf8_lossy(&name);
         if known(&shown) {
@@ -588,6 +698,32 @@ mod tests {
         assert_eq!(showctl_int(b"2147483648"), Some(0));
         assert_eq!(showctl_int(b"4294967297"), Some(1));
         assert_eq!(showctl_int(b"99999999999"), Some(1_215_752_191));
+    }
+
+    #[test]
+    fn rqmail_files_are_explained_only_when_present_and_keys_never_shown() {
+        let d = tempfile::tempdir().unwrap();
+        let (plain, _) = report(d.path());
+        assert!(!String::from_utf8_lossy(&plain).contains("servercert.pem"));
+        fs::write(
+            d.path().join("servercert.pem"),
+            "-----BEGIN PRIVATE KEY-----\nSECRET\n",
+        )
+        .unwrap();
+        fs::write(d.path().join("checklocalrcpt"), "1\n").unwrap();
+        fs::create_dir(d.path().join("tlshosts")).unwrap();
+        fs::write(d.path().join("tlshosts/mx.example.pem"), "x").unwrap();
+        let (out, code) = report(d.path());
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(code, 0);
+        assert!(!out.contains("SECRET"), "{out}");
+        assert!(
+            out.contains("\nservercert.pem: qmail-smtpd offers STARTTLS"),
+            "{out}"
+        );
+        assert!(out.contains("\nchecklocalrcpt: qmail-smtpd checks local recipients at RCPT time (0 is off): 1.\n"), "{out}");
+        assert!(out.contains("\ntlshosts: qmail-remote requires TLS with a certificate signed by the CA in HOST.pem for: mx.example.pem\n"), "{out}");
+        assert!(!out.contains("I have no idea"), "{out}");
     }
 
     #[test]
