@@ -9,7 +9,7 @@
 //! queue/local/S/N       local recipients                                    qmails 0700
 //! queue/remote/S/N      remote recipients                                   qmails 0700
 //! queue/bounce/N        accumulated bounce text                             qmails 0700
-//! queue/lock/           sendmutex, tcpto, trigger (FIFO)                    qmailq 0750
+//! queue/lock/           sendmutex, tcpto, tcpto6 (IPv6), trigger (FIFO)     qmailq 0750
 //! ```
 
 use control::ids::Ids;
@@ -219,6 +219,14 @@ pub const HIER: &[Entry] = &[
     Entry {
         path: "lock/tcpto",
         kind: Kind::File(1024),
+        owner: Owner::Qmailr,
+        mode: 0o644,
+    },
+    // rqmail only: qmail-remote's timeout table for IPv6 hosts (netqmail knows no IPv6;
+    // its programs ignore the file).
+    Entry {
+        path: "lock/tcpto6",
+        kind: Kind::File(2048),
         owner: Owner::Qmailr,
         mode: 0o644,
     },

@@ -578,6 +578,8 @@ fn upgrade_over_a_netqmail_home_keeps_queue_control_and_users() {
     let (a, b) = netqmail_home(&home, root);
     let kept = |s: &[Snap]| -> Vec<_> {
         s.iter()
+            // rqmail adds qmail-remote's IPv6 timeout table; everything else is kept.
+            .filter(|(p, ..)| p != Path::new("queue/lock/tcpto6"))
             .filter(|(p, ..)| {
                 ["control", "users", "alias", "queue", "boot", "doc"]
                     .iter()
@@ -629,6 +631,13 @@ fn upgrade_over_a_netqmail_home_keeps_queue_control_and_users() {
     );
     assert!(home.join("bin/qmail-start").is_file());
     assert!(home.join("man/man8/rqmail-install.8").is_file());
+    assert_eq!(
+        fs::metadata(home.join("queue/lock/tcpto6"))
+            .map(|m| m.len())
+            .ok(),
+        Some(2048),
+        "the IPv6 timeout table is added"
+    );
     assert_clean(&home, false);
 
     // rqmail's tools read the kept queue: qmail-qread lists the preprocessed message,

@@ -2153,6 +2153,7 @@ fn root_mode_runs_as_qmailr() {
         (h.queue(), qmailq, 0o750),
         (h.queue().join("lock"), qmailq, 0o750),
         (h.queue().join("lock/tcpto"), qmailr, 0o644),
+        (h.queue().join("lock/tcpto6"), qmailr, 0o644),
     ] {
         std::os::unix::fs::chown(&p, Some(uid), Some(qmail)).expect("chown");
         fs::set_permissions(&p, fs::Permissions::from_mode(mode)).expect("chmod");
