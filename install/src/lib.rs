@@ -83,6 +83,7 @@ pub const PROGRAMS: &[(&str, Who, u32)] = &[
     ("qmail-showctl", Who::Owner, 0o755),
     ("qmail-qread", Who::Owner, 0o755),
     ("qmail-qstat", Who::Owner, 0o755),
+    ("qmail-qctl", Who::Owner, 0o755),
     ("qmail-tcpto", Who::Owner, 0o755),
     ("qmail-tcpok", Who::Owner, 0o755),
     ("qmail-smtpd", Who::Owner, 0o755),

@@ -2,7 +2,12 @@
 //! qmail-send serves.
 //!
 //! * [`proto`] - the requests and replies on qmail-send's control socket;
-//! * [`mark`] - how a held message is marked in the queue.
+//! * [`mark`] - how a held message is marked in the queue;
+//! * [`scan`] and [`filter`] - reading the queue and selecting messages;
+//! * [`output`] - the listings and results for people, as JSON lines and as TSV;
+//! * [`client`] - talking to qmail-send; [`offline`] - the same requests applied to the
+//!   files while qmail-send is not running;
+//! * [`cli`] - the program.
 //!
 //! The design in short: qmail-send alone changes the state of messages, because only it
 //! knows which deliveries are running. qmail-qctl reads the queue itself to list and show
@@ -16,5 +21,12 @@
 //! and whose qmail-queue is setuid) and from `qmail-send` (the daemons): the protocol is
 //! defined here once, and qmail-send depends on this library for it.
 
+pub mod cli;
+pub mod client;
+pub mod filter;
 pub mod mark;
+pub mod offline;
+pub mod output;
+pub mod privs;
 pub mod proto;
+pub mod scan;
