@@ -236,10 +236,24 @@ fn open_channel(q: &Queue) -> Result<Channel, String> {
                 q.root().join("lock/sendmutex").display()
             )),
         },
-        Err(ConnectError::Stranger(uid)) => Err(format!(
-            "the queue's control socket belongs to a process of uid {uid}, not to \
-             qmail-send: not talking to it"
-        )),
+        Err(ConnectError::Stranger(uid)) => {
+            // qmail-send runs as the owner of lock/sendmutex (when this user may see it).
+            use std::os::unix::fs::MetadataExt;
+            let owner = std::fs::metadata(q.root().join("lock/sendmutex")).map(|m| m.uid());
+            Err(match owner {
+                Ok(o) if o == uid => {
+                    format!("qmail-send runs as uid {uid}: run qmail-qctl as root or as that user")
+                }
+                Ok(o) => format!(
+                    "the request channel is held by a process of uid {uid}, not by \
+                     qmail-send (uid {o}): not talking to it"
+                ),
+                Err(_) => format!(
+                    "the request channel is served by uid {uid}, neither root nor this \
+                     user: run qmail-qctl as root or as qmail-send's user"
+                ),
+            })
+        }
         Err(ConnectError::Io(e)) => Err(format!("unable to reach qmail-send: {e}")),
     }
 }

@@ -10,6 +10,7 @@ mod installer;
 mod load;
 mod local;
 mod privileges;
+mod qmgmt;
 mod queue;
 mod quickstart;
 mod relsys;

@@ -127,6 +127,19 @@ impl Conn {
         }
     }
 
+    /// Reads and drops what the client sent and nobody will read, so that closing the
+    /// connection does not reset it before the client has read the last reply.
+    fn drain(&mut self) {
+        let mut buf = [0u8; 4096];
+        for _ in 0..64 {
+            match (&self.stream).read(&mut buf) {
+                Ok(n) if n > 0 => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => return,
+            }
+        }
+    }
+
     /// Whether the connection can go.
     fn finished(&self) -> bool {
         self.dead
@@ -302,6 +315,8 @@ impl Send {
             if let Some(r) = refuse {
                 let _ = stream.set_nonblocking(true);
                 let _ = (&stream).write(r.line().as_bytes());
+                let mut buf = [0u8; 1024];
+                let _ = (&stream).read(&mut buf); // see Conn::drain
                 continue;
             }
             if stream.set_nonblocking(true).is_err() {
@@ -368,7 +383,15 @@ impl Send {
         for c in &mut self.qctl.conns {
             c.flush();
         }
-        self.qctl.conns.retain(|c| !c.finished());
+        self.qctl.conns.retain_mut(|c| {
+            if !c.finished() {
+                return true;
+            }
+            if c.closing && !c.dead {
+                c.drain();
+            }
+            false
+        });
     }
 
     fn qctl_reply(&mut self, conn: u64, r: &Reply) {
