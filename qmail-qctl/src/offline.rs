@@ -227,7 +227,7 @@ impl Offline {
         for id in ids {
             if let Ok(Some(false)) = self.held(id) {
                 match self.touch(id) {
-                    Ok(k) => n += usize::from(k > 0),
+                    Ok(k) => n += k,
                     Err(r) => return r,
                 }
             }

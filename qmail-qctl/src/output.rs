@@ -334,6 +334,7 @@ pub fn sentence(req: &str, r: &Reply) -> String {
         (Kind::Ok, "resumed") => format!("{chan} deliveries: resumed"),
         (Kind::No, "not-found") => format!("{id}: no such message in the queue"),
         (Kind::No, "held") => format!("{id}: is held; release it first"),
+        (Kind::No, "deleting") => format!("{id}: is being deleted"),
         (Kind::No, "forbidden") => {
             format!("{req}: refused: only root and qmail-send's user may send requests")
         }

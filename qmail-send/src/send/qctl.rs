@@ -156,6 +156,8 @@ pub(super) struct Qctl {
     conns: Vec<Conn>,
     next_conn: u64,
     waiters: Vec<Waiter>,
+    /// Messages with a delete waiting for their deliveries: they cannot be released.
+    deleting: BTreeSet<u64>,
 }
 
 /// Binds the control socket of the queue in the current directory.
@@ -177,6 +179,7 @@ impl Qctl {
             conns: Vec::new(),
             next_conn: 0,
             waiters: Vec::new(),
+            deleting: BTreeSet::new(),
         };
         q.try_listen(now);
         q
@@ -409,6 +412,9 @@ impl Send {
                 Err(r) => r,
                 Ok(changed) => {
                     log_request(&req, uid);
+                    if let Request::Delete(_) = req {
+                        self.qctl.deleting.insert(id);
+                    }
                     let dels = self.inflight(|_, job| job.id == id);
                     return self.qctl_wait(conn, req, Target::Msg(id), dels, !changed);
                 }
@@ -567,6 +573,9 @@ impl Send {
     }
 
     fn qctl_release(&mut self, id: u64, req: &Request, uid: u32) -> Reply {
+        if self.qctl.deleting.contains(&id) {
+            return Reply::new(Kind::No, "deleting").field("id", id);
+        }
         let f = info_fn(id);
         let changed = match qmail_qctl::mark::set(Path::new(&f), false) {
             Ok(c) => c,
@@ -667,7 +676,21 @@ impl Send {
                 i += 1;
                 continue;
             }
-            let w = self.qctl.waiters.swap_remove(i);
+            let mut w = self.qctl.waiters.swap_remove(i);
+            if let (true, false, Request::Delete(id)) = (done, exiting, w.req) {
+                // Nothing may be in flight when the files go: park it again (a no-op
+                // unless something scheduled it meanwhile) and wait for any stragglers.
+                self.park(id);
+                let more = self.inflight(|_, job| job.id == id);
+                if !more.is_empty() {
+                    w.dels.extend(more);
+                    self.qctl.waiters.push(w);
+                    continue;
+                }
+            }
+            if let Request::Delete(id) = w.req {
+                self.qctl.deleting.remove(&id);
+            }
             let count = |l: u8| w.dels.iter().filter(|d| d.1 == l).count();
             let r = if !done {
                 // A spawn went away with deliveries in flight: the hold stays; a delete
