@@ -1271,3 +1271,105 @@ fn root_mode_qmail_qctl_becomes_qmails_and_qmail_send_serves_it() {
     );
     sys.stop();
 }
+
+#[test]
+fn requests_for_messages_not_yet_preprocessed_have_them_preprocessed_first() {
+    let h = gated_home();
+    // Without lock/trigger qmail-send looks at todo/ only when it starts and every 25
+    // minutes, so new messages stay there until a request needs them.
+    fs::remove_file(h.queue().join("lock/trigger")).expect("rm trigger");
+    let sys = System::start(&h);
+    inject(
+        &h,
+        "Subject: n1\n\nx\n",
+        "n1@far.example",
+        &["p@testhost.example"],
+    );
+    inject(
+        &h,
+        "Subject: n2\n\nx\n",
+        "n2@far.example",
+        &["q@testhost.example"],
+    );
+    let o = qctl(&h, &["-t", "list"]);
+    let rows: Vec<Vec<&str>> = o
+        .stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{o:?}");
+    for r in &rows {
+        assert_eq!((r[1], r[7], r[8]), ("new", "-", "waiting"), "{o:?}");
+    }
+    let id_of = |sender: &str| -> u64 {
+        rows.iter()
+            .find(|r| r[6] == sender)
+            .and_then(|r| r[0].parse().ok())
+            .expect("id")
+    };
+    let (n1, n2) = (id_of("n1@far.example"), id_of("n2@far.example"));
+    let o = qctl(&h, &["hold", &n1.to_string()]);
+    assert_eq!(o.stdout, format!("#{n1}: held\n"), "{o:?}");
+    let o = qctl(&h, &["delete", &n2.to_string()]);
+    assert_eq!(o.stdout, format!("#{n2}: deleted\n"), "{o:?}");
+    sys.wait_log("the end of n2", |l| l == format!("end msg {n2}"));
+    let log = sys.lines();
+    let hold = log
+        .iter()
+        .position(|l| l.starts_with(&format!("qctl: hold msg {n1} ")))
+        .expect("hold line");
+    let new = log
+        .iter()
+        .position(|l| l == &format!("new msg {n1}"))
+        .expect("new line");
+    assert!(new < hold, "preprocessed first: {log:#?}");
+    assert_eq!(starts_of(&log, n1), 0);
+    assert_eq!(starts_of(&log, n2), 0);
+    assert!(!h.queue().join(format!("todo/{n1}")).exists());
+    let o = qctl(&h, &["release", &n1.to_string()]);
+    assert_eq!(o.code, 0, "{o:?}");
+    sys.wait_log("the end of n1", |l| l == format!("end msg {n1}"));
+    assert_eq!(delivered(&h), vec!["p"]);
+    // Nothing went wrong on the way.
+    let log = sys.stop();
+    assert!(!log.iter().any(|l| l.starts_with("warning:")), "{log:#?}");
+    assert!(queue_files(&h).is_empty(), "{:?}", queue_files(&h));
+}
+
+#[test]
+fn term_answers_a_waiting_hold_and_refuses_new_requests() {
+    let h = gated_home();
+    let gate = close_gate(&h);
+    let sys = System::start(&h);
+    inject(
+        &h,
+        "Subject: t\n\nx\n",
+        "term@far.example",
+        &["t@testhost.example"],
+    );
+    let id = msg_id(&sys, "term@far.example");
+    wait_until("the delivery at the gate", || running(&h).contains("t"));
+    let mut r = qctl_bg(&h, &["hold", &id.to_string()]);
+    assert_waiting(&mut r, 1);
+    sys.signal(nix::sys::signal::Signal::SIGTERM);
+    // (No status line says so before a delivery ends; qmail-send's status does.)
+    wait_until("qmail-send to be exiting", || {
+        qctl(&h, &["-j", "status"]).stdout.contains("\"exiting\":1")
+    });
+    let o = qctl(&h, &["release", &id.to_string()]);
+    assert_eq!(o.code, 111, "{o:?}");
+    assert_eq!(
+        o.stdout,
+        format!("release {id}: qmail-send is exiting; try again\n")
+    );
+    drop(gate);
+    let out = r.finish();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("#{id}: held; 1 delivery that was already running has ended: 1 success\n")
+    );
+    let log = sys.stop();
+    assert!(log.contains(&format!("end msg {id}")), "{log:#?}");
+}
