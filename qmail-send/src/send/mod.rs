@@ -8,7 +8,10 @@
 //!   failure also appends a paragraph to bounce/N;
 //! * when no recipient is left, the file is removed; when both are gone the bounce (if
 //!   any) is injected through qmail-queue, qmail-clean removes mess/S/N, and info/S/N
-//!   is removed last (the finish module explains this order).
+//!   is removed last (the finish module explains this order);
+//! * qmail-qctl's requests (the qctl module) hold a message (parked: in no retry list,
+//!   its info file marked), release, delete or retry it, or pause a channel; they are
+//!   answered once the deliveries already in flight for them have reported.
 //!
 //! Descriptors (qmail-start sets them up): 0 the log, 1/2 commands to and reports from
 //! qmail-lspawn, 3/4 the same for qmail-rspawn, 5/6 qmail-clean.
