@@ -10,15 +10,13 @@
 //! installed programs end to end.
 
 use crate::relsys::{System, children, nobody, proc_status, wait_until};
-use crate::rootmode::{LOCK, SETUID_HOME, install_root_home};
-use rqmail_tests::{
-    KillOnDrop, Sink, Smtp, ensure_qmail_users, free_port, is_root, tool, user_ids, wait_for_port,
-};
+use crate::rootmode::{SETUID_HOME, install_root_home, lock_root_home, smtpd_as_qmaild};
+use rqmail_tests::{Sink, Smtp, ensure_qmail_users, is_root, user_ids};
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// CAP_SETGID (6) and CAP_SETUID (7).
 const SETID_CAPS: &str = "00000000000000c0";
@@ -68,7 +66,7 @@ fn whole_system_as_root_each_process_with_its_ids_and_capabilities() {
         eprintln!("whole_system_as_root_each_process_with_its_ids_and_capabilities: needs root");
         return;
     }
-    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = lock_root_home();
     ensure_qmail_users();
     let home = install_root_home();
     assert_eq!(home, Path::new(SETUID_HOME));
@@ -142,24 +140,7 @@ fn whole_system_as_root_each_process_with_its_ids_and_capabilities() {
 
     // qmail-smtpd under tcpserver as qmaild (a relay client); its qmail-queue runs
     // setuid qmailq.
-    let port = free_port();
-    let server = Command::new(tool("tcpserver"))
-        .env_clear()
-        .env("QMAIL_HOME", &home)
-        .env("RELAYCLIENT", "")
-        .args(["-q", "-R", "-H", "-l", "roothost.example", "-u"])
-        .arg(q("qmaild").to_string())
-        .arg("-g")
-        .arg(nofiles.to_string())
-        .arg("127.0.0.1")
-        .arg(port.to_string())
-        .arg(home.join("bin/qmail-smtpd"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("tcpserver");
-    let server = KillOnDrop(server);
-    wait_for_port(port);
+    let (server, port) = smtpd_as_qmaild(&home, &[("RELAYCLIENT", "")]);
     let mut s = Smtp::connect(port);
     assert!(s.reply()[0].starts_with("220 roothost.example"));
     let smtpd = child_named(server.0.id() as i32, "qmail-smtpd");

@@ -19,7 +19,31 @@ use std::sync::Mutex;
 /// The compiled-in home of the setuid test build of qmail-queue.
 pub(crate) const SETUID_HOME: &str = "/var/tmp/rqmail-setuid-home";
 
-pub(crate) static LOCK: Mutex<()> = Mutex::new(());
+static LOCK: Mutex<()> = Mutex::new(());
+
+/// Exclusive use of [`SETUID_HOME`]: within this test process (a mutex) and across test
+/// processes on this machine (an flock), since the path is fixed at build time.
+pub(crate) struct RootHomeLock {
+    _flock: nix::fcntl::Flock<std::fs::File>,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+pub(crate) fn lock_root_home() -> RootHomeLock {
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/var/tmp/rqmail-setuid-home.lock")
+        .expect("lock file");
+    let flock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("flock");
+    RootHomeLock {
+        _flock: flock,
+        _guard: guard,
+    }
+}
 
 fn setuid_queue_binary() -> PathBuf {
     let p = std::env::var_os("RQMAIL_SETUID_QUEUE")
@@ -104,7 +128,7 @@ fn setuid_qmail_queue_ignores_qmail_home_and_writes_as_qmailq() {
         eprintln!("setuid_qmail_queue_ignores_qmail_home_and_writes_as_qmailq: needs root");
         return;
     }
-    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = lock_root_home();
     let home = install_root_home();
     let qq = home.join("bin/qmail-queue");
     let meta = fs::metadata(&qq).expect("qq");
@@ -173,33 +197,11 @@ fn smtpd_as_qmaild_through_setuid_qmail_queue() {
         eprintln!("smtpd_as_qmaild_through_setuid_qmail_queue: needs root");
         return;
     }
-    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = lock_root_home();
     let home = install_root_home();
     fs::write(home.join("control/rcpthosts"), "roothost.example\n").expect("rcpthosts");
     let (uid, _) = user_ids("qmaild");
-    let gid = nix::unistd::Group::from_name("nofiles")
-        .ok()
-        .flatten()
-        .expect("nofiles")
-        .gid
-        .as_raw();
-    let port = free_port();
-    let child = Command::new(tool("tcpserver"))
-        .env_clear()
-        .env("QMAIL_HOME", &home)
-        .args(["-q", "-R", "-H", "-l", "roothost.example", "-u"])
-        .arg(uid.to_string())
-        .arg("-g")
-        .arg(gid.to_string())
-        .arg("127.0.0.1")
-        .arg(port.to_string())
-        .arg(home.join("bin/qmail-smtpd"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("tcpserver");
-    let _server = KillOnDrop(child);
-    wait_for_port(port);
+    let (_server, port) = smtpd_as_qmaild(&home, &[]);
     let mut s = Smtp::connect(port);
     assert!(s.reply()[0].starts_with("220 roothost.example ESMTP"));
     assert!(s.cmd("HELO client.example")[0].starts_with("250 "));
@@ -225,4 +227,37 @@ fn smtpd_as_qmaild_through_setuid_qmail_queue() {
     assert!(todo.starts_with(format!("u{uid}\0").as_bytes()));
     assert!(todo.ends_with(b"Fa@remote.example\0Tuser@roothost.example\0"));
     let _ = bin("qmail-smtpd");
+}
+
+/// qmail-smtpd of the root-mode home under tcpserver as qmaild:nofiles on 127.0.0.1, with
+/// `env` added to its environment; returns the server (killed when dropped) and the port.
+pub(crate) fn smtpd_as_qmaild(home: &Path, env: &[(&str, &str)]) -> (KillOnDrop, u16) {
+    let (uid, _) = user_ids("qmaild");
+    let gid = nix::unistd::Group::from_name("nofiles")
+        .ok()
+        .flatten()
+        .expect("nofiles")
+        .gid
+        .as_raw();
+    let port = free_port();
+    let mut c = Command::new(tool("tcpserver"));
+    c.env_clear().env("QMAIL_HOME", home);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let child = c
+        .args(["-q", "-R", "-H", "-l", "roothost.example", "-u"])
+        .arg(uid.to_string())
+        .arg("-g")
+        .arg(gid.to_string())
+        .arg("127.0.0.1")
+        .arg(port.to_string())
+        .arg(home.join("bin/qmail-smtpd"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("tcpserver");
+    let server = KillOnDrop(child);
+    wait_for_port(port);
+    (server, port)
 }

@@ -4,14 +4,12 @@
 //! program, a Maildir and a forward, and a bounce for a failing program back to the sender.
 
 use crate::relsys::{System, maildir_messages, queue_empty, wait_until};
-use crate::rootmode::{LOCK, install_root_home};
-use rqmail_tests::{
-    KillOnDrop, Smtp, ensure_qmail_users, free_port, is_root, tool, user_ids, wait_for_port,
-};
+use crate::rootmode::{install_root_home, lock_root_home, smtpd_as_qmaild};
+use rqmail_tests::{Smtp, ensure_qmail_users, is_root, tool, user_ids};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const USER: &str = "rqmuser";
 const UHOME: &str = "/var/tmp/rqmail-rqmuser";
@@ -68,7 +66,7 @@ fn root_mode_smtp_to_mbox_program_maildir_forward_and_bounce_for_a_real_user() {
         );
         return;
     }
-    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = lock_root_home();
     ensure_qmail_users();
     let home = install_root_home();
     let (uid, _gid) = make_user();
@@ -86,29 +84,7 @@ fn root_mode_smtp_to_mbox_program_maildir_forward_and_bounce_for_a_real_user() {
         .current_dir(&home);
     let sys = System::start_cmd(c, top.path(), &["./Maildir/", "cat"]);
 
-    let (qmaild, _) = user_ids("qmaild");
-    let nofiles = nix::unistd::Group::from_name("nofiles")
-        .ok()
-        .flatten()
-        .expect("nofiles")
-        .gid;
-    let port = free_port();
-    let server = Command::new(tool("tcpserver"))
-        .env_clear()
-        .env("QMAIL_HOME", &home)
-        .args(["-q", "-R", "-H", "-l", "roothost.example", "-u"])
-        .arg(qmaild.to_string())
-        .arg("-g")
-        .arg(nofiles.to_string())
-        .arg("127.0.0.1")
-        .arg(port.to_string())
-        .arg(home.join("bin/qmail-smtpd"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("tcpserver");
-    let _server = KillOnDrop(server);
-    wait_for_port(port);
+    let (_server, port) = smtpd_as_qmaild(&home, &[]);
     let mut s = Smtp::connect(port);
     assert!(s.reply()[0].starts_with("220 "));
     assert!(s.cmd("HELO client.example")[0].starts_with("250 "));
