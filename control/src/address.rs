@@ -102,6 +102,9 @@ mod tests {
         assert_eq!(quote2(b"@x"), b"\"\"@x");
         assert_eq!(quote(b"a\r\nb"), b"\"a\\\r\\\nb\"");
         assert!(quote_needed("\u{e9}".as_bytes()));
-        assert!(!quote_needed(b"a.b+c=d"));
+        assert!(!quote_needed(b"a.b+c=d{e}~"));
+        for c in b"()<>,;:[] \"@" {
+            assert!(quote_needed(&[*c]), "{}", *c as char);
+        }
     }
 }
