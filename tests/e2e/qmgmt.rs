@@ -10,121 +10,18 @@
 //! Single-user tests run every program, qmail-qctl included, as `nobody` when the suite
 //! runs as root; the root-mode test uses the qmail users.
 
+use rqmail_tests::single::*;
 use rqmail_tests::{Home, bin, ensure_qmail_users, is_root, python, tool, user_ids};
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Hang guard for anything a test waits for.
-const WAIT: Duration = Duration::from_secs(90);
-
 // ------------------------------------------------------------------------ helpers
-
-fn nobody() -> (u32, u32) {
-    let (u, _) = user_ids("nobody");
-    let g = nix::unistd::Group::from_name("nogroup")
-        .ok()
-        .flatten()
-        .map_or(65534, |g| g.gid.as_raw());
-    (u, g)
-}
-
-fn chown_user(p: &Path) {
-    if is_root() {
-        let (u, g) = nobody();
-        std::os::unix::fs::lchown(p, Some(u), Some(g)).expect("chown");
-    }
-}
-
-/// A command running `program` in single-user mode (as nobody when root).
-fn user_cmd(home: &Home, program: &Path) -> Command {
-    let mut c = if is_root() {
-        let mut c = Command::new(tool("setpriv"));
-        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-            .arg(program);
-        c
-    } else {
-        Command::new(program)
-    };
-    c.env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("QMAIL_HOME", home.path())
-        .current_dir(home.path());
-    c
-}
-
-fn script(home: &Home, name: &str, body: &str) {
-    let p = home.path().join("bin").join(name);
-    let _ = fs::remove_file(&p);
-    fs::write(&p, body).expect("write script");
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
-    chown_user(&p);
-}
-
-fn user_file(home: &Home, rel: &str, data: &[u8]) -> PathBuf {
-    let p = home.path().join(rel);
-    fs::write(&p, data).expect("write");
-    chown_user(&p);
-    p
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out waiting for {what}");
-}
-
-fn file_lines(p: &Path) -> Vec<String> {
-    fs::read_to_string(p)
-        .map(|s| s.lines().map(str::to_string).collect())
-        .unwrap_or_default()
-}
-
-/// Queues a message with the real qmail-queue run by `cmd`.
-fn queue_with(mut cmd: Command, msg: &[u8], sender: &str, rcpts: &[&str]) -> i32 {
-    let mut env = format!("F{sender}\0").into_bytes();
-    for r in rcpts {
-        env.extend(format!("T{r}\0").into_bytes());
-    }
-    env.push(0);
-    let (env_r, env_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::from(env_r))
-        .stderr(Stdio::inherit());
-    let mut child = cmd.spawn().expect("spawn qmail-queue");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let msg = msg.to_vec();
-    let t1 = std::thread::spawn(move || {
-        let _ = stdin.write_all(&msg);
-    });
-    let t2 = std::thread::spawn(move || {
-        let _ = fs::File::from(env_w).write_all(&env);
-    });
-    let st = child.wait().expect("wait");
-    let _ = t1.join();
-    let _ = t2.join();
-    st.code().unwrap_or(-1)
-}
-
-fn inject(home: &Home, msg: &str, sender: &str, rcpts: &[&str]) {
-    let code = queue_with(
-        user_cmd(home, &bin("qmail-queue")),
-        msg.as_bytes(),
-        sender,
-        rcpts,
-    );
-    assert_eq!(code, 0, "qmail-queue failed");
-}
 
 /// The mail system on a home: qmail-start (which becomes qmail-send), its log collected.
 struct System {

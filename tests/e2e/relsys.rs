@@ -7,58 +7,17 @@
 
 #![allow(dead_code)]
 
-use rqmail_tests::{Home, bin, is_root, tool, user_ids};
+pub use rqmail_tests::Piped;
+pub use rqmail_tests::single::{
+    WAIT, chown_tree, chown_user, nobody, script, user_cmd, wait_until,
+};
+use rqmail_tests::{Home, bin, is_root};
 use std::collections::HashMap;
 use std::fs;
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Hang guard for anything a test waits for (never a timing assertion).
-pub const WAIT: Duration = Duration::from_secs(120);
-
-/// The unprivileged user single-user tests run as when the tests run as root.
-pub fn nobody() -> (u32, u32) {
-    let (u, _) = user_ids("nobody");
-    let g = nix::unistd::Group::from_name("nogroup")
-        .ok()
-        .flatten()
-        .map_or(65534, |g| g.gid.as_raw());
-    (u, g)
-}
-
-/// The ids single-user mode runs as: nobody when root, else ourselves.
-pub fn runner_ids() -> (u32, u32) {
-    if is_root() {
-        nobody()
-    } else {
-        (
-            nix::unistd::getuid().as_raw(),
-            nix::unistd::getgid().as_raw(),
-        )
-    }
-}
-
-/// Gives `p` to the single-user runner (nothing to do when not root).
-pub fn chown_user(p: &Path) {
-    if is_root() {
-        let (u, g) = nobody();
-        std::os::unix::fs::lchown(p, Some(u), Some(g)).expect("chown");
-    }
-}
-
-/// Recursively gives `p` to the single-user runner.
-pub fn chown_tree(p: &Path) {
-    chown_user(p);
-    if p.is_dir() && !p.is_symlink() {
-        for e in fs::read_dir(p).expect("read_dir").flatten() {
-            chown_tree(&e.path());
-        }
-    }
-}
 
 /// A home for single-user mode (owned by nobody when root), with `control/me`,
 /// `rcpthosts` and `locals` set to testhost.example, and every local address delivered
@@ -79,44 +38,6 @@ pub fn mail_home() -> Home {
         h.chown_all(u, g);
     }
     h
-}
-
-/// A command running `program` in single-user mode (as nobody when root).
-pub fn user_cmd(home: &Path, program: &Path) -> Command {
-    let mut c = if is_root() {
-        let mut c = Command::new(tool("setpriv"));
-        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-            .arg(program);
-        c
-    } else {
-        Command::new(program)
-    };
-    c.env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("QMAIL_HOME", home)
-        .current_dir(home);
-    c
-}
-
-/// Writes an executable script into the home's bin/, replacing the built program.
-pub fn script(home: &Home, name: &str, body: &str) {
-    let p = home.path().join("bin").join(name);
-    let _ = fs::remove_file(&p);
-    fs::write(&p, body).expect("write script");
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
-    chown_user(&p);
-}
-
-/// Polls `f` until it is true; panics after [`WAIT`] naming `what`.
-pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// Files in a Maildir's new/ and cur/, with their contents.
@@ -238,84 +159,6 @@ impl Drop for System {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-    }
-}
-
-/// qmail-smtpd on pipes with a watchdog that kills it after `limit` (so that a hang
-/// fails the test instead of stalling the suite).
-pub struct Piped {
-    pub child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: ChildStdout,
-    _watchdog: mpsc::Sender<()>,
-}
-
-impl Piped {
-    pub fn start(mut cmd: Command, limit: Duration) -> Piped {
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut child = cmd.spawn().expect("start qmail-smtpd");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("stdout");
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let (tx, rx) = mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            if rx.recv_timeout(limit) == Err(mpsc::RecvTimeoutError::Timeout) {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            }
-        });
-        Piped {
-            child,
-            stdin,
-            stdout,
-            _watchdog: tx,
-        }
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// Takes the input side (to write from another thread).
-    pub fn take_stdin(&mut self) -> ChildStdin {
-        self.stdin.take().expect("stdin")
-    }
-
-    /// Closes the input side.
-    pub fn close_input(&mut self) {
-        self.stdin = None;
-    }
-
-    /// Waits for the exit code.
-    pub fn wait(&mut self) -> i32 {
-        self.stdin = None;
-        self.child.wait().expect("wait").code().unwrap_or(-1)
-    }
-}
-
-impl Read for Piped {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.stdout.read(buf)
-    }
-}
-
-impl Write for Piped {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self.stdin.as_mut() {
-            Some(s) => s.write(buf),
-            None => Err(std::io::ErrorKind::BrokenPipe.into()),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for Piped {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -8,6 +8,7 @@
 //! Tests run as root in CI; single-user mode then runs every program as `nobody` (setpriv),
 //! so that no id switching happens, and root mode uses the qmail users.
 
+use rqmail_tests::single::*;
 use rqmail_tests::{Home, bin, ensure_qmail_users, is_root, tool, user_ids};
 use std::collections::HashMap;
 use std::fs;
@@ -19,20 +20,7 @@ use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Hang guard for anything a test waits for.
-const WAIT: Duration = Duration::from_secs(90);
-
 // ------------------------------------------------------------------------ helpers
-
-/// The unprivileged user single-user tests run as when the tests run as root.
-fn nobody() -> (u32, u32) {
-    let (u, _) = user_ids("nobody");
-    let g = nix::unistd::Group::from_name("nogroup")
-        .ok()
-        .flatten()
-        .map_or(65534, |g| g.gid.as_raw());
-    (u, g)
-}
 
 /// A home for single-user mode: owned by `nobody` when the tests run as root.
 fn user_home() -> Home {
@@ -43,104 +31,6 @@ fn user_home() -> Home {
         h.chown_all(u, g);
     }
     h
-}
-
-fn chown_user(p: &Path) {
-    if is_root() {
-        let (u, g) = nobody();
-        std::os::unix::fs::lchown(p, Some(u), Some(g)).expect("chown");
-    }
-}
-
-/// A command running `program` in single-user mode (as nobody when root).
-fn user_cmd(home: &Home, program: &Path) -> Command {
-    let mut c = if is_root() {
-        let mut c = Command::new(tool("setpriv"));
-        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-            .arg(program);
-        c
-    } else {
-        Command::new(program)
-    };
-    c.env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("QMAIL_HOME", home.path())
-        .current_dir(home.path());
-    c
-}
-
-/// Writes an executable script to the home's bin/ (replacing the link to a built program).
-fn script(home: &Home, name: &str, body: &str) {
-    let p = home.path().join("bin").join(name);
-    let _ = fs::remove_file(&p);
-    fs::write(&p, body).expect("write script");
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
-    chown_user(&p);
-}
-
-/// Creates a file as the test user.
-fn user_file(home: &Home, rel: &str, data: &[u8]) -> PathBuf {
-    let p = home.path().join(rel);
-    fs::write(&p, data).expect("write");
-    chown_user(&p);
-    p
-}
-
-/// Queues a message with the real qmail-queue run by `cmd`: message on fd 0, envelope on
-/// fd 1. Returns qmail-queue's exit code.
-fn queue_with(mut cmd: Command, msg: &[u8], sender: &str, rcpts: &[&str]) -> i32 {
-    let mut env = format!("F{sender}\0").into_bytes();
-    for r in rcpts {
-        env.extend(format!("T{r}\0").into_bytes());
-    }
-    env.push(0);
-    let (env_r, env_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::from(env_r))
-        .stderr(Stdio::inherit());
-    let mut child = cmd.spawn().expect("spawn qmail-queue");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let msg = msg.to_vec();
-    let t1 = std::thread::spawn(move || {
-        let _ = stdin.write_all(&msg);
-    });
-    let t2 = std::thread::spawn(move || {
-        let _ = fs::File::from(env_w).write_all(&env);
-    });
-    let st = child.wait().expect("wait");
-    let _ = t1.join();
-    let _ = t2.join();
-    st.code().unwrap_or(-1)
-}
-
-/// Queues a message in single-user mode.
-fn inject(home: &Home, msg: &str, sender: &str, rcpts: &[&str]) {
-    let code = queue_with(
-        user_cmd(home, &bin("qmail-queue")),
-        msg.as_bytes(),
-        sender,
-        rcpts,
-    );
-    assert_eq!(code, 0, "qmail-queue failed");
-}
-
-/// Polls `f` until it returns true; panics after [`WAIT`] with `what`.
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out waiting for {what}");
-}
-
-/// Lines of a file (empty when it does not exist).
-fn file_lines(p: &Path) -> Vec<String> {
-    fs::read_to_string(p)
-        .map(|s| s.lines().map(str::to_string).collect())
-        .unwrap_or_default()
 }
 
 /// A tiny matcher for qmail-log(5) line formats: `{n}` digits, `{w}` a non-empty word

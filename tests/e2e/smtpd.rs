@@ -3,13 +3,11 @@
 //! for byte in a real queue directory.
 
 use rqmail_tests::{
-    Home, Smtp, is_root, python, run_with_input, tcpserver, tcpserver_opts, user_ids,
+    Home, Piped, Smtp, is_root, python, run_with_input, tcpserver, tcpserver_opts, user_ids,
 };
 use std::fs;
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 /// The connection facts most tests give qmail-smtpd (tcp-environ(5)).
@@ -36,78 +34,6 @@ fn dialogue(home: &Home, env: &[(&str, &str)], input: &str) -> (i32, String, Str
         String::from_utf8(out).expect("utf8 replies"),
         String::from_utf8_lossy(&err).into_owned(),
     )
-}
-
-/// qmail-smtpd on pipes, for dialogues that wait for each reply. A watchdog kills it
-/// after a minute so that a hang fails the test instead of stalling the suite.
-struct Piped {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: ChildStdout,
-    watchdog: Option<mpsc::Sender<()>>,
-}
-
-impl Piped {
-    fn start(mut cmd: Command) -> Smtp<Piped> {
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start qmail-smtpd");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("stdout");
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let (tx, rx) = mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            if rx.recv_timeout(Duration::from_secs(60)) == Err(mpsc::RecvTimeoutError::Timeout) {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            }
-        });
-        Smtp::new(Piped {
-            child,
-            stdin,
-            stdout,
-            watchdog: Some(tx),
-        })
-    }
-
-    /// Closes our end of its stdin and waits for the exit code.
-    fn finish(&mut self) -> i32 {
-        self.stdin = None;
-        let st = self.child.wait().expect("wait");
-        self.watchdog = None;
-        st.code().unwrap_or(-1)
-    }
-
-    /// True when qmail-smtpd closed its output (the connection is over).
-    fn at_eof(&mut self) -> bool {
-        let mut b = [0u8; 64];
-        matches!(self.stdout.read(&mut b), Ok(0))
-    }
-}
-
-impl Read for Piped {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.stdout.read(buf)
-    }
-}
-
-impl Write for Piped {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self.stdin.as_mut() {
-            Some(s) => s.write(buf),
-            None => Err(std::io::ErrorKind::BrokenPipe.into()),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for Piped {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Writes an executable script into the home and returns its path.
@@ -495,7 +421,7 @@ fn databytes_over_limit_gives_552() {
 #[test]
 fn bare_lf_in_data_gives_451_and_closes() {
     let home = Home::new();
-    let mut c = Piped::start(smtpd(&home, &[]));
+    let mut c = Smtp::new(Piped::start(smtpd(&home, &[]), Duration::from_secs(60)));
     c.reply();
     c.cmd("MAIL FROM:<a@b>");
     c.cmd("RCPT TO:<c@d>");
@@ -506,7 +432,7 @@ fn bare_lf_in_data_gives_451_and_closes() {
         vec!["451 See http://pobox.com/~djb/docs/smtplf.html."]
     );
     assert!(c.get_mut().at_eof());
-    assert_eq!(c.get_mut().finish(), 1);
+    assert_eq!(c.get_mut().wait(), 1);
     wait_queue_empty(&home);
     assert!(home.queued().is_empty());
 }
@@ -616,27 +542,27 @@ fn too_many_hops_gives_554() {
 fn timeoutsmtpd_gives_451_timeout() {
     let home = Home::new();
     home.control("timeoutsmtpd", "1\n");
-    let mut c = Piped::start(smtpd(&home, &[]));
+    let mut c = Smtp::new(Piped::start(smtpd(&home, &[]), Duration::from_secs(60)));
     assert_eq!(c.reply(), vec!["220 testhost.example ESMTP"]);
     assert_eq!(c.cmd("NOOP"), vec!["250 ok"]);
     // say nothing: the server gives up
     assert_eq!(c.reply(), vec!["451 timeout (#4.4.2)"]);
     assert!(c.get_mut().at_eof());
-    assert_eq!(c.get_mut().finish(), 1);
+    assert_eq!(c.get_mut().wait(), 1);
 }
 
 #[test]
 fn timeout_in_data_leaves_nothing_queued() {
     let home = Home::new();
     home.control("timeoutsmtpd", "1\n");
-    let mut c = Piped::start(smtpd(&home, &[]));
+    let mut c = Smtp::new(Piped::start(smtpd(&home, &[]), Duration::from_secs(60)));
     c.reply();
     c.cmd("MAIL FROM:<a@b>");
     c.cmd("RCPT TO:<c@d>");
     assert_eq!(c.cmd("DATA"), vec!["354 go ahead"]);
     c.send(b"Subject: partial\r\n");
     assert_eq!(c.reply(), vec!["451 timeout (#4.4.2)"]);
-    assert_eq!(c.get_mut().finish(), 1);
+    assert_eq!(c.get_mut().wait(), 1);
     wait_queue_empty(&home);
 }
 

@@ -11,7 +11,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The directory holding the built programs (`target/debug` or `target/release`): the
@@ -270,24 +271,7 @@ impl Drop for KillOnDrop {
 /// Starts `tcpserver` on 127.0.0.1 with the given program and arguments, run with this
 /// home's QMAIL_HOME plus `env`, and waits until it listens. Returns the server and port.
 pub fn tcpserver(home: &Home, env: &[(&str, &str)], program: &[&Path]) -> (KillOnDrop, u16) {
-    let port = free_port();
-    let mut c = Command::new(tool("tcpserver"));
-    c.env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("QMAIL_HOME", home.path());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.args(["-q", "-R", "-H", "-l", "testhost.example", "127.0.0.1"])
-        .arg(port.to_string())
-        .args(program)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let child = c.spawn().expect("start tcpserver");
-    let k = KillOnDrop(child);
-    wait_for_port(port);
-    (k, port)
+    tcpserver_opts(home, env, &[], program)
 }
 
 /// A line-oriented SMTP conversation over any stream, for tests that script a dialogue.
@@ -605,5 +589,243 @@ impl Drop for Sink {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// qmail-smtpd on pipes with a watchdog that kills it after `limit` (so that a hang
+/// fails the test instead of stalling the suite).
+pub struct Piped {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: ChildStdout,
+    _watchdog: mpsc::Sender<()>,
+}
+
+impl Piped {
+    pub fn start(mut cmd: Command, limit: Duration) -> Piped {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("start qmail-smtpd");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let (tx, rx) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if rx.recv_timeout(limit) == Err(mpsc::RecvTimeoutError::Timeout) {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        });
+        Piped {
+            child,
+            stdin,
+            stdout,
+            _watchdog: tx,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Takes the input side (to write from another thread).
+    pub fn take_stdin(&mut self) -> ChildStdin {
+        self.stdin.take().expect("stdin")
+    }
+
+    /// Closes the input side.
+    pub fn close_input(&mut self) {
+        self.stdin = None;
+    }
+
+    /// True when the program closed its output (for qmail-smtpd: the connection is over).
+    pub fn at_eof(&mut self) -> bool {
+        let mut b = [0u8; 64];
+        matches!(self.stdout.read(&mut b), Ok(0))
+    }
+
+    /// Closes the input side and waits for the exit code.
+    pub fn wait(&mut self) -> i32 {
+        self.stdin = None;
+        self.child.wait().expect("wait").code().unwrap_or(-1)
+    }
+}
+
+impl Read for Piped {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.stdout.read(buf)
+    }
+}
+
+impl Write for Piped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.stdin.as_mut() {
+            Some(s) => s.write(buf),
+            None => Err(std::io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Piped {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl AsRef<Path> for Home {
+    fn as_ref(&self) -> &Path {
+        self.path()
+    }
+}
+
+/// Single-user mode in tests: programs run as `nobody` when the suite runs as root (as
+/// the invoking user otherwise), with the files they need given to that user.
+pub mod single {
+    use super::{Home, bin, is_root, tool, user_ids};
+    use std::fs;
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// Hang guard for anything a test waits for (never a timing assertion).
+    pub const WAIT: Duration = Duration::from_secs(120);
+
+    /// The unprivileged user single-user tests run as when the tests run as root.
+    pub fn nobody() -> (u32, u32) {
+        let (u, _) = user_ids("nobody");
+        let g = nix::unistd::Group::from_name("nogroup")
+            .ok()
+            .flatten()
+            .map_or(65534, |g| g.gid.as_raw());
+        (u, g)
+    }
+
+    /// The ids single-user mode runs as: nobody when root, else ourselves.
+    pub fn runner_ids() -> (u32, u32) {
+        if is_root() {
+            nobody()
+        } else {
+            (
+                nix::unistd::getuid().as_raw(),
+                nix::unistd::getgid().as_raw(),
+            )
+        }
+    }
+
+    /// Gives `p` to the single-user runner (nothing to do when not root).
+    pub fn chown_user(p: &Path) {
+        if is_root() {
+            let (u, g) = nobody();
+            std::os::unix::fs::lchown(p, Some(u), Some(g)).expect("chown");
+        }
+    }
+
+    /// Recursively gives `p` to the single-user runner.
+    pub fn chown_tree(p: &Path) {
+        chown_user(p);
+        if p.is_dir() && !p.is_symlink() {
+            for e in fs::read_dir(p).expect("read_dir").flatten() {
+                chown_tree(&e.path());
+            }
+        }
+    }
+
+    /// A command running `program` in single-user mode (as nobody when root) with
+    /// QMAIL_HOME set to `home` and `home` as its working directory.
+    pub fn user_cmd(home: impl AsRef<Path>, program: &Path) -> Command {
+        let home = home.as_ref();
+        let mut c = if is_root() {
+            let mut c = Command::new(tool("setpriv"));
+            c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+                .arg(program);
+            c
+        } else {
+            Command::new(program)
+        };
+        c.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("QMAIL_HOME", home)
+            .current_dir(home);
+        c
+    }
+
+    /// Writes an executable script into the home's bin/, replacing the built program.
+    pub fn script(home: &Home, name: &str, body: &str) {
+        let p = home.path().join("bin").join(name);
+        let _ = fs::remove_file(&p);
+        fs::write(&p, body).expect("write script");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+        chown_user(&p);
+    }
+
+    /// Creates a file below the home as the single-user runner.
+    pub fn user_file(home: &Home, rel: &str, data: &[u8]) -> PathBuf {
+        let p = home.path().join(rel);
+        fs::write(&p, data).expect("write");
+        chown_user(&p);
+        p
+    }
+
+    /// Polls `f` until it is true; panics after [`WAIT`] naming `what`.
+    pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    /// Lines of a file (empty when it does not exist).
+    pub fn file_lines(p: &Path) -> Vec<String> {
+        fs::read_to_string(p)
+            .map(|s| s.lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// Queues a message with the real qmail-queue run by `cmd`: message on fd 0, envelope
+    /// on fd 1. Returns qmail-queue's exit code.
+    pub fn queue_with(mut cmd: Command, msg: &[u8], sender: &str, rcpts: &[&str]) -> i32 {
+        let mut env = format!("F{sender}\0").into_bytes();
+        for r in rcpts {
+            env.extend(format!("T{r}\0").into_bytes());
+        }
+        env.push(0);
+        let (env_r, env_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::from(env_r))
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn qmail-queue");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let msg = msg.to_vec();
+        let t1 = std::thread::spawn(move || {
+            let _ = stdin.write_all(&msg);
+        });
+        let t2 = std::thread::spawn(move || {
+            let _ = fs::File::from(env_w).write_all(&env);
+        });
+        let st = child.wait().expect("wait");
+        let _ = t1.join();
+        let _ = t2.join();
+        st.code().unwrap_or(-1)
+    }
+
+    /// Queues a message in single-user mode with the real qmail-queue.
+    pub fn inject(home: &Home, msg: &str, sender: &str, rcpts: &[&str]) {
+        let code = queue_with(
+            user_cmd(home, &bin("qmail-queue")),
+            msg.as_bytes(),
+            sender,
+            rcpts,
+        );
+        assert_eq!(code, 0, "qmail-queue failed");
     }
 }
