@@ -86,8 +86,12 @@ pub fn uid_of(name: &str) -> Option<Uid> {
 }
 
 impl Ids {
-    /// Looks every qmail id up by name.
-    pub fn lookup() -> Result<Ids, IdError> {
+    /// Builds the ids from two lookups by name (the password database, or a staging
+    /// root's files), in conf-users and conf-groups order.
+    pub fn from_lookups<E>(
+        user: impl Fn(&'static str) -> Result<Uid, E>,
+        group: impl Fn(&'static str) -> Result<Gid, E>,
+    ) -> Result<Ids, E> {
         Ok(Ids {
             alias: user("alias")?,
             qmaild: user("qmaild")?,
@@ -101,6 +105,11 @@ impl Ids {
             nofiles: group("nofiles")?,
             single_user: false,
         })
+    }
+
+    /// Looks every qmail id up by name.
+    pub fn lookup() -> Result<Ids, IdError> {
+        Ids::from_lookups(user, group)
     }
 
     /// Every id set to the invoking user's real ids.

@@ -97,19 +97,7 @@ pub fn ids_from_files(etc: &Path) -> Result<Ids, AccountError> {
             ))
         })
     };
-    Ok(Ids {
-        alias: user("alias")?,
-        qmaild: user("qmaild")?,
-        qmaill: user("qmaill")?,
-        owner: user("root")?,
-        qmailp: user("qmailp")?,
-        qmailq: user("qmailq")?,
-        qmailr: user("qmailr")?,
-        qmails: user("qmails")?,
-        qmail: grp("qmail")?,
-        nofiles: grp("nofiles")?,
-        single_user: false,
-    })
+    Ids::from_lookups(user, grp)
 }
 
 fn system_tool(name: &str) -> Result<PathBuf, AccountError> {
