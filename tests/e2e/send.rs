@@ -12,13 +12,13 @@ use rqmail_tests::single::*;
 use rqmail_tests::{Home, bin, ensure_qmail_users, is_root, tool, user_ids};
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 // ------------------------------------------------------------------------ helpers
 
@@ -76,6 +76,14 @@ const LOG_FORMATS: &[&str] = &[
     "alert: {*}",
 ];
 
+/// Stops qmail-send (TERM) and checks its whole log against qmail-log(5)'s formats.
+fn stop(sys: System) -> Vec<String> {
+    let lines = sys.stop();
+    assert_eq!(lines.last().map(String::as_str), Some("status: exiting"));
+    assert_log_formats(&lines);
+    lines
+}
+
 fn assert_log_formats(lines: &[String]) {
     for l in lines {
         assert!(
@@ -87,130 +95,6 @@ fn assert_log_formats(lines: &[String]) {
             "unprintable byte in log line {l:?}"
         );
     }
-}
-
-/// The mail system running on a home: qmail-start (which becomes qmail-send) with its
-/// log collected line by line.
-struct System {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl System {
-    /// Starts qmail-start in single-user mode with `defaultdelivery`.
-    fn start(home: &Home) -> System {
-        System::start_cmd(
-            user_cmd(home, &home.path().join("bin/qmail-start")),
-            &["./Maildir/"],
-        )
-    }
-
-    fn start_cmd(mut c: Command, args: &[&str]) -> System {
-        c.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = c.spawn().expect("start qmail-start");
-        let out = child.stdout.take().expect("stdout");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let l2 = log.clone();
-        let reader = std::thread::spawn(move || {
-            let mut r = BufReader::new(out);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match r.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {
-                        let s = String::from_utf8_lossy(&line)
-                            .trim_end_matches('\n')
-                            .to_string();
-                        l2.lock().expect("lock").push(s);
-                    }
-                }
-            }
-        });
-        let s = System {
-            child,
-            log,
-            reader: Some(reader),
-        };
-        s.wait_log("the first status line", |l| l.contains("status: local"));
-        s
-    }
-
-    fn pid(&self) -> nix::unistd::Pid {
-        nix::unistd::Pid::from_raw(self.child.id() as i32)
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.log.lock().expect("lock").clone()
-    }
-
-    fn count(&self, f: impl Fn(&str) -> bool) -> usize {
-        self.log
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|l| f(l))
-            .count()
-    }
-
-    fn wait_log(&self, what: &str, f: impl Fn(&str) -> bool) {
-        wait_until(what, || self.count(&f) > 0);
-    }
-
-    fn wait_count(&self, what: &str, n: usize, f: impl Fn(&str) -> bool) {
-        wait_until(what, || self.count(&f) >= n);
-    }
-
-    fn signal(&self, s: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(self.pid(), s).expect("kill");
-    }
-
-    /// TERM, then wait for qmail-send to exit and the log to end. Returns the log.
-    fn stop(mut self) -> Vec<String> {
-        self.signal(nix::sys::signal::Signal::SIGTERM);
-        let st = wait_child(&mut self.child);
-        assert_eq!(st, Some(0), "qmail-send exit status");
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        let lines = self.lines();
-        assert_eq!(lines.last().map(String::as_str), Some("status: exiting"));
-        assert_log_formats(&lines);
-        lines
-    }
-
-    /// kill -9 qmail-send.
-    fn kill(mut self) {
-        self.signal(nix::sys::signal::Signal::SIGKILL);
-        let _ = wait_child(&mut self.child);
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-    }
-}
-
-impl Drop for System {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn wait_child(c: &mut Child) -> Option<i32> {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if let Some(st) = c.try_wait().expect("try_wait") {
-            return st.code();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("process did not exit");
 }
 
 /// A fake qmail-local that appends `local@domain sender` to $QMAIL_HOME/delivered and
@@ -757,7 +641,7 @@ fn delivers_local_and_remote_with_qmail_log_lines() {
         vec!["x@far.example sender@far.example"]
     );
     wait_until("an empty queue", || queue_is_empty(&h));
-    let log = sys.stop();
+    let log = stop(sys);
     let id = msg_numbers(&log)[0];
     let find = |p: &str| {
         log.iter()
@@ -836,7 +720,7 @@ Received: (qmail ";
     assert!(rest.ends_with(&format!(" -0000\n{original}")), "{rest}");
     // The bounce has the empty envelope sender.
     assert_eq!(delivered(&h), vec!["sender@testhost.example "]);
-    let log = sys.stop();
+    let log = stop(sys);
     let ids = msg_numbers(&log);
     assert_eq!(ids.len(), 2);
     let bounce = log
@@ -914,7 +798,7 @@ Received: (qmail ";
     });
     sys.wait_count("six messages ended", 6, |l| l.starts_with("end msg "));
     wait_until("an empty queue", || queue_is_empty(&h));
-    let log = sys.stop();
+    let log = stop(sys);
     let ids = msg_numbers(&log);
     assert_eq!(ids.len(), 6);
     assert!(log.contains(&format!("triple bounce: discarding bounce/{}", ids[5])));
@@ -948,7 +832,7 @@ fn deferral_then_success_after_alrm() {
     sys.signal(nix::sys::signal::Signal::SIGALRM);
     sys.wait_log("end msg", |l| l.starts_with("end msg "));
     assert_eq!(delivered(&h), vec!["joe@testhost.example s@far.example"]);
-    let log = sys.stop();
+    let log = stop(sys);
     assert_eq!(
         log.iter()
             .filter(|l| l.starts_with("starting delivery"))
@@ -986,7 +870,7 @@ fn queuelifetime_turns_a_late_deferral_into_a_bounce() {
     assert!(mails[0].1.contains(
         "<joe@testhost.example>:\nDeferring joe for now. (#4.2.1)\nI'm not going to try again; this message has been in the queue too long.\n\n"
     ));
-    sys.stop();
+    stop(sys);
 }
 
 #[test]
@@ -1027,7 +911,7 @@ echo "did 0+0+1"
         d.len() == n
     });
     wait_until("an empty queue", || queue_is_empty(&h));
-    let log = sys.stop();
+    let log = stop(sys);
     assert!(log.iter().any(|l| l.starts_with("end msg ")));
 }
 
@@ -1065,7 +949,7 @@ echo "did 0+0+1"
     user_file(&h, "release", b"");
     sys.wait_log("end msg", |l| l.starts_with("end msg "));
     assert_eq!(delivered(&h).len(), 250);
-    let log = sys.stop();
+    let log = stop(sys);
     // Never more than the limit.
     for l in &log {
         if let Some(rest) = l.strip_prefix("status: local ") {
@@ -1120,7 +1004,7 @@ fn deliveries_keep_going_while_messages_keep_arriving() {
     wait_until("every message delivered", || {
         delivered(&h).len() == before + during
     });
-    let log = sys.stop();
+    let log = stop(sys);
     // Deliveries start as soon as the first messages are preprocessed, not after the
     // backlog in todo/ is gone: few "new msg" lines precede the first delivery ...
     let first_start = log
@@ -1177,7 +1061,7 @@ fn arrivals_are_preprocessed_while_deliveries_are_busy() {
     drop(held);
     wait_until("every delivery", || delivered(&h).len() == 31);
     sys.wait_count("both ended", 2, |l| l.starts_with("end msg "));
-    sys.stop();
+    stop(sys);
 }
 
 #[test]
@@ -1192,7 +1076,7 @@ fn a_second_qmail_send_refuses_to_start() {
         String::from_utf8_lossy(&out),
         "alert: cannot start: qmail-send is already running\n"
     );
-    sys.stop();
+    stop(sys);
 }
 
 #[test]
@@ -1222,7 +1106,7 @@ fn hup_rereads_locals_virtualdomains_and_concurrency() {
             "y@new.example s@far.example"
         ]
     );
-    sys.stop();
+    stop(sys);
 }
 
 #[test]
@@ -1481,7 +1365,7 @@ fn root_mode_runs_each_daemon_under_its_qmail_id() {
         file_lines(&out.join("remote")),
         vec![q("qmailr").to_string()]
     );
-    sys.stop();
+    stop(sys);
 }
 
 fn ids_of(name: &str) -> u32 {
@@ -1560,7 +1444,7 @@ fn smtp_to_maildir_through_the_real_programs() {
         "{m}"
     );
     sys.wait_log("end msg", |l| l.starts_with("end msg "));
-    let log = sys.stop();
+    let log = stop(sys);
     assert!(
         log.iter()
             .any(|l| fmt_match("delivery {n}: success: did_1+0+0/", l)),
@@ -1615,7 +1499,7 @@ fn an_interrupted_elimination_is_finished_after_a_restart() {
         "the new message 72 was touched"
     );
     assert!(!q.bounce(71).exists());
-    sys.stop();
+    stop(sys);
 }
 
 /// A fake qmail-local that announces itself in running/ and then waits for the shared
@@ -1677,7 +1561,7 @@ fn thousands_of_local_deliveries_at_once() {
     drop(held);
     wait_until("every delivery", || delivered(&h).len() == n + 100);
     sys.wait_log("end msg", |l| l.starts_with("end msg "));
-    let log = sys.stop();
+    let log = stop(sys);
     for l in &log {
         if let Some(rest) = l.strip_prefix("status: local ") {
             let used: usize = rest
@@ -1710,7 +1594,7 @@ fn term_lets_deliveries_in_progress_finish() {
     let mut sys = sys;
     assert!(sys.child.try_wait().expect("try_wait").is_none());
     drop(held);
-    let log = sys.stop();
+    let log = stop(sys);
     assert!(log.contains(&"status: local 0/10 remote 0/20 exitasap".to_string()));
     assert_eq!(log.iter().filter(|l| l.contains(": success: ")).count(), 2);
     assert_eq!(delivered(&h).len(), 2);
@@ -1718,7 +1602,7 @@ fn term_lets_deliveries_in_progress_finish() {
     // Both were marked done before the exit: nothing is delivered twice on restart.
     let sys = System::start(&h);
     std::thread::sleep(Duration::from_millis(1000));
-    let log = sys.stop();
+    let log = stop(sys);
     assert!(!log.iter().any(|l| l.starts_with("starting delivery")));
     assert_eq!(delivered(&h).len(), 2);
 }
@@ -1742,7 +1626,7 @@ fn retry_times_follow_netqmails_schedule_and_survive_a_restart() {
         &["joe@testhost.example", "x@far.example"],
     );
     sys.wait_count("two deferrals", 2, |l| l.contains(": deferral: "));
-    let log = sys.stop();
+    let log = stop(sys);
     let id = msg_numbers(&log)[0];
     let q = qmail_queue::Queue::in_home(h.path());
     use std::os::unix::fs::MetadataExt;
@@ -1757,7 +1641,7 @@ fn retry_times_follow_netqmails_schedule_and_survive_a_restart() {
     // After a restart nothing is due before those times.
     let sys = System::start(&h);
     std::thread::sleep(Duration::from_millis(1500));
-    let log = sys.stop();
+    let log = stop(sys);
     assert!(
         !log.iter().any(|l| l.starts_with("starting delivery")),
         "{log:#?}"
@@ -1790,7 +1674,7 @@ fn abandoned_files_are_cleaned_up() {
         "a message qmail-queue may still be writing is kept"
     );
     assert!(!q.todo(81).exists());
-    sys.stop();
+    stop(sys);
 }
 
 #[test]
@@ -1812,7 +1696,7 @@ fn verp_senders_are_expanded_per_recipient() {
         remote_delivered(&h),
         vec!["x@far.example owner-x=far.example@list.example"]
     );
-    sys.stop();
+    stop(sys);
 }
 
 #[test]
@@ -1882,7 +1766,7 @@ while True:
         l == "warning: internal error: delivery report out of range"
     });
     sys.wait_count("two successes", 2, |l| l.contains(": success: fake_"));
-    let log = sys.stop();
+    let log = stop(sys);
     assert!(
         log.iter()
             .any(|l| fmt_match("delivery {n}: success: fake_joe@testhost.example/", l))
@@ -1998,5 +1882,5 @@ fn qmail_send_sleeps_when_idle_after_the_trigger() {
         used < hz,
         "qmail-send used {used} ticks of CPU in 3 s while idle"
     );
-    sys.stop();
+    stop(sys);
 }

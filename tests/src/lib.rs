@@ -687,10 +687,11 @@ impl AsRef<Path> for Home {
 pub mod single {
     use super::{Home, bin, is_root, tool, user_ids};
     use std::fs;
-    use std::io::Write;
+    use std::io::{BufRead, BufReader, Write};
     use std::os::unix::fs::PermissionsExt;
     use std::path::{Path, PathBuf};
-    use std::process::{Command, Stdio};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
     /// Hang guard for anything a test waits for (never a timing assertion).
@@ -827,5 +828,126 @@ pub mod single {
             rcpts,
         );
         assert_eq!(code, 0, "qmail-queue failed");
+    }
+
+    /// The mail system running on a home: qmail-start (which becomes qmail-send) with its
+    /// log collected line by line.
+    pub struct System {
+        pub child: Child,
+        log: Arc<Mutex<Vec<String>>>,
+        reader: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl System {
+        /// Starts qmail-start in single-user mode with `defaultdelivery`.
+        pub fn start(home: &Home) -> System {
+            System::start_cmd(
+                user_cmd(home, &home.path().join("bin/qmail-start")),
+                &["./Maildir/"],
+            )
+        }
+
+        pub fn start_cmd(mut c: Command, args: &[&str]) -> System {
+            c.args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit());
+            let mut child = c.spawn().expect("start qmail-start");
+            let out = child.stdout.take().expect("stdout");
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let l2 = log.clone();
+            let reader = std::thread::spawn(move || {
+                let mut r = BufReader::new(out);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    match r.read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {
+                            let s = String::from_utf8_lossy(&line)
+                                .trim_end_matches('\n')
+                                .to_string();
+                            l2.lock().expect("lock").push(s);
+                        }
+                    }
+                }
+            });
+            let s = System {
+                child,
+                log,
+                reader: Some(reader),
+            };
+            s.wait_log("the first status line", |l| l.contains("status: local"));
+            s
+        }
+
+        pub fn pid(&self) -> nix::unistd::Pid {
+            nix::unistd::Pid::from_raw(self.child.id() as i32)
+        }
+
+        pub fn lines(&self) -> Vec<String> {
+            self.log.lock().expect("lock").clone()
+        }
+
+        pub fn count(&self, f: impl Fn(&str) -> bool) -> usize {
+            self.log
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|l| f(l))
+                .count()
+        }
+
+        pub fn wait_log(&self, what: &str, f: impl Fn(&str) -> bool) {
+            wait_until(what, || self.count(&f) > 0);
+        }
+
+        pub fn wait_count(&self, what: &str, n: usize, f: impl Fn(&str) -> bool) {
+            wait_until(what, || self.count(&f) >= n);
+        }
+
+        pub fn signal(&self, s: nix::sys::signal::Signal) {
+            nix::sys::signal::kill(self.pid(), s).expect("kill");
+        }
+
+        /// TERM, then wait for qmail-send to exit 0 and the log to end. Returns the log.
+        pub fn stop(mut self) -> Vec<String> {
+            self.signal(nix::sys::signal::Signal::SIGTERM);
+            let st = wait_child(&mut self.child);
+            assert_eq!(st, Some(0), "qmail-send exit status");
+            if let Some(r) = self.reader.take() {
+                let _ = r.join();
+            }
+            self.lines()
+        }
+
+        /// kill -9 qmail-send.
+        pub fn kill(mut self) {
+            self.signal(nix::sys::signal::Signal::SIGKILL);
+            let _ = wait_child(&mut self.child);
+            if let Some(r) = self.reader.take() {
+                let _ = r.join();
+            }
+        }
+    }
+
+    impl Drop for System {
+        fn drop(&mut self) {
+            if self.child.try_wait().ok().flatten().is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
+
+    pub fn wait_child(c: &mut Child) -> Option<i32> {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Some(st) = c.try_wait().expect("try_wait") {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("process did not exit");
     }
 }
