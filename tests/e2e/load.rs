@@ -33,7 +33,12 @@ fn hundreds_of_concurrent_smtp_sessions_bounded_and_returned() {
     let smtpd = bin("qmail-smtpd");
     let (server, port) = tcpserver_opts(&h, &[], &["-c", "400"], &[&smtpd]);
     let tcpserver = server.0.id() as i32;
-    let fds_before = open_fds(tcpserver).expect("tcpserver fds");
+    // The readiness probe of tcpserver_opts is a connection too: the baseline is taken
+    // once its qmail-smtpd has exited and tcpserver holds only what it holds when idle.
+    wait_until("the readiness probe's session to end", || {
+        children(tcpserver).is_empty()
+    });
+    let fds_before = settled_fds(tcpserver);
 
     let mut conns = Vec::new();
     for _ in 0..n {
@@ -102,9 +107,17 @@ fn hundreds_of_concurrent_smtp_sessions_bounded_and_returned() {
     wait_until("every qmail-smtpd to exit", || {
         children(tcpserver).is_empty()
     });
-    wait_until("tcpserver's descriptors back", || {
-        open_fds(tcpserver) == Some(fds_before)
-    });
+    let mut fds_after = None;
+    let back = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until("tcpserver's descriptors back", || {
+            fds_after = fd_targets(tcpserver);
+            fds_after.as_ref() == Some(&fds_before)
+        })
+    }));
+    assert!(
+        back.is_ok(),
+        "tcpserver's descriptors: {fds_before:?} before, {fds_after:?} after"
+    );
     let q = h.queued();
     assert_eq!(q.len(), n);
     let mut senders: Vec<Vec<u8>> = q.iter().map(|m| m.sender()).collect();
@@ -127,6 +140,31 @@ touch "$QMAIL_HOME/running/$$"
 flock -s "$QMAIL_HOME/gate" true
 printf 'r\0Kok\0'
 "#;
+
+/// What each descriptor of `pid` refers to (socket:[inode], pipe:[..], a path), sorted.
+fn fd_targets(pid: i32) -> Option<Vec<String>> {
+    let mut v: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .map(|t| t.to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    Some(v)
+}
+
+/// The descriptors of an idle `pid`: the same list read twice, 100 ms apart.
+fn settled_fds(pid: i32) -> Vec<String> {
+    let mut last = fd_targets(pid).expect("fds");
+    wait_until("the descriptors to settle", || {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = fd_targets(pid).expect("fds");
+        let same = now == last;
+        last = now;
+        same
+    });
+    last
+}
 
 fn count(dir: &Path) -> usize {
     fs::read_dir(dir).map_or(0, Iterator::count)
