@@ -154,6 +154,30 @@ fn qmail_qread_needs_access_to_the_queue() {
         String::from_utf8_lossy(&out.stdout),
         "fatal: unable to opendir info/0: access denied\n"
     );
+
+    // Everything readable but one mess/ and one remote/ subdirectory and one local/ file:
+    // each message with an unreadable part is a warning and the listing goes on.
+    let st = std::process::Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(home.queue())
+        .status()
+        .expect("chmod -R");
+    assert!(st.success());
+    chmod(&home.queue().join("mess/1"), 0o700);
+    chmod(&home.queue().join("remote/5"), 0o700);
+    chmod(&home.queue().join("local/5/28"), 0o600);
+    let out = as_nobody();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "warning: trouble with #24: access denied\n\
+         9 Sep 2001 01:46:40 GMT  #5  0  <> \n\
+         warning: trouble with #5: access denied\n\
+         14 Nov 2023 22:13:20 GMT  #28  10  <evil__sender> \n\
+         warning: trouble with #28: access denied\n\
+         warning: trouble with #28: access denied\n\
+         warning: trouble with #51: file does not exist\n"
+    );
 }
 
 #[test]
