@@ -74,6 +74,28 @@ pub struct Conn {
     timeout: Duration,
     /// Bytes received and not yet parsed.
     pending: Vec<u8>,
+    /// The receive timeout now set on the socket (see [`arm_read`]).
+    read_armed: Option<Duration>,
+}
+
+/// How far a read may wait past its reply's deadline: the socket's receive timeout is only
+/// set again when it would overrun the deadline by more than this, so that a dialogue of
+/// short replies costs one setsockopt in all rather than one per read.
+const SLACK: Duration = Duration::from_secs(1);
+
+/// Makes the next read on `sock` give up by `deadline` (plus at most [`SLACK`]).
+fn arm_read(
+    sock: &TcpStream,
+    armed: &mut Option<Duration>,
+    deadline: Instant,
+) -> Result<(), Broken> {
+    let left = Conn::left(deadline)?;
+    if armed.is_none_or(|a| a > left + SLACK) {
+        sock.set_read_timeout(Some(left))
+            .map_err(|_| Broken::Closed)?;
+        *armed = Some(left);
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for Conn {
@@ -88,11 +110,14 @@ impl std::fmt::Debug for Conn {
 impl Conn {
     pub fn new(sock: TcpStream, timeout: Duration) -> Conn {
         let _ = sock.set_nodelay(true);
+        // Every write may take the whole timeout (netqmail's timeoutwrite): set once.
+        let _ = sock.set_write_timeout(Some(timeout));
         Conn {
             sock,
             tls: None,
             timeout,
             pending: Vec::new(),
+            read_armed: None,
         }
     }
 
@@ -115,10 +140,7 @@ impl Conn {
         let mut buf = [0u8; 4096];
         let Some(tls) = self.tls.as_deref_mut() else {
             loop {
-                let left = Self::left(deadline)?;
-                self.sock
-                    .set_read_timeout(Some(left))
-                    .map_err(|_| Broken::Closed)?;
+                arm_read(&self.sock, &mut self.read_armed, deadline)?;
                 return match self.sock.read(&mut buf) {
                     Ok(0) => Err(Broken::Closed),
                     Ok(n) => {
@@ -141,16 +163,13 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => return Err(Broken::Closed),
             }
-            flush_tls(tls, &mut self.sock, self.timeout)?;
-            let left = Self::left(deadline)?;
-            self.sock
-                .set_read_timeout(Some(left))
-                .map_err(|_| Broken::Closed)?;
+            flush_tls(tls, &mut self.sock)?;
+            arm_read(&self.sock, &mut self.read_armed, deadline)?;
             match tls.read_tls(&mut self.sock) {
                 Ok(0) => return Err(Broken::Closed),
                 Ok(_) => {
                     if let Err(e) = tls.process_new_packets() {
-                        let _ = flush_tls(tls, &mut self.sock, self.timeout);
+                        let _ = flush_tls(tls, &mut self.sock);
                         return Err(Broken::Tls(e.to_string()));
                     }
                 }
@@ -182,13 +201,13 @@ impl Conn {
     /// Sends bytes.
     pub fn send(&mut self, data: &[u8]) -> Result<(), Broken> {
         let Some(tls) = self.tls.as_deref_mut() else {
-            return write_plain(&mut self.sock, data, self.timeout);
+            return write_plain(&mut self.sock, data);
         };
         let mut rest = data;
         while !rest.is_empty() {
             let n = tls.writer().write(rest).map_err(|_| Broken::Closed)?;
             rest = &rest[n..];
-            flush_tls(tls, &mut self.sock, self.timeout)?;
+            flush_tls(tls, &mut self.sock)?;
         }
         Ok(())
     }
@@ -214,18 +233,15 @@ impl Conn {
         let deadline = Instant::now() + self.timeout;
         while tls.is_handshaking() {
             if tls.wants_write() {
-                flush_tls(&mut tls, &mut self.sock, self.timeout).map_err(other)?;
+                flush_tls(&mut tls, &mut self.sock).map_err(other)?;
                 continue;
             }
-            let left = Self::left(deadline).map_err(other)?;
-            self.sock
-                .set_read_timeout(Some(left))
-                .map_err(|_| other(Broken::Closed))?;
+            arm_read(&self.sock, &mut self.read_armed, deadline).map_err(other)?;
             match tls.read_tls(&mut self.sock) {
                 Ok(0) => return Err(other(Broken::Closed)),
                 Ok(_) => {
                     if let Err(e) = tls.process_new_packets() {
-                        let _ = flush_tls(&mut tls, &mut self.sock, self.timeout);
+                        let _ = flush_tls(&mut tls, &mut self.sock);
                         return Err(match e {
                             rustls::Error::InvalidCertificate(_) => {
                                 HandshakeError::Certificate(e.to_string())
@@ -239,15 +255,14 @@ impl Conn {
                 Err(_) => return Err(other(Broken::Closed)),
             }
         }
-        flush_tls(&mut tls, &mut self.sock, self.timeout).map_err(other)?;
+        flush_tls(&mut tls, &mut self.sock).map_err(other)?;
         self.tls = Some(Box::new(tls));
         Ok(())
     }
 }
 
-fn write_plain(sock: &mut TcpStream, mut data: &[u8], timeout: Duration) -> Result<(), Broken> {
-    sock.set_write_timeout(Some(timeout))
-        .map_err(|_| Broken::Closed)?;
+/// Writes `data`; each write may wait the timeout set by [`Conn::new`].
+fn write_plain(sock: &mut TcpStream, mut data: &[u8]) -> Result<(), Broken> {
     while !data.is_empty() {
         match sock.write(data) {
             Ok(0) => return Err(Broken::Closed),
@@ -260,13 +275,9 @@ fn write_plain(sock: &mut TcpStream, mut data: &[u8], timeout: Duration) -> Resu
     Ok(())
 }
 
-fn flush_tls(
-    tls: &mut ClientConnection,
-    sock: &mut TcpStream,
-    timeout: Duration,
-) -> Result<(), Broken> {
-    sock.set_write_timeout(Some(timeout))
-        .map_err(|_| Broken::Closed)?;
+/// Sends what the TLS session has to send; each write may wait the timeout set by
+/// [`Conn::new`].
+fn flush_tls(tls: &mut ClientConnection, sock: &mut TcpStream) -> Result<(), Broken> {
     while tls.wants_write() {
         match tls.write_tls(sock) {
             Ok(0) => return Err(Broken::Closed),

@@ -151,7 +151,9 @@ pub fn name_text(n: &Name) -> String {
 /// The stub resolver.
 #[derive(Debug, Clone)]
 pub struct Resolver {
-    config: Config,
+    /// Read on the first query: a delivery routed by smtproutes to an IP address never
+    /// reads resolv.conf.
+    config: std::cell::OnceCell<Config>,
 }
 
 /// What one server said.
@@ -166,12 +168,17 @@ const MAX_TCP: usize = 65535;
 
 impl Resolver {
     pub fn new(config: Config) -> Resolver {
-        Resolver { config }
+        Resolver {
+            config: std::cell::OnceCell::from(config),
+        }
     }
 
-    /// The resolver of this system (see the module documentation).
+    /// The resolver of this system (see the module documentation), configured when it is
+    /// first asked.
     pub fn system() -> Resolver {
-        Resolver::new(system_config())
+        Resolver {
+            config: std::cell::OnceCell::new(),
+        }
     }
 
     /// The answer records' data for `name` and `rtype`.
@@ -181,12 +188,13 @@ impl Resolver {
         msg.metadata.recursion_desired = true;
         let id = msg.metadata.id;
         let bytes = msg.to_vec().map_err(|_| DnsError::Hard)?;
-        for _ in 0..self.config.attempts {
-            for server in &self.config.servers {
-                let said = match udp(*server, &bytes, self.config.timeout, |m| {
+        let config = self.config.get_or_init(system_config);
+        for _ in 0..config.attempts {
+            for server in &config.servers {
+                let said = match udp(*server, &bytes, config.timeout, |m| {
                     matches(m, id, name, rtype)
                 }) {
-                    Said::Truncated => tcp(*server, &bytes, self.config.timeout, |m| {
+                    Said::Truncated => tcp(*server, &bytes, config.timeout, |m| {
                         matches(m, id, name, rtype)
                     }),
                     s => s,
