@@ -131,8 +131,7 @@ pub fn setup(home: &Path, env: &Env) -> Result<Config, SetupError> {
         err,
     })?;
     let mut cfg = Config::load(home, env)?;
-    cfg.ipme = ipme::addresses().map_err(SetupError::Ipme)?;
-    cfg.ipme6 = ipme::addresses6().map_err(SetupError::Ipme)?;
+    (cfg.ipme, cfg.ipme6) = ipme::addresses().map_err(SetupError::Ipme)?;
     Ok(cfg)
 }
 
