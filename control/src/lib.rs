@@ -21,6 +21,7 @@ pub mod file;
 pub mod home;
 pub mod ids;
 pub mod newmrh;
+pub mod program;
 pub mod rcpthosts;
 pub mod showctl;
 mod sys;

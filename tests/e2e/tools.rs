@@ -622,3 +622,73 @@ fn qmail_newmrh_failures_leave_the_old_cdb() {
         )
     );
 }
+
+/// The short-lived programs start through control::program_main!: descriptors 0, 1 and 2
+/// that were closed are /dev/null (a file a setuid qmail-queue opens can never become its
+/// standard error), and SIGPIPE is ignored (a reader that went away is a write error,
+/// not a kill), as with an ordinary Rust main.
+#[test]
+fn programs_start_with_standard_descriptors_and_sigpipe_ignored() {
+    let home = Home::new();
+    let sh = |script: String| {
+        std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(home.path())
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("QMAIL_HOME", home.path())
+            .output()
+            .expect("sh")
+    };
+    // qmail-queue with standard error closed: the message is queued whole.
+    let out = sh(format!(
+        "printf 'Fa@example.org\\0Tb@example.com\\0\\0' > env; \
+         printf 'Subject: t\\n\\nbody\\n' | {} 1< env 2>&-; echo \"rc=$?\"",
+        bin("qmail-queue").display()
+    ));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "rc=0\n");
+    let q = home.queued();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].body_after_received(), b"Subject: t\n\nbody\n");
+
+    // qmail-smtpd started with standard error closed holds /dev/null there.
+    home.control("me", "testhost.example\n");
+    let mut smtpd = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("exec {} 2>&-", bin("qmail-smtpd").display()))
+        .env_clear()
+        .env("QMAIL_HOME", home.path())
+        .env("TCPREMOTEIP", "127.0.0.1")
+        .env("TCPLOCALIP", "127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start qmail-smtpd");
+    let mut greeting = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(smtpd.stdout.as_mut().expect("stdout")),
+        &mut greeting,
+    )
+    .expect("greeting");
+    assert_eq!(greeting, "220 testhost.example ESMTP\r\n");
+    let fd2 = fs::read_link(format!("/proc/{}/fd/2", smtpd.id()));
+    drop(smtpd.stdin.take());
+    smtpd.wait().expect("wait");
+    assert_eq!(
+        fd2.expect("fd 2 is open"),
+        std::path::Path::new("/dev/null")
+    );
+
+    // qmail-showctl into a pipe nobody reads: exit 111 from the write error, not death
+    // by SIGPIPE.
+    let (r, w) = nix::unistd::pipe().expect("pipe");
+    drop(r);
+    let st = home
+        .cmd("qmail-showctl")
+        .stdout(Stdio::from(w))
+        .stderr(Stdio::null())
+        .status()
+        .expect("run qmail-showctl");
+    assert_eq!(st.code(), Some(111), "{st:?}");
+}

@@ -1,5 +1,4 @@
 //! qmail-showctl: explain the qmail configuration (qmail-showctl(8)).
+#![cfg_attr(not(test), no_main)]
 
-fn main() {
-    std::process::exit(control::showctl::main());
-}
+control::program_main!(control::showctl::main);

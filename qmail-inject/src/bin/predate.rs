@@ -1,5 +1,4 @@
 //! predate: see predate(8).
+#![cfg_attr(not(test), no_main)]
 
-fn main() {
-    std::process::exit(qmail_inject::predate::main());
-}
+control::program_main!(qmail_inject::predate::main);

@@ -1,5 +1,4 @@
 //! maildirmake: create a maildir (maildirmake(1)).
+#![cfg_attr(not(test), no_main)]
 
-fn main() {
-    std::process::exit(qmail_local::maildirmake::main());
-}
+control::program_main!(qmail_local::maildirmake::main);

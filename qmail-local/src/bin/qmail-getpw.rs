@@ -1,5 +1,4 @@
 //! qmail-getpw: give addresses to users (qmail-getpw(8)).
+#![cfg_attr(not(test), no_main)]
 
-fn main() {
-    std::process::exit(qmail_local::getpw::main());
-}
+control::program_main!(qmail_local::getpw::main);

@@ -1,5 +1,4 @@
 //! qmail-newu: prepare address assignments for qmail-lspawn (qmail-newu(8)).
+#![cfg_attr(not(test), no_main)]
 
-fn main() {
-    std::process::exit(qmail_local::newu::main());
-}
+control::program_main!(qmail_local::newu::main);

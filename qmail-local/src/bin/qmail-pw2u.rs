@@ -1,5 +1,4 @@
 //! qmail-pw2u: build address assignments from a passwd file (qmail-pw2u(8)).
+#![cfg_attr(not(test), no_main)]
 
-fn main() {
-    std::process::exit(qmail_local::pw2u::main());
-}
+control::program_main!(qmail_local::pw2u::main);

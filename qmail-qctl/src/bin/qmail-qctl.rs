@@ -1,6 +1,5 @@
 //! qmail-qctl: list, show, hold, release, delete and retry queued messages, pause and
 //! resume deliveries, while qmail-send runs (qmail-qctl(8)).
+#![cfg_attr(not(test), no_main)]
 
-fn main() {
-    std::process::exit(qmail_qctl::cli::main());
-}
+control::program_main!(qmail_qctl::cli::main);

@@ -1,5 +1,4 @@
 //! qmail-queue: queue a mail message for delivery (qmail-queue(8)).
+#![cfg_attr(not(test), no_main)]
 
-fn main() {
-    std::process::exit(qmail_queue::enqueue::main());
-}
+control::program_main!(qmail_queue::enqueue::main);

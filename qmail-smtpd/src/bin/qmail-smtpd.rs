@@ -1,5 +1,4 @@
 //! qmail-smtpd: receive mail via SMTP (qmail-smtpd(8)).
+#![cfg_attr(not(test), no_main)]
 
-fn main() {
-    std::process::exit(qmail_smtpd::main());
-}
+control::program_main!(qmail_smtpd::main);

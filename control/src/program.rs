@@ -1,0 +1,57 @@
+//! The start of the short-lived programs (qmail-queue, qmail-smtpd, qmail-local,
+//! qmail-remote, ...): each of them runs once per message or connection, so its start-up
+//! is part of every message's cost.
+//!
+//! Their binaries define the C `main` with [`program_main!`](crate::program_main) instead
+//! of using Rust's `fn main`. That skips the runtime's work a qmail program has no use for
+//! (finding the main thread's stack guard by reading /proc/self/maps, an alternate signal
+//! stack for stack-overflow reports, naming the main thread) and keeps what matters,
+//! done by [`start`]: descriptors 0, 1 and 2 are open (on /dev/null if they were closed,
+//! so that a file a setuid program opens can never become its standard error), and
+//! SIGPIPE is ignored. Arguments and environment are read through std as usual (glibc
+//! hands them to it), and `std::process::exit` flushes standard output as always.
+
+use std::fs::OpenOptions;
+use std::os::fd::IntoRawFd;
+
+/// What every short-lived program does first; see the module documentation.
+pub fn start() {
+    for (fd, closed) in (0..).zip(crate::sys::closed_std_fds()) {
+        if closed {
+            // The lowest free descriptor is `fd`: the ones below it are open by now.
+            let null = OpenOptions::new().read(true).write(true).open("/dev/null");
+            match null.map(IntoRawFd::into_raw_fd) {
+                Ok(got) if got == fd => {}
+                _ => std::process::abort(),
+            }
+        }
+    }
+    crate::sys::ignore_sigpipe();
+}
+
+/// Defines a program's C `main`: [`start`], then the function given, whose return value
+/// is the exit code. The binary's crate root must say
+/// `#![cfg_attr(not(test), no_main)]`.
+///
+/// ```ignore
+/// #![cfg_attr(not(test), no_main)]
+/// control::program_main!(qmail_queue::enqueue::main);
+/// ```
+#[macro_export]
+macro_rules! program_main {
+    ($main:path) => {
+        // SAFETY: exporting the symbol `main` is sound because the binary has no other
+        // (`#![no_main]`), and this function has the signature the C runtime calls
+        // `main` with; it never unwinds (process::exit does not return).
+        // Under `cargo test` the bin's test harness brings its own main.
+        #[cfg(not(test))]
+        #[unsafe(no_mangle)]
+        extern "C" fn main(
+            _argc: ::std::ffi::c_int,
+            _argv: *const *const ::std::ffi::c_char,
+        ) -> ::std::ffi::c_int {
+            $crate::program::start();
+            ::std::process::exit($main())
+        }
+    };
+}
