@@ -2003,15 +2003,17 @@ fn smtp_sink_rejections() {
 // ------------------------------------------------------------------ through qmail-send
 
 /// Waits for a log line matching `f` in the file the log goes to.
-fn wait_log(log: &Path, what: &str, f: impl Fn(&str) -> bool) -> Vec<String> {
+fn wait_log(log: &Path, what: &str, f: impl Fn(&[String]) -> bool) -> Vec<String> {
     let deadline = Instant::now() + GUARD;
     loop {
+        // One snapshot, complete lines only, for both the test and the result.
         let lines: Vec<String> = fs::read_to_string(log)
             .unwrap_or_default()
-            .lines()
+            .split_inclusive('\n')
+            .filter_map(|l| l.strip_suffix('\n'))
             .map(str::to_string)
             .collect();
-        if lines.iter().any(|l| f(l)) {
+        if f(&lines) {
             return lines;
         }
         assert!(
@@ -2065,8 +2067,8 @@ fn delivered_through_qmail_send_and_qmail_rspawn() {
         .stdout(fs::File::create(&log).expect("log"))
         .stderr(Stdio::inherit());
     let sys = KillOnDrop(start.spawn().expect("qmail-start"));
-    wait_log(&log, "the first status line", |l| {
-        l.starts_with("status: local")
+    wait_log(&log, "the first status line", |ls| {
+        ls.iter().any(|l| l.starts_with("status: local"))
     });
 
     let mut q = user_cmd(&h, "qmail-queue");
@@ -2085,9 +2087,8 @@ fn delivered_through_qmail_send_and_qmail_rspawn() {
     assert_eq!(child.wait().expect("wait").code(), Some(0));
 
     let done = |l: &str| l.contains(": success: 127.1.50.2_accepted");
-    let lines = wait_log(&log, "a success and a failure", |_| {
-        let text = fs::read_to_string(&log).unwrap_or_default();
-        text.lines().any(done) && text.contains(": failure: ")
+    let lines = wait_log(&log, "a success and a failure", |ls| {
+        ls.iter().any(|l| done(l)) && ls.iter().any(|l| l.contains(": failure: "))
     });
     let success = lines.iter().find(|l| done(l)).expect("success");
     assert!(success.starts_with("delivery "), "{success}");
