@@ -292,6 +292,8 @@ pub enum Extra {
     Line(&'static str),
     /// A directory: the text, then the names in it.
     Dir(&'static str),
+    /// A list: the text, then each line of the file on a line of its own.
+    Lines(&'static str),
 }
 
 /// Control files netqmail does not have. They are explained only when they exist, after
@@ -327,6 +329,12 @@ pub const EXTRAS: &[(&str, Extra)] = &[
         "tlshosts",
         Extra::Dir(
             "qmail-remote requires TLS with a certificate signed by the CA in HOST.pem for:",
+        ),
+    ),
+    (
+        "tlsclients",
+        Extra::Lines(
+            "qmail-smtpd lets TLS clients relay whose certificate (signed by a CA in clientca.pem) has one of these subject addresses:",
         ),
     ),
     (
@@ -383,6 +391,18 @@ fn explain_extra(out: &mut Vec<u8>, dir: &Path, name: &str, how: Extra) {
                     }
                 }
                 None => out.extend_from_slice(b" Oops! Trouble reading this directory."),
+            }
+        }
+        Extra::Lines(text) => {
+            out.extend_from_slice(text.as_bytes());
+            match crate::file::read_lines(&path) {
+                Ok(Some(lines)) => {
+                    for l in lines {
+                        out.push(b'\n');
+                        safeput(out, &l);
+                    }
+                }
+                _ => out.extend_from_slice(b" Oops! Trouble reading this file."),
             }
         }
     }
@@ -713,6 +733,11 @@ mod tests {
         fs::write(d.path().join("checklocalrcpt"), "1\n").unwrap();
         fs::create_dir(d.path().join("tlshosts")).unwrap();
         fs::write(d.path().join("tlshosts/mx.example.pem"), "x").unwrap();
+        fs::write(
+            d.path().join("tlsclients"),
+            "a@example.org\n# comment\nB@Example.Org\n",
+        )
+        .unwrap();
         let (out, code) = report(d.path());
         let out = String::from_utf8(out).unwrap();
         assert_eq!(code, 0);
@@ -722,6 +747,7 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("\nchecklocalrcpt: qmail-smtpd checks local recipients at RCPT time (0 is off): 1.\n"), "{out}");
+        assert!(out.contains("\ntlsclients: qmail-smtpd lets TLS clients relay whose certificate (signed by a CA in clientca.pem) has one of these subject addresses:\na@example.org\nB@Example.Org\n"), "{out}");
         assert!(out.contains("\ntlshosts: qmail-remote requires TLS with a certificate signed by the CA in HOST.pem for: mx.example.pem\n"), "{out}");
         assert!(!out.contains("I have no idea"), "{out}");
     }

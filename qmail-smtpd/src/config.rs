@@ -137,6 +137,17 @@ pub struct TlsSetting {
     /// The server configuration, or why it could not be built (then STARTTLS gets 454 and
     /// an SMTPS connection is closed).
     pub server: Option<Result<TlsServer, String>>,
+    /// control/tlsclients, read when TLS is configured: the subject e-mail addresses of
+    /// client certificates (verified against clientca.pem) allowed to relay, lower case.
+    pub clients: Vec<Vec<u8>>,
+}
+
+impl TlsSetting {
+    /// True when a verified client certificate with subject address `email` may relay.
+    pub fn client_may_relay(&self, email: &str) -> bool {
+        let e = email.to_ascii_lowercase();
+        self.clients.iter().any(|c| c == e.as_bytes())
+    }
 }
 
 /// SMTP AUTH.
@@ -268,6 +279,14 @@ impl Config {
                 .map_err(|e| e.to_string())
                 .and_then(|s| s.ok_or_else(|| format!("{} does not exist", tls::SERVERCERT)))
         });
+        let clients = match &server {
+            Some(Ok(_)) => ctl("control/tlsclients", c.lines("tlsclients"))?
+                .unwrap_or_default()
+                .into_iter()
+                .map(|l| l.to_ascii_lowercase())
+                .collect(),
+            _ => Vec::new(),
+        };
         let rcptcheck = ctl(
             "control/validrcptto.cdb, control/checklocalrcpt or the routing controls",
             RcptCheck::load(home, &c),
@@ -287,6 +306,7 @@ impl Config {
                 offer,
                 smtps,
                 server,
+                clients,
             },
             auth: AuthConfig::from_env(env),
             rcptcheck,

@@ -30,6 +30,7 @@ pub mod received;
 pub mod session;
 pub mod tls;
 pub mod transport;
+pub mod x509;
 
 use config::{Config, Env, SetupError};
 use rcptcheck::RcptCheck;

@@ -245,6 +245,8 @@ pub struct Session<B: Backend> {
     /// The authenticated user and the mechanism used.
     auth_user: Option<(Vec<u8>, Mechanism)>,
     auth_failures: u32,
+    /// The client certificate's address that control/tlsclients allowed to relay.
+    cert_relay: Option<String>,
 }
 
 impl<B: Backend> std::fmt::Debug for Session<B> {
@@ -275,6 +277,7 @@ impl<B: Backend> Session<B> {
             auth_step: AuthStep::None,
             auth_user: None,
             auth_failures: 0,
+            cert_relay: None,
             cfg,
             backend,
             out: Vec::with_capacity(512),
@@ -382,6 +385,7 @@ impl<B: Backend> Session<B> {
         self.line_too_long = false;
         self.auth_step = AuthStep::None;
         self.auth_user = None;
+        self.cert_relay = None;
         self.relay = self.cfg.relayclient.clone();
     }
 
@@ -402,7 +406,7 @@ impl<B: Backend> Session<B> {
 
     /// The protocol named in the Received field.
     pub fn protocol(&self) -> String {
-        match (&self.tls, self.auth_user.is_some()) {
+        let mut p = match (&self.tls, self.auth_user.is_some()) {
             (None, false) => "SMTP".to_string(),
             (None, true) => "ESMTPA".to_string(),
             (Some(t), false) => format!("ESMTPS ({} {} encrypted)", t.version, t.cipher),
@@ -410,7 +414,15 @@ impl<B: Backend> Session<B> {
                 "ESMTPSA ({} {} encrypted, authenticated)",
                 t.version, t.cipher
             ),
+        };
+        // As the qmail TLS patch: a continuation line naming the certificate that
+        // allowed relaying (printable ASCII only: see x509::subject_email).
+        if let Some(email) = &self.cert_relay {
+            p.push_str("\n  (cert ");
+            p.push_str(email);
+            p.push(')');
         }
+        p
     }
 
     /// The input ended (EOF or a read error): the session ends without a reply.
@@ -615,11 +627,10 @@ impl<B: Backend> Session<B> {
             self.say(reply::BADMAILFROM);
             return;
         }
-        if let Some(rc) = &self.relay {
-            a.extend_from_slice(rc);
-        } else {
+        if self.relay.is_none() {
             match self.cfg.rcpthosts.allowed(&a) {
                 Ok(true) => {}
+                Ok(false) if self.relay_by_certificate() => {}
                 Ok(false) => {
                     self.say(reply::NOGATEWAY);
                     return;
@@ -629,6 +640,10 @@ impl<B: Backend> Session<B> {
                     return;
                 }
             }
+        }
+        if let Some(rc) = &self.relay {
+            a.extend_from_slice(rc);
+        } else {
             match self.backend.check_recipient(&a) {
                 Ok(rcptcheck::Verdict::Accept) => {}
                 Ok(rcptcheck::Verdict::Unknown) => {
@@ -651,6 +666,23 @@ impl<B: Backend> Session<B> {
         }
         self.rcptto.push(a);
         self.say(reply::OK);
+    }
+
+    /// control/tlsclients, as the qmail TLS patch has it: a client whose certificate
+    /// verified against clientca.pem and whose subject e-mail address is listed may relay
+    /// from now on, as with RELAYCLIENT set to the empty string. Asked only when a
+    /// recipient would otherwise be refused; the address is then named in the Received
+    /// field.
+    fn relay_by_certificate(&mut self) -> bool {
+        let Some(email) = self.tls.as_ref().and_then(|t| t.client_email.clone()) else {
+            return false;
+        };
+        if !self.cfg.tls.client_may_relay(&email) {
+            return false;
+        }
+        self.relay = Some(Vec::new());
+        self.cert_relay = Some(email);
+        true
     }
 
     fn data_cmd(&mut self) {

@@ -128,6 +128,8 @@ pub struct TlsInfo {
     pub cipher: &'static str,
     /// The client presented a certificate that one of the clientca.pem authorities signed.
     pub client_verified: bool,
+    /// The subject e-mail address of that verified certificate, when it has one.
+    pub client_email: Option<String>,
 }
 
 /// Client certificates checked against clientca.pem without ever failing the handshake:
@@ -174,13 +176,20 @@ impl ClientCertVerifier for NotingVerifier {
         Ok(ClientCertVerified::assertion())
     }
 
-    // The signatures proving the client holds the key are checked as usual.
+    // The signature proving the client holds the key of a certificate that verified is
+    // checked as usual, and a bad one ends the handshake. A certificate that did not
+    // verify is ignored for everything (see TlsInfo::of), so its signature is not asked
+    // about: webpki refuses some such certificates outright (a self-signed one marked as
+    // an authority, for one), which would otherwise end the handshake.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        if !self.verified() {
+            return Ok(HandshakeSignatureValid::assertion());
+        }
         self.inner.verify_tls12_signature(message, cert, dss)
     }
 
@@ -190,6 +199,9 @@ impl ClientCertVerifier for NotingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        if !self.verified() {
+            return Ok(HandshakeSignatureValid::assertion());
+        }
         self.inner.verify_tls13_signature(message, cert, dss)
     }
 
@@ -214,12 +226,19 @@ impl TlsInfo {
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
             _ => "TLS",
         };
+        let client_verified = verifier.is_some_and(NotingVerifier::verified);
+        let client_email = conn
+            .peer_certificates()
+            .and_then(<[_]>::first)
+            .filter(|_| client_verified)
+            .and_then(|c| crate::x509::subject_email(c));
         TlsInfo {
             version,
             cipher: conn
                 .negotiated_cipher_suite()
                 .map_or("unknown", openssl_name),
-            client_verified: verifier.is_some_and(NotingVerifier::verified),
+            client_verified,
+            client_email,
         }
     }
 }

@@ -23,6 +23,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("cdb", cdb),
     ("remote_reply", remote_reply),
     ("inject_header", inject_header),
+    ("client_cert", client_cert),
 ];
 
 // ----------------------------------------------------------------- qmail-smtpd
@@ -304,6 +305,15 @@ pub fn cdb(data: &[u8]) {
             let _ = qmail_local::users::lookup(&db, key);
         }
     });
+}
+
+/// qmail-smtpd's reading of a client certificate's subject address (for
+/// control/tlsclients): what it returns goes into the Received field.
+pub fn client_cert(data: &[u8]) {
+    if let Some(e) = qmail_smtpd::x509::subject_email(data) {
+        assert!(!e.is_empty() && e.len() <= qmail_smtpd::x509::MAX_EMAIL);
+        assert!(e.bytes().all(|c| (0x21..=0x7e).contains(&c)), "{e:?}");
+    }
 }
 
 /// qmail-remote's reply parser, fed in pieces; keywords of every reply.

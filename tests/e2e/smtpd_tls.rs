@@ -1772,3 +1772,170 @@ s.quit()
     let _ = log.wait();
     assert_eq!(home.queued().len(), 2);
 }
+
+// ---------------------------------------------------------------------------------------
+// Client certificates: clientca.pem and tlsclients
+
+/// An ECDSA key and certificate with `subject` in `dir`: signed by the authority
+/// `ca` = (key, certificate), or self-signed. Returns (key path, certificate path).
+fn client_cert(
+    dir: &Path,
+    name: &str,
+    subject: &str,
+    ca: Option<&(PathBuf, PathBuf)>,
+) -> (PathBuf, PathBuf) {
+    let k = dir.join(format!("{name}.key"));
+    let c = dir.join(format!("{name}.crt"));
+    let run = |args: &[&std::ffi::OsStr]| {
+        let st = Command::new(tool("openssl"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(st.success(), "openssl {args:?}");
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ]
+    .map(os);
+    match ca {
+        None => {
+            let mut a = vec![os("req"), os("-x509"), os("-days"), os("2")];
+            a.extend(ec.clone());
+            a.extend([
+                os("-keyout"),
+                k.clone().into(),
+                os("-out"),
+                c.clone().into(),
+            ]);
+            a.extend([os("-subj"), os(subject)]);
+            run(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>());
+        }
+        Some((ca_key, ca_crt)) => {
+            let csr = dir.join(format!("{name}.csr"));
+            let mut a = vec![os("req")];
+            a.extend(ec.clone());
+            a.extend([
+                os("-keyout"),
+                k.clone().into(),
+                os("-out"),
+                csr.clone().into(),
+            ]);
+            a.extend([os("-subj"), os(subject)]);
+            run(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>());
+            // Version 3 with the extensions of a client certificate (webpki, like most
+            // TLS libraries today, takes no version 1 certificates).
+            let ext = dir.join(format!("{name}.ext"));
+            fs::write(
+                &ext,
+                "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+            )
+            .expect("extensions");
+            let a = [
+                os("x509"),
+                os("-req"),
+                os("-days"),
+                os("2"),
+                os("-extfile"),
+                ext.into(),
+                os("-in"),
+                csr.into(),
+                os("-CA"),
+                ca_crt.clone().into(),
+                os("-CAkey"),
+                ca_key.clone().into(),
+                os("-CAcreateserial"),
+                os("-out"),
+                c.clone().into(),
+            ];
+            run(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>());
+        }
+    }
+    (k, c)
+}
+
+#[test]
+fn tlsclients_lets_a_listed_client_certificate_relay() {
+    let (home, server_cert) = tls_home(Key::Ec);
+    let d = home.path().join("certs");
+    fs::create_dir(&d).expect("certs");
+    let ca = client_cert(&d, "ca", "/CN=Test Client CA", None);
+    let listed = client_cert(
+        &d,
+        "listed",
+        "/O=Example/CN=Client One/emailAddress=Client.One@Example.org",
+        Some(&ca),
+    );
+    let unlisted = client_cert(
+        &d,
+        "unlisted",
+        "/CN=Client Two/emailAddress=two@example.org",
+        Some(&ca),
+    );
+    let forged = client_cert(
+        &d,
+        "forged",
+        "/CN=Client One/emailAddress=client.one@example.org",
+        None,
+    );
+    fs::copy(&ca.1, home.path().join("control/clientca.pem")).expect("clientca");
+    home.control("tlsclients", "client.one@example.org\n");
+    home.control("rcpthosts", "testhost.example\n");
+    let server = Server::start(&home, &[], &[]);
+
+    let script = format!(
+        "{PY_CTX}{}",
+        r#"
+if len(sys.argv) > 3:
+    ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+s = smtplib.SMTP("127.0.0.1", port, timeout=30)
+s.starttls(context=ctx)
+s.ehlo("client.example")
+s.mail("sender@client.example")
+code, text = s.rcpt("friend@far.example")
+print(code)
+if code == 250:
+    s.data(b"Subject: relayed\r\n\r\nby certificate\r\n")
+s.quit()
+"#
+    );
+    let port = server.port.to_string();
+    let sc = server_cert.to_string_lossy().into_owned();
+    let attempt = |cert: Option<&(PathBuf, PathBuf)>| {
+        let mut args = vec![port.clone(), sc.clone()];
+        if let Some((k, c)) = cert {
+            args.push(c.to_string_lossy().into_owned());
+            args.push(k.to_string_lossy().into_owned());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, out, err) = py(&script, &args);
+        assert!(ok, "{out}{err}");
+        out.trim().to_string()
+    };
+
+    // Not signed by clientca.pem, not listed, no certificate: no relaying.
+    assert_eq!(attempt(Some(&forged)), "553");
+    assert_eq!(attempt(Some(&unlisted)), "553");
+    assert_eq!(attempt(None), "553");
+    assert!(home.queued().is_empty());
+
+    // Signed and listed (the comparison ignores case): relayed, and named.
+    assert_eq!(attempt(Some(&listed)), "250");
+    let body = only_message(&home);
+    let r: Vec<&str> = body.lines().take(3).collect();
+    assert!(r[1].ends_with(" encrypted)"), "{r:?}");
+    assert!(
+        r[2].starts_with("  (cert Client.One@Example.org); "),
+        "{r:?}"
+    );
+    assert_eq!(
+        home.queued()[0].recipients(),
+        vec![b"friend@far.example".to_vec()]
+    );
+}

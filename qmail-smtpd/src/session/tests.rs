@@ -748,6 +748,7 @@ fn tls13() -> TlsInfo {
         version: "TLSv1.3",
         cipher: "TLS_AES_128_GCM_SHA256",
         client_verified: false,
+        client_email: None,
     }
 }
 
@@ -1099,4 +1100,61 @@ proptest! {
         prop_assert!(well_formed(&out).is_ok(), "{:?}", String::from_utf8_lossy(&out));
         prop_assert!(starts <= 1);
     }
+}
+
+#[test]
+fn tlsclients_lets_a_listed_certificate_relay() {
+    let setup = |email: Option<&str>, listed: &[&str]| {
+        let mut c = tls_cfg();
+        c.rcpthosts = RcptHosts::from_entries(Some(["mx.example"]));
+        c.tls.clients = listed.iter().map(|l| l.as_bytes().to_vec()).collect();
+        let (mut s, f) = session(c);
+        s.take_output();
+        talk(&mut s, "STARTTLS\r\n");
+        s.tls_started(TlsInfo {
+            client_verified: email.is_some(),
+            client_email: email.map(str::to_string),
+            ..tls13()
+        });
+        talk(&mut s, "EHLO c\r\n");
+        talk(&mut s, "MAIL FROM:<a@b>\r\n");
+        (s, f)
+    };
+    let refused = "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)\r\n";
+
+    // Listed (case does not matter): relaying allowed, and named in Received.
+    let (mut s, f) = setup(Some("Client.One@Example.org"), &["client.one@example.org"]);
+    assert_eq!(talk(&mut s, "RCPT TO:<u@mx.example>\r\n"), "250 ok\r\n");
+    assert!(!s.protocol().contains("cert"), "not needed yet");
+    assert_eq!(talk(&mut s, "RCPT TO:<u@far.example>\r\n"), "250 ok\r\n");
+    talk(&mut s, "DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n");
+    let m = &f.stored()[0];
+    assert_eq!(
+        m.to,
+        vec![b"u@mx.example".to_vec(), b"u@far.example".to_vec()]
+    );
+    let text = String::from_utf8_lossy(&m.data).to_string();
+    assert!(
+        text.contains("encrypted)\n  (cert Client.One@Example.org); "),
+        "{text}"
+    );
+
+    // Not listed, no address in the certificate, no certificate, no tlsclients.
+    for (email, listed) in [
+        (Some("other@example.org"), &["client.one@example.org"][..]),
+        (None, &["client.one@example.org"][..]),
+        (Some("client.one@example.org"), &[][..]),
+    ] {
+        let (mut s, _) = setup(email, listed);
+        assert_eq!(talk(&mut s, "RCPT TO:<u@far.example>\r\n"), refused);
+        assert!(!s.protocol().contains("cert"));
+    }
+
+    // Without TLS there is no certificate, whatever tlsclients lists.
+    let mut c = cfg();
+    c.rcpthosts = RcptHosts::from_entries(Some(["mx.example"]));
+    c.tls.clients = vec![b"client.one@example.org".to_vec()];
+    let (mut s, _) = session(c);
+    talk(&mut s, "MAIL FROM:<a@b>\r\n");
+    assert_eq!(talk(&mut s, "RCPT TO:<u@far.example>\r\n"), refused);
 }
