@@ -12,6 +12,7 @@ pub use rqmail_tests::single::{
     WAIT, chown_tree, chown_user, nobody, script, user_cmd, wait_until,
 };
 use rqmail_tests::{Home, bin, is_root};
+pub use rqmail_tests::{children, proc_stat};
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -186,35 +187,6 @@ pub fn open_fds(pid: i32) -> Option<usize> {
     fs::read_dir(format!("/proc/{pid}/fd"))
         .ok()
         .map(Iterator::count)
-}
-
-/// (pid, command name, state) of every process whose parent is `parent`.
-pub fn children(parent: i32) -> Vec<(i32, String)> {
-    let mut v = Vec::new();
-    for e in fs::read_dir("/proc").expect("proc").flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if let Some((name, ppid, state)) = proc_stat(pid)
-            && ppid == parent
-            && state != 'Z'
-        {
-            v.push((pid, name));
-        }
-    }
-    v
-}
-
-/// (command name, parent pid, state) from /proc/PID/stat.
-pub fn proc_stat(pid: i32) -> Option<(String, i32, char)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let name = stat[open + 1..close].to_string();
-    let mut rest = stat[close + 2..].split(' ');
-    let state = rest.next()?.chars().next()?;
-    let ppid = rest.next()?.parse().ok()?;
-    Some((name, ppid, state))
 }
 
 /// Every process (pid, name) whose name is `name`.

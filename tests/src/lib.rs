@@ -247,6 +247,51 @@ pub fn free_port() -> u16 {
 }
 
 /// Waits until something accepts connections on 127.0.0.1:`port`.
+/// (pid, command name) of every live process whose parent is `parent` (zombies left out).
+pub fn children(parent: i32) -> Vec<(i32, String)> {
+    let mut v = Vec::new();
+    for e in fs::read_dir("/proc").expect("proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Some((name, ppid, state)) = proc_stat(pid)
+            && ppid == parent
+            && state != 'Z'
+        {
+            v.push((pid, name));
+        }
+    }
+    v
+}
+
+/// (command name, parent pid, state) from /proc/PID/stat.
+pub fn proc_stat(pid: i32) -> Option<(String, i32, char)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat[open + 1..close].to_string();
+    let mut rest = stat[close + 2..].split(' ');
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    Some((name, ppid, state))
+}
+
+/// Waits until `server` (tcpserver, pid) accepts on `port` and the session of the
+/// readiness probe has ended: the probe is a connection like any other, and a test that
+/// looks for "the" session among the server's children must not find the probe's.
+pub fn wait_for_server(port: u16, server: u32) {
+    wait_for_port(port);
+    let server = i32::try_from(server).expect("pid");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !children(server).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the readiness probe's session under {server} never ended"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub fn wait_for_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -456,7 +501,7 @@ pub fn tcpserver_opts(
         .stderr(Stdio::inherit());
     let child = c.spawn().expect("start tcpserver");
     let k = KillOnDrop(child);
-    wait_for_port(port);
+    wait_for_server(port, k.0.id());
     (k, port)
 }
 
