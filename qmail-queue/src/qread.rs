@@ -48,19 +48,22 @@ fn put_safe(out: &mut Vec<u8>, s: &[u8]) {
     );
 }
 
+/// The message number a file name stands for: digits only, as netqmail's readsubdir
+/// takes them (no sign, no other characters).
+fn number(name: &std::ffi::OsStr) -> Option<u64> {
+    let b = name.as_encoded_bytes();
+    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
 /// The file names in `dir` that are message numbers, in increasing order (other names are
 /// skipped, as netqmail's readsubdir does).
 fn message_ids(dir: &Path) -> io::Result<Vec<u64>> {
     let mut ids: Vec<u64> = fs::read_dir(dir)?
         .filter_map(Result::ok)
-        .filter_map(|e| {
-            let name = e.file_name();
-            let b = name.as_encoded_bytes();
-            if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            std::str::from_utf8(b).ok()?.parse().ok()
-        })
+        .filter_map(|e| number(&e.file_name()))
         .collect();
     ids.sort_unstable();
     Ok(ids)
@@ -106,12 +109,7 @@ fn name_set(dir: &Path) -> Option<HashSet<u64>> {
     let ids = fs::read_dir(dir)
         .ok()?
         .filter_map(Result::ok)
-        .filter_map(|e| {
-            std::str::from_utf8(e.file_name().as_encoded_bytes())
-                .ok()?
-                .parse()
-                .ok()
-        })
+        .filter_map(|e| number(&e.file_name()))
         .collect();
     Some(ids)
 }

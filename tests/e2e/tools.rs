@@ -60,8 +60,9 @@ fn sample_queue(home: &Home) {
     );
     // #51: info without mess.
     put(home, "info/5/51", b"Fa@b\0", Some(1_700_000_000));
-    // Not a message number: ignored.
+    // Not message numbers: ignored (#5 is not bouncing).
     put(home, "info/5/junk", b"Fa@b\0", None);
+    put(home, "bounce/+5", b"", None);
     // #6: queued, not preprocessed.
     put(home, "mess/6/6", b"hello", None);
     put(home, "todo/6", b"u0\0p1\0Fa@b\0Tc@d\0", None);
