@@ -11,6 +11,7 @@
 //! SIGPIPE is ignored. Arguments and environment are read through std as usual (glibc
 //! hands them to it), and `std::process::exit` flushes standard output as always.
 
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use std::fs::OpenOptions;
 use std::os::fd::IntoRawFd;
 
@@ -18,9 +19,15 @@ use std::os::fd::IntoRawFd;
 pub fn start() {
     for (fd, closed) in (0..).zip(crate::sys::closed_std_fds()) {
         if closed {
-            // The lowest free descriptor is `fd`: the ones below it are open by now.
+            // The lowest free descriptor is `fd`: the ones below it are open by now. It
+            // stays open across exec (std opens with close-on-exec), so that the programs
+            // this one starts find it open too.
             let null = OpenOptions::new().read(true).write(true).open("/dev/null");
-            match null.map(IntoRawFd::into_raw_fd) {
+            let inherited = null.and_then(|f| {
+                fcntl(&f, FcntlArg::F_SETFD(FdFlag::empty()))?;
+                Ok(f.into_raw_fd())
+            });
+            match inherited {
                 Ok(got) if got == fd => {}
                 _ => std::process::abort(),
             }

@@ -681,6 +681,29 @@ fn programs_start_with_standard_descriptors_and_sigpipe_ignored() {
         std::path::Path::new("/dev/null")
     );
 
+    // ... and passes it on: a QMAILQUEUE script it starts finds descriptor 2 open.
+    let qq = home.path().join("qq");
+    fs::write(
+        &qq,
+        "#!/bin/sh\n\
+         readlink /proc/$$/fd/2 > \"$QMAIL_HOME/fd2\" 2>/dev/null || echo closed > \"$QMAIL_HOME/fd2\"\n\
+         cat > /dev/null\ncat <&1 > /dev/null\nexit 0\n",
+    )
+    .expect("script");
+    fs::set_permissions(&qq, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let out = sh(format!(
+        "printf 'HELO c\\r\\nMAIL FROM:<a@b>\\r\\nRCPT TO:<c@d>\\r\\nDATA\\r\\nx\\r\\n.\\r\\nQUIT\\r\\n' \
+         | QMAILQUEUE={} TCPREMOTEIP=127.0.0.1 TCPLOCALIP=127.0.0.1 {} 2>&-",
+        qq.display(),
+        bin("qmail-smtpd").display()
+    ));
+    let replies = String::from_utf8_lossy(&out.stdout);
+    assert!(replies.contains("\r\n250 ok "), "{replies}");
+    assert_eq!(
+        fs::read_to_string(home.path().join("fd2")).expect("fd2"),
+        "/dev/null\n"
+    );
+
     // qmail-showctl into a pipe nobody reads: exit 111 from the write error, not death
     // by SIGPIPE.
     let (r, w) = nix::unistd::pipe().expect("pipe");
