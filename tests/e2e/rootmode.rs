@@ -7,7 +7,7 @@
 //! `RQMAIL_SETUID_QUEUE` with its path).
 
 use rqmail_tests::{
-    KillOnDrop, Smtp, bin, ensure_qmail_users, free_port, is_root, tool, user_ids, wait_for_server,
+    KillOnDrop, Smtp, bin, ensure_qmail_users, free_port, is_root, tool, user_ids, wait_for_port,
 };
 use std::fs;
 use std::io::Write;
@@ -258,6 +258,6 @@ pub(crate) fn smtpd_as_qmaild(home: &Path, env: &[(&str, &str)]) -> (KillOnDrop,
         .spawn()
         .expect("tcpserver");
     let server = KillOnDrop(child);
-    wait_for_server(port, server.0.id());
+    wait_for_port(port);
     (server, port)
 }

@@ -140,7 +140,7 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).expect("log"));
         let k = KillOnDrop(c.spawn().expect("start tcpserver"));
-        rqmail_tests::wait_for_server(port, k.0.id());
+        wait_for_port(port);
         Server {
             _tcpserver: k,
             port,
