@@ -11,7 +11,7 @@
 //! runs as root; the root-mode test uses the qmail users.
 
 use rqmail_tests::single::*;
-use rqmail_tests::{Home, bin, ensure_qmail_users, is_root, python, tool, user_ids};
+use rqmail_tests::{Home, bin, is_root, python, tool, user_ids};
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -949,15 +949,7 @@ fn qmail_qctl_refuses_a_socket_squatted_by_a_stranger() {
 
 #[test]
 fn root_mode_qmail_qctl_becomes_qmails_and_qmail_send_serves_it() {
-    assert!(
-        is_root(),
-        "root-mode tests need root; run the suite as root"
-    );
-    ensure_qmail_users();
-    let ids = control::ids::Ids::lookup().expect("qmail ids");
-    let h = Home::new();
-    fs::set_permissions(h.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-    qmail_queue::layout::create(&h.queue(), &ids).expect("queue with qmail owners");
+    let (h, ids) = root_mode_home();
     fs::create_dir(h.path().join("running")).expect("mkdir");
     fs::set_permissions(h.path().join("running"), fs::Permissions::from_mode(0o777))
         .expect("chmod");

@@ -12,7 +12,7 @@ pub use rqmail_tests::single::{
     WAIT, chown_tree, chown_user, nobody, script, user_cmd, wait_until,
 };
 use rqmail_tests::{Home, bin, is_root};
-pub use rqmail_tests::{children, proc_stat};
+pub use rqmail_tests::{children, proc_stat, proc_status};
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -161,17 +161,6 @@ impl Drop for System {
             let _ = self.child.wait();
         }
     }
-}
-
-/// Fields of /proc/PID/status (None when the process is gone).
-pub fn proc_status(pid: i32) -> Option<HashMap<String, String>> {
-    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    Some(
-        s.lines()
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-            .collect(),
-    )
 }
 
 /// A `kB` field of /proc/PID/status as a number of KiB.

@@ -6,7 +6,7 @@
 //! Each test uses addresses of its own in 127.0.0.0/8 (127.1.N.x), so that an address with
 //! nothing listening really refuses connections whatever the other tests do.
 
-use rqmail_tests::{Home, KillOnDrop, is_root, python, run_with_input, tool};
+use rqmail_tests::{Home, KillOnDrop, certs, is_root, python, run_with_input, tool};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -410,71 +410,22 @@ fn certs() -> &'static Path {
             .join(format!("remote-certs-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).expect("mkdir certs");
-        let openssl = |args: &[&str]| {
-            let st = Command::new(tool("openssl"))
-                .args(args)
-                .current_dir(&d)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("openssl");
-            assert!(st.success(), "openssl {args:?} failed");
-        };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        for (ca, cn) in [("ca", "rqmail test CA"), ("ca2", "another test CA")] {
-            let subj = format!("/CN={cn}");
-            let (key, pem) = (format!("{ca}.key"), format!("{ca}.pem"));
-            let mut a = vec!["req", "-x509"];
-            a.extend(ec);
-            a.extend(["-keyout", &key, "-out", &pem, "-days", "30", "-subj", &subj]);
-            openssl(&a);
-        }
+        let ca = certs::authority(&d, "ca", "/CN=rqmail test CA");
+        certs::authority(&d, "ca2", "/CN=another test CA");
         for (name, cn, usage) in [
             ("mx", "mx.tls.test", "serverAuth"),
             ("other", "other.test", "serverAuth"),
             ("client", "client.rqmail.test", "clientAuth"),
         ] {
-            let ext = format!("{name}.ext");
-            fs::write(
-                d.join(&ext),
-                format!(
+            certs::signed(
+                &d,
+                name,
+                &format!("/CN={cn}"),
+                &ca,
+                &format!(
                     "basicConstraints=CA:FALSE\nsubjectAltName=DNS:{cn}\nextendedKeyUsage={usage}\n"
                 ),
-            )
-            .expect("ext");
-            let subj = format!("/CN={cn}");
-            let (key, csr, pem) = (
-                format!("{name}.key"),
-                format!("{name}.csr"),
-                format!("{name}.pem"),
             );
-            let mut a = vec!["req"];
-            a.extend(ec);
-            a.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
-            openssl(&a);
-            openssl(&[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &pem,
-                "-days",
-                "30",
-                "-extfile",
-                &ext,
-            ]);
         }
         let mut both = fs::read(d.join("client.pem")).expect("client.pem");
         both.extend(fs::read(d.join("client.key")).expect("client.key"));

@@ -9,7 +9,7 @@
 //! so that no id switching happens, and root mode uses the qmail users.
 
 use rqmail_tests::single::*;
-use rqmail_tests::{Home, bin, ensure_qmail_users, is_root, tool, user_ids};
+use rqmail_tests::{Home, bin, is_root, tool, user_ids};
 use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
@@ -1228,27 +1228,9 @@ fn splogger_sends_syslog_datagrams() {
     );
 }
 
-/// Fields of /proc/PID/status.
-fn proc_status(pid: i32) -> HashMap<String, String> {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("status")
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect()
-}
-
 #[test]
 fn root_mode_runs_each_daemon_under_its_qmail_id() {
-    assert!(
-        is_root(),
-        "root-mode tests need root; run the suite as root"
-    );
-    ensure_qmail_users();
-    let ids = control::ids::Ids::lookup().expect("qmail ids");
-    let h = Home::new();
-    fs::set_permissions(h.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-    qmail_queue::layout::create(&h.queue(), &ids).expect("queue with qmail owners");
+    let (h, ids) = root_mode_home();
     let out = h.path().join("out");
     fs::create_dir(&out).expect("mkdir");
     fs::set_permissions(&out, fs::Permissions::from_mode(0o777)).expect("chmod");
@@ -1301,7 +1283,7 @@ fn root_mode_runs_each_daemon_under_its_qmail_id() {
         ("cat", kids["cat"], q("qmaill"), nofiles),
     ];
     for (name, pid, uid, gid) in expect {
-        let st = proc_status(pid);
+        let st = rqmail_tests::proc_status(pid).expect("daemon alive");
         assert_eq!(
             st["Uid"],
             format!("{uid}\t{uid}\t{uid}\t{uid}"),
@@ -1315,12 +1297,12 @@ fn root_mode_runs_each_daemon_under_its_qmail_id() {
         assert_eq!(st["Groups"], gid.to_string(), "{name} supplementary groups");
     }
     // qmail-lspawn keeps root for setuid/setgid only: CAP_SETGID (6) and CAP_SETUID (7).
-    let ls = proc_status(kids["qmail-lspawn"]);
+    let ls = rqmail_tests::proc_status(kids["qmail-lspawn"]).expect("qmail-lspawn alive");
     assert_eq!(ls["CapEff"], "00000000000000c0");
     assert_eq!(ls["CapPrm"], "00000000000000c0");
     assert_eq!(ls["CapInh"], "0000000000000000");
     assert_eq!(ls["CapAmb"], "0000000000000000");
-    let rs = proc_status(kids["qmail-rspawn"]);
+    let rs = rqmail_tests::proc_status(kids["qmail-rspawn"]).expect("qmail-rspawn alive");
     assert_eq!(rs["CapEff"], "0000000000000000");
 
     // Messages come from qmail-queue running as qmailq.

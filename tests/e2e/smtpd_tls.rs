@@ -5,7 +5,7 @@
 //! openssl in each test's own home.
 
 use rqmail_tests::{
-    Home, KillOnDrop, Smtp, bin, free_port, is_root, python, run_with_input, tool, user_ids,
+    Home, KillOnDrop, Smtp, bin, certs, free_port, is_root, python, run_with_input, tool, user_ids,
     wait_for_port,
 };
 use std::fs;
@@ -1776,113 +1776,34 @@ s.quit()
 // ---------------------------------------------------------------------------------------
 // Client certificates: clientca.pem and tlsclients
 
-/// An ECDSA key and certificate with `subject` in `dir`: signed by the authority
-/// `ca` = (key, certificate), or self-signed. Returns (key path, certificate path).
-fn client_cert(
-    dir: &Path,
-    name: &str,
-    subject: &str,
-    ca: Option<&(PathBuf, PathBuf)>,
-) -> (PathBuf, PathBuf) {
-    let k = dir.join(format!("{name}.key"));
-    let c = dir.join(format!("{name}.crt"));
-    let run = |args: &[&std::ffi::OsStr]| {
-        let st = Command::new(tool("openssl"))
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl");
-        assert!(st.success(), "openssl {args:?}");
-    };
-    let os = |s: &str| std::ffi::OsString::from(s);
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ]
-    .map(os);
-    match ca {
-        None => {
-            let mut a = vec![os("req"), os("-x509"), os("-days"), os("2")];
-            a.extend(ec.clone());
-            a.extend([
-                os("-keyout"),
-                k.clone().into(),
-                os("-out"),
-                c.clone().into(),
-            ]);
-            a.extend([os("-subj"), os(subject)]);
-            run(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>());
-        }
-        Some((ca_key, ca_crt)) => {
-            let csr = dir.join(format!("{name}.csr"));
-            let mut a = vec![os("req")];
-            a.extend(ec.clone());
-            a.extend([
-                os("-keyout"),
-                k.clone().into(),
-                os("-out"),
-                csr.clone().into(),
-            ]);
-            a.extend([os("-subj"), os(subject)]);
-            run(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>());
-            // Version 3 with the extensions of a client certificate (webpki, like most
-            // TLS libraries today, takes no version 1 certificates).
-            let ext = dir.join(format!("{name}.ext"));
-            fs::write(
-                &ext,
-                "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
-            )
-            .expect("extensions");
-            let a = [
-                os("x509"),
-                os("-req"),
-                os("-days"),
-                os("2"),
-                os("-extfile"),
-                ext.into(),
-                os("-in"),
-                csr.into(),
-                os("-CA"),
-                ca_crt.clone().into(),
-                os("-CAkey"),
-                ca_key.clone().into(),
-                os("-CAcreateserial"),
-                os("-out"),
-                c.clone().into(),
-            ];
-            run(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>());
-        }
-    }
-    (k, c)
-}
-
 #[test]
 fn tlsclients_lets_a_listed_client_certificate_relay() {
     let (home, server_cert) = tls_home(Key::Ec);
     let d = home.path().join("certs");
     fs::create_dir(&d).expect("certs");
-    let ca = client_cert(&d, "ca", "/CN=Test Client CA", None);
-    let listed = client_cert(
+    // Version 3 client certificates (webpki, like most TLS libraries today, takes no
+    // version 1 certificates); "forged" is self-signed and marked an authority.
+    let client =
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n";
+    let ca = certs::authority(&d, "ca", "/CN=Test Client CA");
+    let listed = certs::signed(
         &d,
         "listed",
         "/O=Example/CN=Client One/emailAddress=Client.One@Example.org",
-        Some(&ca),
+        &ca,
+        client,
     );
-    let unlisted = client_cert(
+    let unlisted = certs::signed(
         &d,
         "unlisted",
         "/CN=Client Two/emailAddress=two@example.org",
-        Some(&ca),
+        &ca,
+        client,
     );
-    let forged = client_cert(
+    let forged = certs::authority(
         &d,
         "forged",
         "/CN=Client One/emailAddress=client.one@example.org",
-        None,
     );
     fs::copy(&ca.1, home.path().join("control/clientca.pem")).expect("clientca");
     home.control("tlsclients", "client.one@example.org\n");

@@ -264,6 +264,17 @@ pub fn children(parent: i32) -> Vec<(i32, String)> {
     v
 }
 
+/// Fields of /proc/PID/status (None when the process is gone).
+pub fn proc_status(pid: i32) -> Option<std::collections::HashMap<String, String>> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some(
+        s.lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            .collect(),
+    )
+}
+
 /// (command name, parent pid, state) from /proc/PID/stat.
 pub fn proc_stat(pid: i32) -> Option<(String, i32, char)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -731,6 +742,91 @@ impl AsRef<Path> for Home {
 
 /// Single-user mode in tests: programs run as `nobody` when the suite runs as root (as
 /// the invoking user otherwise), with the files they need given to that user.
+/// Test certificates made with openssl: ECDSA P-256 keys, PEM files in a directory.
+pub mod certs {
+    use super::tool;
+    use std::fs;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+
+    const EC: [&str; 5] = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+
+    fn openssl(dir: &Path, args: &[&str]) {
+        let st = Command::new(tool("openssl"))
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(st.success(), "openssl {args:?} failed");
+    }
+
+    /// A self-signed certificate with `subject` (openssl marks it an authority):
+    /// `dir/name.key` and `dir/name.pem`, returned as (key, certificate).
+    pub fn authority(dir: &Path, name: &str, subject: &str) -> (PathBuf, PathBuf) {
+        let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+        let mut a = vec!["req", "-x509"];
+        a.extend(EC);
+        a.extend([
+            "-keyout", &key, "-out", &pem, "-days", "30", "-subj", subject,
+        ]);
+        openssl(dir, &a);
+        (dir.join(key), dir.join(pem))
+    }
+
+    /// A version 3 certificate with `subject` and the openssl `extensions` (lines of an
+    /// extension file), signed by `ca` = (key, certificate): `dir/name.key` and
+    /// `dir/name.pem`, returned as (key, certificate).
+    pub fn signed(
+        dir: &Path,
+        name: &str,
+        subject: &str,
+        ca: &(PathBuf, PathBuf),
+        extensions: &str,
+    ) -> (PathBuf, PathBuf) {
+        let (key, csr, pem, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        fs::write(dir.join(&ext), extensions).expect("extension file");
+        let mut a = vec!["req"];
+        a.extend(EC);
+        a.extend(["-keyout", &key, "-out", &csr, "-subj", subject]);
+        openssl(dir, &a);
+        let (ca_key, ca_pem) = (ca.0.to_string_lossy(), ca.1.to_string_lossy());
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_pem,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "30",
+                "-extfile",
+                &ext,
+            ],
+        );
+        (dir.join(key), dir.join(pem))
+    }
+}
+
 pub mod single {
     use super::{Home, bin, is_root, tool, user_ids};
     use std::fs;
@@ -743,6 +839,21 @@ pub mod single {
 
     /// Hang guard for anything a test waits for (never a timing assertion).
     pub const WAIT: Duration = Duration::from_secs(120);
+
+    /// A home for root-mode tests: the qmail users exist, the home is searchable by
+    /// everyone and its queue has netqmail's owners and modes. Returns the home and the ids.
+    pub fn root_mode_home() -> (Home, control::ids::Ids) {
+        assert!(
+            is_root(),
+            "root-mode tests need root; run the suite as root"
+        );
+        super::ensure_qmail_users();
+        let ids = control::ids::Ids::lookup().expect("qmail ids");
+        let h = Home::new();
+        fs::set_permissions(h.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        qmail_queue::layout::create(&h.queue(), &ids).expect("queue with qmail owners");
+        (h, ids)
+    }
 
     /// The unprivileged user single-user tests run as when the tests run as root.
     pub fn nobody() -> (u32, u32) {
