@@ -110,6 +110,19 @@ fn msg_id(sys: &System, sender: &str) -> u64 {
         .expect("message number")
 }
 
+/// Waits for qmail-send's "end msg ID" line.
+fn wait_end(sys: &System, id: u64) {
+    sys.wait_log("the end", |l| l == format!("end msg {id}"));
+}
+
+/// Queues a message from `sender` for a local recipient and waits for its end: qmail-send
+/// still delivers.
+fn delivers_still(h: &Home, sys: &System, sender: &str) {
+    inject(h, "Subject: still\n\nx\n", sender, &["z@testhost.example"]);
+    let id = msg_id(sys, sender);
+    wait_end(sys, id);
+}
+
 /// What a qmail-qctl run printed.
 #[derive(Debug)]
 struct Out {
@@ -304,7 +317,7 @@ fn hold_racing_a_local_delivery_in_progress_then_release() {
     let o = qctl(&h, &["release", &id.to_string()]);
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(o.stdout, format!("#{id}: released, delivery resumes now\n"));
-    sys.wait_log("the end", |l| l == format!("end msg {id}"));
+    wait_end(&sys, id);
     let mut d = delivered(&h);
     d.sort();
     assert_eq!(d, vec!["a", "b", "c"]);
@@ -359,7 +372,7 @@ fn delete_racing_a_remote_delivery_in_progress() {
         out.stdout,
         format!("#{id}: deleted; 2 deliveries that were already running have ended: 2 successes\n")
     );
-    sys.wait_log("the end", |l| l == format!("end msg {id}"));
+    wait_end(&sys, id);
     assert!(queue_files(&h).is_empty(), "{:?}", queue_files(&h));
     // y was never attempted, and nothing is left to attempt.
     sys.signal(nix::sys::signal::Signal::SIGALRM);
@@ -407,7 +420,7 @@ fn delete_drops_the_bounce_of_a_failure_that_was_in_progress() {
              \"finished\":1,\"success\":0,\"failure\":1,\"deferral\":0}}\n"
         )
     );
-    sys.wait_log("the end", |l| l == format!("end msg {id}"));
+    wait_end(&sys, id);
     let log = sys.stop();
     assert!(
         log.iter().any(|l| l.contains(": failure: ")),
@@ -447,7 +460,7 @@ fn a_hold_survives_a_restart_and_release_delivers() {
     assert_eq!(starts_of(&sys.lines(), id), 0, "{:#?}", sys.lines());
     let o = qctl(&h, &["release", "-s", "keep@far.example"]);
     assert_eq!(o.code, 0, "{o:?}");
-    sys.wait_log("the end", |l| l == format!("end msg {id}"));
+    wait_end(&sys, id);
     assert_eq!(delivered(&h), vec!["d"]);
     let o = qctl(&h, &["release", &id.to_string()]);
     assert_eq!(o.code, 100, "gone: {o:?}");
@@ -568,7 +581,7 @@ fn retry_makes_a_deferred_message_due_now_and_reports_one_in_progress() {
         )
     );
     drop(gate);
-    sys.wait_log("the end", |l| l == format!("end msg {id}"));
+    wait_end(&sys, id);
     assert_eq!(delivered(&h), vec!["joe"]);
     let log = sys.stop();
     assert!(log.contains(&format!("qctl: retry msg {id} uid {}", user_uid())));
@@ -673,7 +686,7 @@ fn list_and_show_while_delivering_with_filters_and_machine_formats() {
 
     drop(gate);
     for id in [a, b] {
-        sys.wait_log("the end", |l| l == format!("end msg {id}"));
+        wait_end(&sys, id);
     }
     let o = qctl(&h, &["list"]);
     assert_eq!(o.stdout, "0 messages (0 held, 0 not yet preprocessed)\n");
@@ -771,7 +784,7 @@ fn without_qmail_send_requests_apply_to_the_files_and_the_next_start_finishes() 
     // one at once (its next attempt was 100 s away) and the new one.
     let sys = System::start(&h);
     for id in [gone, due] {
-        sys.wait_log("the end", |l| l == format!("end msg {id}"));
+        wait_end(&sys, id);
     }
     let new = msg_id(&sys, "new@far.example");
     sys.wait_log("the new one's end", |l| l == format!("end msg {new}"));
@@ -876,14 +889,7 @@ fn the_request_channel_answers_in_order_rejects_junk_and_strangers() {
         });
     }
     // qmail-send is still fine: a message is delivered.
-    inject(
-        &h,
-        "Subject: after\n\nx\n",
-        "after@far.example",
-        &["z@testhost.example"],
-    );
-    let id = msg_id(&sys, "after@far.example");
-    sys.wait_log("the end", |l| l == format!("end msg {id}"));
+    delivers_still(&h, &sys, "after@far.example");
     sys.stop();
 }
 
@@ -936,14 +942,7 @@ fn qmail_qctl_refuses_a_socket_squatted_by_a_stranger() {
     let _ = squatter.kill();
     let _ = squatter.wait();
     // Deliveries are not affected.
-    inject(
-        &h,
-        "Subject: s\n\nx\n",
-        "sq@far.example",
-        &["z@testhost.example"],
-    );
-    let id = msg_id(&sys, "sq@far.example");
-    sys.wait_log("the end", |l| l == format!("end msg {id}"));
+    delivers_still(&h, &sys, "sq@far.example");
     sys.stop();
 }
 
@@ -1032,7 +1031,7 @@ fn root_mode_qmail_qctl_becomes_qmails_and_qmail_send_serves_it() {
         String::from_utf8_lossy(&out.stdout),
         format!("#{id}: held; 1 delivery that was already running has ended: 1 success\n")
     );
-    sys.wait_log("the end", |l| l == format!("end msg {id}"));
+    wait_end(&sys, id);
     let o = root_qctl(&["status"]).output().expect("status");
     assert!(String::from_utf8_lossy(&o.stdout).contains("held messages: 0\n"));
     // Another user may neither read the queue nor ask qmail-send.
