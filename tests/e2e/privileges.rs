@@ -9,8 +9,10 @@
 //! hand-made home with stand-ins for qmail-local and qmail-remote; this test uses the
 //! installed programs end to end.
 
-use crate::relsys::{System, children, nobody, proc_status, wait_until};
-use crate::rootmode::{SETUID_HOME, install_root_home, lock_root_home, smtpd_as_qmaild};
+use crate::relsys::{children, nobody, proc_status, wait_until};
+use crate::rootmode::{
+    SETUID_HOME, install_root_home, lock_root_home, smtpd_as_qmaild, start_root_system,
+};
 use rqmail_tests::{Sink, Smtp, ensure_qmail_users, is_root, user_ids};
 use std::collections::HashMap;
 use std::fs;
@@ -116,12 +118,7 @@ fn whole_system_as_root_each_process_with_its_ids_and_capabilities() {
     }
 
     // qmail-start as root with a logger: it drops each daemon to its ids.
-    let mut c = Command::new(home.join("bin/qmail-start"));
-    c.env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("QMAIL_HOME", &home)
-        .current_dir(&home);
-    let sys = System::start_cmd(c, top.path(), &["./Maildir/", "cat"]);
+    let sys = start_root_system(&home, top.path());
     let send = sys.pid();
     let lspawn = child_named(send, "qmail-lspawn");
     let rspawn = child_named(send, "qmail-rspawn");

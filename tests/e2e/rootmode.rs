@@ -229,6 +229,17 @@ fn smtpd_as_qmaild_through_setuid_qmail_queue() {
     let _ = bin("qmail-smtpd");
 }
 
+/// qmail-start as root from the installed home, with `cat` as the logger and
+/// ./Maildir/ as the default delivery; its log and state go to `dir`.
+pub(crate) fn start_root_system(home: &Path, dir: &Path) -> crate::relsys::System {
+    let mut c = std::process::Command::new(home.join("bin/qmail-start"));
+    c.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("QMAIL_HOME", home)
+        .current_dir(home);
+    crate::relsys::System::start_cmd(c, dir, &["./Maildir/", "cat"])
+}
+
 /// qmail-smtpd of the root-mode home under tcpserver as qmaild:nofiles on 127.0.0.1, with
 /// `env` added to its environment; returns the server (killed when dropped) and the port.
 pub(crate) fn smtpd_as_qmaild(home: &Path, env: &[(&str, &str)]) -> (KillOnDrop, u16) {

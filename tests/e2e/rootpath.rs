@@ -3,8 +3,8 @@
 //! asking qmail-getpw (no users/cdb), qmail-local as the user delivering to an mbox, a
 //! program, a Maildir and a forward, and a bounce for a failing program back to the sender.
 
-use crate::relsys::{System, maildir_messages, queue_empty, wait_until};
-use crate::rootmode::{install_root_home, lock_root_home, smtpd_as_qmaild};
+use crate::relsys::{maildir_messages, queue_empty, wait_until};
+use crate::rootmode::{install_root_home, lock_root_home, smtpd_as_qmaild, start_root_system};
 use rqmail_tests::{Smtp, ensure_qmail_users, is_root, tool, user_ids};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -77,12 +77,7 @@ fn root_mode_smtp_to_mbox_program_maildir_forward_and_bounce_for_a_real_user() {
         fs::write(home.join("control").join(name), text).expect("control");
     }
     let top = tempfile::tempdir().expect("tmp");
-    let mut c = Command::new(home.join("bin/qmail-start"));
-    c.env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("QMAIL_HOME", &home)
-        .current_dir(&home);
-    let sys = System::start_cmd(c, top.path(), &["./Maildir/", "cat"]);
+    let sys = start_root_system(&home, top.path());
 
     let (_server, port) = smtpd_as_qmaild(&home, &[]);
     let mut s = Smtp::connect(port);
