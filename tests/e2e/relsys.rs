@@ -12,7 +12,7 @@ pub use rqmail_tests::single::{
     WAIT, chown_tree, chown_user, nobody, script, user_cmd, wait_until,
 };
 use rqmail_tests::{Home, bin, is_root};
-pub use rqmail_tests::{children, proc_stat, proc_status};
+pub use rqmail_tests::{children, proc_status};
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -176,23 +176,6 @@ pub fn open_fds(pid: i32) -> Option<usize> {
     fs::read_dir(format!("/proc/{pid}/fd"))
         .ok()
         .map(Iterator::count)
-}
-
-/// Every process (pid, name) whose name is `name`.
-pub fn processes_named(name: &str) -> Vec<i32> {
-    let mut v = Vec::new();
-    for e in fs::read_dir("/proc").expect("proc").flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if let Some((n, _, state)) = proc_stat(pid)
-            && n == name
-            && state != 'Z'
-        {
-            v.push(pid);
-        }
-    }
-    v
 }
 
 /// The built program `name` (for tests that need the path).
