@@ -1,7 +1,7 @@
 //! qmail-queue through its descriptors: the message on fd 0, the envelope on fd 1, the
 //! files it leaves in a real queue directory, its exit codes.
 
-use rqmail_tests::{Home, bin, is_root};
+use rqmail_tests::{Home, bin, is_root, walk};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -216,19 +216,6 @@ fn full_filesystem_exits_53_and_leaves_nothing() {
     let mut c = Command::new(bin("qmail-queue"));
     c.env_clear().env("QMAIL_HOME", homedir);
     assert_eq!(queue_with(c, b"small\n", b"Fa@b\0Tc@d\0\0").0, 0);
-}
-
-fn walk(p: &Path, out: &mut Vec<std::path::PathBuf>) {
-    if let Ok(rd) = fs::read_dir(p) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else {
-                out.push(p);
-            }
-        }
-    }
 }
 
 /// A tmpfs of a given size mounted on a temporary directory; unmounted when dropped.

@@ -12,7 +12,7 @@ pub use rqmail_tests::single::{
     WAIT, chown_tree, chown_user, nobody, script, user_cmd, wait_until,
 };
 use rqmail_tests::{Home, bin, is_root};
-pub use rqmail_tests::{children, proc_status};
+pub use rqmail_tests::{children, proc_status, walk};
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -73,20 +73,6 @@ pub fn queue_empty(home: &Path) -> bool {
         walk(&home.join("queue").join(sub), &mut files);
     }
     files.is_empty()
-}
-
-/// Every regular file below `p`.
-pub fn walk(p: &Path, out: &mut Vec<PathBuf>) {
-    if let Ok(rd) = fs::read_dir(p) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() && !p.is_symlink() {
-                walk(&p, out);
-            } else {
-                out.push(p);
-            }
-        }
-    }
 }
 
 /// The mail system: qmail-start (becoming qmail-send) run by `cmd`, its log in a file.

@@ -172,18 +172,6 @@ impl Home {
 
     /// Every regular file under queue/ except lock/ (to prove nothing was left behind).
     pub fn queue_files(&self) -> Vec<PathBuf> {
-        fn walk(p: &Path, out: &mut Vec<PathBuf>) {
-            if let Ok(rd) = fs::read_dir(p) {
-                for e in rd.flatten() {
-                    let p = e.path();
-                    if p.is_dir() {
-                        walk(&p, out);
-                    } else {
-                        out.push(p);
-                    }
-                }
-            }
-        }
         let mut v = Vec::new();
         walk(&self.queue(), &mut v);
         v.retain(|p| !p.starts_with(self.queue().join("lock")));
@@ -247,6 +235,21 @@ pub fn free_port() -> u16 {
 }
 
 /// Waits until something accepts connections on 127.0.0.1:`port`.
+/// Every file below `p` that is not a directory (symbolic links are not followed),
+/// appended to `out`; nothing when `p` cannot be read.
+pub fn walk(p: &Path, out: &mut Vec<PathBuf>) {
+    if let Ok(rd) = fs::read_dir(p) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+}
+
 /// (pid, command name) of every live process whose parent is `parent` (zombies left out).
 pub fn children(parent: i32) -> Vec<(i32, String)> {
     let mut v = Vec::new();
