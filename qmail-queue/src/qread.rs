@@ -142,27 +142,23 @@ impl Dir {
         self.names.as_ref().is_some_and(|n| !n.contains(&id))
     }
 
-    /// Opens message `id` in this directory; `Ok(None)` when there is no such file.
-    fn open_file(&self, id: u64) -> io::Result<Option<File>> {
+    /// Opens message `id` (file name `name`) in this directory; `Ok(None)` when there is
+    /// no such file.
+    fn open_file(&self, id: u64, name: &str) -> io::Result<Option<File>> {
         if self.lacks(id) {
             return Ok(None);
         }
         let dir = self.fd.as_ref().map_err(|&e| io::Error::from(e))?;
-        match nix::fcntl::openat(
-            dir,
-            id.to_string().as_str(),
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
+        match nix::fcntl::openat(dir, name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()) {
             Ok(fd) => Ok(Some(File::from(fd))),
             Err(Errno::ENOENT) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
-    fn size(&self, id: u64) -> io::Result<u64> {
+    fn size(&self, name: &str) -> io::Result<u64> {
         let dir = self.fd.as_ref().map_err(|&e| io::Error::from(e))?;
-        let st = nix::sys::stat::fstatat(dir, id.to_string().as_str(), AtFlags::empty())?;
+        let st = nix::sys::stat::fstatat(dir, name, AtFlags::empty())?;
         Ok(u64::try_from(st.st_size).unwrap_or(0))
     }
 }
@@ -220,16 +216,17 @@ fn message(
     q: &Queue,
     d: &Split,
     id: u64,
+    name: &str,
     bounces: Option<&HashSet<u64>>,
 ) -> Result<Vec<u8>, io::Error> {
-    let size = d.mess.size(id)?;
+    let size = d.mess.size(name)?;
     let bouncing = match bounces {
         Some(set) => set.contains(&id),
         None => fs::metadata(q.bounce(id)).is_ok(),
     };
     let info = d
         .info
-        .open_file(id)?
+        .open_file(id, name)?
         .ok_or_else(|| io::Error::from(Errno::ENOENT))?;
     let mut first = Vec::new();
     read_file(&info, &mut first, Some(0), MAX_SENDER)?;
@@ -245,9 +242,9 @@ fn message(
 }
 
 /// One channel's recipient lines; none when the file does not exist.
-fn channel(dir: &Dir, id: u64, name: &str, data: &mut Vec<u8>) -> io::Result<Vec<u8>> {
+fn channel(dir: &Dir, id: u64, file: &str, name: &str, data: &mut Vec<u8>) -> io::Result<Vec<u8>> {
     data.clear();
-    match dir.open_file(id)? {
+    match dir.open_file(id, file)? {
         Some(f) => read_file(&f, data, None, usize::MAX)?,
         None => return Ok(Vec::new()),
     }
@@ -275,7 +272,9 @@ pub fn list(root: &Path, out: &mut dyn Write) -> io::Result<i32> {
         };
         let d = Split::open(root, s);
         for id in ids {
-            match message(&q, &d, id, bounces.as_ref()) {
+            // The file name, made once for the four files of the message.
+            let file = id.to_string();
+            match message(&q, &d, id, &file, bounces.as_ref()) {
                 Ok(lines) => out.write_all(&lines)?,
                 Err(e) => {
                     trouble(out, id, &e)?;
@@ -283,7 +282,7 @@ pub fn list(root: &Path, out: &mut dyn Write) -> io::Result<i32> {
                 }
             }
             for (dir, name) in [(&d.local, "local"), (&d.remote, "remote")] {
-                match channel(dir, id, name, &mut data) {
+                match channel(dir, id, &file, name, &mut data) {
                     Ok(lines) => out.write_all(&lines)?,
                     Err(e) => trouble(out, id, &e)?,
                 }
