@@ -1860,3 +1860,19 @@ s.quit()
         vec![b"friend@far.example".to_vec()]
     );
 }
+
+#[test]
+fn unreadable_tlsclients_is_a_temporary_failure() {
+    let (home, _) = tls_home(Key::Ec);
+    // A directory where the list should be: reading it fails, even as root.
+    fs::create_dir(home.path().join("control/tlsclients")).expect("mkdir");
+    let (code, out, err) = dialogue(&home, &[], &[], "EHLO c\r\nQUIT\r\n");
+    assert_eq!(out, "421 unable to read controls (#4.3.0)\r\n");
+    assert_ne!(code, 0);
+    assert!(err.contains("control/tlsclients"), "{err}");
+    // Without TLS configured the file is not read at all.
+    fs::remove_file(home.path().join("control/servercert.pem")).expect("rm");
+    let (code, out, _) = dialogue(&home, &[], &[], "QUIT\r\n");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("220 "), "{out}");
+}
