@@ -1484,6 +1484,44 @@ fn an_interrupted_elimination_is_finished_after_a_restart() {
     stop(sys);
 }
 
+/// A todo/ file whose records end with an empty record (a lone NUL, as a disk error or a
+/// hand edit can leave) is netqmail's "unknown record type": qmail-send logs it, keeps
+/// running, and delivers a good message queued beside it.
+#[test]
+fn a_todo_file_with_an_empty_record_is_logged_and_the_queue_goes_on() {
+    let h = system_home();
+    let bad = 4711u64;
+    user_file(
+        &h,
+        &format!("queue/{}", qmail_queue::layout::fmtqfn("mess", bad, true)),
+        b"Subject: bad\n\nx\n",
+    );
+    user_file(
+        &h,
+        &format!("queue/intd/{bad}"),
+        b"u0\0p0\0Fs@far.example\0Tjoe@testhost.example\0\0",
+    );
+    user_file(
+        &h,
+        &format!("queue/todo/{bad}"),
+        b"u0\0p0\0Fs@far.example\0Tjoe@testhost.example\0\0",
+    );
+    let sys = System::start(&h);
+    sys.wait_log("the warning", |l| {
+        l == format!("warning: unknown record type in todo/{bad}")
+    });
+    inject(
+        &h,
+        "Subject: good\n\nbody\n",
+        "s@far.example",
+        &["joe@testhost.example"],
+    );
+    sys.wait_log("the good message delivered", |l| l.starts_with("end msg "));
+    assert_eq!(delivered(&h), vec!["joe@testhost.example s@far.example"]);
+    assert!(h.path().join(format!("queue/todo/{bad}")).exists());
+    stop(sys);
+}
+
 /// A fake qmail-local that announces itself in running/ and then waits for the shared
 /// lock on `gate`, which the test holds exclusively until it releases every delivery.
 const GATED_LOCAL: &str = r#"#!/bin/sh

@@ -1060,11 +1060,19 @@ pub mod single {
         }
 
         pub fn wait_log(&self, what: &str, f: impl Fn(&str) -> bool) {
-            wait_until(what, || self.count(&f) > 0);
+            self.wait_count(what, 1, f);
         }
 
+        /// Waits for `n` log lines matching `f`; on timeout the panic shows the log.
         pub fn wait_count(&self, what: &str, n: usize, f: impl Fn(&str) -> bool) {
-            wait_until(what, || self.count(&f) >= n);
+            let deadline = Instant::now() + WAIT;
+            while Instant::now() < deadline {
+                if self.count(&f) >= n {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            panic!("timed out waiting for {what}; qmail-send's log: {:#?}", self.lines());
         }
 
         pub fn signal(&self, s: nix::sys::signal::Signal) {

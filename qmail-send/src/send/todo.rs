@@ -125,8 +125,14 @@ impl Send {
                     return;
                 }
             };
-            let body = &rec[1..rec.len() - 1];
-            match rec[0] {
+            // A record is its type byte, its text and the NUL that ends it. An empty
+            // record (a lone NUL, as a disk error or a hand edit can leave) has no type:
+            // netqmail's "unknown record type", never a panic.
+            let (kind, body) = match rec.split_last() {
+                Some((_, [kind, body @ ..])) => (*kind, body),
+                _ => (0, &[][..]),
+            };
+            match kind {
                 b'u' => uid = control::file::scan_ulong(body).unwrap_or(0),
                 b'p' => pid = control::file::scan_ulong(body).unwrap_or(0),
                 b'F' => {
