@@ -5,6 +5,8 @@
 //!   the `me` fallback), where a missing file means the documented default and a file that
 //!   exists but cannot be read is a temporary failure;
 //! * [`constmap`], [`rcpthosts`], [`badmailfrom`], [`cdb`]: the lookups built on them;
+//! * [`conf`]: qmail's build-time facts (split, break, paternalism, the spawn limit) and
+//!   the control-file defaults several programs share;
 //! * [`ids`]: the qmail users and groups, or single-user mode;
 //! * [`datetime`]: the RFC 822 dates qmail writes;
 //! * [`address`]: small helpers on envelope addresses;
@@ -14,6 +16,7 @@
 pub mod address;
 pub mod badmailfrom;
 pub mod cdb;
+pub mod conf;
 pub mod constmap;
 pub mod datetime;
 pub mod errstr;
@@ -25,7 +28,6 @@ pub mod program;
 pub mod rcpthosts;
 pub mod showctl;
 mod sys;
-pub mod users;
 
 pub use file::Controls;
 pub use home::qmail_home;

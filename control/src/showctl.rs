@@ -18,29 +18,8 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
+use crate::conf::{self, BREAK, PATRN, SPLIT};
 use crate::file::{read_line, read_lines};
-
-/// netqmail's conf-break: the user-extension delimiter of qmail-local and qmail-getpw.
-pub const BREAK: &str = "-";
-/// netqmail's conf-patrn: mode bits not allowed on home directories and .qmail files.
-pub const PATRN: u32 = 0o002;
-/// The message-directory split (qmail-queue's layout::SPLIT, set at build time by
-/// `RQMAIL_SPLIT` like netqmail's conf-split).
-pub const SPLIT: u64 = match option_env!("RQMAIL_SPLIT") {
-    None => 23,
-    Some(s) => {
-        let b = s.as_bytes();
-        let mut i = 0;
-        let mut v: u64 = 0;
-        while i < b.len() {
-            v = v * 10 + (b[i] - b'0') as u64;
-            i += 1;
-        }
-        v
-    }
-};
-/// The most deliveries rqmail's spawns run at once, whatever the descriptor limit.
-pub const SPAWN_CEILING: u64 = 100_000;
 
 /// What a control file is, for the report.
 #[derive(Debug, Clone, Copy)]
@@ -53,7 +32,7 @@ pub enum Kind {
     },
     /// A number.
     Int {
-        def: &'static str,
+        def: u64,
         pre: &'static str,
         post: &'static str,
     },
@@ -81,7 +60,7 @@ pub const BEFORE_RCPTHOSTS: &[(&str, Kind)] = &[
         "bouncefrom",
         Kind::Str {
             flagme: false,
-            def: "MAILER-DAEMON",
+            def: conf::DEFAULT_BOUNCEFROM,
             pre: "Bounce user name is ",
         },
     ),
@@ -89,14 +68,14 @@ pub const BEFORE_RCPTHOSTS: &[(&str, Kind)] = &[
         "bouncehost",
         Kind::Str {
             flagme: true,
-            def: "bouncehost",
+            def: conf::DEFAULT_BOUNCEHOST,
             pre: "Bounce host name is ",
         },
     ),
     (
         "concurrencylocal",
         Kind::Int {
-            def: "10",
+            def: conf::DEFAULT_CONCURRENCYLOCAL,
             pre: "Local concurrency is ",
             post: "",
         },
@@ -104,7 +83,7 @@ pub const BEFORE_RCPTHOSTS: &[(&str, Kind)] = &[
     (
         "concurrencyremote",
         Kind::Int {
-            def: "20",
+            def: conf::DEFAULT_CONCURRENCYREMOTE,
             pre: "Remote concurrency is ",
             post: "",
         },
@@ -112,7 +91,7 @@ pub const BEFORE_RCPTHOSTS: &[(&str, Kind)] = &[
     (
         "databytes",
         Kind::Int {
-            def: "0",
+            def: 0,
             pre: "SMTP DATA limit is ",
             post: " bytes",
         },
@@ -137,7 +116,7 @@ pub const BEFORE_RCPTHOSTS: &[(&str, Kind)] = &[
         "doublebouncehost",
         Kind::Str {
             flagme: true,
-            def: "doublebouncehost",
+            def: conf::DEFAULT_DOUBLEBOUNCEHOST,
             pre: "2B recipient host: ",
         },
     ),
@@ -145,7 +124,7 @@ pub const BEFORE_RCPTHOSTS: &[(&str, Kind)] = &[
         "doublebounceto",
         Kind::Str {
             flagme: false,
-            def: "postmaster",
+            def: conf::DEFAULT_DOUBLEBOUNCETO,
             pre: "2B recipient user: ",
         },
     ),
@@ -153,7 +132,7 @@ pub const BEFORE_RCPTHOSTS: &[(&str, Kind)] = &[
         "envnoathost",
         Kind::Str {
             flagme: true,
-            def: "envnoathost",
+            def: conf::DEFAULT_ENVNOATHOST,
             pre: "Presumed domain name is ",
         },
     ),
@@ -224,7 +203,7 @@ pub const BEFORE_RCPTHOSTS: &[(&str, Kind)] = &[
     (
         "queuelifetime",
         Kind::Int {
-            def: "604800",
+            def: conf::DEFAULT_QUEUELIFETIME,
             pre: "Message lifetime in the queue is ",
             post: " seconds",
         },
@@ -252,7 +231,7 @@ pub const AFTER_RCPTHOSTS: &[(&str, Kind)] = &[
     (
         "timeoutconnect",
         Kind::Int {
-            def: "60",
+            def: 60,
             pre: "SMTP client connection timeout is ",
             post: " seconds",
         },
@@ -260,7 +239,7 @@ pub const AFTER_RCPTHOSTS: &[(&str, Kind)] = &[
     (
         "timeoutremote",
         Kind::Int {
-            def: "1200",
+            def: 1200,
             pre: "SMTP client data timeout is ",
             post: " seconds",
         },
@@ -268,7 +247,7 @@ pub const AFTER_RCPTHOSTS: &[(&str, Kind)] = &[
     (
         "timeoutsmtpd",
         Kind::Int {
-            def: "1200",
+            def: 1200,
             pre: "SMTP server data timeout is ",
             post: " seconds",
         },
@@ -545,7 +524,7 @@ pub struct Header {
     /// The qmail home, as shown.
     pub home: String,
     /// The concurrency limit of the spawns.
-    pub spawn_limit: u64,
+    pub spawn_limit: u32,
     /// `a, d, l, o, p, q, r, s` or an explanation of the missing user.
     pub user_ids: String,
     /// `n, q` or an explanation of the missing group.
@@ -566,22 +545,25 @@ impl Header {
     /// The header lines.
     pub fn render(&self) -> String {
         format!(
-            "qmail home directory: {}.\nuser-ext delimiter: {BREAK}.\npaternalism (in decimal): {PATRN}.\nsilent concurrency limit: {}.\nsubdirectory split: {SPLIT}.\nuser ids: {}.\ngroup ids: {}.\n",
-            self.home, self.spawn_limit, self.user_ids, self.group_ids
+            "qmail home directory: {}.\nuser-ext delimiter: {}.\npaternalism (in decimal): {PATRN}.\nsilent concurrency limit: {}.\nsubdirectory split: {SPLIT}.\nuser ids: {}.\ngroup ids: {}.\n",
+            self.home,
+            char::from(BREAK),
+            self.spawn_limit,
+            self.user_ids,
+            self.group_ids
         )
     }
 }
 
 /// The most deliveries rqmail's qmail-lspawn and qmail-rspawn run at once with this
-/// process's descriptor limit: half of it less 64 (each delivery holds descriptors), at
-/// least 1 and at most [`SPAWN_CEILING`]. The spawns raise their soft limit to the hard
-/// one, so the hard limit counts.
-pub fn spawn_limit() -> u64 {
+/// process's descriptor limit ([`conf::spawn_limit`]). The spawns raise their soft limit
+/// to the hard one, so the hard limit counts.
+pub fn spawn_limit() -> u32 {
     let nofile = match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
         Ok((soft, hard)) => soft.max(hard),
         Err(_) => 1024,
     };
-    (nofile.saturating_sub(64) / 2).clamp(1, SPAWN_CEILING)
+    conf::spawn_limit(nofile)
 }
 
 /// The qmail user ids in netqmail's order (alias, qmaild, qmaill, root, qmailp, qmailq,

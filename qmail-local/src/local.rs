@@ -15,15 +15,12 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use crate::dotqmail::{self, Line};
 use crate::errno::{error_str, is_temp};
 use crate::fail::{Fail, cat, warn};
 use crate::headers;
 use crate::program::{self, Outcome};
-
-/// netqmail's conf-patrn: permission bits that must not be set on the home directory
-/// and on .qmail files (other-writable).
-pub const PATRN: u32 = 0o002;
+use control::conf::PATRN;
+use recipient::{DOTQMAIL_MAX_FILE, DotQmailLimit, HomeMode, Line};
 
 const USAGE: &str =
     "qmail-local: usage: qmail-local [ -nN ] user homedir local dash ext domain sender aliasempty";
@@ -216,16 +213,19 @@ fn check_home(doit: bool) -> Result<(), Fail> {
             b". (#4.3.0)",
         ]))
     })?;
-    if st.mode() & PATRN != 0 {
-        return Err(Fail::temp("Uh-oh: home directory is writable. (#4.7.0)"));
-    }
-    if st.mode() & 0o1000 != 0 {
-        if doit {
-            return Err(Fail::temp(
-                "Home directory is sticky: user is editing his .qmail file. (#4.2.1)",
-            ));
+    match recipient::home_mode(st.mode()) {
+        HomeMode::Usable => {}
+        HomeMode::Writable => {
+            return Err(Fail::temp("Uh-oh: home directory is writable. (#4.7.0)"));
         }
-        warn(b"Warning: home directory is sticky.");
+        HomeMode::Sticky => {
+            if doit {
+                return Err(Fail::temp(
+                    "Home directory is sticky: user is editing his .qmail file. (#4.2.1)",
+                ));
+            }
+            warn(b"Warning: home directory is sticky.");
+        }
     }
     Ok(())
 }
@@ -251,7 +251,7 @@ fn open_dot_qmail(name: &[u8]) -> Result<Option<(File, bool)>, Fail> {
     let f = match f {
         Ok(f) => f,
         Err(e) => {
-            if is_temp(&e) || matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
+            if recipient::dotqmail_error_defers(&e) {
                 return Err(temp_qmail(name, &e));
             }
             return Ok(None);
@@ -320,7 +320,7 @@ fn new_sender(a: &Args, safeext: &[u8]) -> Result<Vec<u8>, Fail> {
     if a.sender.is_empty() || a.sender == b"#@[]" {
         return Ok(a.sender.clone());
     }
-    let (owner, owner_default) = dotqmail::owner_names(&a.dash, safeext);
+    let (owner, owner_default) = recipient::owner_names(&a.dash, safeext);
     if !exists(&owner)? {
         return Ok(a.sender.clone());
     }
@@ -382,7 +382,7 @@ fn forward(
 /// Reads a .qmail file, bounded.
 fn slurp(f: File, name: &[u8]) -> Result<Vec<u8>, Fail> {
     let mut v = Vec::new();
-    f.take(dotqmail::MAX_FILE as u64 + 1)
+    f.take(DOTQMAIL_MAX_FILE as u64 + 1)
         .read_to_end(&mut v)
         .map_err(|e| {
             Fail::temp(cat(&[
@@ -396,7 +396,7 @@ fn slurp(f: File, name: &[u8]) -> Result<Vec<u8>, Fail> {
     Ok(v)
 }
 
-fn limit_fail(e: dotqmail::LimitError) -> Fail {
+fn limit_fail(e: DotQmailLimit) -> Fail {
     Fail::temp(e.to_string())
 }
 
@@ -448,7 +448,7 @@ pub fn deliver(a: &Args) -> Result<Report, Fail> {
     env.push(env_pair("EXT3", ext3));
     env.push(env_pair("EXT4", ext4));
 
-    let safeext = dotqmail::safe_ext(&a.ext);
+    let safeext = recipient::safe_ext(&a.ext);
 
     let h = &a.domain;
     let i2 = before_last_dot(h, h.len());
@@ -458,19 +458,16 @@ pub fn deliver(a: &Args) -> Result<Report, Fail> {
     env.push(env_pair("HOST3", &h[..i3]));
     env.push(env_pair("HOST4", &h[..i4]));
 
-    let mut found = None;
-    for c in dotqmail::candidates(&a.dash, &safeext) {
-        if let Some((f, x)) = open_dot_qmail(&c.name)? {
+    let found =
+        recipient::search_dotqmail(&a.dash, &safeext, open_dot_qmail)?.map(|(c, (f, x))| {
             if let Some(at) = c.default_at
                 && at <= a.ext.len()
             {
                 env.push(env_pair("DEFAULT", &a.ext[at..]));
             }
-            found = Some((f, x, c.name));
-            break;
-        }
-    }
-    if found.is_none() && !a.dash.is_empty() {
+            (f, x, c.name)
+        });
+    if recipient::no_mailbox(&a.dash, found.is_some()) {
         return Err(Fail::perm("Sorry, no mailbox here by that name. (#5.1.1)"));
     }
 
@@ -482,15 +479,15 @@ pub fn deliver(a: &Args) -> Result<Report, Fail> {
     if let Some((f, x, name)) = found {
         forwardonly = x;
         cmds = slurp(f, &name)?;
-        if cmds.len() > dotqmail::MAX_FILE {
-            return Err(limit_fail(dotqmail::LimitError::TooBig));
+        if cmds.len() > DOTQMAIL_MAX_FILE {
+            return Err(limit_fail(DotQmailLimit::TooBig));
         }
     }
     if cmds.is_empty() {
         cmds = a.defaultdelivery.clone();
         forwardonly = false;
     }
-    let lines = dotqmail::parse(&cmds).map_err(limit_fail)?;
+    let lines = recipient::parse_dotqmail(&cmds).map_err(limit_fail)?;
 
     let mut report = Report::default();
     let mut recips: Vec<Vec<u8>> = Vec::new();

@@ -9,7 +9,7 @@ use std::io::{self, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use crate::users::{self, AssignError};
+use recipient::{AssignError, compile_users_assign};
 
 fn die(what: &str) -> i32 {
     let _ = io::stderr().write_all(format!("qmail-newu: fatal: {what}\n").as_bytes());
@@ -40,7 +40,7 @@ pub fn run(home: &Path) -> i32 {
         Ok(m) => m,
         Err(_) => return die("unable to write users/cdb.tmp"),
     };
-    let r = users::compile(BufReader::with_capacity(64 * 1024, assign), |k, v| {
+    let r = compile_users_assign(BufReader::with_capacity(64 * 1024, assign), |k, v| {
         maker.add(k, v)
     });
     match r {

@@ -270,7 +270,7 @@ pub fn convert<R: BufRead>(
         }
         let uugh = [b":", user, b":", uidstr, b":", gidstr, b":", home, b":"].concat();
         allusers.insert(user, uugh.clone());
-        if user == crate::getpw::ALIAS {
+        if user == recipient::ALIAS {
             out.extend_from_slice(&[b"+", &uugh[..], o.dashcolon, b":\n"].concat());
             flagalias = true;
         }
@@ -504,7 +504,7 @@ short:x:511:100\n";
             if let Ok(out) = convert(&passwd[..], &o, &Files::default(), &owners) {
                 // Every line qmail-pw2u prints is one qmail-newu accepts, unless a field
                 // itself held a newline-free but colon-free oddity; it must never panic.
-                let _ = crate::users::compile(&out[..], |_, _| Ok(()));
+                let _ = recipient::compile_users_assign(&out[..], |_, _| Ok(()));
                 prop_assert!(out.ends_with(b".\n"));
             }
         }

@@ -18,27 +18,9 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-const fn parse_split(s: Option<&str>) -> u64 {
-    match s {
-        None => 23,
-        Some(s) => {
-            let b = s.as_bytes();
-            let mut i = 0;
-            let mut v: u64 = 0;
-            while i < b.len() {
-                assert!(b[i].is_ascii_digit(), "RQMAIL_SPLIT must be a number");
-                v = v * 10 + (b[i] - b'0') as u64;
-                i += 1;
-            }
-            assert!(v > 0, "RQMAIL_SPLIT must be positive");
-            v
-        }
-    }
-}
-
-/// The number of subdirectories of mess/, info/, local/ and remote/ (netqmail's conf-split,
-/// 23 unless `RQMAIL_SPLIT` was set when building). It must match the queue on disk.
-pub const SPLIT: u64 = parse_split(option_env!("RQMAIL_SPLIT"));
+/// The number of subdirectories of mess/, info/, local/ and remote/: netqmail's
+/// conf-split ([`control::conf::SPLIT`]).
+pub use control::conf::SPLIT;
 
 /// netqmail's fmtqfn: `dir/N` or, split, `dir/(N % SPLIT)/N`.
 pub fn fmtqfn(dir: &str, id: u64, split: bool) -> String {

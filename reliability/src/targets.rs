@@ -249,19 +249,19 @@ impl qmail_queue::envelope::Records for Discard {
 
 /// .qmail files: the whole file and every line on its own; extension names.
 pub fn dotqmail(data: &[u8]) {
-    if let Ok(lines) = qmail_local::dotqmail::parse(data) {
+    if let Ok(lines) = recipient::parse_dotqmail(data) {
         for l in &lines {
             let _ = l.describe();
         }
     }
     for raw in data.split(|&c| c == b'\n') {
-        let _ = qmail_local::dotqmail::classify(raw).describe();
+        let _ = recipient::classify(raw).describe();
     }
     let (dash, ext) = data.split_at(data.len().min(8));
-    let safe = qmail_local::dotqmail::safe_ext(ext);
+    let safe = recipient::safe_ext(ext);
     assert!(!safe.contains(&b'/'), "a .qmail name with a slash");
-    let _ = qmail_local::dotqmail::candidates(dash, &safe);
-    let _ = qmail_local::dotqmail::owner_names(dash, &safe);
+    let _ = recipient::candidates(dash, &safe);
+    let _ = recipient::owner_names(dash, &safe);
 }
 
 /// Control files: lines and numbers, rcpthosts, smtproutes, users/assign.
@@ -277,8 +277,8 @@ pub fn control_files(data: &[u8]) {
         let _ = routes.route(l);
         let _ = qmail_remote::routes::parse_relay(l);
     }
-    let _ = qmail_local::users::compile(data, |_, _| Ok(()));
-    let _ = qmail_local::users::Assignment::parse(data);
+    let _ = recipient::compile_users_assign(data, |_, _| Ok(()));
+    let _ = recipient::Assignment::parse(data);
     let bmf = control::badmailfrom::BadMailFrom::from_entries(lines);
     let _ = bmf.matches(data);
 }
@@ -302,7 +302,7 @@ pub fn cdb(data: &[u8]) {
             let _ = db.get(key);
             let _ = db.contains(key);
             let _ = db.get_all(key);
-            let _ = qmail_local::users::lookup(&db, key);
+            let _ = recipient::lookup_users_cdb(&db, key);
         }
     });
 }

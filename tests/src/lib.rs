@@ -1072,7 +1072,10 @@ pub mod single {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            panic!("timed out waiting for {what}; qmail-send's log: {:#?}", self.lines());
+            panic!(
+                "timed out waiting for {what}; qmail-send's log: {:#?}",
+                self.lines()
+            );
         }
 
         pub fn signal(&self, s: nix::sys::signal::Signal) {

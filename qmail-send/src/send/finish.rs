@@ -4,7 +4,10 @@ use super::*;
 
 impl Send {
     pub(super) fn addbounce(&mut self, id: u64, recip: &[u8], report: &[u8]) {
-        let text = bounce::record(rewrite::strip_vdom_prepend(&self.cfg, recip), report);
+        let text = bounce::record(
+            recipient::strip_vdom_prepend(&self.cfg.route, recip),
+            report,
+        );
         let f = bounce_fn(id);
         let mut file = loop {
             match OpenOptions::new()

@@ -156,7 +156,7 @@ impl Send {
                     );
                 }
                 b'T' => {
-                    let (ch, addr) = rewrite::rewrite(&self.cfg, body);
+                    let (ch, addr) = recipient::rewrite(&self.cfg.route, body);
                     let c = ch as usize;
                     if chans[c].is_none() {
                         let f = chan_fn(id, c);

@@ -7,6 +7,7 @@
 use super::{Status, Step, error_temp, output_pipe, running};
 use control::cdb::Cdb;
 use nix::unistd::{Gid, Uid};
+use recipient::Assignment;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
@@ -68,44 +69,11 @@ pub fn report(status: Status, output: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Looks `local` up in an open users/cdb as qmail-lspawn does: the exact key
-/// `!local\0`, then wildcard keys `!prefix` from the longest prefix down, trying a prefix
-/// only when its last character is one of the wildcard characters stored under the empty
-/// key (or the prefix is empty). Returns the user's fields, `\0`-terminated, or `None`.
-/// An error is qlx::CDB.
+/// Looks `local` up in an open users/cdb as qmail-lspawn does
+/// ([`recipient::lookup_users_cdb`]). Returns the user's fields, `\0`-terminated, or
+/// `None`. An error is qlx::CDB.
 pub fn cdb_lookup(db: &Cdb, local: &[u8]) -> Result<Option<Vec<u8>>, i32> {
-    control::users::lookup(db, local).map_err(|_| qlx::CDB)
-}
-
-/// The six fields qmail-lspawn passes on: user, uid, gid, home, dash, ext.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Nughde {
-    pub user: Vec<u8>,
-    pub uid: u64,
-    pub gid: u64,
-    pub home: Vec<u8>,
-    pub dash: Vec<u8>,
-    pub ext: Vec<u8>,
-}
-
-/// Splits `user\0uid\0gid\0home\0dash\0ext\0`; `None` (qlx::USAGE) when a `\0` is missing.
-pub fn parse_nughde(x: &[u8]) -> Option<Nughde> {
-    let mut parts = x.split(|&c| c == 0);
-    let mut next = || parts.next().map(<[u8]>::to_vec);
-    let f: Vec<Vec<u8>> = (0..6).map_while(|_| next()).collect();
-    // Every field must be followed by a \0: there must be a seventh (possibly empty) piece.
-    if f.len() < 6 || x.iter().filter(|&&c| c == 0).count() < 6 {
-        return None;
-    }
-    let num = |v: &[u8]| control::file::scan_ulong(v).unwrap_or(0);
-    Some(Nughde {
-        user: f[0].clone(),
-        uid: num(&f[1]),
-        gid: num(&f[2]),
-        home: f[3].clone(),
-        dash: f[4].clone(),
-        ext: f[5].clone(),
-    })
+    recipient::lookup_users_cdb(db, local).map_err(|_| qlx::CDB)
 }
 
 /// Where a local delivery stands.
@@ -184,7 +152,7 @@ impl Local {
         recip: &[u8],
         at: usize,
     ) -> Step<Stage> {
-        let Some(n) = parse_nughde(nughde) else {
+        let Some(n) = Assignment::parse(nughde) else {
             return Self::done(qlx::USAGE);
         };
         let (Ok(uid), Ok(gid)) = (u32::try_from(n.uid), u32::try_from(n.gid)) else {
@@ -357,16 +325,6 @@ mod tests {
     }
 
     #[test]
-    fn nughde_fields() {
-        let n = parse_nughde(b"joe\x00507\x00100\x00/home/joe\x00-\x00ext\0").unwrap();
-        assert_eq!(n.user, b"joe");
-        assert_eq!((n.uid, n.gid), (507, 100));
-        assert_eq!(n.ext, b"ext");
-        assert!(parse_nughde(b"joe\x00507\x00100\x00/home/joe\x00-\x00ext").is_none());
-        assert!(parse_nughde(b"").is_none());
-    }
-
-    #[test]
     fn cdb_exact_and_wildcards() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("cdb");
@@ -382,7 +340,7 @@ mod tests {
         ];
         control::cdb::write_atomic(&p, &d.path().join("tmp"), entries).unwrap();
         let db = Cdb::open_optional(&p).unwrap().unwrap();
-        let get = |l: &[u8]| parse_nughde(&cdb_lookup(&db, l).unwrap().unwrap()).unwrap();
+        let get = |l: &[u8]| Assignment::parse(&cdb_lookup(&db, l).unwrap().unwrap()).unwrap();
         let joe = get(b"Joe");
         assert_eq!(
             (joe.dash.as_slice(), joe.ext.as_slice()),
@@ -423,9 +381,6 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn untrusted_fields_never_panic(x in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), code in 0i32..256) {
-            if let Some(n) = parse_nughde(&x) {
-                proptest::prop_assert!(!n.user.contains(&0) && !n.ext.contains(&0));
-            }
             let r = report(Status::Exited(code), &x);
             proptest::prop_assert!(matches!(r[0], b'K' | b'Z' | b'D'));
             proptest::prop_assert!(!r.contains(&0));

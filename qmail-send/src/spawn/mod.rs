@@ -113,15 +113,11 @@ pub fn child_limits(cmd: &mut std::process::Command) {
 /// The most deliveries a spawn announces in narrow framing.
 pub const NARROW_MAX: u32 = 255;
 /// The most deliveries a spawn accepts in wide framing (further limited by descriptors).
-pub const WIDE_CEILING: u32 = 100_000;
+pub const WIDE_CEILING: u32 = control::conf::SPAWN_CEILING;
 
-/// The wide limit for a descriptor limit: each delivery holds one descriptor, and a
-/// child being started holds three more for a moment.
+/// The wide limit for a descriptor limit ([`control::conf::spawn_limit`]).
 pub fn wide_max(nofile: u64) -> u32 {
-    let usable = nofile.saturating_sub(64) / 2;
-    u32::try_from(usable.min(u64::from(WIDE_CEILING)))
-        .unwrap_or(WIDE_CEILING)
-        .max(1)
+    control::conf::spawn_limit(nofile)
 }
 
 struct Slot<S> {

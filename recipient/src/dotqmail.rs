@@ -1,10 +1,16 @@
 //! .qmail files (dot-qmail(5)): which file handles an extension, and what its lines say.
 //!
-//! Both parts are pure functions over bytes, so that the rules can be tested (and fuzzed)
-//! without a file system: [`safe_ext`] and [`candidates`] give the file names tried, in
-//! netqmail's order; [`parse`] classifies the delivery instructions.
+//! The rules are functions over bytes, so that they can be tested (and fuzzed) without a
+//! file system: [`safe_ext`] and [`candidates`] give the file names tried, in netqmail's
+//! order, and [`search`] tries them with a probe of the caller's (qmail-local opens each
+//! file, recipient validation only looks at it); [`error_defers`], [`home_mode`] and
+//! [`no_mailbox`] say how qmail-local judges what it finds; [`parse`] classifies the
+//! delivery instructions.
 
+use control::conf::PATRN;
+use control::errstr::is_temp;
 use std::fmt;
+use std::io;
 
 /// The largest .qmail file (or default delivery) read; a bigger one is a temporary
 /// failure, never a silent truncation.
@@ -69,6 +75,57 @@ pub fn candidates(dash: &[u8], safeext: &[u8]) -> Vec<Candidate> {
         }
     }
     v
+}
+
+/// qmail-local's search: tries each of [`candidates`] in order with `probe`, which returns
+/// `Ok(Some(_))` for a .qmail file it found, `Ok(None)` to go on, or an error that stops
+/// the search (qmail-local then defers the delivery). `Ok(None)` when no name was found.
+pub fn search<T, E>(
+    dash: &[u8],
+    safeext: &[u8],
+    mut probe: impl FnMut(&[u8]) -> Result<Option<T>, E>,
+) -> Result<Option<(Candidate, T)>, E> {
+    for c in candidates(dash, safeext) {
+        if let Some(t) = probe(&c.name)? {
+            return Ok(Some((c, t)));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether a failure to open (or look at) a .qmail file defers the delivery, as in
+/// qmail-local: a temporary error or a permission problem. Any other error means that
+/// there is no such file.
+pub fn error_defers(e: &io::Error) -> bool {
+    is_temp(e) || matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
+}
+
+/// What qmail-local makes of its home directory's mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HomeMode {
+    Usable,
+    /// Writable by others ([`PATRN`]): deliveries are deferred.
+    Writable,
+    /// Sticky: the user is editing .qmail files; deliveries are deferred.
+    Sticky,
+}
+
+/// qmail-local's check of the home directory's mode bits.
+pub fn home_mode(mode: u32) -> HomeMode {
+    if mode & PATRN != 0 {
+        HomeMode::Writable
+    } else if mode & 0o1000 != 0 {
+        HomeMode::Sticky
+    } else {
+        HomeMode::Usable
+    }
+}
+
+/// Whether qmail-local bounces for want of a mailbox ("Sorry, no mailbox here by that
+/// name"): the address has an extension (a dash) and [`search`] found no .qmail file.
+/// Without a dash the user's default delivery applies.
+pub fn no_mailbox(dash: &[u8], found: bool) -> bool {
+    !found && !dash.is_empty()
 }
 
 /// The names whose existence decides the forwarding sender: `.qmail-ext-owner` and
@@ -238,6 +295,35 @@ mod tests {
         assert_eq!(c[2].default_at, Some(0));
         let c = candidates(b"-", b"x-default");
         assert_eq!(c[0].default_at, Some(2));
+    }
+
+    #[test]
+    fn search_stops_at_the_first_file_or_error() {
+        let names = [b".qmail-a-default".to_vec()];
+        let r: Result<_, ()> = search(b"-", b"a-b", |n| {
+            Ok(names.contains(&n.to_vec()).then_some(7))
+        });
+        let (c, t) = r.unwrap().unwrap();
+        assert_eq!(
+            (c.name, c.default_at, t),
+            (b".qmail-a-default".to_vec(), Some(2), 7)
+        );
+        let mut tried = 0;
+        let r: Result<Option<(Candidate, ())>, &str> = search(b"-", b"a-b", |_| {
+            tried += 1;
+            Err("deferred")
+        });
+        assert_eq!((r.unwrap_err(), tried), ("deferred", 1));
+        let r: Result<Option<(Candidate, ())>, ()> = search(b"-", b"x", |_| Ok(None));
+        assert!(r.unwrap().is_none());
+        assert!(no_mailbox(b"-", false));
+        assert!(!no_mailbox(b"-", true));
+        assert!(!no_mailbox(b"", false));
+        assert_eq!(home_mode(0o40755), HomeMode::Usable);
+        assert_eq!(home_mode(0o40757), HomeMode::Writable);
+        assert_eq!(home_mode(0o41755), HomeMode::Sticky);
+        assert!(error_defers(&io::Error::from_raw_os_error(libc::EACCES)));
+        assert!(!error_defers(&io::Error::from_raw_os_error(libc::ENOENT)));
     }
 
     #[test]

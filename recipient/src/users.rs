@@ -12,8 +12,11 @@
 //! * one more record, key empty: the set of last characters of all wildcard prefixes, in
 //!   order of first appearance.
 //!
-//! [`lookup`] is what qmail-lspawn does with the file.
+//! [`lookup`] is what qmail-lspawn does with the file, and [`Assignment::parse`] how it
+//! reads the record it found there or qmail-getpw's answer: one reading for qmail-lspawn
+//! and for qmail-smtpd's recipient validation.
 
+use control::cdb::Cdb;
 use std::fmt;
 use std::io::{self, BufRead};
 
@@ -115,10 +118,40 @@ where
     add(b"", &wildchars).map_err(AssignError::Write)
 }
 
-pub use control::users::lookup;
+/// What qmail-lspawn finds in users/cdb for `local`: the record (with, for a wildcard
+/// match, the rest of `local` appended to ext) followed by a NUL, in the same form as
+/// qmail-getpw's output. `Ok(None)` when no record applies. A database without the
+/// wildcard-characters record is an error, as for qmail-lspawn.
+pub fn lookup(cdb: &Cdb, local: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    let Some(wild) = cdb.get(b"")? else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "users/cdb has no wildcard record",
+        ));
+    };
+    let mut lower = b"!".to_vec();
+    lower.extend_from_slice(local);
+    lower.push(0);
+    lower.make_ascii_lowercase();
+    let mut i = lower.len();
+    let mut flagwild = false;
+    while i > 0 {
+        if (!flagwild || i == 1 || wild.contains(&lower[i - 1]))
+            && let Some(mut v) = cdb.get(&lower[..i])?
+        {
+            if flagwild {
+                v.extend_from_slice(&local[i - 1..]);
+            }
+            v.push(0);
+            return Ok(Some(v));
+        }
+        i -= 1;
+        flagwild = true;
+    }
+    Ok(None)
+}
 
-/// The six fields of an assignment (qmail-lspawn's reading of a users/cdb record or of
-/// qmail-getpw's output).
+/// The six fields of an assignment: user, uid, gid, home, dash, ext.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assignment {
     pub user: Vec<u8>,
@@ -130,28 +163,26 @@ pub struct Assignment {
 }
 
 impl Assignment {
-    /// Splits `user\0uid\0gid\0home\0dash\0ext...` as qmail-lspawn does: the first five
-    /// fields must each end with a NUL; ext runs to the next NUL or the end; uid and gid
-    /// are their leading digits. `None` when a NUL is missing (QLX_USAGE).
-    pub fn parse(b: &[u8]) -> Option<Assignment> {
-        let mut fields = Vec::with_capacity(6);
-        let mut rest = b;
-        for _ in 0..5 {
+    /// Reads `user\0uid\0gid\0home\0dash\0ext\0` as netqmail's qmail-lspawn does, from a
+    /// [`lookup`] result or from qmail-getpw's output: each of the six fields must end
+    /// with a NUL (`None` otherwise, qmail-lspawn's QLX_USAGE); anything after the sixth
+    /// NUL is ignored; uid and gid are their leading digits (0 when there are none).
+    pub fn parse(x: &[u8]) -> Option<Assignment> {
+        let mut fields: [&[u8]; 6] = [&[]; 6];
+        let mut rest = x;
+        for f in &mut fields {
             let n = rest.iter().position(|&c| c == 0)?;
-            fields.push(&rest[..n]);
+            *f = &rest[..n];
             rest = &rest[n + 1..];
         }
-        let ext = match rest.iter().position(|&c| c == 0) {
-            Some(n) => &rest[..n],
-            None => rest,
-        };
-        let num = |s: &[u8]| control::file::scan_ulong(s).unwrap_or(0);
+        let num = |v: &[u8]| control::file::scan_ulong(v).unwrap_or(0);
+        let [user, uid, gid, home, dash, ext] = fields;
         Some(Assignment {
-            user: fields[0].to_vec(),
-            uid: num(fields[1]),
-            gid: num(fields[2]),
-            home: fields[3].to_vec(),
-            dash: fields[4].to_vec(),
+            user: user.to_vec(),
+            uid: num(uid),
+            gid: num(gid),
+            home: home.to_vec(),
+            dash: dash.to_vec(),
             ext: ext.to_vec(),
         })
     }
@@ -160,7 +191,6 @@ impl Assignment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use control::cdb::Cdb;
     use proptest::prelude::*;
 
     type Records = Vec<(Vec<u8>, Vec<u8>)>;
@@ -278,12 +308,65 @@ mod tests {
             Assignment::parse(b"joe\x00507\x00100\x00/home/joe\0-"),
             None
         );
+        // qmail-lspawn needs the NUL after ext as well.
+        assert_eq!(
+            Assignment::parse(b"joe\x00507\x00100\x00/home/joe\0-\0ext"),
+            None
+        );
+        assert_eq!(Assignment::parse(b""), None);
+        let a = Assignment::parse(b"joe\0x\0\0/h\0\0\0junk").unwrap();
+        assert_eq!((a.uid, a.gid, a.ext), (0, 0, vec![]));
+    }
+
+    #[test]
+    fn exact_then_wildcards() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("cdb");
+        control::cdb::write_atomic(
+            &p,
+            &d.path().join("tmp"),
+            [
+                (&b"!joe\0"[..], &b"joe\x001\x002\x00/home/joe\x00\x00"[..]),
+                (b"!list-", b"list\x003\x004\x00/home/list\x00-\x00"),
+                (b"", b"-"),
+            ],
+        )
+        .unwrap();
+        let db = Cdb::open_optional(&p).unwrap().unwrap();
+        assert_eq!(
+            lookup(&db, b"JOE").unwrap().unwrap(),
+            b"joe\x001\x002\x00/home/joe\x00\x00\x00"
+        );
+        assert_eq!(
+            lookup(&db, b"list-Owner").unwrap().unwrap(),
+            b"list\x003\x004\x00/home/list\x00-\x00Owner\x00"
+        );
+        assert_eq!(lookup(&db, b"nobody").unwrap(), None);
+    }
+
+    #[test]
+    fn no_wildcard_record_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("cdb");
+        control::cdb::write_atomic(&p, &d.path().join("tmp"), [(&b"!a\0"[..], &b"x"[..])]).unwrap();
+        let db = Cdb::open_optional(&p).unwrap().unwrap();
+        assert!(lookup(&db, b"a").is_err());
     }
 
     proptest! {
         #[test]
         fn compile_never_panics(data in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = build(&data);
+        }
+
+        #[test]
+        fn assignment_fields_have_no_nul(x in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Some(a) = Assignment::parse(&x) {
+                prop_assert!(x.iter().filter(|&&c| c == 0).count() >= 6);
+                prop_assert!(!a.user.contains(&0) && !a.home.contains(&0) && !a.ext.contains(&0));
+            } else {
+                prop_assert!(x.iter().filter(|&&c| c == 0).count() < 6);
+            }
         }
 
         #[test]
