@@ -1,6 +1,6 @@
 //! The client end of qmail-send's control socket.
 
-use crate::proto::{Kind, MAX_LINE, Reply, Request, socket_name};
+use qmail_queue::qctl::{Kind, MAX_LINE, Reply, Request, socket_name};
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::linux::net::SocketAddrExt;

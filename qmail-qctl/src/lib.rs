@@ -1,8 +1,9 @@
 //! Live queue management for rqmail: the qmail-qctl program, and the request protocol that
 //! qmail-send serves.
 //!
-//! * [`proto`] - the requests and replies on qmail-send's control socket;
-//! * [`mark`] - how a held message is marked in the queue;
+//! * the requests and replies on qmail-send's control socket and how a held message is
+//!   marked in the queue are the queue library's (`qmail_queue::qctl`,
+//!   `qmail_queue::mark`), which qmail-send uses too;
 //! * [`scan`] and [`filter`] - reading the queue and selecting messages;
 //! * [`output`] - the listings and results for people, as JSON lines and as TSV;
 //! * [`client`] - talking to qmail-send; [`offline`] - the same requests applied to the
@@ -18,15 +19,13 @@
 //! so that when qmail-qctl returns nothing of the message is being delivered.
 //!
 //! This crate is separate from `qmail-queue` (whose programs reproduce netqmail's exactly,
-//! and whose qmail-queue is setuid) and from `qmail-send` (the daemons): the protocol is
-//! defined here once, and qmail-send depends on this library for it.
+//! and whose qmail-queue is setuid) and from `qmail-send` (the daemons); the protocol both
+//! ends speak is defined once, in the queue library below them.
 
 pub mod cli;
 pub mod client;
 pub mod filter;
-pub mod mark;
 pub mod offline;
 pub mod output;
 pub mod privs;
-pub mod proto;
 pub mod scan;

@@ -13,9 +13,9 @@
 //! * a message still in todo/ cannot be held or deleted: only qmail-send preprocesses;
 //! * pause and resume only make sense for a running qmail-send.
 
-use crate::mark;
-use crate::proto::{Kind, Reply, Request};
 use qmail_queue::layout::{Queue, SPLIT};
+use qmail_queue::mark;
+use qmail_queue::qctl::{Kind, Reply, Request};
 use std::fs::{self, File, FileTimes, OpenOptions};
 use std::io;
 use std::path::Path;
@@ -209,7 +209,7 @@ impl Offline {
                 if let Some(id) = e?
                     .file_name()
                     .to_str()
-                    .and_then(|n| crate::proto::parse_id(n.as_bytes()))
+                    .and_then(|n| qmail_queue::qctl::parse_id(n.as_bytes()))
                 {
                     v.push(id);
                 }

@@ -7,8 +7,8 @@
 //! ASCII is written as `\u00XX` (the bytes read as Latin-1, so the original bytes can be
 //! recovered); in TSV as `\xXX`, with `\\`, `\t`, `\n` and `\r` for those characters.
 
-use crate::proto::{CHANNELS, Kind, Reply};
 use crate::scan::{Message, State};
+use qmail_queue::qctl::{CHANNELS, Kind, Reply};
 use std::fmt::Write as _;
 
 /// The output format.

@@ -4,11 +4,11 @@
 //! A message is either *new* (`todo/N`: qmail-queue has finished it, qmail-send has not
 //! preprocessed it yet; its recipients are not split into local and remote yet) or
 //! preprocessed (`info/S/N` with `local/S/N` and `remote/S/N`), and then *held* when its
-//! info file carries the hold mark ([`crate::mark`]) or else *queued*. Files vanish while
+//! info file carries the hold mark ([`qmail_queue::mark`]) or else *queued*. Files vanish while
 //! qmail-send works; a message whose files disappear during the reading is skipped.
 
-use crate::mark;
 use qmail_queue::layout::{Queue, SPLIT};
+use qmail_queue::mark;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
@@ -96,7 +96,7 @@ fn numbers(dir: &Path, out: &mut Vec<u64>) -> io::Result<()> {
         if let Some(id) = e
             .file_name()
             .to_str()
-            .and_then(|s| crate::proto::parse_id(s.as_bytes()))
+            .and_then(|s| qmail_queue::qctl::parse_id(s.as_bytes()))
         {
             out.push(id);
         }

@@ -8,7 +8,9 @@
 //!   read its verdict (netqmail's qmail.c);
 //! * [`durable`], [`trigger`], [`fdio`]: fsync of files and directories, lock/trigger,
 //!   reading the descriptors the protocol hands over;
-//! * [`qread`], [`qstat`]: the queue listings of qmail-qread and qmail-qstat.
+//! * [`qread`], [`qstat`]: the queue listings of qmail-qread and qmail-qstat;
+//! * [`qctl`], [`mark`]: the requests qmail-qctl makes of a running qmail-send and their
+//!   replies, and the mark of a held message (both ends use them).
 
 pub mod client;
 pub mod durable;
@@ -16,6 +18,8 @@ pub mod enqueue;
 pub mod envelope;
 pub mod fdio;
 pub mod layout;
+pub mod mark;
+pub mod qctl;
 pub mod qread;
 pub mod qstat;
 mod sys;

@@ -2,7 +2,7 @@
 //! message, retry everything, pause and resume a channel, report the status.
 //!
 //! The requests arrive on a UNIX stream socket in the abstract namespace named after the
-//! queue directory ([`qmail_qctl::proto::socket_name`]); only root and qmail-send's own
+//! queue directory ([`qmail_queue::qctl::socket_name`]); only root and qmail-send's own
 //! user may connect. Every connection is non-blocking and served from the main poll loop,
 //! with bounded buffers, like the spawns.
 //!
@@ -11,7 +11,7 @@
 //! its recipients, or deliveries in flight), or - new here - parked because the message is
 //! held. Holding (and deleting, which holds first) a message
 //!
-//! 1. sets the hold mark on its info file and fsyncs it ([`qmail_qctl::mark`]), so the hold
+//! 1. sets the hold mark on its info file and fsyncs it ([`qmail_queue::mark`]), so the hold
 //!    survives a crash;
 //! 2. takes it out of both priority queues and ends a pass reading it, so no delivery of it
 //!    starts from now on; a job that closes later parks the message instead of queueing
@@ -29,7 +29,7 @@
 //! takes for a finished message and cleans up.
 
 use super::*;
-use qmail_qctl::proto::{self as qp, Kind, MAX_LINE, Reply, Request};
+use qmail_queue::qctl::{self as qp, Kind, MAX_LINE, Reply, Request};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 
@@ -536,7 +536,7 @@ impl Send {
     fn qctl_hold(&mut self, id: u64) -> Result<bool, Reply> {
         self.qctl_preprocessed(id)?;
         let f = info_fn(id);
-        let changed = match qmail_qctl::mark::set(Path::new(&f), true) {
+        let changed = match qmail_queue::mark::set(Path::new(&f), true) {
             Ok(c) => c,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Reply::new(Kind::No, "not-found").field("id", id));
@@ -577,7 +577,7 @@ impl Send {
             return Reply::new(Kind::No, "deleting").field("id", id);
         }
         let f = info_fn(id);
-        let changed = match qmail_qctl::mark::set(Path::new(&f), false) {
+        let changed = match qmail_queue::mark::set(Path::new(&f), false) {
             Ok(c) => c,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return match file_exists(&todo_fn(id)) {
