@@ -122,12 +122,9 @@ fn group_name(gid: u32) -> String {
     }
 }
 
-/// Digits only, as qmail's scan_ulong reads queue file names (no sign, no spaces).
+/// A queue file name's message number ([`qmail_queue::scan::message_id`]).
 fn queue_number(name: &str) -> Option<u64> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    name.parse().ok()
+    qmail_queue::scan::message_id(name.as_bytes())
 }
 
 fn queue_owner(o: Owner, ids: &Ids) -> Uid {

@@ -196,7 +196,7 @@ fn foreign_split(queue: &Path) -> Option<String> {
     let subs: Vec<(u64, PathBuf)> = rd
         .flatten()
         .filter_map(|e| {
-            let n = e.file_name().to_str()?.parse::<u64>().ok()?;
+            let n = qmail_queue::scan::message_id(e.file_name().as_encoded_bytes())?;
             Some((n, e.path()))
         })
         .collect();
@@ -209,7 +209,7 @@ fn foreign_split(queue: &Path) -> Option<String> {
     for (n, sub) in &subs {
         let Ok(rd) = fs::read_dir(sub) else { continue };
         for e in rd.flatten() {
-            if let Some(id) = e.file_name().to_str().and_then(|s| s.parse::<u64>().ok())
+            if let Some(id) = qmail_queue::scan::message_id(e.file_name().as_encoded_bytes())
                 && id % split != *n
             {
                 return Some(format!(

@@ -487,6 +487,15 @@ mod tests {
                 all: false
             }
         );
+        // Message numbers are read as netqmail reads queue file names: 007 is 7.
+        assert_eq!(
+            p(&["hold", "007"]).unwrap().cmd,
+            Cmd::Op {
+                verb: "hold".into(),
+                ids: vec![7],
+                all: false
+            }
+        );
         assert!(matches!(
             p(&["delete", "-d", "spam.example"]).unwrap().cmd,
             Cmd::Op { ref ids, all: false, .. } if ids.is_empty()
@@ -514,7 +523,7 @@ mod tests {
             &["delete", "1", "-s", "x"],
             &["delete", "-a"],
             &["retry", "-a", "1"],
-            &["hold", "01"],
+            &["hold", "+1"],
             &["pause"],
             &["pause", "all"],
             &["status", "-s", "x"],

@@ -205,14 +205,8 @@ impl Offline {
     fn info_ids(&self) -> io::Result<Vec<u64>> {
         let mut v = Vec::new();
         for s in 0..SPLIT {
-            for e in fs::read_dir(self.q.root().join(format!("info/{s}")))? {
-                if let Some(id) = e?
-                    .file_name()
-                    .to_str()
-                    .and_then(|n| qmail_queue::qctl::parse_id(n.as_bytes()))
-                {
-                    v.push(id);
-                }
+            for id in qmail_queue::scan::ids_in(&self.q.root().join(format!("info/{s}")))? {
+                v.push(id?);
             }
         }
         Ok(v)

@@ -91,15 +91,8 @@ fn records(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Message numbers of the names in `dir` (other names are skipped).
 fn numbers(dir: &Path, out: &mut Vec<u64>) -> io::Result<()> {
-    for e in fs::read_dir(dir)? {
-        let e = e?;
-        if let Some(id) = e
-            .file_name()
-            .to_str()
-            .and_then(|s| qmail_queue::qctl::parse_id(s.as_bytes()))
-        {
-            out.push(id);
-        }
+    for id in qmail_queue::scan::ids_in(dir)? {
+        out.push(id?);
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ pub mod mark;
 pub mod qctl;
 pub mod qread;
 pub mod qstat;
+pub mod scan;
 mod sys;
 pub mod trigger;
 

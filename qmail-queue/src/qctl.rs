@@ -56,16 +56,8 @@ pub enum Request {
     Status,
 }
 
-/// A message number: 1 to 20 ASCII digits without a leading zero that fit in 64 bits.
-pub fn parse_id(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    if s.len() > 1 && s[0] == b'0' {
-        return None;
-    }
-    std::str::from_utf8(s).ok()?.parse().ok()
-}
+/// A message number, read as the queue's file names are ([`crate::scan::message_id`]).
+pub use crate::scan::message_id as parse_id;
 
 /// A channel name: `local` or `remote`.
 pub fn parse_channel(s: &[u8]) -> Option<usize> {
@@ -300,7 +292,6 @@ mod tests {
             b"hold x",
             b"hold -1",
             b"hold +1",
-            b"hold 01",
             b"hold 18446744073709551616",
             b"hold 1 2",
             b"hold  1",
@@ -314,6 +305,8 @@ mod tests {
         ] {
             assert_eq!(Request::parse(l), None, "{:?}", String::from_utf8_lossy(l));
         }
+        // Message numbers are read as the queue's file names are: leading zeros are fine.
+        assert_eq!(Request::parse(b"hold 01"), Some(Request::Hold(1)));
     }
 
     #[test]

@@ -34,6 +34,7 @@ use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::Mode;
 
 use crate::layout::{Queue, SPLIT};
+use crate::scan::ids_in;
 
 /// Most bytes of an info/ record read (the sender); longer senders are cut.
 pub const MAX_SENDER: usize = 1 << 20;
@@ -48,23 +49,10 @@ fn put_safe(out: &mut Vec<u8>, s: &[u8]) {
     );
 }
 
-/// The message number a file name stands for: digits only, as netqmail's readsubdir
-/// takes them (no sign, no other characters).
-fn number(name: &std::ffi::OsStr) -> Option<u64> {
-    let b = name.as_encoded_bytes();
-    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(b).ok()?.parse().ok()
-}
-
 /// The file names in `dir` that are message numbers, in increasing order (other names are
 /// skipped, as netqmail's readsubdir does).
 fn message_ids(dir: &Path) -> io::Result<Vec<u64>> {
-    let mut ids: Vec<u64> = fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .filter_map(|e| number(&e.file_name()))
-        .collect();
+    let mut ids: Vec<u64> = ids_in(dir)?.filter_map(Result::ok).collect();
     ids.sort_unstable();
     Ok(ids)
 }
@@ -106,12 +94,7 @@ pub fn recipient_lines(out: &mut Vec<u8>, channel: &str, data: &[u8]) {
 
 /// The message numbers named in `dir` (any order); `None` when it cannot be listed.
 fn name_set(dir: &Path) -> Option<HashSet<u64>> {
-    let ids = fs::read_dir(dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .filter_map(|e| number(&e.file_name()))
-        .collect();
-    Some(ids)
+    Some(ids_in(dir).ok()?.filter_map(Result::ok).collect())
 }
 
 /// One directory of the queue, opened once: its files are then reached by name relative to

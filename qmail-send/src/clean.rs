@@ -38,14 +38,7 @@ pub fn parse(cmd: &[u8]) -> Request {
     if cmd.len() < 6 || cmd.len() > MAX_COMMAND - 1 {
         return Request::Malformed;
     }
-    let digits = &cmd[5..];
-    if !digits.iter().all(u8::is_ascii_digit) {
-        return Request::Malformed;
-    }
-    let Some(id) = std::str::from_utf8(digits)
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-    else {
+    let Some(id) = qmail_queue::scan::message_id(&cmd[5..]) else {
         return Request::Malformed;
     };
     match &cmd[..5] {

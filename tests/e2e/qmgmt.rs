@@ -858,20 +858,22 @@ fn the_request_channel_answers_in_order_rejects_junk_and_strangers() {
     let got = raw_client(
         &h,
         None,
-        b"status\nhold 99999999\nfrobnicate\nhold 01\npause local\nresume local\nretry all\n",
+        b"status\nhold 99999999\nfrobnicate\nhold +1\nhold 0099999999\npause local\nresume local\nretry all\n",
     );
     let lines: Vec<&str> = got.lines().collect();
-    assert_eq!(lines.len(), 7, "{got}");
+    assert_eq!(lines.len(), 8, "{got}");
     assert!(lines[0].starts_with("ok status local-used=0 local-limit=10 local-paused=0 "));
     assert_eq!(lines[1], "no not-found id=99999999");
     assert_eq!(lines[2], "no bad-request");
     assert_eq!(lines[3], "no bad-request");
+    // Message numbers are read as netqmail reads queue file names.
+    assert_eq!(lines[4], "no not-found id=99999999");
     assert_eq!(
-        lines[4],
+        lines[5],
         "ok paused channel=local already=0 success=0 failure=0 deferral=0"
     );
-    assert_eq!(lines[5], "ok resumed channel=local already=0");
-    assert_eq!(lines[6], "ok retrying waiting=0");
+    assert_eq!(lines[6], "ok resumed channel=local already=0");
+    assert_eq!(lines[7], "ok retrying waiting=0");
     // An overlong line ends the connection after one answer.
     let mut long = vec![b'x'; 5000];
     long.extend_from_slice(b"\nstatus\n");

@@ -47,65 +47,6 @@ pub(super) fn pausedir(dir: &str) {
     std::thread::sleep(std::time::Duration::from_secs(10));
 }
 
-/// netqmail's readsubdir: walks dir/0 ... dir/(SPLIT-1), one entry per call.
-pub(super) struct SubdirScan {
-    name: &'static str,
-    pos: u64,
-    dir: Option<ReadDir>,
-}
-
-pub(super) enum Scan {
-    Id(u64),
-    Again,
-    Done,
-}
-
-impl SubdirScan {
-    pub(super) fn new(name: &'static str) -> SubdirScan {
-        SubdirScan {
-            name,
-            pos: 0,
-            dir: None,
-        }
-    }
-
-    pub(super) fn next(&mut self) -> Scan {
-        let Some(dir) = &mut self.dir else {
-            if self.pos >= SPLIT {
-                return Scan::Done;
-            }
-            let p = format!("{}/{}", self.name, self.pos);
-            match std::fs::read_dir(&p) {
-                Ok(d) => {
-                    self.dir = Some(d);
-                    self.pos += 1;
-                }
-                Err(_) => pausedir(&p),
-            }
-            return Scan::Again;
-        };
-        match dir.next() {
-            None => {
-                self.dir = None;
-                Scan::Again
-            }
-            Some(Err(_)) => Scan::Again,
-            Some(Ok(e)) => match parse_id(e.file_name().as_encoded_bytes()) {
-                Some(id) => Scan::Id(id),
-                None => Scan::Again,
-            },
-        }
-    }
-}
-
-/// A queue file name: decimal digits only.
-pub(super) fn parse_id(name: &[u8]) -> Option<u64> {
-    if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(name).ok()?.parse().ok()
-}
-
 /// The envelope sender and the birth time (info's mtime) of a message.
 pub(super) fn getinfo(id: u64) -> Option<(Vec<u8>, u64)> {
     let f = File::open(info_fn(id)).ok()?;

@@ -201,7 +201,7 @@ impl Send {
         let Some(scan) = self.cleanup.as_mut() else {
             return;
         };
-        let id = match scan.next() {
+        let id = match scan.next(pausedir) {
             Scan::Id(id) => id,
             Scan::Again => return,
             Scan::Done => {

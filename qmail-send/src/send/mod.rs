@@ -41,6 +41,7 @@ use crate::spawn::proto::{self, ReportParser, Width};
 use config::Config;
 use files::*;
 use qmail_queue::layout::{SPLIT, fmtqfn};
+use qmail_queue::scan::{Scan, SubdirScan, message_id};
 use sched::Prioq;
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions, ReadDir};

@@ -49,7 +49,7 @@ impl Send {
     pub(super) fn pqstart(&mut self) {
         let mut rs = SubdirScan::new("info");
         loop {
-            match rs.next() {
+            match rs.next(pausedir) {
                 Scan::Id(id) => self.pqadd(id),
                 Scan::Again => {}
                 Scan::Done => return,

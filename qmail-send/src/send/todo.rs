@@ -60,7 +60,7 @@ impl Send {
             Some(Err(_)) => return,
             Some(Ok(e)) => e,
         };
-        let Some(id) = parse_id(e.file_name().as_encoded_bytes()) else {
+        let Some(id) = message_id(e.file_name().as_encoded_bytes()) else {
             return;
         };
         // A queue management request may have had it preprocessed already.
