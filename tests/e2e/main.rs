@@ -13,6 +13,7 @@ mod privileges;
 mod qmgmt;
 mod queue;
 mod quickstart;
+mod rcpt_agreement;
 mod relsys;
 mod remote;
 mod rootmode;
