@@ -20,7 +20,7 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::process::{Command, ExitStatus, Stdio};
 
-use crate::errno::{error_str, is_temp};
+use control::errstr::{describe as error_str, is_temp};
 
 fn say(line: &[u8]) {
     let mut v = line.to_vec();

@@ -9,9 +9,9 @@
 //! * [`pw2u`]: qmail-pw2u, assignments from a passwd file;
 //! * [`maildirmake`] and [`helpers`] (forward, preline, condredirect, bouncesaying,
 //!   except): the small programs .qmail files call;
-//! * [`errno`], [`fail`]: netqmail's words for errors and how a delivery fails.
+//! * [`fail`]: how a delivery fails (netqmail's words for errors are control's
+//!   `errstr`).
 
-pub mod errno;
 pub mod fail;
 pub mod getpw;
 pub mod headers;

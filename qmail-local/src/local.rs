@@ -15,11 +15,11 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use crate::errno::{error_str, is_temp};
 use crate::fail::{Fail, cat, warn};
 use crate::headers;
 use crate::program::{self, Outcome};
 use control::conf::PATRN;
+use control::errstr::{describe as error_str, is_temp};
 use recipient::{DOTQMAIL_MAX_FILE, DotQmailLimit, HomeMode, Line};
 
 const USAGE: &str =

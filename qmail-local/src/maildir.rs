@@ -20,8 +20,8 @@ use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{Mode, fstatat};
 use nix::unistd::{UnlinkatFlags, linkat, unlinkat};
 
-use crate::errno::errno_temp;
 use crate::fail::Fail;
+use control::errstr::errno_temp;
 
 /// The maildir specification's delivery timer.
 pub const TIMEOUT: Duration = Duration::from_secs(86400);

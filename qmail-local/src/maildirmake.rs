@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use crate::errno::error_str;
+use control::errstr::describe as error_str;
 
 fn fatal(what: &str, name: &[u8], suffix: &str, e: &std::io::Error) -> i32 {
     let mut line = b"maildirmake: fatal: ".to_vec();

@@ -14,8 +14,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
-use crate::errno::error_str;
 use crate::fail::{Fail, cat};
+use control::errstr::describe as error_str;
 
 /// True when `line` starts, after any number of `>`, with `From ` (netqmail's gfrom).
 pub fn gfrom(line: &[u8]) -> bool {

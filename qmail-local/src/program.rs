@@ -10,8 +10,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
-use crate::errno::error_str;
 use crate::fail::{Fail, cat};
+use control::errstr::describe as error_str;
 
 /// What a command's exit means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
