@@ -7,12 +7,24 @@
 use nix::unistd::{Gid, Group, Uid, User};
 use std::fmt;
 
-/// The user names, in conf-users order.
+/// The qmail users, in conf-users order (the order qmail-showctl lists their ids in).
 pub const USER_NAMES: [&str; 8] = [
     "alias", "qmaild", "qmaill", "root", "qmailp", "qmailq", "qmailr", "qmails",
 ];
-/// The group names, in conf-groups order.
-pub const GROUP_NAMES: [&str; 2] = ["qmail", "nofiles"];
+/// The qmail groups, in the order qmail-showctl lists them and INSTALL.ids creates them.
+pub const GROUP_NAMES: [&str; 2] = ["nofiles", "qmail"];
+/// The users INSTALL.ids creates (every one of [`USER_NAMES`] but root, the owner of the
+/// programs), each with its primary group. rqmail-install and the test harness make the
+/// accounts from this table.
+pub const ACCOUNTS: [(&str, &str); 7] = [
+    ("alias", "nofiles"),
+    ("qmaild", "nofiles"),
+    ("qmaill", "nofiles"),
+    ("qmailp", "nofiles"),
+    ("qmailq", "qmail"),
+    ("qmailr", "qmail"),
+    ("qmails", "qmail"),
+];
 
 /// The ids every qmail program knows about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +169,14 @@ mod tests {
         assert!(ids.single_user);
         assert_eq!(ids.qmailq, nix::unistd::getuid());
         assert_eq!(ids.nofiles, nix::unistd::getgid());
+    }
+
+    #[test]
+    fn one_table_of_accounts() {
+        let created: Vec<&str> = ACCOUNTS.iter().map(|(u, _)| *u).collect();
+        let expected: Vec<&str> = USER_NAMES.into_iter().filter(|u| *u != "root").collect();
+        assert_eq!(created, expected);
+        assert!(ACCOUNTS.iter().all(|(_, g)| GROUP_NAMES.contains(g)));
     }
 
     #[test]

@@ -570,9 +570,7 @@ pub fn spawn_limit() -> u32 {
 /// qmailr, qmails), or which one is missing.
 pub fn user_ids() -> String {
     let mut ids = Vec::new();
-    for name in [
-        "alias", "qmaild", "qmaill", "root", "qmailp", "qmailq", "qmailr", "qmails",
-    ] {
+    for name in crate::ids::USER_NAMES {
         match crate::ids::uid_of(name) {
             Some(u) => ids.push(u.as_raw().to_string()),
             None => return format!("Oops! unable to find user {name}"),
@@ -584,7 +582,7 @@ pub fn user_ids() -> String {
 /// The qmail group ids in netqmail's order (nofiles, qmail), or which one is missing.
 pub fn group_ids() -> String {
     let mut ids = Vec::new();
-    for name in ["nofiles", "qmail"] {
+    for name in crate::ids::GROUP_NAMES {
         match nix::unistd::Group::from_name(name).ok().flatten() {
             Some(g) => ids.push(g.gid.as_raw().to_string()),
             None => return format!("Oops! unable to find group {name}"),

@@ -10,19 +10,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The groups, in the order they are created.
-pub const GROUPS: [&str; 2] = ["nofiles", "qmail"];
-
 /// The users and their primary groups, as INSTALL.ids makes them.
-pub const USERS: [(&str, &str); 7] = [
-    ("alias", "nofiles"),
-    ("qmaild", "nofiles"),
-    ("qmaill", "nofiles"),
-    ("qmailp", "nofiles"),
-    ("qmailq", "qmail"),
-    ("qmailr", "qmail"),
-    ("qmails", "qmail"),
-];
+use control::ids::ACCOUNTS as USERS;
+/// The groups, in the order they are created.
+use control::ids::GROUP_NAMES as GROUPS;
 
 /// The longest account file line that is parsed; longer lines are ignored.
 const MAX_LINE: usize = 4096;

@@ -72,8 +72,12 @@ impl Default for Home {
 }
 
 impl Home {
-    /// A fresh home with `control/me` set to `testhost.example`.
+    /// A fresh home with `control/me` set to `testhost.example`. As root, the qmail users
+    /// and groups are made first when they are missing ([`ensure_qmail_users`]).
     pub fn new() -> Home {
+        if is_root() {
+            ensure_qmail_users();
+        }
         let dir = tempfile::Builder::new()
             .prefix("rqmail-test-")
             .tempdir()
@@ -412,16 +416,8 @@ pub fn run_with_input(mut cmd: Command, input: &[u8]) -> (i32, Vec<u8>, Vec<u8>)
     (out.status.code().unwrap_or(-1), out.stdout, out.stderr)
 }
 
-/// The netqmail users and groups (INSTALL.ids): name, group.
-pub const QMAIL_USERS: [(&str, &str); 7] = [
-    ("alias", "nofiles"),
-    ("qmaild", "nofiles"),
-    ("qmaill", "nofiles"),
-    ("qmailp", "nofiles"),
-    ("qmailq", "qmail"),
-    ("qmailr", "qmail"),
-    ("qmails", "qmail"),
-];
+/// The netqmail users and groups (INSTALL.ids): name, group (control's one table).
+pub use control::ids::ACCOUNTS as QMAIL_USERS;
 
 /// As root, creates the netqmail users and groups that are missing (groupadd/useradd,
 /// system accounts without a login shell). Safe to call from many tests and processes at
@@ -446,7 +442,7 @@ pub fn ensure_qmail_users() {
         let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| e)
             .expect("lock");
-        for g in ["qmail", "nofiles"] {
+        for g in control::ids::GROUP_NAMES {
             if nix::unistd::Group::from_name(g).ok().flatten().is_none() {
                 let st = Command::new(tool("groupadd"))
                     .args(["-r", g])
@@ -482,8 +478,12 @@ pub fn ensure_qmail_users() {
     });
 }
 
-/// The uid and gid of a user that exists.
+/// The uid and gid of a user that exists. As root, a qmail user is created first when it
+/// is missing ([`ensure_qmail_users`]).
 pub fn user_ids(name: &str) -> (u32, u32) {
+    if is_root() && QMAIL_USERS.iter().any(|(u, _)| *u == name) {
+        ensure_qmail_users();
+    }
     let u = nix::unistd::User::from_name(name)
         .ok()
         .flatten()
