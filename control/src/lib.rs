@@ -11,6 +11,7 @@
 //! * [`datetime`]: the RFC 822 dates qmail writes;
 //! * [`address`]: small helpers on envelope addresses;
 //! * [`errstr`]: netqmail's texts for system errors;
+//! * [`exit`]: the exit codes, one type for every program;
 //! * [`showctl`], [`newmrh`]: the programs qmail-showctl and qmail-newmrh.
 
 pub mod address;
@@ -20,6 +21,7 @@ pub mod conf;
 pub mod constmap;
 pub mod datetime;
 pub mod errstr;
+pub mod exit;
 pub mod file;
 pub mod home;
 pub mod ids;
@@ -29,5 +31,6 @@ pub mod rcpthosts;
 pub mod showctl;
 mod sys;
 
+pub use exit::{Exit, ExitError};
 pub use file::Controls;
 pub use home::qmail_home;

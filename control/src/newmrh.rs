@@ -12,11 +12,12 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use crate::file::MAX_CONTROL_FILE;
+use crate::{Exit, ExitError};
 
 /// The prefix of every error message.
 pub const FATAL: &str = "qmail-newmrh: fatal: ";
 
-/// Why qmail-newmrh failed (always exit code 111).
+/// Why qmail-newmrh failed (always a temporary failure, exit 111).
 #[derive(Debug)]
 pub enum Fatal {
     /// QMAIL_HOME cannot be entered.
@@ -25,6 +26,12 @@ pub enum Fatal {
     Read(io::Error),
     /// The new database cannot be written and put in place.
     Write(io::Error),
+}
+
+impl ExitError for Fatal {
+    fn exit(&self) -> Exit {
+        Exit::TEMP
+    }
 }
 
 impl std::fmt::Display for Fatal {
@@ -76,7 +83,7 @@ pub fn compile(home: &Path) -> Result<(), Fatal> {
 }
 
 /// The program: umask 033 as netqmail, enter QMAIL_HOME, compile.
-pub fn main() -> i32 {
+pub fn main() -> Exit {
     use nix::sys::stat::{Mode, umask};
     umask(Mode::from_bits_truncate(0o033));
     let home = crate::qmail_home();
@@ -84,10 +91,10 @@ pub fn main() -> i32 {
         .map_err(|e| Fatal::Chdir(home.display().to_string(), e))
         .and_then(|()| compile(Path::new(".")));
     match r {
-        Ok(()) => 0,
+        Ok(()) => Exit::OK,
         Err(e) => {
             eprintln!("{e}");
-            111
+            e.exit()
         }
     }
 }

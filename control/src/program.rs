@@ -36,8 +36,8 @@ pub fn start() {
     crate::sys::ignore_sigpipe();
 }
 
-/// Defines a program's C `main`: [`start`], then the function given, whose return value
-/// is the exit code. The binary's crate root must say
+/// Defines a program's C `main`: [`start`], then the function given, whose
+/// [`Exit`](crate::Exit) is the exit code. The binary's crate root must say
 /// `#![cfg_attr(not(test), no_main)]`.
 ///
 /// ```ignore
@@ -58,7 +58,7 @@ macro_rules! program_main {
             _argv: *const *const ::std::ffi::c_char,
         ) -> ::std::ffi::c_int {
             $crate::program::start();
-            ::std::process::exit($main())
+            ::std::process::exit($crate::Exit::code($main()))
         }
     };
 }

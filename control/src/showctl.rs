@@ -18,6 +18,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
+use crate::Exit;
 use crate::conf::{self, BREAK, PATRN, SPLIT};
 use crate::file::{read_line, read_lines};
 
@@ -593,7 +594,7 @@ pub fn group_ids() -> String {
 
 /// The report for the control directory `dir` (after the header); returns it with the
 /// exit code.
-pub fn report(dir: &Path) -> (Vec<u8>, i32) {
+pub fn report(dir: &Path) -> (Vec<u8>, Exit) {
     let mut out = Vec::new();
     let mut names: Vec<Vec<u8>> = match fs::read_dir(dir) {
         Ok(rd) => rd
@@ -602,7 +603,7 @@ pub fn report(dir: &Path) -> (Vec<u8>, i32) {
             .collect(),
         Err(_) => {
             out.extend_from_slice(b"Oops! Unable to open current directory.\n");
-            return (out, 111);
+            return (out, Exit::TEMP);
         }
     };
     names.sort();
@@ -610,7 +611,7 @@ pub fn report(dir: &Path) -> (Vec<u8>, i32) {
         Ok(me) => me,
         Err(_) => {
             out.extend_from_slice(b"Oops! Trouble reading control/me.");
-            return (out, 111);
+            return (out, Exit::TEMP);
         }
     };
     for (name, kind) in BEFORE_RCPTHOSTS {
@@ -651,21 +652,21 @@ pub fn report(dir: &Path) -> (Vec<u8>, i32) {
         out.extend_from_slice(&name);
         out.extend_from_slice(b": I have no idea what this file does.\n");
     }
-    (out, 0)
+    (out, Exit::OK)
 }
 
 /// The program: prints the header, enters QMAIL_HOME/control as netqmail does, and
 /// explains it.
-pub fn main() -> i32 {
+pub fn main() -> Exit {
     use std::io::Write;
     let home = crate::qmail_home();
     let mut out = Header::current(&home).render().into_bytes();
     let code = if std::env::set_current_dir(&home).is_err() {
         out.extend_from_slice(format!("Oops! Unable to chdir to {}.\n", home.display()).as_bytes());
-        111
+        Exit::TEMP
     } else if std::env::set_current_dir("control").is_err() {
         out.extend_from_slice(b"Oops! Unable to chdir to control.\n");
-        111
+        Exit::TEMP
     } else {
         let (text, code) = report(Path::new("."));
         out.extend_from_slice(&text);
@@ -677,7 +678,7 @@ pub fn main() -> i32 {
         .and_then(|()| stdout.flush())
         .is_err()
     {
-        return 111;
+        return Exit::TEMP;
     }
     code
 }
@@ -720,7 +721,7 @@ mod tests {
         .unwrap();
         let (out, code) = report(d.path());
         let out = String::from_utf8(out).unwrap();
-        assert_eq!(code, 0);
+        assert_eq!(code, Exit::OK);
         assert!(!out.contains("SECRET"), "{out}");
         assert!(
             out.contains("\nservercert.pem: qmail-smtpd offers STARTTLS"),
@@ -769,7 +770,7 @@ mod tests {
             let d = tempfile::tempdir().unwrap();
             fs::write(d.path().join("smtproutes"), &data).unwrap();
             let (out, code) = report(d.path());
-            prop_assert_eq!(code, 0);
+            prop_assert_eq!(code, Exit::OK);
             prop_assert!(out.iter().all(|&c| (32..=126).contains(&c) || c == b'\n'));
         }
     }

@@ -3,15 +3,10 @@
 use crate::check::{self, Options};
 use crate::{Plan, accounts, install};
 use control::ids::Ids;
+use control::{Exit, ExitError};
 use std::path::{Path, PathBuf};
 
 const USAGE: &str = "usage: rqmail-install [-U] [-d destdir] [-b bindir] [-m mandir] [home]\n       rqmail-install -c [-d destdir] [home]";
-
-/// Exit codes.
-const OK: i32 = 0;
-const DEVIATIONS: i32 = 1;
-const USAGE_ERROR: i32 = 100;
-const FAILED: i32 = 111;
 
 #[derive(Debug, Default)]
 struct Args {
@@ -46,6 +41,29 @@ enum Outcome {
     Usage(String),
     Fatal(String),
     Deviations(usize),
+}
+
+impl ExitError for Outcome {
+    fn exit(&self) -> Exit {
+        match self {
+            Outcome::Usage(_) => Exit::PERM,
+            Outcome::Fatal(_) => Exit::TEMP,
+            Outcome::Deviations(_) => Exit::FAILURE,
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Usage(m) => write!(f, "rqmail-install: {m}\n{USAGE}"),
+            Outcome::Fatal(m) => write!(f, "rqmail-install: fatal: {m}"),
+            Outcome::Deviations(n) => {
+                let s = if *n == 1 { "" } else { "s" };
+                write!(f, "rqmail-install: {n} deviation{s} found")
+            }
+        }
+    }
 }
 
 /// The ids files get: single-user mode unless root; as root, netqmail's ids from the
@@ -148,28 +166,15 @@ fn run(a: Args) -> Result<(), Outcome> {
 
 /// Runs the program; returns the exit code: 0 done (or, with -c, no deviation), 1 with -c
 /// when deviations were found, 100 for a usage error, 111 when a step failed.
-pub fn main() -> i32 {
-    let args = match parse() {
-        Ok(v) => v,
+pub fn main() -> Exit {
+    match parse()
+        .map_err(|e| Outcome::Usage(e.to_string()))
+        .and_then(run)
+    {
+        Ok(()) => Exit::OK,
         Err(e) => {
-            eprintln!("rqmail-install: {e}\n{USAGE}");
-            return USAGE_ERROR;
-        }
-    };
-    match run(args) {
-        Ok(()) => OK,
-        Err(Outcome::Usage(m)) => {
-            eprintln!("rqmail-install: {m}\n{USAGE}");
-            USAGE_ERROR
-        }
-        Err(Outcome::Fatal(m)) => {
-            eprintln!("rqmail-install: fatal: {m}");
-            FAILED
-        }
-        Err(Outcome::Deviations(n)) => {
-            let s = if n == 1 { "" } else { "s" };
-            eprintln!("rqmail-install: {n} deviation{s} found");
-            DEVIATIONS
+            eprintln!("{e}");
+            e.exit()
         }
     }
 }

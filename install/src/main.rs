@@ -1,5 +1,5 @@
 //! rqmail-install: lay out a qmail home (see rqmail-install(8)).
 
 fn main() {
-    std::process::exit(install::cli::main());
+    std::process::exit(install::cli::main().code());
 }

@@ -1,13 +1,14 @@
 //! datemail: sendmail with a local-time Date field, i.e. `predate sendmail ARGS`
 //! (netqmail's datemail.sh), both taken from the qmail home's bin/.
 
+use control::Exit;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-/// Replaces itself with `HOME/bin/predate HOME/bin/sendmail ARGS`; returns 111 if that
-/// cannot be done.
-pub fn main() -> i32 {
+/// Replaces itself with `HOME/bin/predate HOME/bin/sendmail ARGS`; a temporary failure
+/// if that cannot be done.
+pub fn main() -> Exit {
     let bin = control::qmail_home().join("bin");
     let e = Command::new(bin.join("predate"))
         .arg(bin.join("sendmail"))
@@ -15,5 +16,5 @@ pub fn main() -> i32 {
         .exec();
     let _ = std::io::stderr()
         .write_all(format!("datemail: fatal: unable to run predate: {e}\n").as_bytes());
-    111
+    Exit::TEMP
 }

@@ -23,15 +23,16 @@ use crate::hfield::{self, Field};
 use crate::quote;
 use crate::rewrite::Rewriter;
 use crate::token822::{self, Kind, Token};
+use control::{Exit, ExitError};
 
 /// Header fields are folded at this width.
 const LINELEN: usize = 80;
 
-/// A failure with its exit code (100 permanent, 111 temporary) and message text (printed
-/// after `qmail-inject: fatal: `).
+/// A failure with its exit code (permanent or temporary) and message text (printed after
+/// `qmail-inject: fatal: `).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fatal {
-    pub code: i32,
+    pub code: Exit,
     pub msg: Vec<u8>,
     /// Printed as it is, without `qmail-inject: fatal: ` (getopt's complaints).
     pub bare: bool,
@@ -40,22 +41,22 @@ pub struct Fatal {
 impl Fatal {
     fn perm(msg: impl Into<Vec<u8>>) -> Fatal {
         Fatal {
-            code: 100,
+            code: Exit::PERM,
             msg: msg.into(),
             bare: false,
         }
     }
     fn temp(msg: impl Into<Vec<u8>>) -> Fatal {
         Fatal {
-            code: 111,
+            code: Exit::TEMP,
             msg: msg.into(),
             bare: false,
         }
     }
-    /// A complaint about the command line, exit 100.
+    /// A complaint about the command line, a permanent failure.
     fn usage(msg: impl Into<Vec<u8>>) -> Fatal {
         Fatal {
-            code: 100,
+            code: Exit::PERM,
             msg: msg.into(),
             bare: true,
         }
@@ -81,6 +82,12 @@ impl Fatal {
             v.push(b'\n');
         }
         v
+    }
+}
+
+impl ExitError for Fatal {
+    fn exit(&self) -> Exit {
+        self.code
     }
 }
 
@@ -780,14 +787,14 @@ pub fn process<R: BufRead, S: Sink>(
 
 /// Runs qmail-inject with the arguments after the program name; returns the exit code
 /// after printing any error.
-pub fn main() -> i32 {
+pub fn main() -> Exit {
     // Writes to a closed pipe must fail, not kill the process: Rust already ignores
     // SIGPIPE, as netqmail's sig_pipeignore does.
     match run(std::env::args_os().skip(1).collect()) {
-        Ok(()) => 0,
+        Ok(()) => Exit::OK,
         Err(f) => {
             let _ = io::stderr().write_all(&f.line("qmail-inject"));
-            f.code
+            f.exit()
         }
     }
 }

@@ -2,6 +2,7 @@
 //! input (netqmail's predate), so that a message fed through it carries the sender's
 //! own time zone instead of qmail-inject's UTC date.
 
+use control::Exit;
 use std::io::{self, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
@@ -58,17 +59,17 @@ pub fn now_field() -> String {
     date_field(local, utc)
 }
 
-fn fatal(msg: &str) -> i32 {
+fn fatal(msg: &str) -> Exit {
     let _ = io::stderr().write_all(format!("predate: fatal: {msg}\n").as_bytes());
-    111
+    Exit::TEMP
 }
 
 /// Runs predate; returns the child's exit code.
-pub fn main() -> i32 {
+pub fn main() -> Exit {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let Some((prog, rest)) = args.split_first() else {
         let _ = io::stderr().write_all(b"predate: usage: predate child [ arg ... ]\n");
-        return 100;
+        return Exit::PERM;
     };
     let mut child = match Command::new(prog).args(rest).stdin(Stdio::piped()).spawn() {
         Ok(c) => c,
@@ -97,7 +98,7 @@ pub fn main() -> i32 {
     match child.wait() {
         Err(e) => fatal(&format!("wait failed: {e}")),
         Ok(st) => match st.code() {
-            Some(c) => c,
+            Some(c) => Exit::from_status(c),
             None => {
                 let _ = st.signal();
                 fatal("child crashed")

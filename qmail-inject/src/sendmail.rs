@@ -5,6 +5,7 @@
 //! switching to the qmail home and replacing itself with `bin/qmail-inject`,
 //! `bin/qmail-qread` (`-bp`, or when called as `mailq`) or `bin/qmail-smtpd` (`-bs`).
 
+use control::Exit;
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -144,19 +145,19 @@ pub const SMTPD_ENV: [(&str, &str); 8] = [
     ("TCPREMOTEINFO", "sendmail-bs"),
 ];
 
-fn fatal(msg: &str, code: i32) -> i32 {
+fn fatal(msg: &str, code: Exit) -> Exit {
     let _ = std::io::stderr().write_all(format!("sendmail: fatal: {msg}\n").as_bytes());
     code
 }
 
 /// Runs the wrapper; returns an exit code only when it could not exec.
-pub fn main() -> i32 {
+pub fn main() -> Exit {
     let mut argv = std::env::args_os();
     let argv0 = argv.next().unwrap_or_default();
     let prog = progname(&argv0);
     let home = control::qmail_home();
     if std::env::set_current_dir(&home).is_err() {
-        return fatal("unable to switch to qmail home directory", 111);
+        return fatal("unable to switch to qmail home directory", Exit::TEMP);
     }
     match translate(&prog, argv.collect()) {
         Action::Usage(complaint) => {
@@ -168,15 +169,15 @@ pub fn main() -> i32 {
                 err,
                 "sendmail: usage: sendmail [ -t ] [ -f sender ] [ -F name ] [ -bp ] [ -bs ] [ recipient ... ]"
             );
-            100
+            Exit::PERM
         }
-        Action::NewAliases => fatal("please use fastforward/newaliases instead", 100),
+        Action::NewAliases => fatal("please use fastforward/newaliases instead", Exit::PERM),
         Action::Qread => {
             let e = Command::new("bin/qmail-qread")
                 .arg0("bin/qmail-qread")
                 .exec();
             let _ = e;
-            fatal("unable to run qmail-qread", 111)
+            fatal("unable to run qmail-qread", Exit::TEMP)
         }
         Action::Smtpd => {
             let mut c = Command::new("bin/qmail-smtpd");
@@ -185,7 +186,7 @@ pub fn main() -> i32 {
                 c.envs(SMTPD_ENV);
             }
             let _ = c.exec();
-            fatal("unable to run qmail-smtpd", 111)
+            fatal("unable to run qmail-smtpd", Exit::TEMP)
         }
         Action::Inject { args, env } => {
             let mut c = Command::new("bin/qmail-inject");
@@ -197,7 +198,7 @@ pub fn main() -> i32 {
                 };
             }
             let _ = c.exec();
-            fatal("unable to run qmail-inject", 111)
+            fatal("unable to run qmail-inject", Exit::TEMP)
         }
     }
 }

@@ -1,46 +1,53 @@
-//! How a delivery ends when it does not succeed: an exit code (100 permanent, 111
-//! temporary) and, usually, one line for the report.
+//! How a delivery ends when it does not succeed: an exit code (permanent or temporary)
+//! and, usually, one line for the report.
 
+use control::{Exit, ExitError};
 use std::io::Write;
 
 /// A failed delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fail {
-    /// 100 (bounce) or 111 (try again later).
-    pub code: i32,
+    /// [`Exit::PERM`] (bounce) or [`Exit::TEMP`] (try again later).
+    pub code: Exit,
     /// The report line, without its newline; `None` when the text was already written
     /// (a program's own output).
     pub text: Option<Vec<u8>>,
 }
 
 impl Fail {
-    /// A temporary failure (exit 111).
+    /// A temporary failure.
     pub fn temp(text: impl Into<Vec<u8>>) -> Fail {
         Fail {
-            code: 111,
+            code: Exit::TEMP,
             text: Some(text.into()),
         }
     }
 
-    /// A permanent failure (exit 100).
+    /// A permanent failure.
     pub fn perm(text: impl Into<Vec<u8>>) -> Fail {
         Fail {
-            code: 100,
+            code: Exit::PERM,
             text: Some(text.into()),
         }
     }
 
     /// A failure whose report was already written.
-    pub fn silent(code: i32) -> Fail {
+    pub fn silent(code: Exit) -> Fail {
         Fail { code, text: None }
     }
 
     /// Writes the report line on standard error (which qmail-lspawn joins to standard
     /// output) and returns the exit code.
-    pub fn report(&self) -> i32 {
+    pub fn report(&self) -> Exit {
         if let Some(t) = &self.text {
             warn(t);
         }
+        self.exit()
+    }
+}
+
+impl ExitError for Fail {
+    fn exit(&self) -> Exit {
         self.code
     }
 }

@@ -1,14 +1,15 @@
 //! qmail-getpw: which user controls a local address (qmail-getpw(8)), by the rules of
 //! [`recipient::getpw`].
 
-use recipient::{GetpwExit as Exit, SingleUserAccounts, SystemAccounts, getpw, getpw_root_mode};
+use control::Exit;
+use recipient::{SingleUserAccounts, SystemAccounts, getpw, getpw_root_mode};
 use std::io::Write;
 use std::os::unix::ffi::OsStringExt;
 
 /// The whole program.
-pub fn main() -> i32 {
+pub fn main() -> Exit {
     let Some(local) = std::env::args_os().nth(1) else {
-        return Exit::Usage as i32;
+        return Exit::PERM;
     };
     let local = local.into_vec();
     let found = if getpw_root_mode() {
@@ -24,10 +25,10 @@ pub fn main() -> i32 {
                 .and_then(|()| out.flush())
                 .is_err()
             {
-                return Exit::Write as i32;
+                return Exit::TEMP;
             }
-            0
+            Exit::OK
         }
-        Err(e) => e as i32,
+        Err(e) => e,
     }
 }

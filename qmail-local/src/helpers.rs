@@ -10,8 +10,8 @@
 //! * `except program...`: turn the program's success into a bounce and its failure into
 //!   success.
 //!
-//! Exit codes and messages are netqmail's; they speak qmail-command(8)'s language (0, 99,
-//! 100, 111).
+//! Exit codes and messages are netqmail's; they speak qmail-command(8)'s language
+//! (delivered, delivered and stop, bounce, defer).
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -21,6 +21,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::process::{Command, ExitStatus, Stdio};
 
 use control::errstr::{describe as error_str, is_temp};
+use control::exit::{Exit, temp_or_perm};
 
 fn say(line: &[u8]) {
     let mut v = line.to_vec();
@@ -28,12 +29,12 @@ fn say(line: &[u8]) {
     let _ = io::stderr().write_all(&v);
 }
 
-fn die(code: i32, prog: &str, text: &[u8]) -> i32 {
+fn die(code: Exit, prog: &str, text: &[u8]) -> Exit {
     say(&[prog.as_bytes(), b": fatal: ", text].concat());
     code
 }
 
-fn die_sys(code: i32, prog: &str, text: &str, e: &io::Error) -> i32 {
+fn die_sys(code: Exit, prog: &str, text: &str, e: &io::Error) -> Exit {
     die(
         code,
         prog,
@@ -47,30 +48,30 @@ fn stdin_file() -> io::Result<File> {
 }
 
 /// Runs `argv` with inherited descriptors. A program that cannot be run counts as having
-/// exited 111 (temporary reason) or 100, as netqmail's child does.
-fn run_child(argv: &[OsString]) -> Result<i32, ()> {
+/// failed temporarily (for a temporary reason) or permanently, as netqmail's child does.
+fn run_child(argv: &[OsString]) -> Result<Exit, ()> {
     let status: io::Result<ExitStatus> = Command::new(&argv[0])
         .args(&argv[1..])
         .spawn()
         .and_then(|mut c| c.wait());
     match status {
-        Ok(s) => s.code().ok_or(()),
-        Err(e) => Ok(if is_temp(&e) { 111 } else { 100 }),
+        Ok(s) => s.code().map(Exit::from_status).ok_or(()),
+        Err(e) => Ok(temp_or_perm(is_temp(&e))),
     }
 }
 
 /// Hands the message on descriptor 0 to qmail-queue with `dtline` in front.
-fn queue(prog: &str, dtline: &[u8], sender: &[u8], recips: &[OsString]) -> i32 {
+fn queue(prog: &str, dtline: &[u8], sender: &[u8], recips: &[OsString]) -> Exit {
     let home = control::qmail_home();
     let mut qq = match qmail_queue::QueueClient::open_default(&home) {
         Ok(q) => q,
-        Err(e) => return die_sys(111, prog, "unable to fork: ", &e),
+        Err(e) => return die_sys(Exit::TEMP, prog, "unable to fork: ", &e),
     };
     let qp = qq.pid();
     qq.put(dtline);
     let mut input = match stdin_file() {
         Ok(f) => f,
-        Err(e) => return die_sys(111, prog, "unable to read message: ", &e),
+        Err(e) => return die_sys(Exit::TEMP, prog, "unable to read message: ", &e),
     };
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -78,7 +79,7 @@ fn queue(prog: &str, dtline: &[u8], sender: &[u8], recips: &[OsString]) -> i32 {
             Ok(0) => break,
             Ok(n) => qq.put(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return die_sys(111, prog, "unable to read message: ", &e),
+            Err(e) => return die_sys(Exit::TEMP, prog, "unable to read message: ", &e),
         }
     }
     qq.from(sender);
@@ -88,9 +89,9 @@ fn queue(prog: &str, dtline: &[u8], sender: &[u8], recips: &[OsString]) -> i32 {
     match qq.close() {
         Ok(()) => {
             say(format!("{prog}: qp {qp}").as_bytes());
-            0
+            Exit::OK
         }
-        Err(e) => die(if e.permanent { 100 } else { 111 }, prog, e.text.as_bytes()),
+        Err(e) => die(temp_or_perm(!e.permanent), prog, e.text.as_bytes()),
     }
 }
 
@@ -99,89 +100,89 @@ fn env_bytes(name: &str) -> Option<Vec<u8>> {
 }
 
 /// forward(1).
-pub fn forward_main() -> i32 {
+pub fn forward_main() -> Exit {
     const P: &str = "forward";
     let Some(sender) = env_bytes("NEWSENDER") else {
-        return die(100, P, b"NEWSENDER not set");
+        return die(Exit::PERM, P, b"NEWSENDER not set");
     };
     let Some(dtline) = env_bytes("DTLINE") else {
-        return die(100, P, b"DTLINE not set");
+        return die(Exit::PERM, P, b"DTLINE not set");
     };
     let recips: Vec<OsString> = std::env::args_os().skip(1).collect();
     queue(P, &dtline, &sender, &recips)
 }
 
 /// condredirect(1).
-pub fn condredirect_main() -> i32 {
+pub fn condredirect_main() -> Exit {
     const P: &str = "condredirect";
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     if args.len() < 2 {
         say(b"condredirect: usage: condredirect newaddress program [ arg ... ]");
-        return 100;
+        return Exit::PERM;
     }
     match run_child(&args[1..]) {
-        Err(()) => return die(111, P, b"child crashed"),
-        Ok(0) => {}
-        Ok(111) => return die(111, P, b"temporary child error"),
-        Ok(_) => return 0,
+        Err(()) => return die(Exit::TEMP, P, b"child crashed"),
+        Ok(Exit::OK) => {}
+        Ok(Exit::TEMP) => return die(Exit::TEMP, P, b"temporary child error"),
+        Ok(_) => return Exit::OK,
     }
     if let Err(e) = stdin_file().and_then(|mut f| f.seek(SeekFrom::Start(0))) {
-        return die_sys(111, P, "unable to rewind: ", &e);
+        return die_sys(Exit::TEMP, P, "unable to rewind: ", &e);
     }
     let Some(sender) = env_bytes("SENDER") else {
-        return die(100, P, b"SENDER not set");
+        return die(Exit::PERM, P, b"SENDER not set");
     };
     let Some(dtline) = env_bytes("DTLINE") else {
-        return die(100, P, b"DTLINE not set");
+        return die(Exit::PERM, P, b"DTLINE not set");
     };
     match queue(P, &dtline, &sender, &args[..1]) {
-        0 => 99,
+        Exit::OK => Exit::DELIVERED_STOP,
         n => n,
     }
 }
 
 /// bouncesaying(1).
-pub fn bouncesaying_main() -> i32 {
+pub fn bouncesaying_main() -> Exit {
     const P: &str = "bouncesaying";
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let Some(error) = args.first() else {
         say(b"bouncesaying: usage: bouncesaying error [ program [ arg ... ] ]");
-        return 100;
+        return Exit::PERM;
     };
     if args.len() > 1 {
         match run_child(&args[1..]) {
-            Err(()) => return die(111, P, b"child crashed"),
-            Ok(0) => {}
-            Ok(111) => return die(111, P, b"temporary child error"),
-            Ok(_) => return 0,
+            Err(()) => return die(Exit::TEMP, P, b"child crashed"),
+            Ok(Exit::OK) => {}
+            Ok(Exit::TEMP) => return die(Exit::TEMP, P, b"temporary child error"),
+            Ok(_) => return Exit::OK,
         }
     }
     say(error.as_bytes());
-    100
+    Exit::PERM
 }
 
 /// except(1).
-pub fn except_main() -> i32 {
+pub fn except_main() -> Exit {
     const P: &str = "except";
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     if args.is_empty() {
         say(b"except: usage: except program [ arg ... ]");
-        return 100;
+        return Exit::PERM;
     }
     match run_child(&args) {
-        Err(()) => die(111, P, b"child crashed"),
-        Ok(0) => 100,
-        Ok(111) => die(111, P, b"temporary child error"),
-        Ok(_) => 0,
+        Err(()) => die(Exit::TEMP, P, b"child crashed"),
+        Ok(Exit::OK) => Exit::PERM,
+        Ok(Exit::TEMP) => die(Exit::TEMP, P, b"temporary child error"),
+        Ok(_) => Exit::OK,
     }
 }
 
 /// preline(1).
-pub fn preline_main() -> i32 {
+pub fn preline_main() -> Exit {
     const P: &str = "preline";
     let usage = || {
         say(b"preline: usage: preline cmd [ arg ... ]");
-        100
+        Exit::PERM
     };
     let (Some(ufline), Some(rpline), Some(dtline)) = (
         env_bytes("UFLINE"),
@@ -228,7 +229,7 @@ pub fn preline_main() -> i32 {
     {
         Ok(c) => c,
         Err(e) => {
-            let code = if is_temp(&e) { 111 } else { 100 };
+            let code = temp_or_perm(is_temp(&e));
             return die(
                 code,
                 P,
@@ -263,13 +264,13 @@ pub fn preline_main() -> i32 {
     })();
     if let Err(e) = copied {
         let _ = child.wait();
-        return die_sys(111, P, "unable to copy input: ", &e);
+        return die_sys(Exit::TEMP, P, "unable to copy input: ", &e);
     }
     match child.wait() {
         Ok(s) => match s.code() {
-            Some(c) => c,
-            None => die(111, P, b"child crashed"),
+            Some(c) => Exit::from_status(c),
+            None => die(Exit::TEMP, P, b"child crashed"),
         },
-        Err(e) => die_sys(111, P, "wait failed: ", &e),
+        Err(e) => die_sys(Exit::TEMP, P, "wait failed: ", &e),
     }
 }

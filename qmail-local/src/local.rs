@@ -18,6 +18,7 @@ use std::path::Path;
 use crate::fail::{Fail, cat, warn};
 use crate::headers;
 use crate::program::{self, Outcome};
+use control::Exit;
 use control::conf::PATRN;
 use control::errstr::{describe as error_str, is_temp};
 use recipient::{DOTQMAIL_MAX_FILE, DotQmailLimit, HomeMode, Line};
@@ -369,7 +370,7 @@ fn forward(
     match qq.close() {
         Ok(()) => Ok(qp),
         Err(e) => Err(Fail {
-            code: if e.permanent { 100 } else { 111 },
+            code: control::exit::temp_or_perm(!e.permanent),
             text: Some(cat(&[
                 b"Unable to forward message: ",
                 e.text.as_bytes(),
@@ -533,8 +534,8 @@ pub fn deliver(a: &Args) -> Result<Report, Fail> {
                     match program::run(command, &env)? {
                         Outcome::Delivered => {}
                         Outcome::DeliveredStop => stop = true,
-                        Outcome::Bounce => return Err(Fail::silent(100)),
-                        Outcome::Defer => return Err(Fail::silent(111)),
+                        Outcome::Bounce => return Err(Fail::silent(Exit::PERM)),
+                        Outcome::Defer => return Err(Fail::silent(Exit::TEMP)),
                     }
                 }
             }
@@ -559,14 +560,14 @@ pub fn deliver(a: &Args) -> Result<Report, Fail> {
 }
 
 /// The whole program: arguments, delivery, report, exit code.
-pub fn main() -> i32 {
+pub fn main() -> Exit {
     let result = parse_args(std::env::args_os().skip(1)).and_then(|a| deliver(&a));
     match result {
         Ok(report) => {
             let mut out = io::stdout().lock();
             let _ = out.write_all(&report.text());
             let _ = out.flush();
-            0
+            Exit::OK
         }
         Err(f) => f.report(),
     }
@@ -611,7 +612,7 @@ mod tests {
             &["-x", "joe", "/h", "l", "", "", "d", "", "x"],
             &["joe", "/h", "l", "", "", "d", "", "x", "extra"],
         ] {
-            assert_eq!(args(bad).unwrap_err().code, 100);
+            assert_eq!(args(bad).unwrap_err().code, Exit::PERM);
         }
     }
 

@@ -1,6 +1,7 @@
 //! maildirmake: create a maildir, `NAME` with `tmp`, `new` and `cur`, mode 0700
 //! (maildirmake(1)). The new directories are fsynced into place.
 
+use control::Exit;
 use std::ffi::OsString;
 use std::fs::DirBuilder;
 use std::io::Write;
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use control::errstr::describe as error_str;
 
-fn fatal(what: &str, name: &[u8], suffix: &str, e: &std::io::Error) -> i32 {
+fn fatal(what: &str, name: &[u8], suffix: &str, e: &std::io::Error) -> Exit {
     let mut line = b"maildirmake: fatal: ".to_vec();
     line.extend_from_slice(what.as_bytes());
     line.extend_from_slice(name);
@@ -19,11 +20,11 @@ fn fatal(what: &str, name: &[u8], suffix: &str, e: &std::io::Error) -> i32 {
     line.extend_from_slice(error_str(e).as_bytes());
     line.push(b'\n');
     let _ = std::io::stderr().write_all(&line);
-    111
+    Exit::TEMP
 }
 
 /// Makes the maildir `name`; the exit code.
-pub fn make(name: &Path) -> i32 {
+pub fn make(name: &Path) -> Exit {
     let n = name.as_os_str().as_bytes();
     let mut b = DirBuilder::new();
     b.mode(0o700);
@@ -52,15 +53,15 @@ pub fn make(name: &Path) -> i32 {
         _ => PathBuf::from("."),
     };
     let _ = qmail_queue::durable::fsync_dir(&parent);
-    0
+    Exit::OK
 }
 
 /// The whole program.
-pub fn main() -> i32 {
+pub fn main() -> Exit {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let Some(name) = std::env::args_os().nth(1) else {
         let _ = std::io::stderr().write_all(b"maildirmake: usage: maildirmake name\n");
-        return 100;
+        return Exit::PERM;
     };
     let name: OsString = name;
     make(Path::new(&name))
@@ -75,12 +76,12 @@ mod tests {
     fn makes_a_maildir() {
         let d = tempfile::tempdir().unwrap();
         let m = d.path().join("Maildir");
-        assert_eq!(make(&m), 0);
+        assert_eq!(make(&m), Exit::OK);
         for s in ["tmp", "new", "cur"] {
             let md = std::fs::metadata(m.join(s)).unwrap();
             assert!(md.is_dir());
             assert_eq!(md.permissions().mode() & 0o777, 0o700);
         }
-        assert_eq!(make(&m), 111);
+        assert_eq!(make(&m), Exit::TEMP);
     }
 }

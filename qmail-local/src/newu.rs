@@ -2,8 +2,9 @@
 //!
 //! The database is written to users/cdb.tmp, fsynced, renamed over users/cdb and the
 //! directory fsynced: qmail-lspawn sees the old file or the new one, never a mix. On any
-//! problem users/cdb is left alone and the exit code is 111.
+//! problem users/cdb is left alone and the exit code is 111 (a temporary failure).
 
+use control::Exit;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -11,13 +12,13 @@ use std::path::Path;
 
 use recipient::{AssignError, compile_users_assign};
 
-fn die(what: &str) -> i32 {
+fn die(what: &str) -> Exit {
     let _ = io::stderr().write_all(format!("qmail-newu: fatal: {what}\n").as_bytes());
-    111
+    Exit::TEMP
 }
 
 /// Compiles `home`/users/assign; the exit code.
-pub fn run(home: &Path) -> i32 {
+pub fn run(home: &Path) -> Exit {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o033));
     let users = home.join("users");
     let assign = match File::open(users.join("assign")) {
@@ -61,11 +62,11 @@ pub fn run(home: &Path) -> i32 {
     if qmail_queue::durable::fsync_dir(&users).is_err() {
         return die("unable to move users/cdb.tmp to users/cdb");
     }
-    0
+    Exit::OK
 }
 
 /// The whole program.
-pub fn main() -> i32 {
+pub fn main() -> Exit {
     let home = control::qmail_home();
     if std::env::set_current_dir(&home).is_err() {
         return die("unable to chdir");

@@ -5,6 +5,7 @@
 //! Addresses reach the command only through environment variables, never inside the
 //! command line; the command line is the user's own text from the .qmail file.
 
+use control::Exit;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
@@ -13,25 +14,32 @@ use std::process::{Command, Stdio};
 use crate::fail::{Fail, cat};
 use control::errstr::describe as error_str;
 
-/// What a command's exit means.
+/// What a command's exit means (qmail-command(8)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// 0: delivered.
     Delivered,
     /// 99: delivered; ignore the rest of the .qmail file.
     DeliveredStop,
-    /// 100, 64, 65, 70, 76, 77, 78, 112: permanent failure.
+    /// 100, sysexits' 64, 65, 70, 76, 77, 78, and 112: permanent failure.
     Bounce,
     /// Anything else: temporary failure.
     Defer,
 }
 
 /// netqmail's reading of a command's exit code.
-pub fn outcome(code: i32) -> Outcome {
+pub fn outcome(code: Exit) -> Outcome {
     match code {
-        0 => Outcome::Delivered,
-        99 => Outcome::DeliveredStop,
-        100 | 64 | 65 | 70 | 76 | 77 | 78 | 112 => Outcome::Bounce,
+        Exit::OK => Outcome::Delivered,
+        Exit::DELIVERED_STOP => Outcome::DeliveredStop,
+        Exit::PERM
+        | Exit::EX_USAGE
+        | Exit::EX_DATAERR
+        | Exit::EX_SOFTWARE
+        | Exit::EX_PROTOCOL
+        | Exit::EX_NOPERM
+        | Exit::EX_CONFIG
+        | Exit::QLX_USAGE => Outcome::Bounce,
         _ => Outcome::Defer,
     }
 }
@@ -65,7 +73,7 @@ pub fn run(command: &[u8], env: &[(OsString, OsString)]) -> Result<Outcome, Fail
         }
     };
     match status.code() {
-        Some(c) => Ok(outcome(c)),
+        Some(c) => Ok(outcome(Exit::from_status(c))),
         None => {
             let _ = status.signal();
             Err(Fail::temp("Aack, child crashed. (#4.3.0)"))
@@ -79,13 +87,14 @@ mod tests {
 
     #[test]
     fn exit_codes() {
-        assert_eq!(outcome(0), Outcome::Delivered);
-        assert_eq!(outcome(99), Outcome::DeliveredStop);
+        let o = |c| outcome(Exit::from_status(c));
+        assert_eq!(o(0), Outcome::Delivered);
+        assert_eq!(o(99), Outcome::DeliveredStop);
         for c in [100, 64, 65, 70, 76, 77, 78, 112] {
-            assert_eq!(outcome(c), Outcome::Bounce);
+            assert_eq!(o(c), Outcome::Bounce);
         }
         for c in [1, 2, 111, 101, 126, 127, 255] {
-            assert_eq!(outcome(c), Outcome::Defer);
+            assert_eq!(o(c), Outcome::Defer);
         }
     }
 

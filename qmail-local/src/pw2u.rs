@@ -7,6 +7,7 @@
 //! QMAIL_HOME/users. The output is printed only when complete: a fatal error prints
 //! nothing.
 
+use control::Exit;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, BufRead, Write};
@@ -51,7 +52,7 @@ impl Default for Options {
     }
 }
 
-/// Parses the options; `None` for a usage error (exit 100).
+/// Parses the options; `None` for a usage error (a permanent failure).
 pub fn parse_options<I>(args: I) -> Option<Options>
 where
     I: IntoIterator,
@@ -343,15 +344,15 @@ pub fn read_files(home: &Path) -> Result<Files, Pw2uError> {
     })
 }
 
-fn die(msg: &str) -> i32 {
+fn die(msg: &str) -> Exit {
     let _ = io::stderr().write_all(format!("qmail-pw2u: fatal: {msg}\n").as_bytes());
-    111
+    Exit::TEMP
 }
 
 /// The whole program.
-pub fn main() -> i32 {
+pub fn main() -> Exit {
     let Some(o) = parse_options(std::env::args_os().skip(1)) else {
-        return 100;
+        return Exit::PERM;
     };
     let home = control::qmail_home();
     if std::env::set_current_dir(&home).is_err() {
@@ -369,7 +370,7 @@ pub fn main() -> i32 {
             if w.write_all(&out).and_then(|()| w.flush()).is_err() {
                 return die("unable to write output");
             }
-            0
+            Exit::OK
         }
         Err(e) => die(&e.to_string()),
     }

@@ -5,6 +5,7 @@ use crate::filter::{Filter, Pattern, parse_age, parse_size};
 use crate::offline::{self, Offline};
 use crate::output::{self, Format};
 use crate::scan::{self, State};
+use control::Exit;
 use qmail_queue::layout::Queue;
 use qmail_queue::qctl::{Kind, Reply, Request, parse_channel, parse_id};
 use std::ffi::OsString;
@@ -21,9 +22,9 @@ FILTER: -s SENDER  -r RECIPIENT  -d DOMAIN  -o AGE  -y AGE  --larger-than SIZE
         --smaller-than SIZE  -H (held)  --not-held  --local  --remote  --bouncing";
 
 /// Exit codes (qmail's conventions).
-const OK: i32 = 0;
-const PERMANENT: i32 = 100;
-const TEMPORARY: i32 = 111;
+const OK: Exit = Exit::OK;
+const PERMANENT: Exit = Exit::PERM;
+const TEMPORARY: Exit = Exit::TEMP;
 
 /// The most bytes of a message `show` prints.
 const SHOW_MAX: u64 = 16 << 20;
@@ -201,7 +202,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn code(&self) -> i32 {
+    fn code(&self) -> Exit {
         if self.temporary {
             TEMPORARY
         } else if self.permanent {
@@ -212,7 +213,7 @@ impl Tally {
     }
 }
 
-fn fatal(msg: &str) -> i32 {
+fn fatal(msg: &str) -> Exit {
     eprintln!("qmail-qctl: fatal: {msg}");
     TEMPORARY
 }
@@ -279,12 +280,12 @@ impl Channel {
     }
 }
 
-fn write_out(out: &mut impl Write, s: &str) -> Result<(), i32> {
+fn write_out(out: &mut impl Write, s: &str) -> Result<(), Exit> {
     out.write_all(s.as_bytes())
         .map_err(|e| fatal(&format!("unable to write output: {e}")))
 }
 
-fn list(q: &Queue, args: &Args, out: &mut impl Write) -> Result<i32, i32> {
+fn list(q: &Queue, args: &Args, out: &mut impl Write) -> Result<Exit, Exit> {
     let ids = scan::ids(q).map_err(|e| fatal(&format!("unable to read the queue: {e}")))?;
     let now = control::datetime::now();
     if args.fmt == Format::Tsv {
@@ -319,7 +320,7 @@ fn show(
     whole: bool,
     raw: bool,
     out: &mut impl Write,
-) -> Result<i32, i32> {
+) -> Result<Exit, Exit> {
     let trouble = |e: io::Error| fatal(&format!("trouble with #{id}: {e}"));
     let Some(m) = scan::message(q, id).map_err(trouble)? else {
         eprintln!("qmail-qctl: #{id}: no such message in the queue");
@@ -349,7 +350,7 @@ fn requests(
     reqs: &[Request],
     selected: bool,
     out: &mut impl Write,
-) -> Result<i32, i32> {
+) -> Result<Exit, Exit> {
     let mut ch = open_channel(q).map_err(|e| fatal(&e))?;
     if fmt == Format::Tsv {
         write_out(out, output::RESULT_HEADER)?;
@@ -388,7 +389,7 @@ fn op_request(verb: &str, id: u64) -> Request {
     }
 }
 
-fn run(args: &Args, out: &mut impl Write) -> Result<i32, i32> {
+fn run(args: &Args, out: &mut impl Write) -> Result<Exit, Exit> {
     if let Err(e) = crate::privs::become_queue_user() {
         return Err(fatal(&e));
     }
@@ -436,7 +437,7 @@ fn run(args: &Args, out: &mut impl Write) -> Result<i32, i32> {
 }
 
 /// The qmail-qctl program. Returns its exit code.
-pub fn main() -> i32 {
+pub fn main() -> Exit {
     let args = match parse(std::env::args_os().skip(1)) {
         Ok(a) => a,
         Err(e) => {
@@ -538,16 +539,16 @@ mod tests {
 
     #[test]
     fn exit_codes() {
-        assert_eq!(Tally::default().code(), 0);
+        assert_eq!(Tally::default().code(), Exit::OK);
         let t = Tally {
             permanent: true,
             temporary: false,
         };
-        assert_eq!(t.code(), 100);
+        assert_eq!(t.code(), Exit::PERM);
         let t = Tally {
             permanent: true,
             temporary: true,
         };
-        assert_eq!(t.code(), 111);
+        assert_eq!(t.code(), Exit::TEMP);
     }
 }

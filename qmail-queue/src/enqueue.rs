@@ -20,45 +20,8 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// qmail-queue's exit codes (qmail-queue(8)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Exit {
-    Queued = 0,
-    /// Address too long.
-    AddrTooLong = 11,
-    /// Out of memory.
-    NoMem = 51,
-    /// Timeout (the 24-hour self-destruct).
-    Timeout = 52,
-    /// Write error, e.g. disk full.
-    Write = 53,
-    /// Unable to read the message or envelope.
-    Read = 54,
-    /// Problem with the qmail home directory.
-    Home = 61,
-    /// Problem with the queue directory.
-    QueueDir = 62,
-    /// Problem with queue/pid.
-    Pid = 63,
-    /// Problem with queue/mess.
-    Mess = 64,
-    /// Problem with queue/intd.
-    Intd = 65,
-    /// Problem with queue/todo.
-    Todo = 66,
-    /// Internal bug.
-    Bug = 81,
-    /// Envelope format error.
-    Format = 91,
-}
-
-impl Exit {
-    /// The numeric exit status.
-    pub fn code(self) -> i32 {
-        self as i32
-    }
-}
+/// qmail-queue's exit codes (qmail-queue(8)) are control's [`Exit`]`::QQ_*`.
+pub use control::Exit;
 
 /// Seconds after which qmail-queue gives up (exit 52): 24 hours, below qmail-send's
 /// 36-hour limit for cleaning up abandoned files.
@@ -159,12 +122,12 @@ const BUF: usize = 64 * 1024;
 pub fn enqueue<M: Read, E: Read>(home: &Path, msg: M, env: E, inv: &Invocation) -> Exit {
     match fs::metadata(home) {
         Ok(m) if m.is_dir() => {}
-        _ => return Exit::Home,
+        _ => return Exit::QQ_HOME,
     }
     let queue = Queue::in_home(home);
     match fs::metadata(queue.root()) {
         Ok(m) if m.is_dir() => {}
-        _ => return Exit::QueueDir,
+        _ => return Exit::QQ_QUEUEDIR,
     }
 
     // 1. the pid file
@@ -179,20 +142,20 @@ pub fn enqueue<M: Read, E: Read>(home: &Path, msg: M, env: E, inv: &Invocation) 
         }
     }
     let Some((pid_path, mess_file)) = pid_file else {
-        return Exit::Pid;
+        return Exit::QQ_PID;
     };
     let id = match mess_file.metadata() {
         Ok(m) => m.ino(),
-        Err(_) => return Exit::Pid,
+        Err(_) => return Exit::QQ_PID,
     };
 
     // 2. pid -> mess
     let mess_path = queue.mess(id);
     if fs::hard_link(&pid_path, &mess_path).is_err() {
-        return Exit::Mess;
+        return Exit::QQ_MESS;
     }
     if fs::remove_file(&pid_path).is_err() {
-        return Exit::Pid;
+        return Exit::QQ_PID;
     }
     let mut made = Made {
         mess: None,
@@ -203,7 +166,7 @@ pub fn enqueue<M: Read, E: Read>(home: &Path, msg: M, env: E, inv: &Invocation) 
         Err(_) => {
             made.mess = Some((mess_path, mess_file));
             made.cleanup();
-            return Exit::Mess;
+            return Exit::QQ_MESS;
         }
     };
     made.mess = Some((mess_path.clone(), mess_file));
@@ -220,7 +183,7 @@ pub fn enqueue<M: Read, E: Read>(home: &Path, msg: M, env: E, inv: &Invocation) 
         Ok(f) => f,
         Err(_) => {
             made.cleanup();
-            return Exit::Intd;
+            return Exit::QQ_INTD;
         }
     };
     let intd_write = match intd_file.try_clone() {
@@ -228,7 +191,7 @@ pub fn enqueue<M: Read, E: Read>(home: &Path, msg: M, env: E, inv: &Invocation) 
         Err(_) => {
             made.intd = Some((intd_path, intd_file));
             made.cleanup();
-            return Exit::Intd;
+            return Exit::QQ_INTD;
         }
     };
     made.intd = Some((intd_path.clone(), intd_file));
@@ -241,18 +204,18 @@ pub fn enqueue<M: Read, E: Read>(home: &Path, msg: M, env: E, inv: &Invocation) 
     let todo_path = queue.todo(id);
     if fs::hard_link(&intd_path, &todo_path).is_err() {
         made.cleanup();
-        return Exit::Todo;
+        return Exit::QQ_TODO;
     }
     // The todo link exists: the message now belongs to qmail-send, whatever happens next.
     made.mess = None;
     made.intd = None;
     if fsync_parent(&todo_path).is_err() {
-        return Exit::Todo;
+        return Exit::QQ_TODO;
     }
 
     // 6. trigger
     crate::trigger::pull(queue.root());
-    Exit::Queued
+    Exit::OK
 }
 
 fn write_message<M: Read>(
@@ -263,26 +226,26 @@ fn write_message<M: Read>(
 ) -> Result<(), Exit> {
     let mut out = BufWriter::with_capacity(BUF, file);
     out.write_all(inv.received().as_bytes())
-        .map_err(|_| Exit::Write)?;
+        .map_err(|_| Exit::QQ_WRITE)?;
     let mut buf = vec![0u8; BUF];
     loop {
         let n = match msg.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return Err(Exit::Read),
+            Err(_) => return Err(Exit::QQ_READ),
         };
-        out.write_all(&buf[..n]).map_err(|_| Exit::Write)?;
+        out.write_all(&buf[..n]).map_err(|_| Exit::QQ_WRITE)?;
     }
-    let file = out.into_inner().map_err(|_| Exit::Write)?;
-    file.sync_all().map_err(|_| Exit::Write)?;
-    fsync_parent(path).map_err(|_| Exit::Write)?;
+    let file = out.into_inner().map_err(|_| Exit::QQ_WRITE)?;
+    file.sync_all().map_err(|_| Exit::QQ_WRITE)?;
+    fsync_parent(path).map_err(|_| Exit::QQ_WRITE)?;
     Ok(())
 }
 
 fn write_intd<E: Read>(file: File, env: E, inv: &Invocation) -> Result<(), Exit> {
     let mut out = BufWriter::with_capacity(BUF, file);
-    write!(out, "u{}\0p{}\0", inv.uid, inv.pid).map_err(|_| Exit::Write)?;
+    write!(out, "u{}\0p{}\0", inv.uid, inv.pid).map_err(|_| Exit::QQ_WRITE)?;
     let mut w = RecordWriter {
         out,
         extra: inv.extra.clone(),
@@ -290,19 +253,19 @@ fn write_intd<E: Read>(file: File, env: E, inv: &Invocation) -> Result<(), Exit>
     let mut input = BufReader::with_capacity(2048, env);
     match envelope::copy(&mut input, &mut w) {
         Ok(()) => {}
-        Err(EnvelopeError::TooLong) => return Err(Exit::AddrTooLong),
-        Err(EnvelopeError::Format) => return Err(Exit::Format),
-        Err(EnvelopeError::Read(_)) => return Err(Exit::Read),
-        Err(EnvelopeError::Write(_)) => return Err(Exit::Write),
+        Err(EnvelopeError::TooLong) => return Err(Exit::QQ_ADDR_TOO_LONG),
+        Err(EnvelopeError::Format) => return Err(Exit::QQ_FORMAT),
+        Err(EnvelopeError::Read(_)) => return Err(Exit::QQ_READ),
+        Err(EnvelopeError::Write(_)) => return Err(Exit::QQ_WRITE),
     }
-    let file = w.out.into_inner().map_err(|_| Exit::Write)?;
-    file.sync_all().map_err(|_| Exit::Write)?;
+    let file = w.out.into_inner().map_err(|_| Exit::QQ_WRITE)?;
+    file.sync_all().map_err(|_| Exit::QQ_WRITE)?;
     Ok(())
 }
 
 /// The whole qmail-queue program: message on fd 0, envelope on fd 1.
-pub fn main() -> i32 {
-    std::panic::set_hook(Box::new(|_| std::process::exit(Exit::Bug.code())));
+pub fn main() -> Exit {
+    std::panic::set_hook(Box::new(|_| std::process::exit(Exit::QQ_BUG.code())));
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o033));
     crate::sys::arm_death_alarm(DEATH_SECS);
     let home = control::qmail_home();
@@ -312,7 +275,7 @@ pub fn main() -> i32 {
     use std::os::fd::AsFd;
     let msg = crate::fdio::FdReader::new(stdin.as_fd());
     let env = crate::fdio::FdReader::new(stdout.as_fd());
-    enqueue(&home, msg, env, &inv).code()
+    enqueue(&home, msg, env, &inv)
 }
 
 #[cfg(test)]
@@ -367,7 +330,7 @@ mod tests {
             &b"Fa@b\0Tc@d\0Te@f\0\0"[..],
             &inv,
         );
-        assert_eq!(code, Exit::Queued);
+        assert_eq!(code, Exit::OK);
         let todo: Vec<_> = files(&d.path().join("queue/todo"));
         assert_eq!(todo.len(), 1);
         let id: u64 = todo[0]
@@ -393,9 +356,9 @@ mod tests {
     #[test]
     fn faults_leave_nothing() {
         for (env, want) in [
-            (&b"Xa\0\0"[..], Exit::Format),
-            (b"Fa\0Tb\0", Exit::Read),
-            (b"Fa\0Ub\0\0", Exit::Format),
+            (&b"Xa\0\0"[..], Exit::QQ_FORMAT),
+            (b"Fa\0Tb\0", Exit::QQ_READ),
+            (b"Fa\0Ub\0\0", Exit::QQ_FORMAT),
         ] {
             let (d, inv) = setup();
             assert_eq!(enqueue(d.path(), &b"x\n"[..], env, &inv), want);
@@ -411,7 +374,7 @@ mod tests {
         long.extend(b"\0\0");
         assert_eq!(
             enqueue(d.path(), &b"x"[..], &long[..], &inv),
-            Exit::AddrTooLong
+            Exit::QQ_ADDR_TOO_LONG
         );
     }
 
@@ -420,15 +383,18 @@ mod tests {
         let (d, inv) = setup();
         assert_eq!(
             enqueue(&d.path().join("nope"), &b""[..], &b"F\0\0"[..], &inv),
-            Exit::Home
+            Exit::QQ_HOME
         );
         let e = tempfile::tempdir().unwrap();
         assert_eq!(
             enqueue(e.path(), &b""[..], &b"F\0\0"[..], &inv),
-            Exit::QueueDir
+            Exit::QQ_QUEUEDIR
         );
         fs::remove_dir_all(d.path().join("queue/todo")).unwrap();
-        assert_eq!(enqueue(d.path(), &b""[..], &b"F\0\0"[..], &inv), Exit::Todo);
+        assert_eq!(
+            enqueue(d.path(), &b""[..], &b"F\0\0"[..], &inv),
+            Exit::QQ_TODO
+        );
         let left = files(&d.path().join("queue/mess"));
         assert!(left.is_empty());
     }

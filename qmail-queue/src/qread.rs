@@ -35,6 +35,7 @@ use nix::sys::stat::Mode;
 
 use crate::layout::{Queue, SPLIT};
 use crate::scan::ids_in;
+use control::Exit;
 
 /// Most bytes of an info/ record read (the sender); longer senders are cut.
 pub const MAX_SENDER: usize = 1 << 20;
@@ -241,7 +242,7 @@ fn trouble(out: &mut dyn Write, id: u64, e: &io::Error) -> io::Result<()> {
 }
 
 /// Lists the queue directory `root` on `out`; returns the exit code.
-pub fn list(root: &Path, out: &mut dyn Write) -> io::Result<i32> {
+pub fn list(root: &Path, out: &mut dyn Write) -> io::Result<Exit> {
     let q = Queue::at(root.to_path_buf());
     let bounces = name_set(&root.join("bounce"));
     let mut data = Vec::new();
@@ -250,7 +251,7 @@ pub fn list(root: &Path, out: &mut dyn Write) -> io::Result<i32> {
             Ok(ids) => ids,
             Err(e) => {
                 writeln!(out, "fatal: unable to opendir info/{s}: {}", error_str(&e))?;
-                return Ok(111);
+                return Ok(Exit::TEMP);
             }
         };
         let d = Split::open(root, s);
@@ -272,12 +273,12 @@ pub fn list(root: &Path, out: &mut dyn Write) -> io::Result<i32> {
             }
         }
     }
-    Ok(0)
+    Ok(Exit::OK)
 }
 
 /// The program: enters QMAIL_HOME/queue, as netqmail does, and lists it on standard
 /// output.
-pub fn main() -> i32 {
+pub fn main() -> Exit {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let entered = std::env::set_current_dir(control::qmail_home())
@@ -285,13 +286,13 @@ pub fn main() -> i32 {
     let code = match entered {
         Err(e) => {
             let _ = writeln!(out, "fatal: unable to chdir: {}", error_str(&e));
-            111
+            Exit::TEMP
         }
-        Ok(()) => list(Path::new("."), &mut out).unwrap_or(111),
+        Ok(()) => list(Path::new("."), &mut out).unwrap_or(Exit::TEMP),
     };
     match out.flush() {
         Ok(()) => code,
-        Err(_) => 111,
+        Err(_) => Exit::TEMP,
     }
 }
 

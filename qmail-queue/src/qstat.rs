@@ -9,6 +9,7 @@
 //! read is reported on standard error and left out of the count; the counts are still
 //! printed, and the exit code is then 111 (netqmail's script always exited 0).
 
+use control::Exit;
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
@@ -82,7 +83,7 @@ pub fn report(c: Counts) -> String {
 }
 
 /// The program: counts QMAIL_HOME/queue.
-pub fn main() -> i32 {
+pub fn main() -> Exit {
     let mut problems = Vec::new();
     let home = control::qmail_home();
     let counts = match std::env::set_current_dir(&home) {
@@ -100,9 +101,13 @@ pub fn main() -> i32 {
     }
     let mut out = io::stdout().lock();
     if out.write_all(report(counts).as_bytes()).is_err() || out.flush().is_err() {
-        return 111;
+        return Exit::TEMP;
     }
-    if problems.is_empty() { 0 } else { 111 }
+    if problems.is_empty() {
+        Exit::OK
+    } else {
+        Exit::TEMP
+    }
 }
 
 #[cfg(test)]

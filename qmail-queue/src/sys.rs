@@ -8,7 +8,7 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction
 
 extern "C" fn on_alarm(_: libc::c_int) {
     // SAFETY: _exit is async-signal-safe and ends the process at once; nothing else runs.
-    unsafe { libc::_exit(crate::enqueue::Exit::Timeout as libc::c_int) }
+    unsafe { libc::_exit(control::Exit::QQ_TIMEOUT.code()) }
 }
 
 /// Makes SIGALRM end the process with exit code 52 and sets the alarm `secs` from now.

@@ -199,7 +199,7 @@ fn try_deliver(
 }
 
 /// The program: reads the message from fd 0, prints the reports on fd 1, exits 0.
-pub fn main() -> i32 {
+pub fn main() -> control::Exit {
     let args: Vec<OsString> = std::env::args_os().collect();
     let home: PathBuf = control::qmail_home();
     // fd 0 as a File of its own (a duplicate), so it can be rewound after a look at it.
@@ -213,5 +213,5 @@ pub fn main() -> i32 {
     let mut o = std::io::stdout().lock();
     let _ = o.write_all(&bytes);
     let _ = o.flush();
-    0
+    control::Exit::OK
 }

@@ -15,6 +15,7 @@
 //! connection resets its count; timeouts less than two minutes apart count once; when the
 //! table is full, the record with the smallest `time + count * 1024` is replaced.
 
+use control::Exit;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -265,7 +266,7 @@ fn errtext(e: &io::Error) -> &'static str {
 
 /// The qmail-tcpto program: prints the table. Errors go to standard output, as
 /// netqmail's do. Returns the exit code.
-pub fn tcpto_main() -> i32 {
+pub fn tcpto_main() -> Exit {
     let mut stdout = io::stdout().lock();
     let mut out = Vec::new();
     let code = tcpto_run(&control::qmail_home(), &mut out);
@@ -314,33 +315,33 @@ fn read_table(dir: &Path, l: &Layout, optional: bool, out: &mut Vec<u8>) -> Resu
 }
 
 /// qmail-tcpto's work on the home `home`, its output appended to `out`.
-pub fn tcpto_run(home: &Path, out: &mut Vec<u8>) -> i32 {
+pub fn tcpto_run(home: &Path, out: &mut Vec<u8>) -> Exit {
     let dir = home.join("queue/lock");
     for d in [home, dir.as_path()] {
         if let Err(e) = std::fs::read_dir(d) {
             out.extend_from_slice(format!("fatal: unable to chdir: {}\n", errtext(&e)).as_bytes());
-            return 111;
+            return Exit::TEMP;
         }
     }
     let Ok(v4) = read_table(&dir, &V4, false, out) else {
-        return 111;
+        return Exit::TEMP;
     };
     let Ok(v6) = read_table(&dir, &V6, true, out) else {
-        return 111;
+        return Exit::TEMP;
     };
     let start = now();
     out.extend(show(&v4, &V4, start));
     out.extend(show(&v6, &V6, start));
-    0
+    Exit::OK
 }
 
 /// The qmail-tcpok program: clears the table(s). Returns the exit code.
-pub fn tcpok_main() -> i32 {
+pub fn tcpok_main() -> Exit {
     match tcpok_run(&control::qmail_home()) {
-        Ok(()) => 0,
+        Ok(()) => Exit::OK,
         Err(msg) => {
             let _ = io::stderr().write_all(format!("qmail-tcpok: fatal: {msg}\n").as_bytes());
-            111
+            Exit::TEMP
         }
     }
 }
@@ -462,7 +463,7 @@ mod tests {
         t.record(&ip6, true); // no tcpto6: not tracked
         assert!(!lock.join("tcpto6").exists());
         let mut out = Vec::new();
-        assert_eq!(tcpto_run(d.path(), &mut out), 0);
+        assert_eq!(tcpto_run(d.path(), &mut out), Exit::OK);
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with("192.0.2.9 timed out "), "{s}");
         std::fs::write(lock.join("tcpto6"), vec![0u8; 2048]).unwrap();
@@ -477,7 +478,7 @@ mod tests {
         assert!(out.is_empty());
         assert_eq!(std::fs::read(lock.join("tcpto")).unwrap(), vec![0u8; 1024]);
         let mut out = Vec::new();
-        assert_eq!(tcpto_run(&d.path().join("nope"), &mut out), 111);
+        assert_eq!(tcpto_run(&d.path().join("nope"), &mut out), Exit::TEMP);
         assert_eq!(out, b"fatal: unable to chdir: file does not exist\n");
         let err = tcpok_run(&d.path().join("nope")).unwrap_err();
         assert!(err.starts_with("unable to chdir to "), "{err}");

@@ -10,6 +10,7 @@
 //! `pid/` whose access time is more than 36 hours old (a crashed qmail-queue's leftovers).
 
 use crate::bounded::{BoundedLine, read_bounded};
+use control::Exit;
 use qmail_queue::layout::fmtqfn;
 use std::io::{self, BufReader, Write};
 use std::os::fd::AsFd;
@@ -90,10 +91,10 @@ pub fn clean_pid(queue: &Path, now: u64) {
 }
 
 /// The qmail-clean program. Returns its exit code.
-pub fn main() -> i32 {
+pub fn main() -> Exit {
     let queue = control::qmail_home().join("queue");
     if std::env::set_current_dir(&queue).is_err() {
-        return 111;
+        return Exit::TEMP;
     }
     let queue = Path::new(".");
     let stdin = io::stdin();
@@ -111,10 +112,10 @@ pub fn main() -> i32 {
         let answer = match read_bounded(&mut input, 0, MAX_COMMAND) {
             Ok(BoundedLine::Line(l)) => perform(queue, parse(&l[..l.len() - 1])),
             Ok(BoundedLine::TooLong) => b'x',
-            Ok(BoundedLine::Eof(_)) | Err(_) => return 0,
+            Ok(BoundedLine::Eof(_)) | Err(_) => return Exit::OK,
         };
         if out.write_all(&[answer]).is_err() {
-            return 100;
+            return Exit::PERM;
         }
     }
 }

@@ -7,6 +7,7 @@
 //! local format `<PRI>Mmm dd hh:mm:ss TAG: MESSAGE` to /dev/log, or to the socket named by
 //! `$SPLOGGER_SOCKET`.
 
+use control::Exit;
 use std::io::{BufReader, Read};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
@@ -149,7 +150,7 @@ impl Syslog {
 }
 
 /// The splogger program: `splogger [tag [facility]]`.
-pub fn main() -> i32 {
+pub fn main() -> Exit {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let tag = args
         .first()
@@ -169,7 +170,7 @@ pub fn main() -> i32 {
     let mut buf = [0u8; 4096];
     loop {
         let n = match r.read(&mut buf) {
-            Ok(0) | Err(_) => return 0,
+            Ok(0) | Err(_) => return Exit::OK,
             Ok(n) => n,
         };
         let mut pieces = Vec::new();

@@ -17,6 +17,7 @@
 //! qmailq, the logger as qmaill with group nofiles. In single-user mode nobody switches.
 
 use crate::sys::{self, Forked};
+use control::Exit;
 use control::ids::Ids;
 use nix::unistd::{Gid, Uid};
 use std::ffi::{CString, OsString};
@@ -25,7 +26,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 
 fn die() -> ! {
-    std::process::exit(111)
+    std::process::exit(Exit::TEMP.code())
 }
 
 fn prot_gid(g: Gid) -> bool {
@@ -66,7 +67,7 @@ fn exec_daemon(home: &Path, name: &str, args: &[CString]) -> ! {
 }
 
 /// The qmail-start program: `qmail-start [defaultdelivery [logger arg ...]]`.
-pub fn main() -> i32 {
+pub fn main() -> Exit {
     let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let root = control::ids::root_mode();
     let ids = if root {
@@ -74,7 +75,7 @@ pub fn main() -> i32 {
             Ok(ids) => ids,
             Err(e) => {
                 eprintln!("qmail-start: fatal: {e}");
-                return 111;
+                return Exit::TEMP;
             }
         }
     } else {

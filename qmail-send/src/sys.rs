@@ -121,7 +121,13 @@ pub fn on_exec_set_nofile(cmd: &mut std::process::Command, soft: u64, hard: u64)
 /// Makes `cmd`'s child take group `gid` (as its only group) and user `uid` just before
 /// exec, as netqmail's prot_gid and prot_uid do. If that fails the child exits with
 /// `fail_code` without running anything.
-pub fn on_exec_become(cmd: &mut std::process::Command, uid: u32, gid: u32, fail_code: i32) {
+pub fn on_exec_become(
+    cmd: &mut std::process::Command,
+    uid: u32,
+    gid: u32,
+    fail_code: control::Exit,
+) {
+    let fail_code = fail_code.code();
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs in the child between fork and exec and only calls
     // setgroups, setgid, setuid and _exit, which are async-signal-safe, with values

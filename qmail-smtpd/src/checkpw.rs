@@ -130,9 +130,13 @@ fn wait(pid: nix::unistd::Pid, timeout: Duration) -> Verdict {
     let mut nap = Duration::from_millis(1);
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, 0)) => return Verdict::Accepted,
-            Ok(WaitStatus::Exited(_, 111)) => return Verdict::TempFail,
-            Ok(WaitStatus::Exited(_, _)) => return Verdict::Rejected,
+            Ok(WaitStatus::Exited(_, c)) => {
+                return match control::Exit::from_status(c) {
+                    control::Exit::OK => Verdict::Accepted,
+                    control::Exit::TEMP => Verdict::TempFail,
+                    _ => Verdict::Rejected,
+                };
+            }
             Ok(WaitStatus::Signaled(..)) => return Verdict::Crashed,
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,

@@ -213,10 +213,10 @@ pub fn run<T: Transport>(home: &Path, env: &Env, t: &mut T) -> Exit {
 /// The program: the client on descriptors 0 and 1, the qmail home from
 /// [`control::qmail_home`], the arguments `hostname checkpassword subprogram...` for SMTP
 /// AUTH (see [`config::AuthConfig`]). Returns the exit code.
-pub fn main() -> i32 {
+pub fn main() -> control::Exit {
     std::panic::set_hook(Box::new(|info| {
         log(&format!("internal error: {info}"));
-        std::process::exit(Exit::Failure.code());
+        std::process::exit(Exit::Failure.code().code());
     }));
     let home = control::qmail_home();
     let stdin = io::stdin();

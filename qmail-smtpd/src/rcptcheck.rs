@@ -23,8 +23,9 @@
 //! `postmaster@` and `abuse@` (any case, any domain) are always accepted, and so is a
 //! recipient that is relayed (RELAYCLIENT, or SMTP AUTH).
 
+use control::Exit;
 use control::cdb::Cdb;
-use recipient::{Accounts, Channel, GetpwExit, Pw, Route, SingleUserAccounts, SystemAccounts};
+use recipient::{Accounts, Channel, Pw, Route, SingleUserAccounts, SystemAccounts};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -61,13 +62,13 @@ impl Accts {
 }
 
 impl Accounts for Accts {
-    fn getpwnam(&self, name: &[u8]) -> Result<Option<Pw>, GetpwExit> {
+    fn getpwnam(&self, name: &[u8]) -> Result<Option<Pw>, Exit> {
         match self {
             Accts::System(a) => a.getpwnam(name),
             Accts::Single(a) => a.getpwnam(name),
         }
     }
-    fn owner(&self, dir: &[u8]) -> Result<Option<u32>, GetpwExit> {
+    fn owner(&self, dir: &[u8]) -> Result<Option<u32>, Exit> {
         match self {
             Accts::System(a) => a.owner(dir),
             Accts::Single(a) => a.owner(dir),

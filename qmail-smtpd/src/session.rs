@@ -191,10 +191,10 @@ pub enum Exit {
 
 impl Exit {
     /// The exit code: 0 after QUIT, 1 otherwise (as netqmail).
-    pub fn code(self) -> i32 {
+    pub fn code(self) -> control::Exit {
         match self {
-            Exit::Quit => 0,
-            Exit::Failure => 1,
+            Exit::Quit => control::Exit::OK,
+            Exit::Failure => control::Exit::FAILURE,
         }
     }
 }

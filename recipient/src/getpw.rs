@@ -22,20 +22,11 @@ use std::os::unix::fs::MetadataExt;
 
 use control::errstr::is_temp;
 
-/// The exit codes qmail-lspawn understands (its qlx.h).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// 100: no argument.
-    Usage = 100,
-    /// 111: the answer could not be written.
-    Write = 111,
-    /// 115 (QLX_NFS): a home directory could not be checked for a temporary reason.
-    Nfs = 115,
-    /// 116 (QLX_NOALIAS): no alias user.
-    NoAlias = 116,
-    /// 118 (QLX_SYS): the password database failed.
-    Sys = 118,
-}
+// The exit codes qmail-lspawn understands (its qlx.h) are control's Exit: PERM (no
+// argument), TEMP (the answer could not be written), QLX_NFS (a home directory could not
+// be checked for a temporary reason), QLX_NOALIAS (no alias user), QLX_SYS (the password
+// database failed).
+use control::Exit;
 
 use control::conf::BREAK;
 /// Account names must be shorter than this (netqmail's GETPW_USERLEN).
@@ -54,10 +45,10 @@ pub struct Pw {
 
 /// Where accounts come from (the password database, single-user mode, or a test).
 pub trait Accounts {
-    /// The account called `name`: `Err(Exit::Sys)` when the lookup itself failed.
+    /// The account called `name`: `Err(Exit::QLX_SYS)` when the lookup itself failed.
     fn getpwnam(&self, name: &[u8]) -> Result<Option<Pw>, Exit>;
     /// The owner of `dir`: `Ok(None)` when it cannot be seen (does not exist),
-    /// `Err(Exit::Nfs)` for a temporary failure.
+    /// `Err(Exit::QLX_NFS)` for a temporary failure.
     fn owner(&self, dir: &[u8]) -> Result<Option<u32>, Exit>;
 }
 
@@ -117,14 +108,14 @@ pub fn find<A: Accounts>(acc: &A, local: &[u8]) -> Result<Found, Exit> {
             dash: b"-",
             ext: local.to_vec(),
         }),
-        None => Err(Exit::NoAlias),
+        None => Err(Exit::QLX_NOALIAS),
     }
 }
 
 fn owner_of(dir: &[u8]) -> Result<Option<u32>, Exit> {
     match std::fs::metadata(std::ffi::OsStr::from_bytes(dir)) {
         Ok(st) => Ok(Some(st.uid())),
-        Err(e) if is_temp(&e) => Err(Exit::Nfs),
+        Err(e) if is_temp(&e) => Err(Exit::QLX_NFS),
         Err(_) => Ok(None),
     }
 }
@@ -160,7 +151,7 @@ impl Accounts for System {
             | Err(nix::errno::Errno::ESRCH)
             | Err(nix::errno::Errno::EBADF)
             | Err(nix::errno::Errno::EPERM) => Ok(None),
-            Err(_) => Err(Exit::Sys),
+            Err(_) => Err(Exit::QLX_SYS),
         }
     }
 
@@ -250,7 +241,7 @@ mod tests {
     impl Accounts for Fake {
         fn getpwnam(&self, name: &[u8]) -> Result<Option<Pw>, Exit> {
             if name == b"broken" {
-                return Err(Exit::Sys);
+                return Err(Exit::QLX_SYS);
             }
             Ok(self.users.get(name).cloned())
         }
@@ -281,7 +272,7 @@ mod tests {
             ("root", 0, "/root", Ok(0)),
             ("ftp", 502, "/srv/ftp", Ok(0)),
             ("gone", 503, "/home/gone", Ok(9)),
-            ("nfs", 504, "/nfs/x", Err(Exit::Nfs)),
+            ("nfs", 504, "/nfs/x", Err(Exit::QLX_NFS)),
             ("nohome", 505, "/nonexistent", Ok(12345)),
         ] {
             users.insert(n.as_bytes().to_vec(), pw(n, u, d));
@@ -326,9 +317,9 @@ mod tests {
         assert_eq!(answer("Postmaster"), s("alias", "-", "Postmaster"));
         assert_eq!(answer(""), s("alias", "-", ""));
         assert_eq!(answer("-joe"), s("alias", "-", "-joe"));
-        assert_eq!(answer("nfs"), Err(Exit::Nfs));
-        assert_eq!(answer("broken-joe"), Err(Exit::Sys));
-        assert_eq!(find(&fake(false), b"nobody"), Err(Exit::NoAlias));
+        assert_eq!(answer("nfs"), Err(Exit::QLX_NFS));
+        assert_eq!(answer("broken-joe"), Err(Exit::QLX_SYS));
+        assert_eq!(find(&fake(false), b"nobody"), Err(Exit::QLX_NOALIAS));
     }
 
     #[test]

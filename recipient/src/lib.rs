@@ -30,8 +30,8 @@ pub use dotqmail::{
     parse as parse_dotqmail, safe_ext, search as search_dotqmail,
 };
 pub use getpw::{
-    ALIAS, Accounts, Exit as GetpwExit, Found, Pw, SingleUser as SingleUserAccounts,
-    System as SystemAccounts, USERLEN, find as getpw, root_mode as getpw_root_mode,
+    ALIAS, Accounts, Found, Pw, SingleUser as SingleUserAccounts, System as SystemAccounts,
+    USERLEN, find as getpw, root_mode as getpw_root_mode,
 };
 pub use mailbox::{deliverable, has_mailbox};
 pub use route::{Channel, Route, RouteError, VirtualDomains, rewrite, strip_vdom_prepend};

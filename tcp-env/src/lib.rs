@@ -26,11 +26,12 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
+use control::{Exit, ExitError};
 use options::Options;
 use sys::Reverse;
 
-/// netqmail's exit code for every failure of tcp-env.
-pub const EXIT_FAILURE: i32 = 111;
+/// netqmail's exit code for every failure of tcp-env: a temporary failure.
+pub const EXIT_FAILURE: Exit = Exit::TEMP;
 
 /// The value netqmail exports for a host name when DNS failed temporarily.
 pub const SOFT_DNS_ERROR: &str = "softdnserror";
@@ -71,6 +72,12 @@ impl fmt::Display for Fatal {
                 describe_error(e)
             ),
         }
+    }
+}
+
+impl ExitError for Fatal {
+    fn exit(&self) -> Exit {
+        EXIT_FAILURE
     }
 }
 
@@ -174,13 +181,13 @@ pub fn run(o: &Options) -> Result<Infallible, Fatal> {
 
 /// The program: parses the command line, runs, and turns a failure into a message on
 /// standard error and netqmail's exit code.
-pub fn main() -> i32 {
+pub fn main() -> Exit {
     let o = options::parse(std::env::args_os().skip(1));
     match run(&o) {
         Ok(never) => match never {},
         Err(e) => {
             eprintln!("tcp-env: {e}");
-            EXIT_FAILURE
+            e.exit()
         }
     }
 }

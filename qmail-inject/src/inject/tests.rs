@@ -276,7 +276,7 @@ fn unreadable_control_is_temporary() {
     std::fs::create_dir_all(home.path().join("control/defaulthost")).unwrap();
     std::fs::write(home.path().join("control/me"), "me.example\n").unwrap();
     let e = Config::load(&|_| None, home.path(), T, 1).unwrap_err();
-    assert_eq!(e.code, 111);
+    assert_eq!(e.code, Exit::TEMP);
     let text = String::from_utf8(e.line("qmail-inject")).unwrap();
     assert!(
         text.starts_with("qmail-inject: fatal: read error: unable to read control/defaulthost: "),
@@ -286,7 +286,7 @@ fn unreadable_control_is_temporary() {
     std::fs::remove_dir(home.path().join("control/defaulthost")).unwrap();
     std::fs::write(home.path().join("control/defaulthost"), "a(b\n").unwrap();
     let e = Config::load(&|_| None, home.path(), T, 1).unwrap_err();
-    assert_eq!(e.code, 100);
+    assert_eq!(e.code, Exit::PERM);
     assert_eq!(e.msg, b"unable to parse this line:\n@a(b");
 }
 
@@ -306,7 +306,7 @@ fn options() {
     let o = args(&c, &["-f", ""]).unwrap();
     assert_eq!(o.sender.as_deref(), Some(&b""[..]));
     let e = args(&c, &["-x"]).unwrap_err();
-    assert_eq!((e.code, e.bare), (100, true));
+    assert_eq!((e.code, e.bare), (Exit::PERM, true));
     assert_eq!(
         e.line("qmail-inject"),
         b"qmail-inject: illegal option -- x\n"
@@ -317,7 +317,7 @@ fn options() {
         b"qmail-inject: option requires an argument -- f\n"
     );
     let e = args(&c, &["a@(b"]).unwrap_err();
-    assert_eq!(e.code, 100);
+    assert_eq!(e.code, Exit::PERM);
     assert_eq!(e.msg, b"unable to parse address: a@(b");
     let o = args(&c, &["--", "-a"]).unwrap();
     assert_eq!(o.recipients, [b"-a@silverton.berkeley.edu".to_vec()]);
@@ -347,7 +347,7 @@ fn mail_followup_to() {
 fn header_errors_are_permanent() {
     let c = cfg();
     let e = inject(&c, &[], b"To: (open\n\n").unwrap_err();
-    assert_eq!(e.code, 100);
+    assert_eq!(e.code, Exit::PERM);
     assert_eq!(
         e.line("qmail-inject"),
         b"qmail-inject: fatal: unable to parse this line:\nTo: (open\n"
@@ -366,7 +366,7 @@ fn header_errors_are_permanent() {
     let e = inject(&c, &[], b"Subject: 0123456789012345678\n\n").unwrap_err();
     assert_eq!(
         (e.code, e.msg.as_slice()),
-        (100, &b"header field longer than 20 bytes"[..])
+        (Exit::PERM, &b"header field longer than 20 bytes"[..])
     );
 }
 

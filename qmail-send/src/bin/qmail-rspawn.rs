@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(qmail_send::spawn::remote::main());
+    std::process::exit(qmail_send::spawn::remote::main().code());
 }

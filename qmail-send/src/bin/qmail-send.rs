@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(qmail_send::send::main());
+    std::process::exit(qmail_send::send::main().code());
 }

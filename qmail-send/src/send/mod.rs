@@ -39,6 +39,7 @@ use crate::bounded::{BoundedLine, read_bounded};
 use crate::log::{self, Line};
 use crate::spawn::proto::{self, ReportParser, Width};
 use config::Config;
+use control::Exit;
 use files::*;
 use qmail_queue::layout::{SPLIT, fmtqfn};
 use qmail_queue::scan::{Scan, SubdirScan, message_id};
@@ -506,13 +507,13 @@ impl Send {
     }
 }
 
-fn cannot_start(why: &str) -> i32 {
+fn cannot_start(why: &str) -> Exit {
     warn(&["alert: cannot start: ", why, "\n"]);
-    111
+    Exit::TEMP
 }
 
 /// The qmail-send program. Returns its exit code.
-pub fn main() -> i32 {
+pub fn main() -> Exit {
     let home = control::qmail_home();
     if std::env::set_current_dir(&home).is_err() {
         return cannot_start("unable to switch to home directory");
@@ -557,5 +558,5 @@ pub fn main() -> i32 {
         Err(e) => return cannot_start(e.0),
     };
     send.run(&sigfd);
-    0
+    Exit::OK
 }

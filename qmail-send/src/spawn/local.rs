@@ -2,9 +2,10 @@
 //! qmail-newu, else bin/qmail-getpw), then run bin/qmail-local as that user.
 //!
 //! As in netqmail, a failure on the way is an exit code of the "child" mapped to a report
-//! (qlx.h): the codes below.
+//! (qlx.h: control's `Exit::QLX_*`).
 
 use super::{Status, Step, error_temp, output_pipe, running};
+use control::Exit;
 use control::cdb::Cdb;
 use nix::unistd::{Gid, Uid};
 use recipient::Assignment;
@@ -14,20 +15,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-
-/// netqmail's qlx.h exit codes.
-pub mod qlx {
-    pub const USAGE: i32 = 112;
-    pub const ROOT: i32 = 113;
-    pub const NFS: i32 = 115;
-    pub const NOALIAS: i32 = 116;
-    pub const CDB: i32 = 117;
-    pub const SYS: i32 = 118;
-    pub const NOMEM: i32 = 119;
-    pub const EXECSOFT: i32 = 120;
-    pub const EXECPW: i32 = 121;
-    pub const EXECHARD: i32 = 126;
-}
 
 /// netqmail's truncreport for qmail-local's output.
 pub const TRUNCREPORT: usize = 3000;
@@ -43,24 +30,24 @@ pub fn report(status: Status, output: &[u8]) -> Vec<u8> {
         Status::Exited(c) => c,
     };
     let fixed: Option<&str> = match code {
-        qlx::CDB => Some("ZTrouble reading users/cdb in qmail-lspawn.\n"),
-        qlx::NOMEM => Some("ZOut of memory in qmail-lspawn.\n"),
-        qlx::SYS => Some("ZTemporary failure in qmail-lspawn.\n"),
-        qlx::NOALIAS => Some("ZUnable to find alias user!\n"),
-        qlx::ROOT => Some("ZNot allowed to perform deliveries as root.\n"),
-        qlx::USAGE => Some("ZInternal qmail-lspawn bug.\n"),
-        qlx::NFS => Some("ZNFS failure in qmail-local.\n"),
-        qlx::EXECHARD => Some("DUnable to run qmail-local.\n"),
-        qlx::EXECSOFT => Some("ZUnable to run qmail-local.\n"),
-        qlx::EXECPW => Some("ZUnable to run qmail-getpw.\n"),
+        Exit::QLX_CDB => Some("ZTrouble reading users/cdb in qmail-lspawn.\n"),
+        Exit::QLX_NOMEM => Some("ZOut of memory in qmail-lspawn.\n"),
+        Exit::QLX_SYS => Some("ZTemporary failure in qmail-lspawn.\n"),
+        Exit::QLX_NOALIAS => Some("ZUnable to find alias user!\n"),
+        Exit::QLX_ROOT => Some("ZNot allowed to perform deliveries as root.\n"),
+        Exit::QLX_USAGE => Some("ZInternal qmail-lspawn bug.\n"),
+        Exit::QLX_NFS => Some("ZNFS failure in qmail-local.\n"),
+        Exit::QLX_EXECHARD => Some("DUnable to run qmail-local.\n"),
+        Exit::QLX_EXECSOFT => Some("ZUnable to run qmail-local.\n"),
+        Exit::QLX_EXECPW => Some("ZUnable to run qmail-getpw.\n"),
         _ => None,
     };
     if let Some(t) = fixed {
         return t.as_bytes().to_vec();
     }
     let letter = match code {
-        111 | 71 | 74 | 75 => b'Z',
-        0 => b'K',
+        Exit::TEMP | Exit::EX_OSERR | Exit::EX_IOERR | Exit::EX_TEMPFAIL => b'Z',
+        Exit::OK => b'K',
         _ => b'D',
     };
     let mut v = vec![letter];
@@ -71,9 +58,9 @@ pub fn report(status: Status, output: &[u8]) -> Vec<u8> {
 
 /// Looks `local` up in an open users/cdb as qmail-lspawn does
 /// ([`recipient::lookup_users_cdb`]). Returns the user's fields, `\0`-terminated, or
-/// `None`. An error is qlx::CDB.
-pub fn cdb_lookup(db: &Cdb, local: &[u8]) -> Result<Option<Vec<u8>>, i32> {
-    recipient::lookup_users_cdb(db, local).map_err(|_| qlx::CDB)
+/// `None`. An error is Exit::QLX_CDB.
+pub fn cdb_lookup(db: &Cdb, local: &[u8]) -> Result<Option<Vec<u8>>, Exit> {
+    recipient::lookup_users_cdb(db, local).map_err(|_| Exit::QLX_CDB)
 }
 
 /// Where a local delivery stands.
@@ -106,13 +93,13 @@ fn os(b: &[u8]) -> &OsStr {
 }
 
 impl Local {
-    fn done(code: i32) -> Step<Stage> {
+    fn done(code: Exit) -> Step<Stage> {
         Step::Done(report(Status::Exited(code), b""))
     }
 
     fn getpw(&self, mess: File, sender: &[u8], recip: &[u8], at: usize) -> Step<Stage> {
         let Ok((r, w, _w2)) = output_pipe() else {
-            return Self::done(qlx::SYS);
+            return Self::done(Exit::QLX_SYS);
         };
         let mut c = Command::new(self.home.join("bin/qmail-getpw"));
         c.arg0("bin/qmail-getpw")
@@ -126,7 +113,7 @@ impl Local {
                 &mut c,
                 self.qmailp.as_raw(),
                 self.nofiles.as_raw(),
-                qlx::USAGE,
+                Exit::QLX_USAGE,
             );
         }
         super::child_limits(&mut c);
@@ -140,7 +127,7 @@ impl Local {
                     at,
                 },
             ),
-            Err(_) => Self::done(qlx::EXECPW),
+            Err(_) => Self::done(Exit::QLX_EXECPW),
         }
     }
 
@@ -153,16 +140,16 @@ impl Local {
         at: usize,
     ) -> Step<Stage> {
         let Some(n) = Assignment::parse(nughde) else {
-            return Self::done(qlx::USAGE);
+            return Self::done(Exit::QLX_USAGE);
         };
         let (Ok(uid), Ok(gid)) = (u32::try_from(n.uid), u32::try_from(n.gid)) else {
-            return Self::done(qlx::USAGE);
+            return Self::done(Exit::QLX_USAGE);
         };
         if self.switch_ids && uid == 0 {
-            return Self::done(qlx::ROOT);
+            return Self::done(Exit::QLX_ROOT);
         }
         let Ok((r, w, w2)) = output_pipe() else {
-            return Self::done(qlx::SYS);
+            return Self::done(Exit::QLX_SYS);
         };
         let mut c = Command::new(self.home.join("bin/qmail-local"));
         c.arg0("bin/qmail-local")
@@ -180,13 +167,13 @@ impl Local {
             .stdout(Stdio::from(w))
             .stderr(Stdio::from(w2));
         if self.switch_ids {
-            crate::sys::on_exec_become(&mut c, uid, gid, qlx::USAGE);
+            crate::sys::on_exec_become(&mut c, uid, gid, Exit::QLX_USAGE);
         }
         super::child_limits(&mut c);
         match c.spawn() {
             Ok(child) => Step::Run(running(child, r), Stage::Local),
-            Err(e) if error_temp(&e) => Self::done(qlx::EXECSOFT),
-            Err(_) => Self::done(qlx::EXECHARD),
+            Err(e) if error_temp(&e) => Self::done(Exit::QLX_EXECSOFT),
+            Err(_) => Self::done(Exit::QLX_EXECHARD),
         }
     }
 }
@@ -198,11 +185,11 @@ impl super::Spawner for Local {
         let local = &recip[..at];
         if local.is_empty() {
             // An empty mailbox name is a trash address.
-            return Step::Done(report(Status::Exited(0), b""));
+            return Step::Done(report(Status::Exited(Exit::OK), b""));
         }
         let db = match Cdb::open_optional(&self.home.join("users/cdb")) {
             Ok(db) => db,
-            Err(_) => return Self::done(qlx::CDB),
+            Err(_) => return Self::done(Exit::QLX_CDB),
         };
         if let Some(db) = db {
             match cdb_lookup(&db, local) {
@@ -228,9 +215,9 @@ impl super::Spawner for Local {
                 recip,
                 at,
             } => match status {
-                Status::Crashed => Self::done(qlx::SYS),
-                Status::Exited(0) if overflow => Self::done(qlx::SYS),
-                Status::Exited(0) => self.local(&output, mess, &sender, &recip, at),
+                Status::Crashed => Self::done(Exit::QLX_SYS),
+                Status::Exited(Exit::OK) if overflow => Self::done(Exit::QLX_SYS),
+                Status::Exited(Exit::OK) => self.local(&output, mess, &sender, &recip, at),
                 Status::Exited(code) => Self::done(code),
             },
             Stage::Local => {
@@ -266,26 +253,26 @@ pub fn drop_capabilities() -> Result<(), caps::errors::CapsError> {
 }
 
 /// The qmail-lspawn program (`qmail-lspawn defaultdelivery`). Returns its exit code.
-pub fn main() -> i32 {
+pub fn main() -> Exit {
     let mut args = std::env::args_os().skip(1);
     let Some(aliasempty) = args.next() else {
-        return 100;
+        return Exit::PERM;
     };
     let Some(home) = super::enter_queue() else {
-        return 111;
+        return Exit::TEMP;
     };
     let ids = match control::ids::Ids::for_this_process() {
         Ok(ids) => ids,
         Err(e) => {
             eprintln!("qmail-lspawn: fatal: {e}");
-            return 111;
+            return Exit::TEMP;
         }
     };
     if !ids.single_user
         && let Err(e) = drop_capabilities()
     {
         eprintln!("qmail-lspawn: fatal: unable to drop capabilities: {e}");
-        return 111;
+        return Exit::TEMP;
     }
     let wide = super::wide_max(super::raise_nofile());
     let spawner = Local {
@@ -305,21 +292,30 @@ mod tests {
     #[test]
     fn reports_match_netqmail() {
         assert_eq!(report(Status::Crashed, b""), b"Zqmail-local crashed.\n");
-        assert_eq!(report(Status::Exited(0), b"did 0+0+1/\n"), b"Kdid 0+0+1/\n");
-        assert_eq!(report(Status::Exited(111), b"temp\0junk"), b"Ztemp");
-        assert_eq!(report(Status::Exited(75), b"x"), b"Zx");
-        assert_eq!(report(Status::Exited(100), b"no"), b"Dno");
-        assert_eq!(report(Status::Exited(99), b"no"), b"Dno");
         assert_eq!(
-            report(Status::Exited(qlx::ROOT), b"x"),
+            report(Status::Exited(Exit::OK), b"did 0+0+1/\n"),
+            b"Kdid 0+0+1/\n"
+        );
+        assert_eq!(
+            report(Status::Exited(Exit::from_status(111)), b"temp\0junk"),
+            b"Ztemp"
+        );
+        assert_eq!(report(Status::Exited(Exit::from_status(75)), b"x"), b"Zx");
+        assert_eq!(
+            report(Status::Exited(Exit::from_status(100)), b"no"),
+            b"Dno"
+        );
+        assert_eq!(report(Status::Exited(Exit::from_status(99)), b"no"), b"Dno");
+        assert_eq!(
+            report(Status::Exited(Exit::QLX_ROOT), b"x"),
             b"ZNot allowed to perform deliveries as root.\n"
         );
         assert_eq!(
-            report(Status::Exited(qlx::EXECHARD), b""),
+            report(Status::Exited(Exit::QLX_EXECHARD), b""),
             b"DUnable to run qmail-local.\n"
         );
         assert_eq!(
-            report(Status::Exited(qlx::NOALIAS), b""),
+            report(Status::Exited(Exit::QLX_NOALIAS), b""),
             b"ZUnable to find alias user!\n"
         );
     }
@@ -375,13 +371,13 @@ mod tests {
         control::cdb::write_atomic(&p, &d.path().join("tmp"), vec![(&b"!a\0"[..], &b"x"[..])])
             .unwrap();
         let db = Cdb::open_optional(&p).unwrap().unwrap();
-        assert_eq!(cdb_lookup(&db, b"a"), Err(qlx::CDB));
+        assert_eq!(cdb_lookup(&db, b"a"), Err(Exit::QLX_CDB));
     }
 
     proptest::proptest! {
         #[test]
         fn untrusted_fields_never_panic(x in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), code in 0i32..256) {
-            let r = report(Status::Exited(code), &x);
+            let r = report(Status::Exited(Exit::from_status(code)), &x);
             proptest::prop_assert!(matches!(r[0], b'K' | b'Z' | b'D'));
             proptest::prop_assert!(!r.contains(&0));
         }

@@ -10,6 +10,7 @@ pub mod local;
 pub mod proto;
 pub mod remote;
 
+use control::Exit;
 use proto::{Command, CommandParser, Width};
 use std::collections::HashMap;
 use std::fs::File;
@@ -28,7 +29,7 @@ use nix::unistd::Pid;
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
-    Exited(i32),
+    Exited(Exit),
     /// Killed by a signal.
     Crashed,
 }
@@ -269,7 +270,9 @@ impl<P: Spawner> Server<P> {
     fn reap(&mut self) {
         loop {
             match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => self.exited(pid, Status::Exited(code)),
+                Ok(WaitStatus::Exited(pid, code)) => {
+                    self.exited(pid, Status::Exited(Exit::from_status(code)))
+                }
                 Ok(WaitStatus::Signaled(pid, _, _)) => self.exited(pid, Status::Crashed),
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(_) => {}
@@ -329,15 +332,15 @@ impl<P: Spawner> Server<P> {
     }
 
     /// Runs until descriptor 0 ends and every delivery has reported. Returns the exit code.
-    pub fn run(mut self) -> i32 {
+    pub fn run(mut self) -> Exit {
         let mut mask = SigSet::empty();
         mask.add(Signal::SIGCHLD);
         if mask.thread_block().is_err() {
-            return 111;
+            return Exit::TEMP;
         }
         let Ok(sigfd) = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         else {
-            return 111;
+            return Exit::TEMP;
         };
         // The start byte: how many deliveries at once, in netqmail's framing.
         self.out.push(NARROW_MAX as u8);
@@ -348,7 +351,7 @@ impl<P: Spawner> Server<P> {
         let mut inbuf = vec![0u8; 4096];
         loop {
             if !reading && self.slots.is_empty() {
-                return 0;
+                return Exit::OK;
             }
             let order: Vec<u32> = self
                 .slots

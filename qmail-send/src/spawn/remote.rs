@@ -2,6 +2,7 @@
 //! message reports (qmail-remote(8)) into one delivery report.
 
 use super::{Status, Step, error_temp, output_pipe, running};
+use control::Exit;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
@@ -24,8 +25,8 @@ fn cstr(s: &[u8]) -> &[u8] {
 pub fn report(status: Status, s: &[u8]) -> Vec<u8> {
     match status {
         Status::Crashed => return b"Zqmail-remote crashed.\n".to_vec(),
-        Status::Exited(0) => {}
-        Status::Exited(111) => return b"ZUnable to run qmail-remote.\n".to_vec(),
+        Status::Exited(Exit::OK) => {}
+        Status::Exited(Exit::TEMP) => return b"ZUnable to run qmail-remote.\n".to_vec(),
         Status::Exited(_) => return b"DUnable to run qmail-remote.\n".to_vec(),
     }
     if s.is_empty() {
@@ -145,15 +146,15 @@ pub fn message_owner() -> Result<u32, control::ids::IdError> {
 }
 
 /// The qmail-rspawn program. Returns its exit code.
-pub fn main() -> i32 {
+pub fn main() -> Exit {
     let Some(home) = super::enter_queue() else {
-        return 111;
+        return Exit::TEMP;
     };
     let uidq = match message_owner() {
         Ok(u) => u,
         Err(e) => {
             eprintln!("qmail-rspawn: fatal: {e}");
-            return 111;
+            return Exit::TEMP;
         }
     };
     tcpto_clean();
@@ -170,34 +171,37 @@ mod tests {
     fn translations() {
         let ok = b"r\0Kexample.com accepted message./Remote host said: 250 ok\n\0";
         assert_eq!(
-            report(Status::Exited(0), ok),
+            report(Status::Exited(Exit::OK), ok),
             b"Kexample.com accepted message./Remote host said: 250 ok\n"
         );
         // Recipient accepted: the text is the recipient report's (empty) then the
         // message report's.
         let rej = b"hSorry, no mailbox here by that name. (#5.1.1)\n\0DGiving up.\n\0";
         assert_eq!(
-            report(Status::Exited(0), rej),
+            report(Status::Exited(Exit::OK), rej),
             b"DSorry, no mailbox here by that name. (#5.1.1)\nGiving up.\n"
         );
         let soft = b"sTry again later.\n\0Kaccepted\0";
-        assert_eq!(report(Status::Exited(0), soft), b"ZTry again later.\n");
+        assert_eq!(
+            report(Status::Exited(Exit::OK), soft),
+            b"ZTry again later.\n"
+        );
         let conn = b"ZConnected to 1.2.3.4 but connection died. (#4.4.2)\n\0";
         assert_eq!(
-            report(Status::Exited(0), conn),
+            report(Status::Exited(Exit::OK), conn),
             b"ZConnected to 1.2.3.4 but connection died. (#4.4.2)\n"
         );
         assert_eq!(
-            report(Status::Exited(0), b""),
+            report(Status::Exited(Exit::OK), b""),
             b"Zqmail-remote produced no output.\n"
         );
         assert_eq!(report(Status::Crashed, b""), b"Zqmail-remote crashed.\n");
         assert_eq!(
-            report(Status::Exited(111), b""),
+            report(Status::Exited(Exit::TEMP), b""),
             b"ZUnable to run qmail-remote.\n"
         );
         assert_eq!(
-            report(Status::Exited(1), b""),
+            report(Status::Exited(Exit::from_status(1)), b""),
             b"DUnable to run qmail-remote.\n"
         );
     }
@@ -205,7 +209,7 @@ mod tests {
     proptest! {
         #[test]
         fn never_panics(s in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let r = report(Status::Exited(0), &s);
+            let r = report(Status::Exited(Exit::OK), &s);
             prop_assert!(matches!(r[0], b'K' | b'Z' | b'D'));
         }
     }

@@ -185,7 +185,7 @@ fn greeting_and_a_whole_dialogue() {
     );
     assert_eq!(talk(&mut s, "QUIT\r\n"), "221 mx.example\r\n");
     assert_eq!(s.finished(), Some(Exit::Quit));
-    assert_eq!(Exit::Quit.code(), 0);
+    assert_eq!(Exit::Quit.code(), control::Exit::OK);
     let m = &f.stored()[0];
     assert_eq!(
         String::from_utf8(m.data.clone()).unwrap(),
