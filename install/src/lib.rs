@@ -7,12 +7,17 @@
 //! files, users/, alias/ contents and queued messages are never touched, so installing
 //! over a netqmail home upgrades its programs and keeps its mail.
 //!
-//! [`check`] compares an installed home with this layout without changing anything;
-//! [`accounts`] creates the qmail users and groups.
+//! `check` compares an installed home with this layout without changing anything;
+//! `accounts` creates the qmail users and groups; `cli` is the program.
 
-pub mod accounts;
-pub mod check;
-pub mod cli;
+#![forbid(unsafe_code)]
+
+mod accounts;
+mod check;
+mod cli;
+
+pub use accounts::find_id;
+pub use cli::main as rqmail_install;
 
 use control::ids::Ids;
 use nix::unistd::{Gid, Uid};

@@ -1,5 +1,5 @@
 //! rqmail-install: lay out a qmail home (see rqmail-install(8)).
 
 fn main() {
-    std::process::exit(install::cli::main().code());
+    std::process::exit(install::rqmail_install().code());
 }

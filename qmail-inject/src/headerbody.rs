@@ -14,7 +14,7 @@
 //! to be held that does not start like a header field is the start of the body, which is
 //! copied in blocks and never held in memory.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead};
 
 use crate::hfield;
 
@@ -235,15 +235,16 @@ impl<R: BufRead> HeaderBody<R> {
     }
 }
 
-/// Reads a whole message into (fields, body) — for tests and small tools.
-pub fn split<R: BufRead>(input: R, limits: Limits) -> Result<(Vec<Vec<u8>>, Vec<u8>), Error> {
+/// Reads a whole message into (fields, body), for the tests.
+#[cfg(test)]
+fn split<R: BufRead>(input: R, limits: Limits) -> Result<(Vec<Vec<u8>>, Vec<u8>), Error> {
     let mut hb = HeaderBody::new(input, limits);
     let mut fields = Vec::new();
     while let Some(f) = hb.next_field()? {
         fields.push(f);
     }
     let mut body = Vec::new();
-    hb.copy_body(&mut |b| body.write_all(b))?;
+    hb.copy_body(&mut |b| std::io::Write::write_all(&mut body, b))?;
     Ok((fields, body))
 }
 

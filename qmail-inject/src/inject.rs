@@ -20,9 +20,9 @@ use control::constmap::CaseSet;
 
 use crate::headerbody::{self, HeaderBody, Limits};
 use crate::hfield::{self, Field};
-use crate::quote;
 use crate::rewrite::Rewriter;
 use crate::token822::{self, Kind, Token};
+use control::address as quote;
 use control::{Exit, ExitError};
 
 /// Header fields are folded at this width.
@@ -546,7 +546,7 @@ impl<'a> Injector<'a> {
             t.push(Token::with_text(Kind::Quote, n));
             t.push(Token::special(Kind::Left));
         }
-        let user_kind = if quote::need(&cfg.mailuser) {
+        let user_kind = if quote::quote_needed(&cfg.mailuser) {
             Kind::Quote
         } else {
             Kind::Atom

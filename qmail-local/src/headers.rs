@@ -16,7 +16,7 @@ const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
-pub use control::address::{quote, quote_needed, quote2};
+use control::address::quote2;
 
 /// `local@domain`, the envelope recipient.
 pub fn recipient(local: &[u8], domain: &[u8]) -> Vec<u8> {
@@ -86,6 +86,7 @@ pub fn ufline(sender: &[u8], secs: u64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use control::address::{quote, quote_needed};
     use proptest::prelude::*;
 
     #[test]

@@ -1,25 +1,38 @@
 //! Local delivery, as netqmail does it.
 //!
-//! * [`local`]: qmail-local, with the .qmail rules of the `recipient` crate (which
-//!   .qmail file, what its lines say), [`headers`] (Delivered-To, Return-Path, From_), [`maildir`], [`mbox`] and
-//!   [`program`] deliveries, forwards through qmail-queue;
-//! * [`getpw`]: qmail-getpw, which user controls a local address (the rules are the
+//! * `local`: qmail-local, with the .qmail rules of the `recipient` crate (which .qmail
+//!   file, what its lines say), `headers` (Delivered-To, Return-Path, From_), `maildir`,
+//!   `mbox` and `program` deliveries, forwards through qmail-queue;
+//! * `getpw`: qmail-getpw, which user controls a local address (the rules are the
 //!   `recipient` crate's);
-//! * [`newu`]: qmail-newu, users/assign compiled into users/cdb;
-//! * [`pw2u`]: qmail-pw2u, assignments from a passwd file;
-//! * [`maildirmake`] and [`helpers`] (forward, preline, condredirect, bouncesaying,
-//!   except): the small programs .qmail files call;
-//! * [`fail`]: how a delivery fails (netqmail's words for errors are control's
-//!   `errstr`).
+//! * `newu`: qmail-newu, users/assign compiled into users/cdb;
+//! * `pw2u`: qmail-pw2u, assignments from a passwd file;
+//! * `maildirmake` and `helpers` (forward, preline, condredirect, bouncesaying, except):
+//!   the small programs .qmail files call;
+//! * `fail`: how a delivery fails (netqmail's words for errors are control's `errstr`).
+//!
+//! Other crates use the programs only.
 
-pub mod fail;
-pub mod getpw;
-pub mod headers;
-pub mod helpers;
-pub mod local;
-pub mod maildir;
-pub mod maildirmake;
-pub mod mbox;
-pub mod newu;
-pub mod program;
-pub mod pw2u;
+#![forbid(unsafe_code)]
+
+mod fail;
+mod getpw;
+mod headers;
+mod helpers;
+mod local;
+mod maildir;
+mod maildirmake;
+mod mbox;
+mod newu;
+mod program;
+mod pw2u;
+
+pub use getpw::main as qmail_getpw;
+pub use helpers::{
+    bouncesaying_main as bouncesaying, condredirect_main as condredirect, except_main as except,
+    forward_main as forward, preline_main as preline,
+};
+pub use local::main as qmail_local;
+pub use maildirmake::main as maildirmake;
+pub use newu::main as qmail_newu;
+pub use pw2u::main as qmail_pw2u;

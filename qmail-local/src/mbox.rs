@@ -18,7 +18,8 @@ use crate::fail::{Fail, cat};
 use control::errstr::describe as error_str;
 
 /// True when `line` starts, after any number of `>`, with `From ` (netqmail's gfrom).
-pub fn gfrom(line: &[u8]) -> bool {
+#[cfg(test)]
+fn gfrom(line: &[u8]) -> bool {
     let n = line.iter().take_while(|&&c| c == b'>').count();
     line[n..].starts_with(b"From ")
 }
@@ -131,7 +132,8 @@ impl<W: Write> FromQuoter<W> {
 
 /// The reference form of the quoting, line by line as netqmail writes it (tests compare
 /// the streaming quoter with it).
-pub fn quote_lines(msg: &[u8]) -> Vec<u8> {
+#[cfg(test)]
+fn quote_lines(msg: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut rest = msg;
     while !rest.is_empty() {

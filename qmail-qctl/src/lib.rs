@@ -4,11 +4,11 @@
 //! * the requests and replies on qmail-send's control socket and how a held message is
 //!   marked in the queue are the queue library's (`qmail_queue::qctl`,
 //!   `qmail_queue::mark`), which qmail-send uses too;
-//! * [`scan`] and [`filter`] - reading the queue and selecting messages;
-//! * [`output`] - the listings and results for people, as JSON lines and as TSV;
-//! * [`client`] - talking to qmail-send; [`offline`] - the same requests applied to the
+//! * `scan` and `filter` - reading the queue and selecting messages;
+//! * `output` - the listings and results for people, as JSON lines and as TSV;
+//! * `client` - talking to qmail-send; `offline` - the same requests applied to the
 //!   files while qmail-send is not running;
-//! * [`cli`] - the program.
+//! * `cli` - the program.
 //!
 //! The design in short: qmail-send alone changes the state of messages, because only it
 //! knows which deliveries are running. qmail-qctl reads the queue itself to list and show
@@ -22,10 +22,14 @@
 //! and whose qmail-queue is setuid) and from `qmail-send` (the daemons); the protocol both
 //! ends speak is defined once, in the queue library below them.
 
-pub mod cli;
-pub mod client;
-pub mod filter;
-pub mod offline;
-pub mod output;
-pub mod privs;
-pub mod scan;
+#![forbid(unsafe_code)]
+
+mod cli;
+mod client;
+mod filter;
+mod offline;
+mod output;
+mod privs;
+mod scan;
+
+pub use cli::main as qmail_qctl;

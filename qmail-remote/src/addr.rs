@@ -3,7 +3,6 @@
 //! name.
 
 pub use control::address::quote;
-pub use control::address::quote_needed as needs_quote;
 
 /// Splits an address at its last `@`: the local part and the domain. An address without
 /// `@` (such as the empty bounce sender) has no domain.
@@ -38,6 +37,7 @@ pub fn command_safe(s: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use control::address::quote_needed as needs_quote;
     use proptest::prelude::*;
 
     #[test]

@@ -2,22 +2,31 @@
 //! hickory-proto, control/smtproutes and outbound STARTTLS (rustls) configured as the qmail
 //! TLS patch does; and qmail-tcpto and qmail-tcpok for the table of hosts that timed out.
 //!
-//! * [`remote`]: the program's flow, from arguments to reports;
-//! * [`routes`], [`addr`], [`mx`], [`dns`], [`ipme`]: where the mail goes and what the
+//! * `remote`: the program's flow, from arguments to reports;
+//! * `routes`, `addr`, `mx`, `dns`, `ipme`: where the mail goes and what the
 //!   envelope looks like;
-//! * [`conn`], [`reply`], [`smtp`], [`tls`]: the SMTP dialogue;
-//! * [`report`]: the output protocol read by qmail-rspawn;
-//! * [`tcpto`]: the timeout table and its two programs.
+//! * `conn`, `reply`, `smtp`, `tls`: the SMTP dialogue;
+//! * `report`: the output protocol read by qmail-rspawn;
+//! * `tcpto`: the timeout table and its two programs.
 
-pub mod addr;
-pub mod conn;
-pub mod dns;
-pub mod ipme;
-pub mod mx;
-pub mod remote;
-pub mod reply;
-pub mod report;
-pub mod routes;
-pub mod smtp;
-pub mod tcpto;
-pub mod tls;
+#![forbid(unsafe_code)]
+
+mod addr;
+mod conn;
+mod dns;
+mod ipme;
+mod mx;
+mod remote;
+mod reply;
+mod report;
+mod routes;
+mod smtp;
+mod tcpto;
+mod tls;
+
+pub use remote::main as qmail_remote;
+pub use tcpto::{tcpok_main as qmail_tcpok, tcpto_main as qmail_tcpto};
+
+/// The parsers of untrusted input, for the fuzz targets.
+pub use reply::{Parser as ReplyParser, Reply, parse_all as parse_replies};
+pub use routes::{BadRoute, Route, Routes, parse_relay};

@@ -34,11 +34,6 @@ impl Line {
         self.0.extend_from_slice(t.as_bytes());
         self
     }
-    /// Appends raw bytes as is.
-    pub fn b(mut self, t: &[u8]) -> Line {
-        self.0.extend_from_slice(t);
-        self
-    }
     /// Appends a number.
     pub fn n(mut self, v: u64) -> Line {
         self.0.extend_from_slice(v.to_string().as_bytes());

@@ -130,15 +130,6 @@ pub fn scan_bracket6(s: &[u8]) -> Option<Ipv6Addr> {
     std::str::from_utf8(&inner[5..]).ok()?.parse().ok()
 }
 
-/// Replaces a domain part that is exactly `[d.d.d.d]`, naming one of this host's
-/// addresses, with `liphost`.
-pub fn rewrite_local_ip(addr: &mut Vec<u8>, liphost: &[u8], is_me: impl Fn(Ipv4Addr) -> bool) {
-    rewrite_local_literal(addr, liphost, |ip| match ip {
-        IpAddr::V4(v4) => is_me(v4),
-        IpAddr::V6(_) => false,
-    });
-}
-
 /// Replaces a domain part that is exactly `[d.d.d.d]` or `[IPv6:...]`, naming one of
 /// this host's addresses, with `liphost`.
 pub fn rewrite_local_literal(addr: &mut Vec<u8>, liphost: &[u8], is_me: impl Fn(IpAddr) -> bool) {
@@ -157,11 +148,9 @@ pub fn rewrite_local_literal(addr: &mut Vec<u8>, liphost: &[u8], is_me: impl Fn(
 }
 
 /// The whole of netqmail's addrparse: `None` for a syntax error (an address too long).
-pub fn parse(
-    arg: &[u8],
-    liphost: Option<&[u8]>,
-    is_me: impl Fn(Ipv4Addr) -> bool,
-) -> Option<Vec<u8>> {
+/// IPv4 literals only, as netqmail; the tests compare.
+#[cfg(test)]
+fn parse(arg: &[u8], liphost: Option<&[u8]>, is_me: impl Fn(Ipv4Addr) -> bool) -> Option<Vec<u8>> {
     parse_any(arg, liphost, |ip| match ip {
         IpAddr::V4(v4) => is_me(v4),
         IpAddr::V6(_) => false,

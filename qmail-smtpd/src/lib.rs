@@ -2,39 +2,51 @@
 //!
 //! The dialogue is netqmail 1.06's, reply for reply. The parts:
 //!
-//! * [`command`]: a command line split into verb and argument;
-//! * [`addr`]: the address in a MAIL or RCPT argument;
-//! * [`blast`]: the DATA phase (dot-unstuffing, CR LF to LF, hop counting, size limit);
-//! * [`received`]: the Received header field this program adds;
-//! * [`config`]: control files and environment variables, read at startup;
-//! * [`ipme`]: this host's addresses, for control/localiphost;
-//! * [`session`]: the dialogue as a state machine without I/O;
-//! * [`transport`]: timeouts, reads and batched replies on descriptors 0 and 1;
-//! * [`tls`]: STARTTLS and SMTPS with rustls over the same transport;
-//! * [`auth`], [`checkpw`]: SMTP AUTH with a checkpassword program;
-//! * [`rcptcheck`]: recipient validation at RCPT time.
+//! * `command`: a command line split into verb and argument;
+//! * `addr`: the address in a MAIL or RCPT argument;
+//! * `blast`: the DATA phase (dot-unstuffing, CR LF to LF, hop counting, size limit);
+//! * `received`: the Received header field this program adds;
+//! * `config`: control files and environment variables, read at startup;
+//! * `ipme`: this host's addresses, for control/localiphost;
+//! * `session`: the dialogue as a state machine without I/O;
+//! * `transport`: timeouts, reads and batched replies on descriptors 0 and 1;
+//! * `tls`: STARTTLS and SMTPS with rustls over the same transport;
+//! * `auth`, `checkpw`: SMTP AUTH with a checkpassword program;
+//! * `rcptcheck`: recipient validation at RCPT time.
 //!
 //! The program writes nothing but SMTP replies to the client. Diagnostics for the
 //! administrator (an unreadable control file, qmail-queue that cannot be started) go to
 //! descriptor 2, unless descriptor 2 is the client's connection itself (as under inetd).
 
-pub mod addr;
-pub mod auth;
-pub mod blast;
-pub mod checkpw;
-pub mod command;
-pub mod config;
-pub mod ipme;
-pub mod rcptcheck;
-pub mod received;
-pub mod session;
-pub mod tls;
-pub mod transport;
-pub mod x509;
+#![forbid(unsafe_code)]
 
-use config::{Config, Env, SetupError};
+mod addr;
+mod auth;
+mod blast;
+mod checkpw;
+mod command;
+mod config;
+mod ipme;
+mod rcptcheck;
+mod received;
+mod session;
+mod tls;
+mod transport;
+mod x509;
+
+/// The parsers of untrusted input and the session machine, for the fuzz targets.
+pub use addr::{
+    MAX_ADDR, extract_rest as extract_address, parse_any as parse_address, scan_bracket6, scan_ip,
+    size_param,
+};
+pub use blast::{Blast, Progress};
+pub use config::Config;
+pub use session::{Backend, Message, Session};
+pub use x509::{MAX_EMAIL, subject_email};
+
+use config::{Env, SetupError};
 use rcptcheck::RcptCheck;
-use session::{Backend, Exit, Session};
+use session::Exit;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};

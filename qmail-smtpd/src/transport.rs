@@ -126,8 +126,9 @@ pub enum Served {
 }
 
 /// Runs a session to its end over `t`; returns how it ended. A session that accepts
-/// STARTTLS here ends (this entry point has no TLS to offer).
-pub fn serve<B: Backend, T: Transport>(s: &mut Session<B>, t: &mut T) -> Exit {
+/// STARTTLS here ends (this entry point has no TLS to offer). For the tests.
+#[cfg(test)]
+fn serve<B: Backend, T: Transport>(s: &mut Session<B>, t: &mut T) -> Exit {
     match serve_session(s, t) {
         Served::Done(e) => e,
         Served::StartTls => Exit::Failure,

@@ -30,7 +30,7 @@ pub const TARGETS: &[(&str, Target)] = &[
 
 mod smtpd {
     use qmail_queue::QueueError;
-    use qmail_smtpd::session::{Backend, Message};
+    use qmail_smtpd::{Backend, Message};
     use std::cell::RefCell;
     use std::io;
     use std::rc::Rc;
@@ -98,8 +98,8 @@ mod smtpd {
 /// envelope address holds a NUL; without RELAYCLIENT, every queued recipient is allowed
 /// by rcpthosts (no relaying).
 pub fn smtp_session(data: &[u8]) {
-    use qmail_smtpd::config::Config;
-    use qmail_smtpd::session::Session;
+    use qmail_smtpd::Config;
+    use qmail_smtpd::Session;
     let Some((&mode, input)) = data.split_first() else {
         return;
     };
@@ -179,7 +179,7 @@ pub fn smtp_session(data: &[u8]) {
 
 /// The DATA phase alone, in pieces: never more bytes out than in, a size limit kept.
 pub fn smtp_data(data: &[u8]) {
-    use qmail_smtpd::blast::{Blast, Progress};
+    use qmail_smtpd::{Blast, Progress};
     let Some((&mode, input)) = data.split_first() else {
         return;
     };
@@ -205,15 +205,15 @@ pub fn smtp_data(data: &[u8]) {
 /// Addresses: qmail-smtpd's MAIL/RCPT argument parser (with the local-IP rewrite), the
 /// `@` and domain helpers, the printable form used in logs.
 pub fn address(data: &[u8]) {
-    let (addr, params) = qmail_smtpd::addr::extract_rest(data);
+    let (addr, params) = qmail_smtpd::extract_address(data);
     assert!(addr.len() <= data.len());
     assert!(params.len() <= data.len());
-    let _ = qmail_smtpd::addr::size_param(params);
-    if let Some(a) = qmail_smtpd::addr::parse_any(data, Some(b"lip.example"), |_| true) {
-        assert!(a.len() <= qmail_smtpd::addr::MAX_ADDR);
+    let _ = qmail_smtpd::size_param(params);
+    if let Some(a) = qmail_smtpd::parse_address(data, Some(b"lip.example"), |_| true) {
+        assert!(a.len() <= qmail_smtpd::MAX_ADDR);
     }
-    let _ = qmail_smtpd::addr::scan_bracket6(data);
-    let _ = qmail_smtpd::addr::scan_ip(data);
+    let _ = qmail_smtpd::scan_bracket6(data);
+    let _ = qmail_smtpd::scan_ip(data);
     if let Some((local, domain)) = control::address::split_at_last_at(data) {
         assert!(!domain.contains(&b'@'));
         assert_eq!(local.len() + domain.len() + 1, data.len());
@@ -272,10 +272,10 @@ pub fn control_files(data: &[u8]) {
     for l in &lines {
         let _ = hosts.allowed(l);
     }
-    let routes = qmail_remote::routes::Routes::new(&lines);
+    let routes = qmail_remote::Routes::new(&lines);
     for l in &lines {
         let _ = routes.route(l);
-        let _ = qmail_remote::routes::parse_relay(l);
+        let _ = qmail_remote::parse_relay(l);
     }
     let _ = recipient::compile_users_assign(data, |_, _| Ok(()));
     let _ = recipient::Assignment::parse(data);
@@ -310,15 +310,15 @@ pub fn cdb(data: &[u8]) {
 /// qmail-smtpd's reading of a client certificate's subject address (for
 /// control/tlsclients): what it returns goes into the Received field.
 pub fn client_cert(data: &[u8]) {
-    if let Some(e) = qmail_smtpd::x509::subject_email(data) {
-        assert!(!e.is_empty() && e.len() <= qmail_smtpd::x509::MAX_EMAIL);
+    if let Some(e) = qmail_smtpd::subject_email(data) {
+        assert!(!e.is_empty() && e.len() <= qmail_smtpd::MAX_EMAIL);
         assert!(e.bytes().all(|c| (0x21..=0x7e).contains(&c)), "{e:?}");
     }
 }
 
 /// qmail-remote's reply parser, fed in pieces; keywords of every reply.
 pub fn remote_reply(data: &[u8]) {
-    let (replies, _) = qmail_remote::reply::parse_all(data);
+    let (replies, _) = qmail_remote::parse_replies(data);
     for r in &replies {
         let _ = r.num();
         let _ = r.keywords();
@@ -328,7 +328,7 @@ pub fn remote_reply(data: &[u8]) {
         return;
     };
     let step = usize::from(step % 16) + 1;
-    let mut p = qmail_remote::reply::Parser::new();
+    let mut p = qmail_remote::ReplyParser::new();
     let mut rest = input;
     while !rest.is_empty() {
         let n = step.min(rest.len());
@@ -349,32 +349,31 @@ pub fn remote_reply(data: &[u8]) {
 /// qmail-inject's header reading: fields with small limits, each field's tokens (and
 /// their unparsed form, which must parse again), address completion, quoting.
 pub fn inject_header(data: &[u8]) {
-    use qmail_inject::headerbody::{HeaderBody, Limits};
-    use qmail_inject::token822;
+    use qmail_inject::{HeaderBody, Limits};
     let limits = Limits {
         field: 4096,
         header: 16384,
         recipients: 100,
     };
-    let rw = qmail_inject::rewrite::Rewriter::new(b"host.example", b"example", b"plus.example")
+    let rw = qmail_inject::Rewriter::new(b"host.example", b"example", b"plus.example")
         .expect("rewriter");
     let mut hb = HeaderBody::new(io::BufReader::new(data), limits);
     let mut n = 0;
     while let Ok(Some(f)) = hb.next_field() {
         n += 1;
         assert!(f.len() <= limits.field + 2, "field over its limit");
-        let _ = qmail_inject::hfield::known(&f);
-        let _ = qmail_inject::hfield::valid(&f);
+        let _ = qmail_inject::known_field(&f);
+        let _ = qmail_inject::valid_field(&f);
         let value = f
             .iter()
             .position(|&c| c == b':')
             .map_or(&f[..], |i| &f[i + 1..]);
-        if let Ok(mut toks) = token822::parse(value) {
-            let text = token822::unparse(&toks, 78);
-            let _ = token822::parse(&text);
+        if let Ok(mut toks) = qmail_inject::parse_tokens(value) {
+            let text = qmail_inject::unparse_tokens(&toks, 78);
+            let _ = qmail_inject::parse_tokens(&text);
             rw.rewrite(&mut toks);
         }
-        let _ = qmail_inject::quote::quote2(value);
+        let _ = control::address::quote2(value);
     }
     let _ = n;
     let mut body = Vec::new();

@@ -84,8 +84,9 @@ impl ReplyParser {
     }
 }
 
-/// The value of a whole reply (see [`ReplyParser`]).
-pub fn parse_reply(data: &[u8]) -> Option<String> {
+/// The value of a whole reply (see [`ReplyParser`]), for the tests.
+#[cfg(test)]
+fn parse_reply(data: &[u8]) -> Option<String> {
     let mut p = ReplyParser::new();
     p.feed(data);
     p.finish()

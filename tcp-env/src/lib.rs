@@ -2,19 +2,19 @@
 //! tcp-environ(5), then run a program (netqmail 1.06's tcp-env, with IPv6 and the
 //! tcpserver options `-h`, `-H`, `-l`).
 //!
-//! * [`options`]: the command line;
-//! * [`addr`]: how addresses are written (IPv4 dotted, IPv4-mapped shown as IPv4, IPv6 as
+//! * `options`: the command line;
+//! * `addr`: how addresses are written (IPv4 dotted, IPv4-mapped shown as IPv4, IPv6 as
 //!   RFC 5952);
-//! * [`hostname`]: the check a reverse-DNS name passes before it is exported;
-//! * [`ident`]: the RFC 1413 question and netqmail's reading of the answer;
+//! * `hostname`: the check a reverse-DNS name passes before it is exported;
+//! * `ident`: the RFC 1413 question and netqmail's reading of the answer;
 //! * [`describe`]: the variables to set and unset for one connection;
 //! * [`main`]: the program, with its single exit code 111 for every failure.
 
-pub mod addr;
-pub mod hostname;
-pub mod ident;
-pub mod options;
-pub mod sys;
+mod addr;
+mod hostname;
+mod ident;
+mod options;
+mod sys;
 
 use std::convert::Infallible;
 use std::ffi::OsString;

@@ -754,9 +754,7 @@ fn create_users_in_a_staging_root_and_keep_existing_ones() {
 
     let passwd = fs::read_to_string(etc.join("passwd")).expect("passwd");
     let group = fs::read_to_string(etc.join("group")).expect("group");
-    let gid = |g: &str| {
-        install::accounts::find_id(&group, g).unwrap_or_else(|| panic!("group {g}: {group}"))
-    };
+    let gid = |g: &str| install::find_id(&group, g).unwrap_or_else(|| panic!("group {g}: {group}"));
     let field = |u: &str, i: usize| -> String {
         passwd
             .lines()

@@ -1,4 +1,4 @@
 //! datemail: see datemail(8).
 #![cfg_attr(not(test), no_main)]
 
-control::program_main!(qmail_inject::datemail::main);
+control::program_main!(qmail_inject::datemail);

@@ -1,4 +1,4 @@
 //! predate: see predate(8).
 #![cfg_attr(not(test), no_main)]
 
-control::program_main!(qmail_inject::predate::main);
+control::program_main!(qmail_inject::predate);

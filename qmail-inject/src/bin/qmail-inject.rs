@@ -1,4 +1,4 @@
 //! qmail-inject: see qmail-inject(8).
 #![cfg_attr(not(test), no_main)]
 
-control::program_main!(qmail_inject::inject::main);
+control::program_main!(qmail_inject::qmail_inject);

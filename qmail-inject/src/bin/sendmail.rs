@@ -1,4 +1,4 @@
 //! sendmail: see sendmail(8).
 #![cfg_attr(not(test), no_main)]
 
-control::program_main!(qmail_inject::sendmail::main);
+control::program_main!(qmail_inject::sendmail);

@@ -1,4 +1,4 @@
 //! bouncesaying: bounce a message with a given text (bouncesaying(1)).
 #![cfg_attr(not(test), no_main)]
 
-control::program_main!(qmail_local::helpers::bouncesaying_main);
+control::program_main!(qmail_local::bouncesaying);

@@ -1,4 +1,4 @@
 //! condredirect: redirect a message when a program says so (condredirect(1)).
 #![cfg_attr(not(test), no_main)]
 
-control::program_main!(qmail_local::helpers::condredirect_main);
+control::program_main!(qmail_local::condredirect);

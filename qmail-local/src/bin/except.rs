@@ -1,4 +1,4 @@
 //! except: reverse the exit code of a delivery program (except(1)).
 #![cfg_attr(not(test), no_main)]
 
-control::program_main!(qmail_local::helpers::except_main);
+control::program_main!(qmail_local::except);

@@ -1,4 +1,4 @@
 //! maildirmake: create a maildir (maildirmake(1)).
 #![cfg_attr(not(test), no_main)]
 
-control::program_main!(qmail_local::maildirmake::main);
+control::program_main!(qmail_local::maildirmake);

@@ -1,4 +1,4 @@
 //! preline: prepend the delivery header lines for a program (preline(1)).
 #![cfg_attr(not(test), no_main)]
 
-control::program_main!(qmail_local::helpers::preline_main);
+control::program_main!(qmail_local::preline);

@@ -1,4 +1,4 @@
 //! qmail-local: deliver or forward a mail message (qmail-local(8)).
 #![cfg_attr(not(test), no_main)]
 
-control::program_main!(qmail_local::local::main);
+control::program_main!(qmail_local::qmail_local);

@@ -1,4 +1,4 @@
 //! qmail-newu: prepare address assignments for qmail-lspawn (qmail-newu(8)).
 #![cfg_attr(not(test), no_main)]
 
-control::program_main!(qmail_local::newu::main);
+control::program_main!(qmail_local::qmail_newu);

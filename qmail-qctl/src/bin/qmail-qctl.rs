@@ -2,4 +2,4 @@
 //! resume deliveries, while qmail-send runs (qmail-qctl(8)).
 #![cfg_attr(not(test), no_main)]
 
-control::program_main!(qmail_qctl::cli::main);
+control::program_main!(qmail_qctl::qmail_qctl);

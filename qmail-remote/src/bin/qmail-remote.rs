@@ -1,4 +1,4 @@
 //! qmail-remote: send a message via SMTP (qmail-remote(8)).
 #![cfg_attr(not(test), no_main)]
 
-control::program_main!(qmail_remote::remote::main);
+control::program_main!(qmail_remote::qmail_remote);

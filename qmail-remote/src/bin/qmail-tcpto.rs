@@ -1,4 +1,4 @@
 //! qmail-tcpto: print the table of hosts that recently timed out (qmail-tcpto(8)).
 #![cfg_attr(not(test), no_main)]
 
-control::program_main!(qmail_remote::tcpto::tcpto_main);
+control::program_main!(qmail_remote::qmail_tcpto);

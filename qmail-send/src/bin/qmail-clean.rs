@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(qmail_send::clean::main().code());
+    std::process::exit(qmail_send::qmail_clean().code());
 }

@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(qmail_send::splogger::main().code());
+    std::process::exit(qmail_send::splogger().code());
 }

@@ -1,7 +1,6 @@
 //! Bounce messages in qmail's QSBMF format (qmail-send.c's addbounce and injectbounce),
 //! and the address quoting they use (netqmail's quote.c).
 
-pub use control::address::quote_needed as quote_need;
 pub use control::address::{quote, quote2};
 
 /// The paragraph appended to bounce/N for one failed recipient: `<recip>:`, the report,

@@ -23,10 +23,10 @@
 //! [`crate::spawn::proto`]), so concurrency is limited by the spawns' descriptor limit
 //! rather than by 255.
 
-pub mod bounce;
-pub mod config;
-pub mod rewrite;
-pub mod sched;
+mod bounce;
+mod config;
+mod rewrite;
+mod sched;
 
 mod deliver;
 mod files;

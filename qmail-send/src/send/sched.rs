@@ -45,9 +45,6 @@ impl Prioq {
     pub fn len(&self) -> usize {
         self.heap.len()
     }
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
-    }
     /// Every entry gets time `dt` (ALRM: retry everything now).
     pub fn set_all(&mut self, dt: u64) {
         let v: Vec<_> = self

@@ -6,9 +6,9 @@
 //! so the number of simultaneous deliveries is limited by the descriptor limit (raised to
 //! its hard maximum at start), not by select's FD_SETSIZE.
 
-pub mod local;
-pub mod proto;
-pub mod remote;
+pub(crate) mod local;
+pub(crate) mod proto;
+pub(crate) mod remote;
 
 use control::Exit;
 use proto::{Command, CommandParser, Width};
@@ -113,9 +113,6 @@ pub fn child_limits(cmd: &mut std::process::Command) {
 
 /// The most deliveries a spawn announces in narrow framing.
 pub const NARROW_MAX: u32 = 255;
-/// The most deliveries a spawn accepts in wide framing (further limited by descriptors).
-pub const WIDE_CEILING: u32 = control::conf::SPAWN_CEILING;
-
 /// The wide limit for a descriptor limit ([`control::conf::spawn_limit`]).
 pub fn wide_max(nofile: u64) -> u32 {
     control::conf::spawn_limit(nofile)
@@ -452,7 +449,7 @@ mod tests {
     fn limits() {
         assert_eq!(wide_max(1024), 480);
         assert_eq!(wide_max(10), 1);
-        assert_eq!(wide_max(u64::MAX), WIDE_CEILING);
+        assert_eq!(wide_max(u64::MAX), control::conf::SPAWN_CEILING);
         assert!(error_temp(&io::Error::from_raw_os_error(libc::ENOSPC)));
         assert!(!error_temp(&io::Error::from_raw_os_error(libc::ENOENT)));
     }

@@ -147,11 +147,6 @@ impl CommandParser {
         self.width = w;
     }
 
-    /// The framing in use.
-    pub fn width(&self) -> Width {
-        self.width
-    }
-
     /// Feeds bytes; returns after the first complete command (with the number of bytes
     /// consumed), so the caller can switch framing between commands.
     pub fn feed_one(&mut self, data: &[u8]) -> (usize, Option<Command>) {
@@ -220,16 +215,6 @@ impl ReportParser {
             width,
             buf: Vec::new(),
         }
-    }
-
-    /// Switches framing (only between reports).
-    pub fn set_width(&mut self, w: Width) {
-        self.width = w;
-    }
-
-    /// True when no partial report is buffered.
-    pub fn idle(&self) -> bool {
-        self.buf.is_empty()
     }
 
     /// Feeds bytes; complete reports are appended to `out`.
