@@ -42,7 +42,7 @@ pub fn start() {
 ///
 /// ```ignore
 /// #![cfg_attr(not(test), no_main)]
-/// control::program_main!(qmail_queue::enqueue::main);
+/// control::program_main!(qmail_queue::qmail_queue);
 /// ```
 #[macro_export]
 macro_rules! program_main {

@@ -13,7 +13,7 @@
 use crate::{DIRS, PROGRAMS, effective_mode};
 use control::ids::Ids;
 use nix::unistd::{Gid, Uid};
-use qmail_queue::layout::{HIER, Kind, Owner, SPLIT};
+use qmail_queue::{HIER, HierKind as Kind, HierOwner as Owner, SPLIT};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;
@@ -122,9 +122,9 @@ fn group_name(gid: u32) -> String {
     }
 }
 
-/// A queue file name's message number ([`qmail_queue::scan::message_id`]).
+/// A queue file name's message number ([`qmail_queue::message_id`]).
 fn queue_number(name: &str) -> Option<u64> {
-    qmail_queue::scan::message_id(name.as_bytes())
+    qmail_queue::message_id(name.as_bytes())
 }
 
 fn queue_owner(o: Owner, ids: &Ids) -> Uid {

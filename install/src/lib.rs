@@ -196,12 +196,12 @@ fn copy_atomic(src: &Path, dst: &Path) -> Result<(), InstallError> {
 /// message in a subdirectory other than its number modulo the split. Its messages would
 /// be stranded.
 fn foreign_split(queue: &Path) -> Option<String> {
-    let split = qmail_queue::layout::SPLIT;
+    let split = qmail_queue::SPLIT;
     let rd = fs::read_dir(queue.join("mess")).ok()?;
     let subs: Vec<(u64, PathBuf)> = rd
         .flatten()
         .filter_map(|e| {
-            let n = qmail_queue::scan::message_id(e.file_name().as_encoded_bytes())?;
+            let n = qmail_queue::message_id(e.file_name().as_encoded_bytes())?;
             Some((n, e.path()))
         })
         .collect();
@@ -214,7 +214,7 @@ fn foreign_split(queue: &Path) -> Option<String> {
     for (n, sub) in &subs {
         let Ok(rd) = fs::read_dir(sub) else { continue };
         for e in rd.flatten() {
-            if let Some(id) = qmail_queue::scan::message_id(e.file_name().as_encoded_bytes())
+            if let Some(id) = qmail_queue::message_id(e.file_name().as_encoded_bytes())
                 && id % split != *n
             {
                 return Some(format!(
@@ -240,7 +240,7 @@ fn repair_trigger(queue: &Path, ids: &Ids) -> Result<(), InstallError> {
                 fs::remove_file(&trigger)
             }
             .map_err(err(&trigger, "remove the non-FIFO"))?;
-            qmail_queue::layout::create(queue, ids).map_err(err(queue, "create the queue"))
+            qmail_queue::create_queue(queue, ids).map_err(err(queue, "create the queue"))
         }
         _ => Ok(()),
     }
@@ -258,7 +258,7 @@ pub fn install(plan: &Plan) -> Result<Vec<String>, InstallError> {
             err: io::Error::other(format!(
                 "{why}, but this build's split is {}: rebuild rqmail with RQMAIL_SPLIT set to \
                  the queue's conf-split (nothing was changed)",
-                qmail_queue::layout::SPLIT
+                qmail_queue::SPLIT
             )),
         });
     }
@@ -307,7 +307,7 @@ pub fn install(plan: &Plan) -> Result<Vec<String>, InstallError> {
             own(&dst, ids.owner, ids.qmail, 0o644, ids)?;
         }
     }
-    qmail_queue::layout::create(&queue, ids).map_err(err(&queue, "create the queue"))?;
+    qmail_queue::create_queue(&queue, ids).map_err(err(&queue, "create the queue"))?;
     repair_trigger(&queue, ids)?;
     Ok(skipped)
 }

@@ -47,12 +47,12 @@ pub fn make(name: &Path) -> Exit {
     }
     // Best effort: the names are made durable; a failure here changes nothing for the
     // caller, whose directories exist.
-    let _ = qmail_queue::durable::fsync_dir(name);
+    let _ = qmail_queue::fsync_dir(name);
     let parent: PathBuf = match name.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let _ = qmail_queue::durable::fsync_dir(&parent);
+    let _ = qmail_queue::fsync_dir(&parent);
     Exit::OK
 }
 

@@ -59,7 +59,7 @@ pub fn run(home: &Path) -> Exit {
     if std::fs::rename(&tmp_path, users.join("cdb")).is_err() {
         return die("unable to move users/cdb.tmp to users/cdb");
     }
-    if qmail_queue::durable::fsync_dir(&users).is_err() {
+    if qmail_queue::fsync_dir(&users).is_err() {
         return die("unable to move users/cdb.tmp to users/cdb");
     }
     Exit::OK

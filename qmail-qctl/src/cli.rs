@@ -6,7 +6,7 @@ use crate::offline::{self, Offline};
 use crate::output::{self, Format};
 use crate::scan::{self, State};
 use control::Exit;
-use qmail_queue::layout::Queue;
+use qmail_queue::Queue;
 use qmail_queue::qctl::{Kind, Reply, Request, parse_channel, parse_id};
 use std::ffi::OsString;
 use std::io::{self, Write};

@@ -13,9 +13,9 @@
 //! * a message still in todo/ cannot be held or deleted: only qmail-send preprocesses;
 //! * pause and resume only make sense for a running qmail-send.
 
-use qmail_queue::layout::{Queue, SPLIT};
-use qmail_queue::mark;
+use qmail_queue::qctl as mark;
 use qmail_queue::qctl::{Kind, Reply, Request};
+use qmail_queue::{Queue, SPLIT};
 use std::fs::{self, File, FileTimes, OpenOptions};
 use std::io;
 use std::path::Path;
@@ -85,7 +85,7 @@ impl Offline {
 
     fn mark(&self, id: u64, hold: bool) -> Result<bool, Reply> {
         let info = self.q.info(id);
-        mark::set(&info, hold).map_err(|e| {
+        mark::set_hold(&info, hold).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 Reply::new(Kind::No, "not-found").field("id", id)
             } else {
@@ -144,7 +144,7 @@ impl Offline {
             }
         }
         for d in dirs {
-            if let Err(e) = qmail_queue::durable::fsync_dir(&d) {
+            if let Err(e) = qmail_queue::fsync_dir(&d) {
                 return trouble("fsync", &d, &e);
             }
         }
@@ -205,7 +205,7 @@ impl Offline {
     fn info_ids(&self) -> io::Result<Vec<u64>> {
         let mut v = Vec::new();
         for s in 0..SPLIT {
-            for id in qmail_queue::scan::ids_in(&self.q.root().join(format!("info/{s}")))? {
+            for id in qmail_queue::ids_in(&self.q.root().join(format!("info/{s}")))? {
                 v.push(id?);
             }
         }

@@ -7,8 +7,8 @@
 //! info file carries the hold mark ([`qmail_queue::mark`]) or else *queued*. Files vanish while
 //! qmail-send works; a message whose files disappear during the reading is skipped.
 
-use qmail_queue::layout::{Queue, SPLIT};
-use qmail_queue::mark;
+use qmail_queue::qctl as mark;
+use qmail_queue::{Queue, SPLIT};
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
@@ -91,7 +91,7 @@ fn records(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Message numbers of the names in `dir` (other names are skipped).
 fn numbers(dir: &Path, out: &mut Vec<u64>) -> io::Result<()> {
-    for id in qmail_queue::scan::ids_in(dir)? {
+    for id in qmail_queue::ids_in(dir)? {
         out.push(id?);
     }
     Ok(())
@@ -239,7 +239,7 @@ mod tests {
     fn queue() -> (tempfile::TempDir, Queue) {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join("queue");
-        qmail_queue::layout::create(&root, &control::ids::Ids::single_user()).unwrap();
+        qmail_queue::create_queue(&root, &control::ids::Ids::single_user()).unwrap();
         (d, Queue::at(root))
     }
 

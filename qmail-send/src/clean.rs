@@ -11,7 +11,7 @@
 
 use crate::bounded::{BoundedLine, read_bounded};
 use control::Exit;
-use qmail_queue::layout::fmtqfn;
+use qmail_queue::fmtqfn;
 use std::io::{self, BufReader, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -39,7 +39,7 @@ pub fn parse(cmd: &[u8]) -> Request {
     if cmd.len() < 6 || cmd.len() > MAX_COMMAND - 1 {
         return Request::Malformed;
     }
-    let Some(id) = qmail_queue::scan::message_id(&cmd[5..]) else {
+    let Some(id) = qmail_queue::message_id(&cmd[5..]) else {
         return Request::Malformed;
     };
     match &cmd[..5] {
@@ -98,9 +98,9 @@ pub fn main() -> Exit {
     }
     let queue = Path::new(".");
     let stdin = io::stdin();
-    let mut input = BufReader::with_capacity(1024, qmail_queue::fdio::FdReader::new(stdin.as_fd()));
+    let mut input = BufReader::with_capacity(1024, qmail_queue::FdReader::new(stdin.as_fd()));
     let stdout = io::stdout();
-    let mut out = qmail_queue::fdio::FdWriter::new(stdout.as_fd());
+    let mut out = qmail_queue::FdWriter::new(stdout.as_fd());
     let mut countdown = 0u32;
     loop {
         if countdown == 0 {
@@ -143,7 +143,7 @@ mod tests {
     fn perform_removes() {
         let d = tempfile::tempdir().unwrap();
         let q = d.path();
-        qmail_queue::layout::create(q, &control::ids::Ids::single_user()).unwrap();
+        qmail_queue::create_queue(q, &control::ids::Ids::single_user()).unwrap();
         std::fs::write(q.join("intd/46"), b"x").unwrap();
         std::fs::write(q.join(fmtqfn("mess", 46, true)), b"x").unwrap();
         assert_eq!(perform(q, Request::Foop(46)), b'+');

@@ -54,7 +54,7 @@ impl Line {
 /// as in netqmail: a dead logger must not stop deliveries.
 pub fn put(line: &[u8]) {
     let fd = std::io::stdin();
-    let mut w = qmail_queue::fdio::FdWriter::new(fd.as_fd());
+    let mut w = qmail_queue::FdWriter::new(fd.as_fd());
     let _ = w.write_all(line);
 }
 

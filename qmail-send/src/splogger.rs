@@ -164,7 +164,7 @@ pub fn main() -> Exit {
         .map_or_else(|| PathBuf::from("/dev/log"), PathBuf::from);
     let mut out = Syslog::new(path);
     let stdin = std::io::stdin();
-    let mut r = BufReader::new(qmail_queue::fdio::FdReader::new(stdin.as_fd()));
+    let mut r = BufReader::new(qmail_queue::FdReader::new(stdin.as_fd()));
     let mut folder = Folder::default();
     let mut stamp = String::new();
     let mut buf = [0u8; 4096];

@@ -234,12 +234,12 @@ pub fn envelope(data: &[u8]) {
         assert_eq!(again, e);
     }
     let mut r = data;
-    let _ = qmail_queue::envelope::copy(&mut r, &mut Discard);
+    let _ = qmail_queue::copy_envelope(&mut r, &mut Discard);
 }
 
 struct Discard;
 
-impl qmail_queue::envelope::Records for Discard {
+impl qmail_queue::Records for Discard {
     fn record(&mut self, letter: u8, addr: &[u8]) -> io::Result<()> {
         assert!(letter == b'F' || letter == b'T');
         assert!(!addr.contains(&0));

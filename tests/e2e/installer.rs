@@ -475,7 +475,7 @@ fn netqmail_home(home: &Path, root: bool) -> (u64, u64) {
         ("remote", ids.qmails, 0o700),
     ] {
         dir(&format!("queue/{d}"), uid, mode);
-        for i in 0..qmail_queue::layout::SPLIT {
+        for i in 0..qmail_queue::SPLIT {
             dir(&format!("queue/{d}/{i}"), uid, mode);
         }
     }

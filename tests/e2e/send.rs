@@ -291,7 +291,7 @@ fn mess_file(h: &Home, id: u64, body: &[u8]) -> String {
     let p = q.mess(id);
     fs::write(&p, body).expect("mess");
     chown_user(&p);
-    format!("{}/{}", id % qmail_queue::layout::SPLIT, id)
+    format!("{}/{}", id % qmail_queue::SPLIT, id)
 }
 
 #[test]
@@ -543,12 +543,7 @@ fn spawn_refuses_messages_of_the_wrong_owner_when_root() {
     fs::write(q.mess(104), b"x").expect("mess");
     std::os::unix::fs::lchown(q.mess(104), Some(0), Some(0)).expect("chown");
     let mut sp = SpawnPeer::start(user_cmd(&h, &bin("qmail-rspawn")));
-    sp.command(
-        9,
-        &format!("{}/104", 104 % qmail_queue::layout::SPLIT),
-        "s",
-        "a@b",
-    );
+    sp.command(9, &format!("{}/104", 104 % qmail_queue::SPLIT), "s", "a@b");
     assert_eq!(
         sp.reports(1)[&9],
         "ZSorry, message has wrong owner. (#4.3.5)\n"
@@ -1447,12 +1442,12 @@ fn an_interrupted_elimination_is_finished_after_a_restart() {
     // Message 71: delivered, info/ still there (qmail-send died while ending it).
     let mess71 = user_file(
         &h,
-        &format!("queue/{}", qmail_queue::layout::fmtqfn("mess", 71, true)),
+        &format!("queue/{}", qmail_queue::fmtqfn("mess", 71, true)),
         b"m\n",
     );
     let info71 = user_file(
         &h,
-        &format!("queue/{}", qmail_queue::layout::fmtqfn("info", 71, true)),
+        &format!("queue/{}", qmail_queue::fmtqfn("info", 71, true)),
         b"Fs@far.example\0",
     );
     set_mtime(&mess71, now - 100);
@@ -1461,12 +1456,12 @@ fn an_interrupted_elimination_is_finished_after_a_restart() {
     // qmail-queue is still writing (no todo/ yet): it must be left alone.
     let info72 = user_file(
         &h,
-        &format!("queue/{}", qmail_queue::layout::fmtqfn("info", 72, true)),
+        &format!("queue/{}", qmail_queue::fmtqfn("info", 72, true)),
         b"Fs@far.example\0",
     );
     let mess72 = user_file(
         &h,
-        &format!("queue/{}", qmail_queue::layout::fmtqfn("mess", 72, true)),
+        &format!("queue/{}", qmail_queue::fmtqfn("mess", 72, true)),
         b"new\n",
     );
     let intd72 = user_file(&h, "queue/intd/72", b"u1\0p2\0");
@@ -1493,7 +1488,7 @@ fn a_todo_file_with_an_empty_record_is_logged_and_the_queue_goes_on() {
     let bad = 4711u64;
     user_file(
         &h,
-        &format!("queue/{}", qmail_queue::layout::fmtqfn("mess", bad, true)),
+        &format!("queue/{}", qmail_queue::fmtqfn("mess", bad, true)),
         b"Subject: bad\n\nx\n",
     );
     user_file(
@@ -1674,13 +1669,13 @@ fn abandoned_files_are_cleaned_up() {
     let q = qmail_queue::Queue::in_home(h.path());
     let old = user_file(
         &h,
-        &format!("queue/{}", qmail_queue::layout::fmtqfn("mess", 81, true)),
+        &format!("queue/{}", qmail_queue::fmtqfn("mess", 81, true)),
         b"m\n",
     );
     let old_intd = user_file(&h, "queue/intd/81", b"u1\0");
     let young = user_file(
         &h,
-        &format!("queue/{}", qmail_queue::layout::fmtqfn("mess", 82, true)),
+        &format!("queue/{}", qmail_queue::fmtqfn("mess", 82, true)),
         b"m\n",
     );
     let t = nix::sys::time::TimeVal::new((control::datetime::now() - 37 * 3600) as i64, 0);

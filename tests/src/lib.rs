@@ -86,7 +86,7 @@ impl Home {
         for d in ["bin", "control", "users", "alias"] {
             fs::create_dir_all(h.path().join(d)).expect("mkdir");
         }
-        qmail_queue::layout::create(&h.path().join("queue"), &control::ids::Ids::single_user())
+        qmail_queue::create_queue(&h.path().join("queue"), &control::ids::Ids::single_user())
             .expect("create queue");
         if let Ok(rd) = fs::read_dir(bin_dir()) {
             for e in rd.flatten() {
@@ -854,7 +854,7 @@ pub mod single {
         let ids = control::ids::Ids::lookup().expect("qmail ids");
         let h = Home::new();
         fs::set_permissions(h.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-        qmail_queue::layout::create(&h.queue(), &ids).expect("queue with qmail owners");
+        qmail_queue::create_queue(&h.queue(), &ids).expect("queue with qmail owners");
         (h, ids)
     }
 

@@ -1,4 +1,4 @@
 //! qmail-qread: list outgoing messages and their recipients (qmail-qread(8)).
 #![cfg_attr(not(test), no_main)]
 
-control::program_main!(qmail_queue::qread::main);
+control::program_main!(qmail_queue::qmail_qread);

@@ -1,4 +1,4 @@
 //! qmail-qstat: summarize the state of the mail queue (qmail-qstat(8)).
 #![cfg_attr(not(test), no_main)]
 
-control::program_main!(qmail_queue::qstat::main);
+control::program_main!(qmail_queue::qmail_qstat);

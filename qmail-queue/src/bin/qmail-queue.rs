@@ -1,4 +1,4 @@
 //! qmail-queue: queue a mail message for delivery (qmail-queue(8)).
 #![cfg_attr(not(test), no_main)]
 
-control::program_main!(qmail_queue::enqueue::main);
+control::program_main!(qmail_queue::qmail_queue);

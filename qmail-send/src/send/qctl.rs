@@ -536,7 +536,7 @@ impl Send {
     fn qctl_hold(&mut self, id: u64) -> Result<bool, Reply> {
         self.qctl_preprocessed(id)?;
         let f = info_fn(id);
-        let changed = match qmail_queue::mark::set(Path::new(&f), true) {
+        let changed = match qmail_queue::qctl::set_hold(Path::new(&f), true) {
             Ok(c) => c,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Reply::new(Kind::No, "not-found").field("id", id));
@@ -577,7 +577,7 @@ impl Send {
             return Reply::new(Kind::No, "deleting").field("id", id);
         }
         let f = info_fn(id);
-        let changed = match qmail_queue::mark::set(Path::new(&f), false) {
+        let changed = match qmail_queue::qctl::set_hold(Path::new(&f), false) {
             Ok(c) => c,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return match file_exists(&todo_fn(id)) {
@@ -656,7 +656,7 @@ impl Send {
             }
         }
         for d in &dirs {
-            if qmail_queue::durable::fsync_dir(Path::new(d)).is_err() {
+            if qmail_queue::fsync_dir(Path::new(d)).is_err() {
                 return trouble("fsync", d);
             }
         }

@@ -12,7 +12,7 @@ impl Send {
         };
         let f = info_fn(id);
         match std::fs::metadata(&f) {
-            Ok(m) if qmail_queue::mark::is_held(m.mode()) => {
+            Ok(m) if qmail_queue::qctl::is_held(m.mode()) => {
                 self.held.insert(id);
             }
             Ok(_) => {}

@@ -218,7 +218,7 @@ impl Send {
             }
         }
         for d in &dirs {
-            if qmail_queue::durable::fsync_dir(Path::new(d)).is_err() {
+            if qmail_queue::fsync_dir(Path::new(d)).is_err() {
                 warn(&["warning: trouble fsyncing ", d, "\n"]);
                 return;
             }

@@ -166,7 +166,7 @@ impl<P: Spawner> Server<P> {
         }
         if self.writing {
             let stdout = io::stdout();
-            let mut w = qmail_queue::fdio::FdWriter::new(stdout.as_fd());
+            let mut w = qmail_queue::FdWriter::new(stdout.as_fd());
             if w.write_all(&self.out).is_err() {
                 // netqmail's okwrite: give up writing, keep delivering.
                 self.writing = false;
