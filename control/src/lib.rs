@@ -1,36 +1,59 @@
-//! The library every rqmail program stands on.
+//! The library every rqmail program stands on (the ground floor, with `recipient`).
 //!
-//! * [`home`]: where QMAIL_HOME is, and whether this process may trust its environment;
-//! * [`file`]: control files read with netqmail's rules (first line, whole file, integers,
+//! * `home`: where QMAIL_HOME is, and whether this process may trust its environment;
+//! * `file`: control files read with netqmail's rules (first line, whole file, integers,
 //!   the `me` fallback), where a missing file means the documented default and a file that
 //!   exists but cannot be read is a temporary failure;
-//! * [`constmap`], [`rcpthosts`], [`badmailfrom`], [`cdb`]: the lookups built on them;
-//! * [`conf`]: qmail's build-time facts (split, break, paternalism, the spawn limit) and
+//! * `constmap`, `rcpthosts`, `badmailfrom`, `cdb`: the lookups built on them;
+//! * `conf`: qmail's build-time facts (split, break, paternalism, the spawn limit) and
 //!   the control-file defaults several programs share;
-//! * [`ids`]: the qmail users and groups, or single-user mode;
-//! * [`datetime`]: the RFC 822 dates qmail writes;
-//! * [`address`]: small helpers on envelope addresses;
-//! * [`errstr`]: netqmail's texts for system errors;
-//! * [`exit`]: the exit codes, one type for every program;
-//! * [`showctl`], [`newmrh`]: the programs qmail-showctl and qmail-newmrh.
+//! * `ids`: the qmail users and groups, or single-user mode, and the one table of the
+//!   qmail accounts;
+//! * `datetime`: the RFC 822 dates qmail writes;
+//! * `address`: small helpers on envelope addresses;
+//! * `errstr`: netqmail's texts for system errors;
+//! * `exit`: the exit codes, one type for every program;
+//! * `program`: how the short-lived programs start ([`program_main!`]);
+//! * `showctl`, `newmrh`: the programs qmail-showctl and qmail-newmrh.
 
-pub mod address;
-pub mod badmailfrom;
-pub mod cdb;
-pub mod conf;
-pub mod constmap;
-pub mod datetime;
-pub mod errstr;
-pub mod exit;
-pub mod file;
-pub mod home;
-pub mod ids;
-pub mod newmrh;
-pub mod program;
-pub mod rcpthosts;
-pub mod showctl;
+mod address;
+mod badmailfrom;
+mod cdb;
+mod conf;
+mod constmap;
+mod datetime;
+mod errstr;
+mod exit;
+mod file;
+mod home;
+mod ids;
+mod newmrh;
+mod program;
+mod rcpthosts;
+mod showctl;
 mod sys;
 
-pub use exit::{Exit, ExitError};
-pub use file::Controls;
-pub use home::qmail_home;
+pub use address::{domain as domain_of, printable, quote, quote_needed, quote2, split_at_last_at};
+pub use badmailfrom::BadMailFrom;
+pub use cdb::{Cdb, write_atomic as write_cdb};
+pub use conf::{
+    BREAK, DEFAULT_BOUNCEFROM, DEFAULT_BOUNCEHOST, DEFAULT_CONCURRENCYLOCAL,
+    DEFAULT_CONCURRENCYREMOTE, DEFAULT_DOUBLEBOUNCEHOST, DEFAULT_DOUBLEBOUNCETO,
+    DEFAULT_ENVNOATHOST, DEFAULT_QUEUELIFETIME, PATRN, SPAWN_CEILING, SPLIT, spawn_limit,
+};
+pub use constmap::CaseSet;
+pub use datetime::{Tm, date822, now, tm};
+pub use errstr::{
+    describe as describe_error, errno_str, errno_temp, error_str, error_temp, is_temp,
+};
+pub use exit::{Exit, ExitError, temp_or_perm};
+pub use file::{
+    Controls, MAX_CONTROL_FILE, parse_lines, read_int, read_line, read_lines, scan_ulong,
+};
+pub use home::{DEFAULT_HOME, home_from, privileged_exec, qmail_home};
+pub use ids::{ACCOUNTS, GROUP_NAMES, IdError, Ids, USER_NAMES, root_mode, uid_of};
+pub use program::start as program_start;
+pub use rcpthosts::RcptHosts;
+
+pub use newmrh::main as qmail_newmrh;
+pub use showctl::main as qmail_showctl;

@@ -57,7 +57,7 @@ macro_rules! program_main {
             _argc: ::std::ffi::c_int,
             _argv: *const *const ::std::ffi::c_char,
         ) -> ::std::ffi::c_int {
-            $crate::program::start();
+            $crate::program_start();
             ::std::process::exit($crate::Exit::code($main()))
         }
     };

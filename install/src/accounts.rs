@@ -4,16 +4,16 @@
 //! The account databases are never edited by hand: the system's tools do it, with
 //! `--prefix` when the accounts belong to a staging root (a system image being built).
 
-use control::ids::Ids;
+use control::Ids;
 use nix::unistd::{Gid, Uid};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The users and their primary groups, as INSTALL.ids makes them.
-use control::ids::ACCOUNTS as USERS;
+use control::ACCOUNTS as USERS;
 /// The groups, in the order they are created.
-use control::ids::GROUP_NAMES as GROUPS;
+use control::GROUP_NAMES as GROUPS;
 
 /// The longest account file line that is parsed; longer lines are ignored.
 const MAX_LINE: usize = 4096;

@@ -11,7 +11,7 @@
 //! `info/S/N`) are reported whatever their age.
 
 use crate::{DIRS, PROGRAMS, effective_mode};
-use control::ids::Ids;
+use control::Ids;
 use nix::unistd::{Gid, Uid};
 use qmail_queue::{HIER, HierKind as Kind, HierOwner as Owner, SPLIT};
 use std::collections::{BTreeMap, BTreeSet};

@@ -2,7 +2,7 @@
 
 use crate::check::{self, Options};
 use crate::{Plan, accounts, install};
-use control::ids::Ids;
+use control::Ids;
 use control::{Exit, ExitError};
 use std::path::{Path, PathBuf};
 
@@ -69,7 +69,7 @@ impl std::fmt::Display for Outcome {
 /// The ids files get: single-user mode unless root; as root, netqmail's ids from the
 /// staging root's own account files when it has them, else from the system.
 fn ids_for(destdir: &Path) -> Result<Ids, Outcome> {
-    if !control::ids::root_mode() {
+    if !control::root_mode() {
         return Ok(Ids::single_user());
     }
     match accounts::staged_etc(destdir) {
@@ -116,7 +116,7 @@ fn run(a: Args) -> Result<(), Outcome> {
         };
     }
     if a.create_users {
-        if !control::ids::root_mode() {
+        if !control::root_mode() {
             return Err(Outcome::Usage(
                 "-U creates the qmail users and groups and needs root".into(),
             ));

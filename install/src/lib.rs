@@ -19,7 +19,7 @@ mod cli;
 pub use accounts::find_id;
 pub use cli::main as rqmail_install;
 
-use control::ids::Ids;
+use control::Ids;
 use nix::unistd::{Gid, Uid};
 use std::fs;
 use std::io;

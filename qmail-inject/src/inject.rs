@@ -16,13 +16,13 @@ use std::io::{self, BufRead, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
-use control::constmap::CaseSet;
+use control::CaseSet;
 
 use crate::headerbody::{self, HeaderBody, Limits};
 use crate::hfield::{self, Field};
 use crate::rewrite::Rewriter;
 use crate::token822::{self, Kind, Token};
-use control::address as quote;
+
 use control::{Exit, ExitError};
 
 /// Header fields are folded at this width.
@@ -183,7 +183,7 @@ impl Config {
             None => None,
             Some(path) => {
                 let path = Path::new(std::ffi::OsStr::from_bytes(&path));
-                match control::file::read_lines(path) {
+                match control::read_lines(path) {
                     Ok(None) => None,
                     Ok(Some(lines)) => Some(CaseSet::new(lines)),
                     Err(e) => {
@@ -330,7 +330,7 @@ pub fn parse_args(args: Vec<OsString>, rw: &Rewriter) -> Result<Options, Fatal> 
 
 /// `-f`: quoted, cut into tokens and completed.
 pub fn complete_sender(arg: &[u8], rw: &Rewriter) -> Result<Vec<u8>, Fatal> {
-    let q = quote::quote2(cstr(arg));
+    let q = control::quote2(cstr(arg));
     let mut t = token822::parse(&q).map_err(|_| Fatal::unparsable(&q))?;
     rw.rewrite(&mut t);
     Ok(token822::unquote(&t))
@@ -339,7 +339,7 @@ pub fn complete_sender(arg: &[u8], rw: &Rewriter) -> Result<Vec<u8>, Fatal> {
 /// A recipient argument: quoted, cut into tokens and completed.
 pub fn complete_recipient(arg: &[u8], rw: &Rewriter) -> Result<Vec<u8>, Fatal> {
     let arg = cstr(arg);
-    let q = quote::quote2(arg);
+    let q = control::quote2(arg);
     let mut t = token822::parse(&q).map_err(|_| {
         let mut m = b"unable to parse address: ".to_vec();
         m.extend_from_slice(arg);
@@ -546,7 +546,7 @@ impl<'a> Injector<'a> {
             t.push(Token::with_text(Kind::Quote, n));
             t.push(Token::special(Kind::Left));
         }
-        let user_kind = if quote::quote_needed(&cfg.mailuser) {
+        let user_kind = if control::quote_needed(&cfg.mailuser) {
             Kind::Quote
         } else {
             Kind::Atom
@@ -607,11 +607,11 @@ impl<'a> Injector<'a> {
     }
 
     fn date_field(&self) -> Vec<u8> {
-        format!("Date: {}\n", control::datetime::date822(self.cfg.starttime)).into_bytes()
+        format!("Date: {}\n", control::date822(self.cfg.starttime)).into_bytes()
     }
 
     fn msgid_field(&self) -> Vec<u8> {
-        let t = control::datetime::tm(self.cfg.starttime);
+        let t = control::tm(self.cfg.starttime);
         let mut v = format!(
             "Message-ID: <{}{:02}{:02}{:02}{:02}{:02}.{}.qmail@",
             t.year, t.month, t.day, t.hour, t.min, t.sec, self.cfg.pid
@@ -635,7 +635,7 @@ impl<'a> Injector<'a> {
             if i > 0 {
                 v.extend_from_slice(b",\n  ");
             }
-            v.extend_from_slice(&quote::quote2(cstr(a)));
+            v.extend_from_slice(&control::quote2(cstr(a)));
         }
         v.push(b'\n');
         Some(v)
@@ -664,7 +664,7 @@ impl<'a> Injector<'a> {
         let mut h = Vec::new();
         if print {
             h.extend_from_slice(b"Return-Path: <");
-            h.extend_from_slice(&quote::quote2(cstr(&sender)));
+            h.extend_from_slice(&control::quote2(cstr(&sender)));
             h.extend_from_slice(b">\n");
         }
         if self.resent {
@@ -802,7 +802,7 @@ pub fn main() -> Exit {
 /// qmail-inject with the process's environment, standard input and output.
 pub fn run(args: Vec<OsString>) -> Result<(), Fatal> {
     let home = control::qmail_home();
-    let starttime = control::datetime::now();
+    let starttime = control::now();
     let cfg = Config::load(&process_env, &home, starttime, std::process::id())?;
     std::env::set_current_dir(&home).map_err(|e| {
         Fatal::temp(format!(

@@ -50,9 +50,9 @@ pub fn date_field(local: (i64, u32, u32, u32, u32, u32), utc_secs: i64) -> Strin
 
 /// The field for now.
 pub fn now_field() -> String {
-    let now = control::datetime::now();
+    let now = control::now();
     let secs = i64::try_from(now).unwrap_or(0);
-    let t = control::datetime::tm(now);
+    let t = control::tm(now);
     let utc = civil_secs(t.year, t.month, t.day, t.hour, t.min, t.sec);
     let local =
         crate::sys::localtime(secs).unwrap_or((t.year, t.month, t.day, t.hour, t.min, t.sec));
@@ -129,7 +129,7 @@ mod tests {
             "Date: 26 Sep 1995 04:46:53 +0000\n"
         );
         for s in [0u64, 951_782_400, 1_795_564_800] {
-            let t = control::datetime::tm(s);
+            let t = control::tm(s);
             assert_eq!(
                 civil_secs(t.year, t.month, t.day, t.hour, t.min, t.sec),
                 s as i64

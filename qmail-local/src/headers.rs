@@ -9,14 +9,12 @@
 //! A newline inside an address never reaches a header: it becomes `_` (in the `From_`
 //! line, space, tab and newline become `-`).
 
-use control::datetime;
-
 const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
-use control::address::quote2;
+use control::quote2;
 
 /// `local@domain`, the envelope recipient.
 pub fn recipient(local: &[u8], domain: &[u8]) -> Vec<u8> {
@@ -54,7 +52,7 @@ pub fn rpline(sender: &[u8]) -> Vec<u8> {
 /// netqmail's myctime: `Www Mmm DD HH:MM:SS YYYY\n` in UTC, the day of the month with a
 /// leading zero (not asctime's space).
 pub fn myctime(secs: u64) -> String {
-    let t = datetime::tm(secs);
+    let t = control::tm(secs);
     format!(
         "{} {} {:02} {:02}:{:02}:{:02} {}\n",
         DAYS[(t.wday % 7) as usize],
@@ -86,7 +84,7 @@ pub fn ufline(sender: &[u8], secs: u64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use control::address::{quote, quote_needed};
+    use control::{quote, quote_needed};
     use proptest::prelude::*;
 
     #[test]

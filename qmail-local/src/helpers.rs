@@ -20,8 +20,8 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::process::{Command, ExitStatus, Stdio};
 
-use control::errstr::{describe as error_str, is_temp};
-use control::exit::{Exit, temp_or_perm};
+use control::{Exit, temp_or_perm};
+use control::{describe_error as error_str, is_temp};
 
 fn say(line: &[u8]) {
     let mut v = line.to_vec();

@@ -19,8 +19,8 @@ use crate::fail::{Fail, cat, warn};
 use crate::headers;
 use crate::program::{self, Outcome};
 use control::Exit;
-use control::conf::PATRN;
-use control::errstr::{describe as error_str, is_temp};
+use control::PATRN;
+use control::{describe_error as error_str, is_temp};
 use recipient::{DOTQMAIL_MAX_FILE, DotQmailLimit, HomeMode, Line};
 
 const USAGE: &str =
@@ -370,7 +370,7 @@ fn forward(
     match qq.close() {
         Ok(()) => Ok(qp),
         Err(e) => Err(Fail {
-            code: control::exit::temp_or_perm(!e.permanent),
+            code: control::temp_or_perm(!e.permanent),
             text: Some(cat(&[
                 b"Unable to forward message: ",
                 e.text.as_bytes(),
@@ -438,7 +438,7 @@ pub fn deliver(a: &Args) -> Result<Report, Fail> {
     env.push(env_pair("SENDER", &a.sender));
     let rpline = headers::rpline(&a.sender);
     env.push(env_pair("RPLINE", &rpline));
-    let ufline = headers::ufline(&a.sender, control::datetime::now());
+    let ufline = headers::ufline(&a.sender, control::now());
     env.push(env_pair("UFLINE", &ufline));
 
     let ext2 = after_dash(&a.ext);

@@ -21,7 +21,7 @@ use nix::sys::stat::{Mode, fstatat};
 use nix::unistd::{UnlinkatFlags, linkat, unlinkat};
 
 use crate::fail::Fail;
-use control::errstr::errno_temp;
+use control::errno_temp;
 
 /// The maildir specification's delivery timer.
 pub const TIMEOUT: Duration = Duration::from_secs(86400);

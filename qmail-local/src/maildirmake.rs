@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use control::errstr::describe as error_str;
+use control::describe_error as error_str;
 
 fn fatal(what: &str, name: &[u8], suffix: &str, e: &std::io::Error) -> Exit {
     let mut line = b"maildirmake: fatal: ".to_vec();

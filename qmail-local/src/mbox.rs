@@ -15,7 +15,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use crate::fail::{Fail, cat};
-use control::errstr::describe as error_str;
+use control::describe_error as error_str;
 
 /// True when `line` starts, after any number of `>`, with `From ` (netqmail's gfrom).
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
 use crate::fail::{Fail, cat};
-use control::errstr::describe as error_str;
+use control::describe_error as error_str;
 
 /// What a command's exit means (qmail-command(8)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

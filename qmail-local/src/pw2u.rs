@@ -237,7 +237,7 @@ pub fn convert<R: BufRead>(
         let Some((home, _shell)) = field(x) else {
             return Ok(());
         };
-        let uid = control::file::scan_ulong(uidstr).unwrap_or(0);
+        let uid = control::scan_ulong(uidstr).unwrap_or(0);
         if uid == 0 {
             return Ok(());
         }
@@ -331,8 +331,7 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, Pw2uError> {
 pub fn read_files(home: &Path) -> Result<Files, Pw2uError> {
     let users = home.join("users");
     let list = |name: &str, flagcolon: bool| -> Result<Option<CaseMap>, Pw2uError> {
-        let lines =
-            control::file::read_lines(&users.join(name)).map_err(|_| Pw2uError::Controls)?;
+        let lines = control::read_lines(&users.join(name)).map_err(|_| Pw2uError::Controls)?;
         Ok(lines.map(|l| CaseMap::new(l.iter().map(Vec::as_slice), flagcolon)))
     };
     Ok(Files {

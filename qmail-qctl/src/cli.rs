@@ -287,7 +287,7 @@ fn write_out(out: &mut impl Write, s: &str) -> Result<(), Exit> {
 
 fn list(q: &Queue, args: &Args, out: &mut impl Write) -> Result<Exit, Exit> {
     let ids = scan::ids(q).map_err(|e| fatal(&format!("unable to read the queue: {e}")))?;
-    let now = control::datetime::now();
+    let now = control::now();
     if args.fmt == Format::Tsv {
         write_out(out, output::LIST_HEADER)?;
     }
@@ -334,7 +334,7 @@ fn show(
     }
     let bounce = scan::bounce_text(q, id).map_err(trouble)?;
     let text = scan::message_text(q, id, whole, SHOW_MAX).map_err(trouble)?;
-    let now = control::datetime::now();
+    let now = control::now();
     write_out(
         out,
         &output::show(args.fmt, &m, now, bounce.as_deref(), &text, whole),
@@ -405,7 +405,7 @@ fn run(args: &Args, out: &mut impl Write) -> Result<Exit, Exit> {
                 let reqs: Vec<Request> = ids.iter().map(|&id| op_request(verb, id)).collect();
                 return requests(&q, args.fmt, &reqs, false, out);
             }
-            let now = control::datetime::now();
+            let now = control::now();
             let ids =
                 scan::ids(&q).map_err(|e| fatal(&format!("unable to read the queue: {e}")))?;
             let mut reqs = Vec::new();

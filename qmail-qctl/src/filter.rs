@@ -95,7 +95,7 @@ impl Filter {
         if !self.domain.is_empty()
             && !m
                 .waiting()
-                .any(|r| control::address::domain(&r.addr).is_some_and(|d| any_of(&self.domain, d)))
+                .any(|r| control::domain_of(&r.addr).is_some_and(|d| any_of(&self.domain, d)))
         {
             return false;
         }

@@ -22,7 +22,7 @@ pub enum Format {
 
 /// Printable ASCII as is, every other byte `?`.
 pub fn human(b: &[u8]) -> String {
-    control::address::printable(b)
+    control::printable(b)
 }
 
 /// Message text for a terminal: UTF-8 characters kept, control characters other than
@@ -88,7 +88,7 @@ pub fn age(secs: u64) -> String {
 
 /// `2024-05-01 12:00:01 UTC`.
 pub fn date(secs: u64) -> String {
-    let t = control::datetime::tm(secs);
+    let t = control::tm(secs);
     format!(
         "{}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
         t.year, t.month, t.day, t.hour, t.min, t.sec

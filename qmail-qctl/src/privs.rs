@@ -6,7 +6,7 @@
 //! besides root. Started by another user it stays that user (single-user mode, where
 //! that user owns the whole queue; anyone else gets "permission denied").
 
-use control::ids::{Ids, root_mode};
+use control::{Ids, root_mode};
 
 /// Switches to qmails:qmail when running as root.
 pub fn become_queue_user() -> Result<(), String> {

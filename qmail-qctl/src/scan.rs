@@ -239,7 +239,7 @@ mod tests {
     fn queue() -> (tempfile::TempDir, Queue) {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join("queue");
-        qmail_queue::create_queue(&root, &control::ids::Ids::single_user()).unwrap();
+        qmail_queue::create_queue(&root, &control::Ids::single_user()).unwrap();
         (d, Queue::at(root))
     }
 

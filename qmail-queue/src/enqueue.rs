@@ -69,7 +69,7 @@ impl Invocation {
         Invocation {
             pid: std::process::id(),
             uid,
-            now: control::datetime::now(),
+            now: control::now(),
             invoked: invoked_words(uid, name.as_deref()),
             extra: Vec::new(),
         }
@@ -81,7 +81,7 @@ impl Invocation {
             "Received: (qmail {} invoked {}); {}\n",
             self.pid,
             self.invoked,
-            control::datetime::date822(self.now)
+            control::date822(self.now)
         )
     }
 }
@@ -281,7 +281,7 @@ pub fn main() -> Exit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use control::ids::Ids;
+    use control::Ids;
 
     fn setup() -> (tempfile::TempDir, Invocation) {
         let d = tempfile::tempdir().unwrap();

@@ -12,15 +12,15 @@
 //! queue/lock/           sendmutex, tcpto, tcpto6 (IPv6), trigger (FIFO)     qmailq 0750
 //! ```
 
-use control::ids::Ids;
+use control::Ids;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The number of subdirectories of mess/, info/, local/ and remote/: netqmail's
-/// conf-split ([`control::conf::SPLIT`]).
-pub use control::conf::SPLIT;
+/// conf-split ([`control::SPLIT`]).
+pub use control::SPLIT;
 
 /// netqmail's fmtqfn: `dir/N` or, split, `dir/(N % SPLIT)/N`.
 pub fn fmtqfn(dir: &str, id: u64, split: bool) -> String {

@@ -40,7 +40,7 @@ use control::Exit;
 /// Most bytes of an info/ record read (the sender); longer senders are cut.
 pub const MAX_SENDER: usize = 1 << 20;
 
-pub use control::errstr::error_str;
+pub use control::error_str;
 
 /// netqmail's filter for what it prints: bytes outside 32..=126 become `_`.
 fn put_safe(out: &mut Vec<u8>, s: &[u8]) {
@@ -60,7 +60,7 @@ fn message_ids(dir: &Path) -> io::Result<Vec<u64>> {
 
 /// The summary line of a message (without its newline, before the `_` filter).
 pub fn stats_line(mtime: i64, id: u64, size: u64, sender: &[u8], bouncing: bool) -> Vec<u8> {
-    let date = control::datetime::date822(u64::try_from(mtime).unwrap_or(0));
+    let date = control::date822(u64::try_from(mtime).unwrap_or(0));
     let date = date.trim_end_matches('\n');
     let date = date.strip_suffix(" -0000").unwrap_or(date);
     let mut s = format!("{date} GMT  #{id}  {size}  <").into_bytes();

@@ -2,7 +2,7 @@
 //! RFC 821 needs (as little as possible), the domain as given or replaced by its canonical
 //! name.
 
-pub use control::address::quote;
+pub use control::quote;
 
 /// Splits an address at its last `@`: the local part and the domain. An address without
 /// `@` (such as the empty bounce sender) has no domain.
@@ -37,7 +37,7 @@ pub fn command_safe(s: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use control::address::quote_needed as needs_quote;
+    use control::quote_needed as needs_quote;
     use proptest::prelude::*;
 
     #[test]

@@ -261,7 +261,7 @@ pub fn show(buf: &[u8], l: &Layout, start: u64) -> Vec<u8> {
 }
 
 fn errtext(e: &io::Error) -> &'static str {
-    control::errstr::error_str(e)
+    control::error_str(e)
 }
 
 /// The qmail-tcpto program: prints the table. Errors go to standard output, as

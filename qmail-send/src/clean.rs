@@ -104,7 +104,7 @@ pub fn main() -> Exit {
     let mut countdown = 0u32;
     loop {
         if countdown == 0 {
-            clean_pid(queue, control::datetime::now());
+            clean_pid(queue, control::now());
             countdown = 30;
         } else {
             countdown -= 1;
@@ -143,7 +143,7 @@ mod tests {
     fn perform_removes() {
         let d = tempfile::tempdir().unwrap();
         let q = d.path();
-        qmail_queue::create_queue(q, &control::ids::Ids::single_user()).unwrap();
+        qmail_queue::create_queue(q, &control::Ids::single_user()).unwrap();
         std::fs::write(q.join("intd/46"), b"x").unwrap();
         std::fs::write(q.join(fmtqfn("mess", 46, true)), b"x").unwrap();
         assert_eq!(perform(q, Request::Foop(46)), b'+');

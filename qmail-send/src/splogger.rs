@@ -156,7 +156,7 @@ pub fn main() -> Exit {
         .first()
         .map_or_else(|| b"splogger".to_vec(), |t| t.as_encoded_bytes().to_vec());
     let facility = match args.get(1) {
-        Some(f) => control::file::scan_ulong(f.as_encoded_bytes()).unwrap_or(0),
+        Some(f) => control::scan_ulong(f.as_encoded_bytes()).unwrap_or(0),
         None => 2,
     };
     let facility = u32::try_from(facility.min(23)).unwrap_or(2) << 3;

@@ -18,7 +18,7 @@
 
 use crate::sys::{self, Forked};
 use control::Exit;
-use control::ids::Ids;
+use control::Ids;
 use nix::unistd::{Gid, Uid};
 use std::ffi::{CString, OsString};
 use std::os::fd::{IntoRawFd, RawFd};
@@ -69,7 +69,7 @@ fn exec_daemon(home: &Path, name: &str, args: &[CString]) -> ! {
 /// The qmail-start program: `qmail-start [defaultdelivery [logger arg ...]]`.
 pub fn main() -> Exit {
     let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let root = control::ids::root_mode();
+    let root = control::root_mode();
     let ids = if root {
         match Ids::lookup() {
             Ok(ids) => ids,

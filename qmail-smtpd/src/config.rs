@@ -6,9 +6,9 @@
 
 use crate::rcptcheck::RcptCheck;
 use crate::tls::{self, TlsServer};
+use control::BadMailFrom;
 use control::Controls;
-use control::badmailfrom::BadMailFrom;
-use control::rcpthosts::RcptHosts;
+use control::RcptHosts;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -270,7 +270,7 @@ impl Config {
         let badmailfrom = ctl("control/badmailfrom", BadMailFrom::load(&c))?;
         let mut databytes = ctl("control/databytes", c.int_or("databytes", 0))?;
         if let Some(d) = &env.databytes {
-            databytes = control::file::scan_ulong(d).unwrap_or(0);
+            databytes = control::scan_ulong(d).unwrap_or(0);
         }
         let smtps = env.smtps.as_ref().is_some_and(|v| !v.is_empty());
         let offer = env.deny_tls.is_none() && tls::configured(home);

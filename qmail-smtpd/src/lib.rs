@@ -89,7 +89,7 @@ impl Backend for QueueBackend {
     }
 
     fn now(&mut self) -> u64 {
-        control::datetime::now()
+        control::now()
     }
 
     fn check_password(

@@ -23,8 +23,8 @@
 //! `postmaster@` and `abuse@` (any case, any domain) are always accepted, and so is a
 //! recipient that is relayed (RELAYCLIENT, or SMTP AUTH).
 
+use control::Cdb;
 use control::Exit;
-use control::cdb::Cdb;
 use recipient::{Accounts, Channel, Pw, Route, SingleUserAccounts, SystemAccounts};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -53,7 +53,7 @@ impl Accts {
     /// process runs as root or as qmaild (root mode), else single-user mode's.
     pub fn for_this_process() -> Accts {
         let uid = nix::unistd::getuid();
-        if nix::unistd::geteuid().is_root() || control::ids::uid_of("qmaild") == Some(uid) {
+        if nix::unistd::geteuid().is_root() || control::uid_of("qmaild") == Some(uid) {
             Accts::System(SystemAccounts)
         } else {
             Accts::Single(SingleUserAccounts::from_process())
@@ -180,7 +180,7 @@ mod tests {
     fn validrcptto_keys() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("v.cdb");
-        control::cdb::write_atomic(
+        control::write_cdb(
             &p,
             &d.path().join("v.tmp"),
             [(&b"joe@a.example"[..], &b""[..]), (b"@b.example", b"")],

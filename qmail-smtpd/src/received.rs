@@ -11,7 +11,7 @@
 //! string that came from outside is filtered: bytes other than letters, digits and
 //! `. @ % + / = : -` become `?`, so nothing a client says can start a new header line.
 
-use control::datetime::date822;
+use control::date822;
 
 /// True for the bytes copied as they are into the Received field.
 pub fn is_safe(c: u8) -> bool {

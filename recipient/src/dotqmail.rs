@@ -7,8 +7,8 @@
 //! [`no_mailbox`] say how qmail-local judges what it finds; [`parse`] classifies the
 //! delivery instructions.
 
-use control::conf::PATRN;
-use control::errstr::is_temp;
+use control::PATRN;
+use control::is_temp;
 use std::fmt;
 use std::io;
 

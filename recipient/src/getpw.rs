@@ -20,7 +20,7 @@
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 
-use control::errstr::is_temp;
+use control::is_temp;
 
 // The exit codes qmail-lspawn understands (its qlx.h) are control's Exit: PERM (no
 // argument), TEMP (the answer could not be written), QLX_NFS (a home directory could not
@@ -28,7 +28,7 @@ use control::errstr::is_temp;
 // database failed).
 use control::Exit;
 
-use control::conf::BREAK;
+use control::BREAK;
 /// Account names must be shorter than this (netqmail's GETPW_USERLEN).
 pub const USERLEN: usize = 32;
 /// The catch-all user.
@@ -224,7 +224,7 @@ pub fn root_mode() -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
     }
-    control::ids::uid_of("qmailp").is_some_and(|p| p == nix::unistd::getuid())
+    control::uid_of("qmailp").is_some_and(|p| p == nix::unistd::getuid())
 }
 
 #[cfg(test)]

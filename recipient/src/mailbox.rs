@@ -17,7 +17,7 @@
 use crate::dotqmail::{self, HomeMode};
 use crate::getpw::{self, Accounts};
 use crate::users::{self, Assignment};
-use control::cdb::Cdb;
+use control::Cdb;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;

@@ -2,8 +2,8 @@
 //! percenthack, locals, virtualdomains), which qmail-smtpd's recipient validation applies
 //! too, and removing a virtual domain's prefix again for bounces.
 
+use control::CaseSet;
 use control::Controls;
-use control::constmap::CaseSet;
 use std::collections::HashMap;
 use std::io;
 
@@ -64,7 +64,7 @@ impl Route {
             .line_or(
                 "envnoathost",
                 true,
-                Some(control::conf::DEFAULT_ENVNOATHOST.as_bytes()),
+                Some(control::DEFAULT_ENVNOATHOST.as_bytes()),
             )
             .map_err(err("envnoathost"))?
             .unwrap_or_default();

@@ -16,7 +16,7 @@
 //! reads the record it found there or qmail-getpw's answer: one reading for qmail-lspawn
 //! and for qmail-smtpd's recipient validation.
 
-use control::cdb::Cdb;
+use control::Cdb;
 use std::fmt;
 use std::io::{self, BufRead};
 
@@ -175,7 +175,7 @@ impl Assignment {
             *f = &rest[..n];
             rest = &rest[n + 1..];
         }
-        let num = |v: &[u8]| control::file::scan_ulong(v).unwrap_or(0);
+        let num = |v: &[u8]| control::scan_ulong(v).unwrap_or(0);
         let [user, uid, gid, home, dash, ext] = fields;
         Some(Assignment {
             user: user.to_vec(),
@@ -252,7 +252,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("cdb");
         let entries = build(assign).unwrap();
-        control::cdb::write_atomic(
+        control::write_cdb(
             &p,
             &d.path().join("tmp"),
             entries.iter().map(|(k, v)| (&k[..], &v[..])),
@@ -322,7 +322,7 @@ mod tests {
     fn exact_then_wildcards() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("cdb");
-        control::cdb::write_atomic(
+        control::write_cdb(
             &p,
             &d.path().join("tmp"),
             [
@@ -348,7 +348,7 @@ mod tests {
     fn no_wildcard_record_is_an_error() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("cdb");
-        control::cdb::write_atomic(&p, &d.path().join("tmp"), [(&b"!a\0"[..], &b"x"[..])]).unwrap();
+        control::write_cdb(&p, &d.path().join("tmp"), [(&b"!a\0"[..], &b"x"[..])]).unwrap();
         let db = Cdb::open_optional(&p).unwrap().unwrap();
         assert!(lookup(&db, b"a").is_err());
     }

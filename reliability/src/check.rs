@@ -168,7 +168,7 @@ pub fn cleanup(w: &World) -> Cleanup {
         return c;
     }
     let q = w.home.join("queue");
-    let old = control::datetime::now().saturating_sub(37 * 3600);
+    let old = control::now().saturating_sub(37 * 3600);
     let t = nix::sys::time::TimeVal::new(old as i64, 0);
     for f in queue_files(&w.home) {
         if f.starts_with("pid/") || f.starts_with("mess/") || f.starts_with("intd/") {

@@ -106,7 +106,7 @@ pub fn smtp_session(data: &[u8]) {
     let mut cfg = Config::new(b"fuzz.example");
     let restricted = mode & 1 != 0;
     let hosts_list = || {
-        control::rcpthosts::RcptHosts::from_entries(Some(vec![
+        control::RcptHosts::from_entries(Some(vec![
             b"fuzz.example".to_vec(),
             b".sub.example".to_vec(),
         ]))
@@ -122,7 +122,7 @@ pub fn smtp_session(data: &[u8]) {
         cfg.databytes = 64;
     }
     if mode & 8 != 0 {
-        cfg.badmailfrom = control::badmailfrom::BadMailFrom::from_entries(vec![
+        cfg.badmailfrom = control::BadMailFrom::from_entries(vec![
             b"bad@evil.example".to_vec(),
             b"@evil2.example".to_vec(),
         ]);
@@ -214,12 +214,12 @@ pub fn address(data: &[u8]) {
     }
     let _ = qmail_smtpd::scan_bracket6(data);
     let _ = qmail_smtpd::scan_ip(data);
-    if let Some((local, domain)) = control::address::split_at_last_at(data) {
+    if let Some((local, domain)) = control::split_at_last_at(data) {
         assert!(!domain.contains(&b'@'));
         assert_eq!(local.len() + domain.len() + 1, data.len());
     }
-    let _ = control::address::domain(data);
-    let p = control::address::printable(data);
+    let _ = control::domain_of(data);
+    let p = control::printable(data);
     assert!(
         !p.contains('\n') && !p.contains('\r') && !p.contains('\0'),
         "printable form with a control character: {p:?}"
@@ -266,9 +266,9 @@ pub fn dotqmail(data: &[u8]) {
 
 /// Control files: lines and numbers, rcpthosts, smtproutes, users/assign.
 pub fn control_files(data: &[u8]) {
-    let lines = control::file::parse_lines(data);
-    let _ = control::file::scan_ulong(data);
-    let hosts = control::rcpthosts::RcptHosts::from_entries(Some(lines.clone()));
+    let lines = control::parse_lines(data);
+    let _ = control::scan_ulong(data);
+    let hosts = control::RcptHosts::from_entries(Some(lines.clone()));
     for l in &lines {
         let _ = hosts.allowed(l);
     }
@@ -279,7 +279,7 @@ pub fn control_files(data: &[u8]) {
     }
     let _ = recipient::compile_users_assign(data, |_, _| Ok(()));
     let _ = recipient::Assignment::parse(data);
-    let bmf = control::badmailfrom::BadMailFrom::from_entries(lines);
+    let bmf = control::BadMailFrom::from_entries(lines);
     let _ = bmf.matches(data);
 }
 
@@ -298,7 +298,7 @@ pub fn cdb(data: &[u8]) {
         if std::fs::write(&p, file).is_err() {
             return;
         }
-        if let Ok(Some(db)) = control::cdb::Cdb::open_optional(&p) {
+        if let Ok(Some(db)) = control::Cdb::open_optional(&p) {
             let _ = db.get(key);
             let _ = db.contains(key);
             let _ = db.get_all(key);
@@ -373,7 +373,7 @@ pub fn inject_header(data: &[u8]) {
             let _ = qmail_inject::parse_tokens(&text);
             rw.rewrite(&mut toks);
         }
-        let _ = control::address::quote2(value);
+        let _ = control::quote2(value);
     }
     let _ = n;
     let mut body = Vec::new();

@@ -76,7 +76,7 @@ fn full_queue_filesystem_gives_451_and_qmail_send_sees_nothing() {
     }
     let h = mail_home();
     let _m = Mount::tmpfs(&h.queue(), "256k");
-    qmail_queue::create_queue(&h.queue(), &control::ids::Ids::single_user()).expect("queue");
+    qmail_queue::create_queue(&h.queue(), &control::Ids::single_user()).expect("queue");
     chown_tree(&h.queue());
     let sys = System::start(h.path());
 

@@ -450,7 +450,7 @@ fn relay_tricks_never_relay_without_relayclient() {
 fn corrupt_morercpthosts_cdb_under_a_memory_limit_gives_421() {
     let h = home();
     let cdb = h.path().join("control/morercpthosts.cdb");
-    control::cdb::write_atomic(
+    control::write_cdb(
         &cdb,
         &h.path().join("control/more.tmp"),
         [(&b"evil.example"[..], &b""[..])],

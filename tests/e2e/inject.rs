@@ -96,7 +96,7 @@ fn script(path: &Path, body: &str) {
 
 /// YYYYMMDDhhmmss in UTC as a number, the way Message-IDs start.
 fn stamp(secs: u64) -> u64 {
-    let t = control::datetime::tm(secs);
+    let t = control::tm(secs);
     format!(
         "{}{:02}{:02}{:02}{:02}{:02}",
         t.year, t.month, t.day, t.hour, t.min, t.sec
@@ -108,14 +108,14 @@ fn stamp(secs: u64) -> u64 {
 #[test]
 fn explicit_recipients_are_queued_with_completed_header() {
     let home = Home::new();
-    let before = control::datetime::now();
+    let before = control::now();
     let o = inject(
         &home,
         &["friend@example.org", "localuser", "x@relay"],
         &[],
         "Subject: hello\n\nfirst line\nlast line without newline",
     );
-    let after = control::datetime::now();
+    let after = control::now();
     assert_eq!(o.code, 0, "{}", o.err);
     assert_eq!(o.err, "");
     let q = only(&home);
@@ -148,7 +148,7 @@ fn explicit_recipients_are_queued_with_completed_header() {
     // Date: "26 Sep 1995 04:46:53 -0000", now, in UTC.
     let date = field(&m, "Date").expect("Date");
     assert!(
-        (before..=after).any(|t| date == control::datetime::date822(t)),
+        (before..=after).any(|t| date == control::date822(t)),
         "{date}"
     );
     // Message-ID: <YYYYMMDDhhmmss.PID.qmail@IDHOST>

@@ -429,9 +429,9 @@ fn check_reports_stray_queue_files_and_not_work_in_progress() {
 /// intd, todo).
 fn netqmail_home(home: &Path, root: bool) -> (u64, u64) {
     let ids = if root {
-        control::ids::Ids::lookup().expect("qmail ids")
+        control::Ids::lookup().expect("qmail ids")
     } else {
-        control::ids::Ids::single_user()
+        control::Ids::single_user()
     };
     let own = |p: &Path, uid: nix::unistd::Uid, mode: u32| {
         if root {

@@ -883,7 +883,7 @@ fn usage_errors() {
 /// qmail-lspawn's reading of users/cdb (netqmail's nughde_get), written here from its
 /// description so that the test does not trust rqmail's own library.
 fn lspawn_lookup(cdb: &Path, local: &str) -> Option<Vec<u8>> {
-    let db = control::cdb::Cdb::open_optional(cdb)
+    let db = control::Cdb::open_optional(cdb)
         .expect("open users/cdb")
         .expect("users/cdb exists");
     let wild = db.get(b"").expect("read").expect("wildcard record");

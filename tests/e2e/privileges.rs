@@ -72,7 +72,7 @@ fn whole_system_as_root_each_process_with_its_ids_and_capabilities() {
     ensure_qmail_users();
     let home = install_root_home();
     assert_eq!(home, Path::new(SETUID_HOME));
-    let ids = control::ids::Ids::lookup().expect("qmail ids");
+    let ids = control::Ids::lookup().expect("qmail ids");
     let (qmail, nofiles) = (ids.qmail.as_raw(), ids.nofiles.as_raw());
     let q = |n: &str| user_ids(n).0;
 
@@ -95,7 +95,7 @@ fn whole_system_as_root_each_process_with_its_ids_and_capabilities() {
     .expect("dot-qmail");
     std::os::unix::fs::chown(&dot, Some(nu), Some(ng)).expect("chown");
     let value = format!("nobody\0{nu}\0{ng}\0{}\0-\0", uhome.display());
-    control::cdb::write_atomic(
+    control::write_cdb(
         &home.join("users/cdb"),
         &home.join("users/cdb.tmp"),
         vec![(&b"!"[..], value.as_bytes()), (b"", b"")],

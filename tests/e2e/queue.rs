@@ -199,7 +199,7 @@ fn full_filesystem_exits_53_and_leaves_nothing() {
     for d in ["bin", "control"] {
         fs::create_dir(homedir.join(d)).expect("mkdir");
     }
-    qmail_queue::create_queue(&homedir.join("queue"), &control::ids::Ids::single_user())
+    qmail_queue::create_queue(&homedir.join("queue"), &control::Ids::single_user())
         .expect("queue on tmpfs");
     let mut c = Command::new(bin("qmail-queue"));
     c.env_clear().env("QMAIL_HOME", homedir);

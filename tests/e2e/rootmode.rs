@@ -64,7 +64,7 @@ pub(crate) fn install_root_home() -> PathBuf {
     ensure_qmail_users();
     let home = PathBuf::from(SETUID_HOME);
     let _ = fs::remove_dir_all(&home);
-    let ids = control::ids::Ids::lookup().expect("qmail ids");
+    let ids = control::Ids::lookup().expect("qmail ids");
     // First everything from this build, then the setuid test build of qmail-queue over it.
     install::install(&install::Plan {
         home: home.clone(),

@@ -158,7 +158,7 @@ fn clean_protocol_removes_files_and_answers() {
     // An abandoned pid/ file (accessed 40 hours ago) and a fresh one.
     let old = h.queue().join("pid/123.456.1");
     fs::write(&old, b"").expect("pid");
-    let t = nix::sys::time::TimeVal::new((control::datetime::now() - 40 * 3600) as i64, 0);
+    let t = nix::sys::time::TimeVal::new((control::now() - 40 * 3600) as i64, 0);
     nix::sys::stat::utimes(&old, &t, &t).expect("utimes");
     let fresh = h.queue().join("pid/124.456.1");
     fs::write(&fresh, b"").expect("pid");
@@ -383,7 +383,7 @@ fn lspawn_reads_users_cdb_in_qmail_newu_format() {
         (b"", b"-"),
     ];
     let cdb = h.path().join("users/cdb");
-    control::cdb::write_atomic(&cdb, &h.path().join("users/cdb.tmp"), entries).expect("cdb");
+    control::write_cdb(&cdb, &h.path().join("users/cdb.tmp"), entries).expect("cdb");
     chown_user(&cdb);
     // qmail-getpw must not be needed.
     script(&h, "qmail-getpw", "#!/bin/sh\nexit 111\n");
@@ -1251,7 +1251,7 @@ fn root_mode_runs_each_daemon_under_its_qmail_id() {
         (b"!rooty\0", b"root\x000\x000\x00/root\x00\x00"),
         (b"", b""),
     ];
-    control::cdb::write_atomic(
+    control::write_cdb(
         &h.path().join("users/cdb"),
         &h.path().join("users/tmp"),
         entries,
@@ -1438,7 +1438,7 @@ fn an_interrupted_elimination_is_finished_after_a_restart() {
         let t = nix::sys::time::TimeVal::new(secs as i64, 0);
         nix::sys::stat::utimes(p, &t, &t).expect("utimes");
     };
-    let now = control::datetime::now();
+    let now = control::now();
     // Message 71: delivered, info/ still there (qmail-send died while ending it).
     let mess71 = user_file(
         &h,
@@ -1555,7 +1555,7 @@ fn thousands_of_local_deliveries_at_once() {
         (b"", b""),
     ];
     let cdb = h.path().join("users/cdb");
-    control::cdb::write_atomic(&cdb, &h.path().join("users/cdb.tmp"), entries).expect("cdb");
+    control::write_cdb(&cdb, &h.path().join("users/cdb.tmp"), entries).expect("cdb");
     chown_user(&cdb);
     let held = gate(&h);
     let sys = System::start(&h);
@@ -1678,7 +1678,7 @@ fn abandoned_files_are_cleaned_up() {
         &format!("queue/{}", qmail_queue::fmtqfn("mess", 82, true)),
         b"m\n",
     );
-    let t = nix::sys::time::TimeVal::new((control::datetime::now() - 37 * 3600) as i64, 0);
+    let t = nix::sys::time::TimeVal::new((control::now() - 37 * 3600) as i64, 0);
     nix::sys::stat::utimes(&old, &t, &t).expect("utimes");
     let sys = System::start(&h);
     wait_until("the abandoned message removed", || {

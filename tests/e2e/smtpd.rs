@@ -55,7 +55,7 @@ fn qp_of(reply: &str) -> u32 {
 
 /// Every date822 string for the seconds from `t0` to `t1`.
 fn dates(t0: u64, t1: u64) -> Vec<String> {
-    (t0..=t1).map(control::datetime::date822).collect()
+    (t0..=t1).map(control::date822).collect()
 }
 
 /// Waits (as a hang guard, at most 20 s) until the queue holds no files: an abandoned
@@ -113,13 +113,13 @@ fn smtpgreeting_is_used_for_220_250_221() {
 #[test]
 fn queued_message_is_byte_exact() {
     let home = Home::new();
-    let t0 = control::datetime::now();
+    let t0 = control::now();
     let (code, out, _) = dialogue(
         &home,
         &TCP_ENV,
         "HELO Other.Name\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nRCPT TO:<\"e f\"@g.example>\r\nDATA\r\nSubject: x\r\n\r\n..dot\r\nline\rcr\r\n.\r\nQUIT\r\n",
     );
-    let t1 = control::datetime::now();
+    let t1 = control::now();
     assert_eq!(code, 0, "{out}");
     let reply = out.lines().nth(6).expect("DATA reply");
     let qp = qp_of(reply);
@@ -469,7 +469,7 @@ fn rcpthosts_present_refuses_other_domains() {
 fn morercpthosts_cdb_is_consulted() {
     let home = Home::new();
     home.control("rcpthosts", "testhost.example\n");
-    control::cdb::write_atomic(
+    control::write_cdb(
         &home.path().join("control/morercpthosts.cdb"),
         &home.path().join("control/morercpthosts.tmp"),
         [(&b"more.example"[..], &b""[..])],

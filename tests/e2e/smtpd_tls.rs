@@ -1342,7 +1342,7 @@ fn validrcptto_cdb_lists_addresses_and_domains() {
         "rcpthosts",
         "testhost.example\nopen.example\nclosed.example\n",
     );
-    control::cdb::write_atomic(
+    control::write_cdb(
         &home.path().join("control/validrcptto.cdb"),
         &home.path().join("control/validrcptto.tmp"),
         [

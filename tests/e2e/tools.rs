@@ -553,7 +553,7 @@ fn qmail_newmrh_builds_the_same_cdb_as_netqmail() {
     );
     assert!(!home.path().join("control/morercpthosts.tmp").exists());
     // The keys, as qmail-smtpd looks them up.
-    let db = control::cdb::Cdb::open_optional(&cdb)
+    let db = control::Cdb::open_optional(&cdb)
         .expect("open")
         .expect("exists");
     for k in [

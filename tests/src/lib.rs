@@ -86,7 +86,7 @@ impl Home {
         for d in ["bin", "control", "users", "alias"] {
             fs::create_dir_all(h.path().join(d)).expect("mkdir");
         }
-        qmail_queue::create_queue(&h.path().join("queue"), &control::ids::Ids::single_user())
+        qmail_queue::create_queue(&h.path().join("queue"), &control::Ids::single_user())
             .expect("create queue");
         if let Ok(rd) = fs::read_dir(bin_dir()) {
             for e in rd.flatten() {
@@ -417,7 +417,7 @@ pub fn run_with_input(mut cmd: Command, input: &[u8]) -> (i32, Vec<u8>, Vec<u8>)
 }
 
 /// The netqmail users and groups (INSTALL.ids): name, group (control's one table).
-pub use control::ids::ACCOUNTS as QMAIL_USERS;
+pub use control::ACCOUNTS as QMAIL_USERS;
 
 /// As root, creates the netqmail users and groups that are missing (groupadd/useradd,
 /// system accounts without a login shell). Safe to call from many tests and processes at
@@ -442,7 +442,7 @@ pub fn ensure_qmail_users() {
         let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| e)
             .expect("lock");
-        for g in control::ids::GROUP_NAMES {
+        for g in control::GROUP_NAMES {
             if nix::unistd::Group::from_name(g).ok().flatten().is_none() {
                 let st = Command::new(tool("groupadd"))
                     .args(["-r", g])
@@ -845,13 +845,13 @@ pub mod single {
 
     /// A home for root-mode tests: the qmail users exist, the home is searchable by
     /// everyone and its queue has netqmail's owners and modes. Returns the home and the ids.
-    pub fn root_mode_home() -> (Home, control::ids::Ids) {
+    pub fn root_mode_home() -> (Home, control::Ids) {
         assert!(
             is_root(),
             "root-mode tests need root; run the suite as root"
         );
         super::ensure_qmail_users();
-        let ids = control::ids::Ids::lookup().expect("qmail ids");
+        let ids = control::Ids::lookup().expect("qmail ids");
         let h = Home::new();
         fs::set_permissions(h.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
         qmail_queue::create_queue(&h.queue(), &ids).expect("queue with qmail owners");

@@ -1,4 +1,4 @@
 //! qmail-newmrh: compile control/morercpthosts into morercpthosts.cdb (qmail-newmrh(8)).
 #![cfg_attr(not(test), no_main)]
 
-control::program_main!(control::newmrh::main);
+control::program_main!(control::qmail_newmrh);

@@ -1,4 +1,4 @@
 //! qmail-showctl: explain the qmail configuration (qmail-showctl(8)).
 #![cfg_attr(not(test), no_main)]
 
-control::program_main!(control::showctl::main);
+control::program_main!(control::qmail_showctl);

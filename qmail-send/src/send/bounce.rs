@@ -1,7 +1,7 @@
 //! Bounce messages in qmail's QSBMF format (qmail-send.c's addbounce and injectbounce),
 //! and the address quoting they use (netqmail's quote.c).
 
-pub use control::address::{quote, quote2};
+pub use control::{quote, quote2};
 
 /// The paragraph appended to bounce/N for one failed recipient: `<recip>:`, the report,
 /// then a blank line. Newlines in the address become `_`, blank lines inside the report
@@ -35,7 +35,7 @@ pub const TOO_LONG: &[u8] =
 pub fn head(date: u64, bouncefrom: &[u8], bouncehost: &[u8], to: &[u8], double: bool) -> Vec<u8> {
     let mut v = Vec::with_capacity(512);
     v.extend_from_slice(b"Date: ");
-    v.extend_from_slice(control::datetime::date822(date).as_bytes());
+    v.extend_from_slice(control::date822(date).as_bytes());
     v.extend_from_slice(b"\nFrom: ");
     v.extend(quote(bouncefrom));
     v.push(b'@');

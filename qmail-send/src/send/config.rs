@@ -1,7 +1,7 @@
 //! qmail-send's control files (qmail-send(8), qmail-control(5)) and their defaults.
 
 use control::Controls;
-use control::conf;
+
 use recipient::Route;
 use std::path::Path;
 
@@ -35,19 +35,19 @@ impl Config {
                 .map(Option::unwrap_or_default)
         };
         let int = |name: &'static str, def: u64| c.int_or(name, def).map_err(|_| ConfigError(name));
-        let lifetime = int("queuelifetime", conf::DEFAULT_QUEUELIFETIME)?;
+        let lifetime = int("queuelifetime", control::DEFAULT_QUEUELIFETIME)?;
         let concurrency = [
-            int("concurrencylocal", conf::DEFAULT_CONCURRENCYLOCAL)?,
-            int("concurrencyremote", conf::DEFAULT_CONCURRENCYREMOTE)?,
+            int("concurrencylocal", control::DEFAULT_CONCURRENCYLOCAL)?,
+            int("concurrencyremote", control::DEFAULT_CONCURRENCYREMOTE)?,
         ];
         let route = Route::load(&c).map_err(|e| ConfigError(e.file))?;
         if route.locals.is_none() {
             return Err(ConfigError("locals"));
         }
-        let bouncefrom = line("bouncefrom", false, conf::DEFAULT_BOUNCEFROM)?;
-        let bouncehost = line("bouncehost", true, conf::DEFAULT_BOUNCEHOST)?;
-        let doublebouncehost = line("doublebouncehost", true, conf::DEFAULT_DOUBLEBOUNCEHOST)?;
-        let mut doublebounceto = line("doublebounceto", false, conf::DEFAULT_DOUBLEBOUNCETO)?;
+        let bouncefrom = line("bouncefrom", false, control::DEFAULT_BOUNCEFROM)?;
+        let bouncehost = line("bouncehost", true, control::DEFAULT_BOUNCEHOST)?;
+        let doublebouncehost = line("doublebouncehost", true, control::DEFAULT_DOUBLEBOUNCEHOST)?;
+        let mut doublebounceto = line("doublebounceto", false, control::DEFAULT_DOUBLEBOUNCETO)?;
         doublebounceto.push(b'@');
         doublebounceto.extend_from_slice(&doublebouncehost);
         Ok(Config {

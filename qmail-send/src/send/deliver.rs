@@ -57,7 +57,7 @@ impl Send {
             let f = chan_fn(job.id, job.channel);
             if std::fs::remove_file(&f).is_err() {
                 warn(&["warning: unable to unlink ", &f, "; will try again later\n"]);
-                dt = control::datetime::now() + SLEEP_SYSFAIL;
+                dt = control::now() + SLEEP_SYSFAIL;
             } else {
                 for c in 0..CHANNELS {
                     if c == job.channel {
@@ -73,7 +73,7 @@ impl Send {
                         }
                     }
                 }
-                self.pqdone.insert(control::datetime::now(), job.id);
+                self.pqdone.insert(control::now(), job.id);
                 return;
             }
         }

@@ -73,7 +73,7 @@ impl Send {
                 (b"", sender.clone())
             };
             qq.put(&bounce::head(
-                control::datetime::now(),
+                control::now(),
                 &self.cfg.bouncefrom,
                 &self.cfg.bouncehost,
                 &brecip,
@@ -105,10 +105,7 @@ impl Send {
     }
 
     pub(super) fn messdone(&mut self, id: u64) {
-        let fail = |s: &mut Send| {
-            s.pqdone
-                .insert(control::datetime::now() + SLEEP_SYSFAIL, id)
-        };
+        let fail = |s: &mut Send| s.pqdone.insert(control::now() + SLEEP_SYSFAIL, id);
         for c in 0..CHANNELS {
             let f = chan_fn(id, c);
             match file_exists(&f) {

@@ -261,7 +261,7 @@ impl Send {
         let (Some(c0), Some(c1)) = (it.next(), it.next()) else {
             return Err(StartError("hath the daemon spawn no fire?"));
         };
-        let now = control::datetime::now();
+        let now = control::now();
         let mut s = Send {
             home,
             cfg,
@@ -391,7 +391,7 @@ impl Send {
     /// Runs until TERM (or a lost daemon) and every delivery in progress has ended.
     pub fn run(&mut self, sigfd: &SignalFd) {
         while !self.exitasap || !self.del_canexit() {
-            self.recent = control::datetime::now();
+            self.recent = control::now();
             if self.runasap {
                 self.runasap = false;
                 self.pqrun();
@@ -472,7 +472,7 @@ impl Send {
                 }
                 Ok(_) => {}
             }
-            self.recent = control::datetime::now();
+            self.recent = control::now();
             if sig {
                 while let Ok(Some(si)) = sigfd.read_signal() {
                     match i32::try_from(si.ssi_signo)

@@ -7,8 +7,7 @@ impl Send {
     pub(super) fn pqadd(&mut self, id: u64) {
         let fail = |s: &mut Send, f: &str| {
             warn(&["warning: unable to stat ", f, "; will try again later\n"]);
-            s.pqfail
-                .insert(control::datetime::now() + SLEEP_SYSFAIL, id);
+            s.pqfail.insert(control::now() + SLEEP_SYSFAIL, id);
         };
         let f = info_fn(id);
         match std::fs::metadata(&f) {
@@ -42,7 +41,7 @@ impl Send {
             }
         }
         if found.iter().all(Option::is_none) {
-            self.pqdone.insert(control::datetime::now(), id);
+            self.pqdone.insert(control::now(), id);
         }
     }
 

@@ -133,8 +133,8 @@ impl Send {
                 _ => (0, &[][..]),
             };
             match kind {
-                b'u' => uid = control::file::scan_ulong(body).unwrap_or(0),
-                b'p' => pid = control::file::scan_ulong(body).unwrap_or(0),
+                b'u' => uid = control::scan_ulong(body).unwrap_or(0),
+                b'p' => pid = control::scan_ulong(body).unwrap_or(0),
                 b'F' => {
                     if info.write_all(&rec).and_then(|()| info.flush()).is_err() {
                         warn(&["warning: trouble writing to ", &inf, "\n"]);
@@ -226,7 +226,7 @@ impl Send {
         if !self.clean_warn(&tf) {
             return;
         }
-        let now = control::datetime::now();
+        let now = control::now();
         for (c, used) in flagchan.iter().enumerate() {
             if *used {
                 self.chans[c].pq.insert(now, id);

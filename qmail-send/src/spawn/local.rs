@@ -5,8 +5,8 @@
 //! (qlx.h: control's `Exit::QLX_*`).
 
 use super::{Status, Step, error_temp, output_pipe, running};
+use control::Cdb;
 use control::Exit;
-use control::cdb::Cdb;
 use nix::unistd::{Gid, Uid};
 use recipient::Assignment;
 use std::ffi::OsStr;
@@ -261,7 +261,7 @@ pub fn main() -> Exit {
     let Some(home) = super::enter_queue() else {
         return Exit::TEMP;
     };
-    let ids = match control::ids::Ids::for_this_process() {
+    let ids = match control::Ids::for_this_process() {
         Ok(ids) => ids,
         Err(e) => {
             eprintln!("qmail-lspawn: fatal: {e}");
@@ -334,7 +334,7 @@ mod tests {
             (b"!joe\0", b"joe\x00507\x00100\x00/home/joe\x00\x00"),
             (b"", b"-"),
         ];
-        control::cdb::write_atomic(&p, &d.path().join("tmp"), entries).unwrap();
+        control::write_cdb(&p, &d.path().join("tmp"), entries).unwrap();
         let db = Cdb::open_optional(&p).unwrap().unwrap();
         let get = |l: &[u8]| Assignment::parse(&cdb_lookup(&db, l).unwrap().unwrap()).unwrap();
         let joe = get(b"Joe");
@@ -368,8 +368,7 @@ mod tests {
     fn cdb_without_wildchars_is_trouble() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("cdb");
-        control::cdb::write_atomic(&p, &d.path().join("tmp"), vec![(&b"!a\0"[..], &b"x"[..])])
-            .unwrap();
+        control::write_cdb(&p, &d.path().join("tmp"), vec![(&b"!a\0"[..], &b"x"[..])]).unwrap();
         let db = Cdb::open_optional(&p).unwrap().unwrap();
         assert_eq!(cdb_lookup(&db, b"a"), Err(Exit::QLX_CDB));
     }

@@ -68,7 +68,7 @@ pub trait Spawner {
     fn output_limit(&self, stage: &Self::Stage) -> usize;
 }
 
-pub use control::errstr::error_temp;
+pub use control::error_temp;
 
 /// A pipe for a child's output: (read end, write end for stdout, copy for stderr).
 pub fn output_pipe() -> io::Result<(OwnedFd, OwnedFd, OwnedFd)> {
@@ -113,9 +113,9 @@ pub fn child_limits(cmd: &mut std::process::Command) {
 
 /// The most deliveries a spawn announces in narrow framing.
 pub const NARROW_MAX: u32 = 255;
-/// The wide limit for a descriptor limit ([`control::conf::spawn_limit`]).
+/// The wide limit for a descriptor limit ([`control::spawn_limit`]).
 pub fn wide_max(nofile: u64) -> u32 {
-    control::conf::spawn_limit(nofile)
+    control::spawn_limit(nofile)
 }
 
 struct Slot<S> {
@@ -449,7 +449,7 @@ mod tests {
     fn limits() {
         assert_eq!(wide_max(1024), 480);
         assert_eq!(wide_max(10), 1);
-        assert_eq!(wide_max(u64::MAX), control::conf::SPAWN_CEILING);
+        assert_eq!(wide_max(u64::MAX), control::SPAWN_CEILING);
         assert!(error_temp(&io::Error::from_raw_os_error(libc::ENOSPC)));
         assert!(!error_temp(&io::Error::from_raw_os_error(libc::ENOENT)));
     }

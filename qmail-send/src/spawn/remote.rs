@@ -133,8 +133,8 @@ impl super::Spawner for Remote {
 
 /// The owner queue messages must have: qmailq when running as qmailr (qmail-start's root
 /// mode) or as root; the invoking user in single-user mode.
-pub fn message_owner() -> Result<u32, control::ids::IdError> {
-    use control::ids::{IdError, uid_of};
+pub fn message_owner() -> Result<u32, control::IdError> {
+    use control::{IdError, uid_of};
     let me = nix::unistd::getuid();
     let root_mode = me.is_root() || uid_of("qmailr") == Some(me);
     if !root_mode {

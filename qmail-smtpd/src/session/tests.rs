@@ -1,8 +1,8 @@
 //! The state machine driven directly: no sockets, no processes.
 
 use super::*;
-use control::badmailfrom::BadMailFrom;
-use control::rcpthosts::RcptHosts;
+use control::BadMailFrom;
+use control::RcptHosts;
 use proptest::prelude::*;
 use std::cell::RefCell;
 use std::net::Ipv4Addr;
