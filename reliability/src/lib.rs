@@ -22,12 +22,16 @@
 //! Run as root, it copies the programs to a directory every user can read and runs the
 //! whole test as `nobody` (the mail system needs no privilege in single-user mode).
 
-pub mod check;
-pub mod clients;
-pub mod killer;
-pub mod rng;
+#![forbid(unsafe_code)]
+
+mod check;
+mod clients;
+mod killer;
+mod rng;
 pub mod targets;
-pub mod world;
+mod world;
+
+pub use check::Report;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -6,6 +6,8 @@
 //! does that. A missing program or peer is a test failure with a message saying so, never a
 //! silent skip.
 
+#![forbid(unsafe_code)]
+
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
