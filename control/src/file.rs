@@ -80,11 +80,16 @@ pub fn read_int(path: &Path) -> io::Result<Option<u64>> {
 /// Reads a list control file: one entry per line, comments and empty lines skipped.
 /// `Ok(None)` when the file does not exist.
 pub fn read_lines(path: &Path) -> io::Result<Option<Vec<Vec<u8>>>> {
+    Ok(read_bytes(path)?.map(|data| parse_lines(&data)))
+}
+
+/// Reads a whole file that is not made of lines (a PEM file, say), at most
+/// [`MAX_CONTROL_FILE`] bytes. `Ok(None)` when the file does not exist.
+pub fn read_bytes(path: &Path) -> io::Result<Option<Vec<u8>>> {
     let Some(f) = open_optional(path)? else {
         return Ok(None);
     };
-    let meta = f.metadata()?;
-    if meta.len() > MAX_CONTROL_FILE {
+    if f.metadata()?.len() > MAX_CONTROL_FILE {
         return Err(too_big(path));
     }
     let mut data = Vec::new();
@@ -92,7 +97,7 @@ pub fn read_lines(path: &Path) -> io::Result<Option<Vec<Vec<u8>>>> {
     if data.len() as u64 > MAX_CONTROL_FILE {
         return Err(too_big(path));
     }
-    Ok(Some(parse_lines(&data)))
+    Ok(Some(data))
 }
 
 /// The list-file rules applied to bytes already read.

@@ -1,4 +1,5 @@
-//! The library every rqmail program stands on (the ground floor, with `recipient`).
+//! The library every rqmail program stands on (the ground floor, with `recipient`
+//! and `qmail-tls`).
 //!
 //! * `home`: where QMAIL_HOME is, and whether this process may trust its environment;
 //! * `file`: control files read with netqmail's rules (first line, whole file, integers,
@@ -13,7 +14,8 @@
 //! * `address`: small helpers on envelope addresses;
 //! * `errstr`: netqmail's texts for system errors;
 //! * `exit`: the exit codes, one type for every program;
-//! * `program`: how the short-lived programs start ([`program_main!`]);
+//! * `program`: how the short-lived programs start ([`program_main!`]), and whether
+//!   descriptor 2 is a place for diagnostics ([`stderr_is_private`]);
 //! * `showctl`, `newmrh`: the programs qmail-showctl and qmail-newmrh.
 
 mod address;
@@ -48,11 +50,12 @@ pub use errstr::{
 };
 pub use exit::{Exit, ExitError, temp_or_perm};
 pub use file::{
-    Controls, MAX_CONTROL_FILE, parse_lines, read_int, read_line, read_lines, scan_ulong,
+    Controls, MAX_CONTROL_FILE, parse_lines, read_bytes, read_int, read_line, read_lines,
+    scan_ulong,
 };
 pub use home::{DEFAULT_HOME, home_from, privileged_exec, qmail_home};
 pub use ids::{ACCOUNTS, GROUP_NAMES, IdError, Ids, USER_NAMES, root_mode, uid_of};
-pub use program::start as program_start;
+pub use program::{start as program_start, stderr_is_private};
 pub use rcpthosts::RcptHosts;
 
 pub use newmrh::main as qmail_newmrh;

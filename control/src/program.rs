@@ -36,6 +36,23 @@ pub fn start() {
     crate::sys::ignore_sigpipe();
 }
 
+/// True when descriptor 2 leads somewhere other than descriptors 0 and 1. A network
+/// server started by inetd has its client on all three: its diagnostics must then go
+/// nowhere rather than to the client. (Decided once per process.)
+pub fn stderr_is_private() -> bool {
+    use nix::sys::stat::{FileStat, fstat};
+    use std::os::fd::AsFd;
+    static PRIVATE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PRIVATE.get_or_init(|| {
+        let id = |st: FileStat| (st.st_dev, st.st_ino);
+        let Ok(err) = fstat(std::io::stderr().as_fd()).map(id) else {
+            return false;
+        };
+        let same = |r: nix::Result<FileStat>| r.map(id).ok() == Some(err);
+        !same(fstat(std::io::stdin().as_fd())) && !same(fstat(std::io::stdout().as_fd()))
+    })
+}
+
 /// Defines a program's C `main`: [`start`], then the function given, whose
 /// [`Exit`](crate::Exit) is the exit code. The binary's crate root must say
 /// `#![cfg_attr(not(test), no_main)]`.

@@ -5,10 +5,10 @@
 //! client gets `421 unable to read controls (#4.3.0)` and the connection ends.
 
 use crate::rcptcheck::RcptCheck;
-use crate::tls::{self, TlsServer};
 use control::BadMailFrom;
 use control::Controls;
 use control::RcptHosts;
+use qmail_tls::TlsServer;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -273,11 +273,11 @@ impl Config {
             databytes = control::scan_ulong(d).unwrap_or(0);
         }
         let smtps = env.smtps.as_ref().is_some_and(|v| !v.is_empty());
-        let offer = env.deny_tls.is_none() && tls::configured(home);
+        let offer = env.deny_tls.is_none() && qmail_tls::configured(home);
         let server = (offer || smtps).then(|| {
-            tls::load(home, env.tls_ciphers.as_deref())
+            qmail_tls::load(home, env.tls_ciphers.as_deref(), true)
                 .map_err(|e| e.to_string())
-                .and_then(|s| s.ok_or_else(|| format!("{} does not exist", tls::SERVERCERT)))
+                .and_then(|s| s.ok_or_else(|| format!("{} does not exist", qmail_tls::SERVERCERT)))
         });
         let clients = match &server {
             Some(Ok(_)) => ctl("control/tlsclients", c.lines("tlsclients"))?

@@ -10,7 +10,7 @@
 //! * `ipme`: this host's addresses, for control/localiphost;
 //! * `session`: the dialogue as a state machine without I/O;
 //! * `transport`: timeouts, reads and batched replies on descriptors 0 and 1;
-//! * `tls`: STARTTLS and SMTPS with rustls over the same transport;
+//! * STARTTLS and SMTPS with rustls over the same transport, from the `qmail_tls` library;
 //! * `auth`, `checkpw`: SMTP AUTH with a checkpassword program;
 //! * `rcptcheck`: recipient validation at RCPT time.
 //!
@@ -30,9 +30,7 @@ mod ipme;
 mod rcptcheck;
 mod received;
 mod session;
-mod tls;
 mod transport;
-mod x509;
 
 /// The parsers of untrusted input and the session machine, for the fuzz targets.
 pub use addr::{
@@ -42,18 +40,16 @@ pub use addr::{
 pub use blast::{Blast, Progress};
 pub use config::Config;
 pub use session::{Backend, Message, Session};
-pub use x509::{MAX_EMAIL, subject_email};
 
 use config::{Env, SetupError};
+use qmail_tls::{FdTransport, TlsTransport, Transport};
 use rcptcheck::RcptCheck;
 use session::Exit;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
-use tls::TlsTransport;
-use transport::{FdTransport, Served, Transport, serve_session};
+use transport::{Served, serve_session};
 
 /// Messages go to `$QMAILQUEUE` or `bin/qmail-queue`, run in the qmail home; passwords to
 /// the checkpassword program; recipients to the configured checks.
@@ -98,7 +94,7 @@ impl Backend for QueueBackend {
         creds: &auth::Credentials,
         timeout: Duration,
     ) -> checkpw::Verdict {
-        checkpw::check(argv, creds, timeout, stderr_is_private())
+        checkpw::check(argv, creds, timeout, control::stderr_is_private())
     }
 
     fn check_recipient(&mut self, rcpt: &[u8]) -> io::Result<rcptcheck::Verdict> {
@@ -115,23 +111,9 @@ impl Backend for QueueBackend {
     }
 }
 
-/// True when descriptor 2 is somewhere other than the client's connection.
-fn stderr_is_private() -> bool {
-    static PRIVATE: OnceLock<bool> = OnceLock::new();
-    *PRIVATE.get_or_init(|| {
-        use nix::sys::stat::fstat;
-        let id = |st: nix::sys::stat::FileStat| (st.st_dev, st.st_ino);
-        let Ok(err) = fstat(io::stderr().as_fd()).map(id) else {
-            return false;
-        };
-        let same = |r: nix::Result<nix::sys::stat::FileStat>| r.map(id).ok() == Some(err);
-        !same(fstat(io::stdin().as_fd())) && !same(fstat(io::stdout().as_fd()))
-    })
-}
-
 /// Writes a diagnostic line to descriptor 2 when that is safe.
 pub fn log(msg: &str) {
-    if stderr_is_private() {
+    if control::stderr_is_private() {
         let line = format!("qmail-smtpd: {}\n", msg.replace(['\r', '\n'], " "));
         let _ = io::stderr().write_all(line.as_bytes());
     }

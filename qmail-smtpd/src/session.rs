@@ -29,8 +29,8 @@ use crate::command::{self, Verb};
 use crate::config::{Config, REPLY_CONTROLS};
 use crate::rcptcheck;
 use crate::received::{self, Facts};
-use crate::tls::TlsInfo;
 use qmail_queue::QueueError;
+use qmail_tls::TlsInfo;
 use std::io;
 use std::time::Duration;
 
@@ -416,7 +416,7 @@ impl<B: Backend> Session<B> {
             ),
         };
         // As the qmail TLS patch: a continuation line naming the certificate that
-        // allowed relaying (printable ASCII only: see x509::subject_email).
+        // allowed relaying (printable ASCII only: see qmail_tls::subject_email).
         if let Some(email) = &self.cert_relay {
             p.push_str("\n  (cert ");
             p.push_str(email);

@@ -2,118 +2,19 @@
 //! back until the next read would have to wait (so that the replies to pipelined
 //! commands leave together, as with netqmail), writes with a timeout.
 //!
-//! [`Transport`] is the seam for TLS: [`FdTransport`] is plain descriptors 0 and 1;
-//! [`crate::tls::TlsTransport`] wraps it and offers the same two calls.
+//! [`Transport`] (from `qmail_tls`) is the seam for TLS: `FdTransport` is plain
+//! descriptors 0 and 1; `TlsTransport` wraps it and offers the same two calls.
 
 use crate::session::{Backend, Exit, Session};
+use qmail_tls::{READ_BUF, Transport};
 use std::io;
-use std::os::fd::BorrowedFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// The input buffer: the most bytes read at once.
-pub const READ_BUF: usize = 16 * 1024;
 /// Input is handed to the session in pieces of this size; after each, replies beyond
 /// [`FLUSH_AT`] bytes are written even though more input is waiting.
 pub const FEED_STEP: usize = 1024;
 /// See [`FEED_STEP`].
 pub const FLUSH_AT: usize = 4096;
-/// Most bytes given to one write(2) call (netqmail's output buffer size).
-pub const WRITE_STEP: usize = 512;
-
-/// A connection to the client.
-pub trait Transport {
-    /// Reads what is available, waiting at most `timeout` for something to arrive.
-    /// `Ok(0)` is the end of input; an error of kind `TimedOut` means nothing came.
-    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize>;
-    /// Writes all of `data`, waiting at most `timeout` each time the peer is not ready.
-    fn write_all(&mut self, data: &[u8], timeout: Duration) -> io::Result<()>;
-}
-
-/// Plain descriptors: input from one, output to the other (0 and 1 under tcpserver).
-#[derive(Debug)]
-pub struct FdTransport<'a> {
-    input: BorrowedFd<'a>,
-    output: BorrowedFd<'a>,
-}
-
-impl<'a> FdTransport<'a> {
-    /// Reads from `input` and writes to `output`.
-    pub fn new(input: BorrowedFd<'a>, output: BorrowedFd<'a>) -> FdTransport<'a> {
-        FdTransport { input, output }
-    }
-}
-
-fn timed_out() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "timeout")
-}
-
-/// Waits until `fd` is ready for `events` or `timeout` passes. Signals are retried with
-/// the time that is left; a timeout too long for poll(2) is waited for in parts.
-fn wait_ready(
-    fd: BorrowedFd<'_>,
-    events: nix::poll::PollFlags,
-    timeout: Duration,
-) -> io::Result<()> {
-    use nix::poll::{PollFd, PollTimeout, poll};
-    let deadline = Instant::now().checked_add(timeout);
-    loop {
-        let left = match deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()),
-            None => Duration::MAX,
-        };
-        // Rounded up, so that a wait never ends just before the deadline.
-        let ms = PollTimeout::try_from(left.as_micros().div_ceil(1000).min(i32::MAX as u128))
-            .unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(fd, events)];
-        match poll(&mut fds, ms) {
-            Ok(0) => {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(timed_out());
-                }
-            }
-            // Readable, writable, or an error/hangup condition the next call reports.
-            Ok(_) => return Ok(()),
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(io::Error::from(e)),
-        }
-    }
-}
-
-impl Transport for FdTransport<'_> {
-    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
-        loop {
-            wait_ready(self.input, nix::poll::PollFlags::POLLIN, timeout)?;
-            match nix::unistd::read(self.input, buf) {
-                Ok(n) => return Ok(n),
-                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
-                Err(e) => return Err(io::Error::from(e)),
-            }
-        }
-    }
-
-    fn write_all(&mut self, mut data: &[u8], timeout: Duration) -> io::Result<()> {
-        while !data.is_empty() {
-            wait_ready(self.output, nix::poll::PollFlags::POLLOUT, timeout)?;
-            let n = data.len().min(WRITE_STEP);
-            match nix::unistd::write(self.output, &data[..n]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(w) => data = &data[w..],
-                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
-                Err(e) => return Err(io::Error::from(e)),
-            }
-        }
-        Ok(())
-    }
-}
-
-impl<T: Transport + ?Sized> Transport for &mut T {
-    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
-        (**self).read(buf, timeout)
-    }
-    fn write_all(&mut self, data: &[u8], timeout: Duration) -> io::Result<()> {
-        (**self).write_all(data, timeout)
-    }
-}
 
 /// How [`serve_session`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,7 +118,7 @@ mod tests {
         fn read(&mut self, buf: &mut [u8], _: Duration) -> io::Result<usize> {
             match self.reads.pop_front() {
                 None => Ok(0),
-                Some(None) => Err(timed_out()),
+                Some(None) => Err(io::ErrorKind::TimedOut.into()),
                 Some(Some(d)) => {
                     assert!(d.len() <= buf.len());
                     buf[..d.len()].copy_from_slice(&d);
@@ -300,25 +201,5 @@ mod tests {
         serve(&mut s, &mut t);
         assert!(t.writes.len() > 2);
         assert!(t.writes.iter().all(|w| w.len() < FLUSH_AT + 100));
-    }
-
-    #[test]
-    fn fd_transport_reads_writes_and_times_out() {
-        use std::io::{Read, Write};
-        use std::os::fd::AsFd;
-        let (r1, mut w1) = std::io::pipe().unwrap();
-        let (mut r2, w2) = std::io::pipe().unwrap();
-        let mut t = FdTransport::new(r1.as_fd(), w2.as_fd());
-        w1.write_all(b"hello").unwrap();
-        let mut buf = [0u8; 64];
-        assert_eq!(t.read(&mut buf, Duration::from_secs(5)).unwrap(), 5);
-        let e = t.read(&mut buf, Duration::from_millis(10)).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-        t.write_all(&[b'x'; 2000], Duration::from_secs(5)).unwrap();
-        let mut got = vec![0u8; 2000];
-        r2.read_exact(&mut got).unwrap();
-        assert!(got.iter().all(|&c| c == b'x'));
-        drop(w1);
-        assert_eq!(t.read(&mut buf, Duration::from_secs(5)).unwrap(), 0);
     }
 }

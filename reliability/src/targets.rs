@@ -310,8 +310,8 @@ pub fn cdb(data: &[u8]) {
 /// qmail-smtpd's reading of a client certificate's subject address (for
 /// control/tlsclients): what it returns goes into the Received field.
 pub fn client_cert(data: &[u8]) {
-    if let Some(e) = qmail_smtpd::subject_email(data) {
-        assert!(!e.is_empty() && e.len() <= qmail_smtpd::MAX_EMAIL);
+    if let Some(e) = qmail_tls::subject_email(data) {
+        assert!(!e.is_empty() && e.len() <= qmail_tls::MAX_EMAIL);
         assert!(e.bytes().all(|c| (0x21..=0x7e).contains(&c)), "{e:?}");
     }
 }

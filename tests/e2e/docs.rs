@@ -69,7 +69,7 @@ fn man_pages_render_without_warnings() {
 }
 
 /// The workspace's floors (README.md): which crates stand where.
-const GROUND: [&str; 2] = ["control", "recipient"];
+const GROUND: [&str; 3] = ["control", "recipient", "qmail-tls"];
 const QUEUE_FLOOR: [&str; 1] = ["qmail-queue"];
 const BESIDE: [&str; 2] = ["rqmail-tests", "rqmail-reliability"];
 

@@ -1,23 +1,22 @@
-//! TLS with rustls: the server configuration from control files, and [`TlsTransport`],
-//! which speaks TLS over any [`Transport`] (descriptors 0 and 1 in the program) with the
-//! same timeouts. rustls does no I/O itself; this module moves its records.
+//! The TLS server's configuration from control files, and what a connection negotiated.
 //!
 //! Control files, as the qmail TLS patch has them:
 //!
 //! * `control/servercert.pem`: the private key and the certificate chain, in one PEM file;
-//! * `control/clientca.pem`: when it exists, clients are asked for a certificate and a
+//! * `control/clientca.pem` (only for a server that wants client certificates, as
+//!   qmail-smtpd does): when it exists, clients are asked for a certificate and a
 //!   certificate signed by one of these authorities is noted as verified. As with the
 //!   qmail TLS patch, a client with no certificate, or one that does not verify, is
 //!   served all the same (the handshake never fails for that reason);
 //! * `control/tlsserverciphers` (or `$TLSCIPHERS`): the cipher suites allowed, in the
 //!   server's order of preference (which then wins over the client's), as OpenSSL or IANA
-//!   names separated by colons or on separate lines.
+//!   names separated by colons or on separate lines (read as a list control file:
+//!   lines starting with `#` are comments).
 //!   Names rustls does not implement, and OpenSSL's keywords (`HIGH`, `!aNULL`, ...), are
 //!   ignored; when no name is left, rustls' defaults apply.
 //!
 //! Only TLS 1.2 and 1.3 are spoken.
 
-use crate::transport::{READ_BUF, Transport};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::ring::cipher_suite as cs;
 use rustls::crypto::{CryptoProvider, ring};
@@ -28,11 +27,9 @@ use rustls::{
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
-use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 /// The key and certificates.
 pub const SERVERCERT: &str = "control/servercert.pem";
@@ -253,12 +250,13 @@ impl std::fmt::Display for TlsError {
     }
 }
 
-fn read_file(home: &Path, name: &str) -> Result<Option<Vec<u8>>, TlsError> {
-    match std::fs::read(home.join(name)) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(TlsError(format!("unable to read {name}: {e}"))),
-    }
+fn unreadable(name: &str) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
+    move |e| TlsError(format!("unable to read {name}: {e}"))
+}
+
+/// A PEM file below the home; `Ok(None)` when it does not exist.
+fn read_pem(home: &Path, name: &str) -> Result<Option<Vec<u8>>, TlsError> {
+    control::read_bytes(&home.join(name)).map_err(unreadable(name))
 }
 
 /// True when `control/servercert.pem` exists (then STARTTLS is offered).
@@ -267,9 +265,14 @@ pub fn configured(home: &Path) -> bool {
 }
 
 /// Builds the server configuration from the control files of `home`; `ciphers_env` is
-/// `$TLSCIPHERS`. `Ok(None)` when servercert.pem does not exist.
-pub fn load(home: &Path, ciphers_env: Option<&[u8]>) -> Result<Option<TlsServer>, TlsError> {
-    let Some(pem) = read_file(home, SERVERCERT)? else {
+/// `$TLSCIPHERS`; with `client_certs`, clients are asked for a certificate when
+/// clientca.pem exists. `Ok(None)` when servercert.pem does not exist.
+pub fn load(
+    home: &Path,
+    ciphers_env: Option<&[u8]>,
+    client_certs: bool,
+) -> Result<Option<TlsServer>, TlsError> {
+    let Some(pem) = read_pem(home, SERVERCERT)? else {
         return Ok(None);
     };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
@@ -283,7 +286,9 @@ pub fn load(home: &Path, ciphers_env: Option<&[u8]>) -> Result<Option<TlsServer>
 
     let list = match ciphers_env {
         Some(l) => Some(l.to_vec()),
-        None => read_file(home, CIPHERS)?,
+        None => control::read_lines(&home.join(CIPHERS))
+            .map_err(unreadable(CIPHERS))?
+            .map(|lines| lines.join(&b':')),
     };
     let mut provider = ring::default_provider();
     let mut server_order = false;
@@ -300,7 +305,11 @@ pub fn load(home: &Path, ciphers_env: Option<&[u8]>) -> Result<Option<TlsServer>
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError(format!("bad TLS settings: {e}")))?;
     let mut verifier = None;
-    let builder = match read_file(home, CLIENTCA)? {
+    let clientca = match client_certs {
+        true => read_pem(home, CLIENTCA)?,
+        false => None,
+    };
+    let builder = match clientca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let mut roots = RootCertStore::empty();
@@ -337,138 +346,6 @@ pub fn load(home: &Path, ciphers_env: Option<&[u8]>) -> Result<Option<TlsServer>
     }))
 }
 
-fn tls_err(e: rustls::Error) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e)
-}
-
-/// TLS over another transport.
-pub struct TlsTransport<T: Transport> {
-    inner: T,
-    conn: ServerConnection,
-    verifier: Option<Arc<NotingVerifier>>,
-    /// TLS bytes read from `inner` and not yet given to rustls.
-    raw: Vec<u8>,
-    raw_at: usize,
-    eof: bool,
-}
-
-impl<T: Transport> std::fmt::Debug for TlsTransport<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsTransport").finish_non_exhaustive()
-    }
-}
-
-impl<T: Transport> TlsTransport<T> {
-    /// Does the server side of the handshake over `inner`, each read and write bounded
-    /// by `timeout`.
-    pub fn accept(inner: T, server: &TlsServer, timeout: Duration) -> io::Result<TlsTransport<T>> {
-        let conn = ServerConnection::new(server.config.clone()).map_err(tls_err)?;
-        let mut t = TlsTransport {
-            inner,
-            conn,
-            verifier: server.verifier.clone(),
-            raw: Vec::new(),
-            raw_at: 0,
-            eof: false,
-        };
-        while t.conn.is_handshaking() {
-            t.flush_tls(timeout)?;
-            if !t.conn.is_handshaking() {
-                break;
-            }
-            if !t.pump(timeout)? {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-        }
-        t.flush_tls(timeout)?;
-        Ok(t)
-    }
-
-    /// What was negotiated.
-    pub fn info(&self) -> TlsInfo {
-        TlsInfo::of(&self.conn, self.verifier.as_deref())
-    }
-
-    /// Writes whatever rustls has to send.
-    fn flush_tls(&mut self, timeout: Duration) -> io::Result<()> {
-        while self.conn.wants_write() {
-            let mut out = Vec::new();
-            self.conn.write_tls(&mut out)?;
-            self.inner.write_all(&out, timeout)?;
-        }
-        Ok(())
-    }
-
-    /// Hands TLS bytes to rustls, reading more from `inner` when none are waiting.
-    /// Returns false at the end of input.
-    fn pump(&mut self, timeout: Duration) -> io::Result<bool> {
-        if self.raw_at >= self.raw.len() {
-            if self.eof {
-                return Ok(false);
-            }
-            self.raw.resize(READ_BUF + 512, 0);
-            let n = self.inner.read(&mut self.raw, timeout)?;
-            self.raw.truncate(n);
-            self.raw_at = 0;
-            if n == 0 {
-                self.eof = true;
-                // Lets rustls know, so that a read reports the unclean end.
-                let _ = self.conn.read_tls(&mut io::empty());
-                return Ok(false);
-            }
-        }
-        let mut rest = &self.raw[self.raw_at..];
-        let before = rest.len();
-        self.conn.read_tls(&mut rest)?;
-        self.raw_at += before - rest.len();
-        if let Err(e) = self.conn.process_new_packets() {
-            // Tell the peer why (an alert), then give up.
-            let _ = self.flush_tls(timeout);
-            return Err(tls_err(e));
-        }
-        Ok(true)
-    }
-
-    /// Sends close_notify (after QUIT).
-    pub fn close(&mut self, timeout: Duration) {
-        self.conn.send_close_notify();
-        let _ = self.flush_tls(timeout);
-    }
-}
-
-impl<T: Transport> Transport for TlsTransport<T> {
-    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
-        loop {
-            match self.conn.reader().read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                Err(e) => return Err(e),
-            }
-            self.flush_tls(timeout)?;
-            if !self.conn.wants_read() {
-                // Plaintext is waiting (the loop reads it) or the peer closed.
-                continue;
-            }
-            if !self.pump(timeout)? {
-                return Ok(0);
-            }
-        }
-    }
-
-    fn write_all(&mut self, mut data: &[u8], timeout: Duration) -> io::Result<()> {
-        while !data.is_empty() {
-            let n = self.conn.writer().write(data)?;
-            data = &data[n..];
-            self.flush_tls(timeout)?;
-            if n == 0 && self.conn.wants_write() {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-        }
-        self.flush_tls(timeout)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,11 +379,57 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir(d.path().join("control")).unwrap();
         assert!(!configured(d.path()));
-        assert!(load(d.path(), None).unwrap().is_none());
+        assert!(load(d.path(), None, true).unwrap().is_none());
         std::fs::write(d.path().join(SERVERCERT), "not a pem\n").unwrap();
         assert!(configured(d.path()));
-        let e = load(d.path(), None).unwrap_err();
+        let e = load(d.path(), None, true).unwrap_err();
         assert!(e.to_string().contains("servercert.pem"), "{e}");
+    }
+
+    #[test]
+    fn cipher_file_is_a_list_file_and_clientca_is_optional() {
+        let d = crate::testcert::home();
+        let w = |name: &str, text: &str| std::fs::write(d.path().join(name), text).unwrap();
+        w(
+            CIPHERS,
+            "# ECDHE-ECDSA-AES256-GCM-SHA384 is commented out\n\nECDHE-ECDSA-AES128-GCM-SHA256  \nTLS_AES_128_GCM_SHA256\n",
+        );
+        let s = load(d.path(), None, true).unwrap().unwrap();
+        let names: Vec<_> = s
+            .config
+            .crypto_provider()
+            .cipher_suites
+            .iter()
+            .map(|c| openssl_name(*c))
+            .collect();
+        assert_eq!(
+            names,
+            ["ECDHE-ECDSA-AES128-GCM-SHA256", "TLS_AES_128_GCM_SHA256"]
+        );
+        assert!(s.config.ignore_client_order);
+        // $TLSCIPHERS wins over the file
+        let s = load(d.path(), Some(b"TLS_AES_256_GCM_SHA384"), true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.config.crypto_provider().cipher_suites.len(), 1);
+
+        // clientca.pem is read only by servers that ask for client certificates
+        w(CLIENTCA, "not a certificate\n");
+        assert!(
+            load(d.path(), None, false)
+                .unwrap()
+                .unwrap()
+                .verifier
+                .is_none()
+        );
+        assert!(load(d.path(), None, true).is_err());
+        std::fs::remove_file(d.path().join(CLIENTCA)).unwrap();
+
+        // an unreadable cipher list is an error, never the defaults
+        std::fs::remove_file(d.path().join(CIPHERS)).unwrap();
+        std::fs::create_dir(d.path().join(CIPHERS)).unwrap();
+        let e = load(d.path(), None, false).unwrap_err();
+        assert!(e.to_string().contains("tlsserverciphers"), "{e}");
     }
 
     proptest::proptest! {
