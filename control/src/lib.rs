@@ -14,6 +14,8 @@
 //! * `address`: small helpers on envelope addresses;
 //! * `errstr`: netqmail's texts for system errors;
 //! * `exit`: the exit codes, one type for every program;
+//! * `commands`, `checkpassword`: netqmail's command-line splitting and the
+//!   checkpassword interface, shared by the network servers;
 //! * `program`: how the short-lived programs start ([`program_main!`]), and whether
 //!   descriptor 2 is a place for diagnostics ([`stderr_is_private`]);
 //! * `showctl`, `newmrh`: the programs qmail-showctl and qmail-newmrh.
@@ -21,6 +23,8 @@
 mod address;
 mod badmailfrom;
 mod cdb;
+mod checkpassword;
+mod commands;
 mod conf;
 mod constmap;
 mod datetime;
@@ -38,6 +42,8 @@ mod sys;
 pub use address::{domain as domain_of, printable, quote, quote_needed, quote2, split_at_last_at};
 pub use badmailfrom::BadMailFrom;
 pub use cdb::{Cdb, write_atomic as write_cdb};
+pub use checkpassword::spawn as spawn_checkpassword;
+pub use commands::split as split_command;
 pub use conf::{
     BREAK, DEFAULT_BOUNCEFROM, DEFAULT_BOUNCEHOST, DEFAULT_CONCURRENCYLOCAL,
     DEFAULT_CONCURRENCYREMOTE, DEFAULT_DOUBLEBOUNCEHOST, DEFAULT_DOUBLEBOUNCETO,

@@ -9,15 +9,10 @@
 //! after that it is killed and the attempt counts as a temporary failure.
 
 use crate::auth::Credentials;
-use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
-use nix::spawn::{
-    PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn, posix_spawnp,
-};
-use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use std::ffi::CString;
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 /// The answer.
@@ -33,22 +28,6 @@ pub enum Verdict {
     Crashed,
     /// It could not be started (a pipe, /dev/null or the program itself).
     NoStart(String),
-}
-
-fn cstring(b: &[u8]) -> Option<CString> {
-    CString::new(b.to_vec()).ok()
-}
-
-fn environment() -> Vec<CString> {
-    use std::os::unix::ffi::OsStrExt;
-    std::env::vars_os()
-        .filter_map(|(k, v)| {
-            let mut e = k.as_bytes().to_vec();
-            e.push(b'=');
-            e.extend_from_slice(v.as_bytes());
-            cstring(&e)
-        })
-        .collect()
 }
 
 /// Runs `argv` (a program name without `/` is looked up in PATH) with `creds` on
@@ -74,55 +53,18 @@ pub fn check(
 }
 
 fn spawn(argv: &[Vec<u8>], keep_stderr: bool) -> Result<(nix::unistd::Pid, std::fs::File), String> {
-    let args: Vec<CString> = argv
-        .iter()
-        .map(|a| cstring(a).ok_or_else(|| "argument with a NUL byte".to_string()))
-        .collect::<Result<_, _>>()?;
-    let Some(prog) = args.first() else {
-        return Err("no checkpassword program".into());
-    };
     let devnull = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/null")
         .map_err(|e| format!("unable to open /dev/null: {e}"))?;
-    let (r, w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("unable to open pipe: {e}"))?;
-
-    let err = |e: nix::Error| format!("unable to set up checkpassword: {e}");
-    let mut fa = PosixSpawnFileActions::init().map_err(err)?;
-    fa.add_dup2(devnull.as_raw_fd(), 0).map_err(err)?;
-    fa.add_dup2(devnull.as_raw_fd(), 1).map_err(err)?;
-    if !keep_stderr {
-        fa.add_dup2(devnull.as_raw_fd(), 2).map_err(err)?;
-    }
-    if r.as_raw_fd() == 3 {
-        // dup2 onto itself would keep close-on-exec: clear it instead (this process runs
-        // one child at a time, and closes the descriptor right after the spawn).
-        fcntl(&r, FcntlArg::F_SETFD(FdFlag::empty())).map_err(err)?;
+    let stderr = std::io::stderr();
+    let fd2 = if keep_stderr {
+        stderr.as_fd()
     } else {
-        fa.add_dup2(r.as_raw_fd(), 3).map_err(err)?;
-    }
-    let mut attr = PosixSpawnAttr::init().map_err(err)?;
-    let mut all = SigSet::all();
-    all.remove(Signal::SIGKILL);
-    all.remove(Signal::SIGSTOP);
-    attr.set_sigdefault(&all).map_err(err)?;
-    attr.set_sigmask(&SigSet::empty()).map_err(err)?;
-    attr.set_flags(
-        PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK,
-    )
-    .map_err(err)?;
-
-    let env = environment();
-    let spawned = if prog.as_bytes().contains(&b'/') {
-        posix_spawn(prog.as_c_str(), &fa, &attr, &args, &env)
-    } else {
-        posix_spawnp(prog.as_c_str(), &fa, &attr, &args, &env)
+        devnull.as_fd()
     };
-    drop(r);
-    let pid = spawned.map_err(|e| format!("unable to run {}: {e}", prog.to_string_lossy()))?;
-    Ok((pid, std::fs::File::from(w)))
+    control::spawn_checkpassword(argv, [devnull.as_fd(), devnull.as_fd(), fd2])
 }
 
 fn wait(pid: nix::unistd::Pid, timeout: Duration) -> Verdict {

@@ -1,13 +1,9 @@
 //! Splitting an SMTP command line into its verb and argument, the way netqmail's
-//! commands.c does it (with STARTTLS and AUTH added to the table).
-//!
-//! * One trailing CR is removed (the LF was already removed by the caller).
-//! * The line ends at its first NUL byte: netqmail handles the line as a C string, so
-//!   whatever follows a NUL is never seen. Keeping that rule also guarantees that no NUL
-//!   can reach an envelope address (where NUL is the record separator).
-//! * The verb is everything before the first space (only a space separates; a tab does
-//!   not) and is compared without regard to ASCII case.
-//! * The argument is the rest after that space, with leading spaces skipped.
+//! commands.c does it (with STARTTLS and AUTH added to the table). The rules are
+//! `control::split_command`'s: one trailing CR removed; the line ends at its first NUL
+//! (so that no NUL can reach an envelope address, where NUL is the record separator);
+//! the verb is everything before the first space, compared without regard to ASCII
+//! case; the argument is the rest, leading spaces skipped.
 
 /// The commands qmail-smtpd knows. Everything else is [`Verb::Unknown`] (502).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,22 +57,14 @@ pub fn verb(word: &[u8]) -> Verb {
         .map_or(Verb::Unknown, |&(_, v)| v)
 }
 
-/// Parses one command line given without its terminating LF.
+/// Parses one command line given without its terminating LF (split as
+/// `control::split_command` does).
 pub fn parse(line: &[u8]) -> Command<'_> {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let line = match line.iter().position(|&c| c == 0) {
-        Some(nul) => &line[..nul],
-        None => line,
-    };
-    let (word, rest) = match line.iter().position(|&c| c == b' ') {
-        Some(sp) => (&line[..sp], &line[sp..]),
-        None => (line, &line[line.len()..]),
-    };
-    let skip = rest.iter().take_while(|&&c| c == b' ').count();
+    let (word, arg) = control::split_command(line);
     Command {
         verb: verb(word),
         word,
-        arg: &rest[skip..],
+        arg,
     }
 }
 
