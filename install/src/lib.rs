@@ -92,6 +92,8 @@ pub const PROGRAMS: &[(&str, Who, u32)] = &[
     ("qmail-tcpto", Who::Owner, 0o755),
     ("qmail-tcpok", Who::Owner, 0o755),
     ("qmail-smtpd", Who::Owner, 0o755),
+    ("qmail-popup", Who::Owner, 0o711),
+    ("qmail-pop3d", Who::Owner, 0o755),
     ("sendmail", Who::Owner, 0o755),
     ("tcp-env", Who::Owner, 0o755),
     ("forward", Who::Owner, 0o755),

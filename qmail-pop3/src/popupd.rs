@@ -360,7 +360,11 @@ fn parent(setup: &Setup, worker: Pid, login: OwnedFd, plain: Option<OwnedFd>) ->
     let stdin = io::stdin();
     let stdout = io::stdout();
     let (input, output) = match (&plain, login.tls) {
-        (_, false) => (stdin.as_fd(), stdout.as_fd()),
+        (_, false) => {
+            // The worker's part is over (it exits after its message).
+            reap(worker);
+            (stdin.as_fd(), stdout.as_fd())
+        }
         (Some(p), true) => {
             // The worker holds the client's connection; the parent lets go of it, so
             // that it closes when the worker is done.
@@ -380,7 +384,10 @@ fn parent(setup: &Setup, worker: Pid, login: OwnedFd, plain: Option<OwnedFd>) ->
         let _ = FdTransport::new(output, output).write_all(msg, TIMEOUT);
     }
     drop(plain);
-    reap(worker);
+    if login.tls {
+        // The worker relays until the subprogram's side ends.
+        reap(worker);
+    }
     EXIT
 }
 

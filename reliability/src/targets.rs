@@ -24,6 +24,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("remote_reply", remote_reply),
     ("inject_header", inject_header),
     ("client_cert", client_cert),
+    ("pop3", pop3),
 ];
 
 // ----------------------------------------------------------------- qmail-smtpd
@@ -313,6 +314,118 @@ pub fn client_cert(data: &[u8]) {
     if let Some(e) = qmail_tls::subject_email(data) {
         assert!(!e.is_empty() && e.len() <= qmail_tls::MAX_EMAIL);
         assert!(e.bytes().all(|c| (0x21..=0x7e).contains(&c)), "{e:?}");
+    }
+}
+
+// ----------------------------------------------------------------------- POP3
+
+/// A Maildir in memory for qmail-pop3d's dialogue (shared, so that the target can look
+/// at it afterwards).
+#[derive(Default, Clone)]
+struct MemMaildir {
+    files: std::rc::Rc<std::cell::RefCell<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>>,
+}
+
+impl qmail_pop3::Mailbox for MemMaildir {
+    type Message = io::Cursor<Vec<u8>>;
+    fn open(&mut self, name: &[u8]) -> io::Result<Self::Message> {
+        let data = self.files.borrow().get(name).cloned();
+        data.map(io::Cursor::new)
+            .ok_or(io::ErrorKind::NotFound.into())
+    }
+    fn unlink(&mut self, name: &[u8]) -> io::Result<()> {
+        let gone = self.files.borrow_mut().remove(name);
+        gone.map(drop).ok_or(io::ErrorKind::NotFound.into())
+    }
+    fn rename(&mut self, from: &[u8], to: &[u8]) -> io::Result<()> {
+        let mut f = self.files.borrow_mut();
+        let d = f.remove(from).ok_or(io::ErrorKind::NotFound)?;
+        f.insert(to.to_vec(), d);
+        Ok(())
+    }
+}
+
+/// POP3 command lines through qmail-popup's dialogue, then qmail-pop3d's. The first byte
+/// picks qmail-popup's set-up (STLS offered, passwords in the clear) and the size of the
+/// pieces the input is fed in; after STLS the dialogue goes on as if TLS had started;
+/// after a login (or at the end of the input) the rest goes to qmail-pop3d over three
+/// messages in memory. Checks: qmail-popup's replies are `+OK`/`-ERR` lines or CAPA's
+/// list; a login carries no NUL and never happens before TLS unless allowed; without
+/// QUIT qmail-pop3d changes nothing; every output ends in CR LF.
+pub fn pop3(data: &[u8]) {
+    use qmail_pop3::{Event, Pop3d, Popup, PopupConfig, Stls};
+    let Some((&mode, input)) = data.split_first() else {
+        return;
+    };
+    let step = usize::from(mode >> 3) + 1;
+    let mut p = Popup::new(PopupConfig {
+        timestamp: b"<1.2@fuzz.example>".to_vec(),
+        stls: [Stls::NotConfigured, Stls::Broken, Stls::Offered][usize::from(mode & 3) % 3],
+        plaintext_passwords: mode & 4 != 0,
+    });
+    p.greet();
+    let mut at = 0;
+    let mut tls = false;
+    let mut out = p.take_output();
+    while at < input.len() {
+        let end = input.len().min(at + step);
+        at += p.feed(&input[at..end]);
+        out.extend(p.take_output());
+        match p.take_event() {
+            None => {}
+            Some(Event::StartTls) => {
+                tls = true;
+                p.tls_started();
+            }
+            Some(Event::Login { user, pass }) => {
+                assert!(tls || mode & 4 != 0, "a password before TLS");
+                assert!(!user.contains(&0) && !pass.contains(&0));
+                break;
+            }
+            Some(Event::Quit) => return,
+        }
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.ends_with("\r\n"), "{text:?}");
+    for l in text.split_terminator("\r\n") {
+        assert!(
+            l.starts_with("+OK")
+                || l.starts_with("-ERR")
+                || ["TOP", "UIDL", "USER", "STLS", "."].contains(&l),
+            "{l:?}"
+        );
+    }
+
+    let md = MemMaildir::default();
+    let mut entries = Vec::new();
+    for (name, msg) in [
+        (&b"new/1.a.fuzz"[..], &b"Subject: a\n\n.dot\nbody\n"[..]),
+        (b"cur/2.b.fuzz:2,S", b"no header\r\nnor newline"),
+        (b"new/3.c.fuzz", b""),
+    ] {
+        md.files.borrow_mut().insert(name.to_vec(), msg.to_vec());
+        entries.push(qmail_pop3::Entry {
+            name: name.to_vec(),
+            size: msg.len() as u64,
+        });
+    }
+    let before = md.files.borrow().clone();
+    let mut s = Pop3d::new(md.clone(), entries);
+    let mut out = s.take_output();
+    while at < input.len() && !s.finished() {
+        let end = input.len().min(at + step);
+        at += s.feed(&input[at..end]);
+        while s.sending() {
+            let _ = s.send_more();
+        }
+        out.extend(s.take_output());
+    }
+    assert!(out.ends_with(b"\r\n"));
+    if !input.windows(4).any(|w| w.eq_ignore_ascii_case(b"quit")) {
+        assert!(
+            *md.files.borrow() == before,
+            "the Maildir changed without QUIT"
+        );
     }
 }
 

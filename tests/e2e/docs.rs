@@ -174,6 +174,7 @@ fn imports_point_down_the_floors_and_no_program_imports_another() {
     // The programs the README's table lists.
     for p in [
         "qmail-smtpd",
+        "qmail-pop3",
         "qmail-send",
         "qmail-local",
         "qmail-remote",

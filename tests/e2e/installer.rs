@@ -496,7 +496,7 @@ fn netqmail_home(home: &Path, root: bool) -> (u64, u64) {
         0o755,
     );
     file("doc/FAQ", b"netqmail FAQ\n", ids.owner, 0o644);
-    file("bin/qmail-pop3d", b"netqmail pop3d\n", ids.owner, 0o755);
+    file("bin/qsmhook", b"netqmail qsmhook\n", ids.owner, 0o755);
     file(
         "bin/qmail-queue",
         b"netqmail qmail-queue\n",
@@ -504,18 +504,8 @@ fn netqmail_home(home: &Path, root: bool) -> (u64, u64) {
         0o4711,
     );
     file("bin/qmail-send", b"netqmail qmail-send\n", ids.owner, 0o711);
-    file(
-        "man/man8/qmail-pop3d.8",
-        b".TH qmail-pop3d 8\n",
-        ids.owner,
-        0o644,
-    );
-    file(
-        "man/cat8/qmail-pop3d.0",
-        b"qmail-pop3d(8)\n",
-        ids.owner,
-        0o644,
-    );
+    file("man/man8/qsmhook.8", b".TH qsmhook 8\n", ids.owner, 0o644);
+    file("man/cat8/qsmhook.0", b"qsmhook(8)\n", ids.owner, 0o644);
     // Configuration.
     file("control/me", b"old.example\n", ids.owner, 0o644);
     file(
@@ -584,9 +574,9 @@ fn upgrade_over_a_netqmail_home_keeps_queue_control_and_users() {
                 ["control", "users", "alias", "queue", "boot", "doc"]
                     .iter()
                     .any(|d| p.starts_with(d))
-                    || p == Path::new("bin/qmail-pop3d")
+                    || p == Path::new("bin/qsmhook")
                     || p.starts_with("man/cat8")
-                    || p == Path::new("man/man8/qmail-pop3d.8")
+                    || p == Path::new("man/man8/qsmhook.8")
             })
             .cloned()
             .collect()

@@ -9,6 +9,7 @@ mod inject;
 mod installer;
 mod load;
 mod local;
+mod pop3;
 mod privileges;
 mod qmgmt;
 mod queue;

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 /// The kind of key of a test certificate.
 #[derive(Clone, Copy)]
-enum Key {
+pub(crate) enum Key {
     /// ECDSA P-256 (quick to make).
     Ec,
     Rsa,
@@ -57,7 +57,7 @@ fn make_cert(dir: &Path, name: &str, key: Key, subject: &str) -> (PathBuf, PathB
 /// A home whose control/servercert.pem holds a key and its certificate (in that order,
 /// as the qmail TLS patch has it). Returns the home and the certificate, which clients
 /// use as their trust anchor.
-fn tls_home(key: Key) -> (Home, PathBuf) {
+pub(crate) fn tls_home(key: Key) -> (Home, PathBuf) {
     let home = Home::new();
     let (k, c) = make_cert(home.path(), "server", key, "/CN=testhost.example");
     let mut pem = fs::read(&k).expect("key");
@@ -167,7 +167,7 @@ impl Server {
 }
 
 /// Runs a Python script with arguments; returns (success, stdout, stderr).
-fn py(script: &str, args: &[&str]) -> (bool, String, String) {
+pub(crate) fn py(script: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(python())
         .arg("-c")
         .arg(script)
@@ -1394,7 +1394,7 @@ fn validrcptto_cdb_lists_addresses_and_domains() {
 // ---------------------------------------------------------------------------------------
 // Service files (services/)
 
-fn services() -> PathBuf {
+pub(crate) fn services() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../services")
 }
 
@@ -1402,9 +1402,9 @@ const SERVICES: [&str; 3] = ["qmail-smtpd", "qmail-smtps", "qmail-submission"];
 
 /// A minimal reader of xinetd's format: `service NAME { key = value ... }` blocks, with
 /// `=`, `+=` and `-=`; comments and blank lines. Returns (name, [(key, value)]) or an error.
-type XinetdService = (String, Vec<(String, String)>);
+pub(crate) type XinetdService = (String, Vec<(String, String)>);
 
-fn parse_xinetd(text: &str) -> Result<Vec<XinetdService>, String> {
+pub(crate) fn parse_xinetd(text: &str) -> Result<Vec<XinetdService>, String> {
     const KEYS: [&str; 14] = [
         "type",
         "port",
@@ -1469,7 +1469,7 @@ fn parse_xinetd(text: &str) -> Result<Vec<XinetdService>, String> {
 
 /// A minimal reader of systemd unit files: sections and keys, each key known for its
 /// section.
-fn parse_unit(text: &str) -> Result<Vec<(String, String, String)>, String> {
+pub(crate) fn parse_unit(text: &str) -> Result<Vec<(String, String, String)>, String> {
     let known = |section: &str, key: &str| match section {
         "Unit" => ["Description", "Documentation"].contains(&key),
         "Socket" => ["ListenStream", "Accept", "MaxConnections"].contains(&key),
