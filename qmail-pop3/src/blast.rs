@@ -23,7 +23,7 @@ pub struct Blast {
 }
 
 /// What ends every message: netqmail's extra empty line and the terminating dot.
-pub const END: &[u8] = b"\r\n.\r\n";
+pub(crate) const END: &[u8] = b"\r\n.\r\n";
 
 impl Blast {
     /// Starts a message. `limit` is netqmail's: 0 for the whole message, else one more

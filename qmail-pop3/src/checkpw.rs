@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStringExt;
 
 /// How the subprogram ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Exited(i32),
     /// Killed by a signal (netqmail's "aack, child crashed").
     Crashed,
@@ -21,7 +21,7 @@ pub enum Outcome {
 
 /// Starts `argv` with its descriptors 0, 1 and 2 on `input`, `output` and `output`;
 /// returns its pid and the write end of its descriptor 3.
-pub fn spawn(
+pub(crate) fn spawn(
     argv: &[OsString],
     input: BorrowedFd<'_>,
     output: BorrowedFd<'_>,
@@ -31,7 +31,7 @@ pub fn spawn(
 }
 
 /// Waits for `pid` to end.
-pub fn wait(pid: Pid) -> Outcome {
+pub(crate) fn wait(pid: Pid) -> Outcome {
     loop {
         match waitpid(pid, None) {
             Ok(WaitStatus::Exited(_, code)) => return Outcome::Exited(code),

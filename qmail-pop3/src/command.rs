@@ -35,7 +35,7 @@ pub enum Verb {
 }
 
 /// The verb named by `word`, compared without regard to ASCII case.
-pub fn verb(word: &[u8]) -> Verb {
+pub(crate) fn verb(word: &[u8]) -> Verb {
     const TABLE: [(&[u8], Verb); 15] = [
         (b"user", Verb::User),
         (b"pass", Verb::Pass),
@@ -92,7 +92,7 @@ pub fn scan_ulong(s: &[u8]) -> (u64, usize) {
 
 /// What [`Lines::take`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Line {
+pub(crate) enum Line {
     /// A whole line, without its LF.
     Complete(Vec<u8>),
     /// More than [`MAX_LINE`] bytes without a LF.
@@ -101,14 +101,14 @@ pub enum Line {
 
 /// Collects input into lines.
 #[derive(Debug, Default)]
-pub struct Lines {
+pub(crate) struct Lines {
     partial: Vec<u8>,
 }
 
 impl Lines {
     /// Takes bytes from `data` up to and including the first LF. Returns how many bytes
     /// were taken and, when a line is complete (or too long), the line.
-    pub fn take(&mut self, data: &[u8]) -> (usize, Option<Line>) {
+    pub(crate) fn take(&mut self, data: &[u8]) -> (usize, Option<Line>) {
         let room = MAX_LINE + 1 - self.partial.len();
         match data.iter().take(room).position(|&c| c == b'\n') {
             Some(lf) => {

@@ -5,31 +5,39 @@
 //! reads the user name and password, the checkpassword program checks them and becomes
 //! the user, qmail-pop3d serves the user's Maildir. The parts:
 //!
-//! * [`command`]: command lines (netqmail's commands.c, with a bound);
-//! * [`popup`]: qmail-popup's dialogue without I/O ([`Popup`]);
-//! * [`pop3d`]: qmail-pop3d's dialogue without I/O ([`Pop3d`]) over a [`Mailbox`];
-//! * [`blast`]: a message as RETR and TOP send it;
-//! * [`maildir`]: the Maildir's messages in netqmail's order, and the real [`Mailbox`];
-//! * [`serve`]: either dialogue over a connection, with netqmail's 20-minute timeouts;
+//! * `command`: command lines (netqmail's commands.c, with a bound): [`parse`];
+//! * `popup`: qmail-popup's dialogue without I/O ([`Popup`]);
+//! * `pop3d`: qmail-pop3d's dialogue without I/O ([`Pop3d`]) over a [`Mailbox`];
+//! * `blast`: a message as RETR and TOP send it ([`Blast`]);
+//! * `maildir`: the Maildir's messages in netqmail's order ([`scan`]), and the real
+//!   [`Mailbox`] ([`Dir`]);
+//! * `serve`: either dialogue over a connection, with netqmail's 20-minute timeouts
+//!   ([`converse`]);
 //! * `popupd`, `checkpw`: qmail-popup's two processes (a privileged parent that runs the
 //!   checkpassword program, an unprivileged worker that talks to the client, speaks TLS
 //!   and relays) and the checkpassword interface.
 //!
 //! TLS comes from the `qmail_tls` library (control/servercert.pem, as qmail-smtpd).
 
-pub mod blast;
+#![deny(unreachable_pub)]
+
+mod blast;
 mod checkpw;
-pub mod command;
-pub mod maildir;
-pub mod pop3d;
-pub mod popup;
+mod command;
+mod maildir;
+mod pop3d;
+mod popup;
 mod popupd;
-pub mod serve;
+mod serve;
 mod sys;
 
+pub use blast::Blast;
+pub use command::{Command, MAX_LINE, Verb, parse, scan_ulong};
+pub use maildir::{Dir, scan};
 pub use pop3d::{Entry, Mailbox, Pop3d};
 pub use popup::{Event, Popup, PopupConfig, Stls};
 pub use popupd::Login;
+pub use serve::{Dialogue, Ended, TIMEOUT, converse};
 
 use qmail_tls::{FdTransport, READ_BUF, Transport};
 use std::io;
@@ -49,16 +57,16 @@ pub fn qmail_pop3d() -> control::Exit {
     let mut t = FdTransport::new(stdin.as_fd(), stdout.as_fd()).with_write_step(READ_BUF);
     let dir = std::env::args_os().nth(1);
     if dir.is_none_or(|d| std::env::set_current_dir(d).is_err()) {
-        let _ = t.write_all(pop3d::reply::NO_MAILDIR, serve::TIMEOUT);
+        let _ = t.write_all(pop3d::reply::NO_MAILDIR, TIMEOUT);
         return control::Exit::OK;
     }
     let now = i64::try_from(control::now()).unwrap_or(i64::MAX);
     maildir::clean_tmp(now);
-    let Ok(entries) = maildir::scan(now) else {
-        let _ = t.write_all(pop3d::reply::SCAN, serve::TIMEOUT);
+    let Ok(entries) = scan(now) else {
+        let _ = t.write_all(pop3d::reply::SCAN, TIMEOUT);
         return control::Exit::OK;
     };
-    let mut s = Pop3d::new(maildir::Dir, entries);
-    serve::converse(&mut s, &mut t, serve::TIMEOUT);
+    let mut s = Pop3d::new(Dir, entries);
+    converse(&mut s, &mut t, TIMEOUT);
     control::Exit::OK
 }

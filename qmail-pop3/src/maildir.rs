@@ -22,7 +22,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 /// Files in tmp/ last read this many seconds ago are left over from a crashed delivery.
-pub const TMP_AGE: i64 = 36 * 60 * 60;
+pub(crate) const TMP_AGE: i64 = 36 * 60 * 60;
 
 fn path(name: &[u8]) -> &Path {
     Path::new(OsStr::from_bytes(name))
@@ -30,7 +30,7 @@ fn path(name: &[u8]) -> &Path {
 
 /// Removes the files of `tmp/` not accessed for [`TMP_AGE`] seconds (netqmail's
 /// `maildir_clean`; every failure is ignored, as there).
-pub fn clean_tmp(now: i64) {
+pub(crate) fn clean_tmp(now: i64) {
     let Ok(dir) = fs::read_dir("tmp") else {
         return;
     };

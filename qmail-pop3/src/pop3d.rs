@@ -27,25 +27,25 @@ use crate::command::{self, Line, Lines, Verb};
 use std::io::{self, Read};
 
 /// The replies with a fixed text.
-pub mod reply {
-    pub const OK: &[u8] = b"+OK \r\n";
-    pub const NO_MAILDIR: &[u8] = b"-ERR this user has no $HOME/Maildir\r\n";
-    pub const SCAN: &[u8] = b"-ERR unable to scan $HOME/Maildir\r\n";
-    pub const SYNTAX: &[u8] = b"-ERR syntax error\r\n";
-    pub const UNIMPLEMENTED: &[u8] = b"-ERR unimplemented\r\n";
-    pub const DELETED: &[u8] = b"-ERR already deleted\r\n";
-    pub const NOZERO: &[u8] = b"-ERR messages are counted from 1\r\n";
-    pub const TOOBIG: &[u8] = b"-ERR not that many messages\r\n";
-    pub const NOSUCH: &[u8] = b"-ERR unable to open that message\r\n";
-    pub const NOUNLINK: &[u8] = b"-ERR unable to unlink all deleted messages\r\n";
+pub(crate) mod reply {
+    pub(crate) const OK: &[u8] = b"+OK \r\n";
+    pub(crate) const NO_MAILDIR: &[u8] = b"-ERR this user has no $HOME/Maildir\r\n";
+    pub(crate) const SCAN: &[u8] = b"-ERR unable to scan $HOME/Maildir\r\n";
+    pub(crate) const SYNTAX: &[u8] = b"-ERR syntax error\r\n";
+    pub(crate) const UNIMPLEMENTED: &[u8] = b"-ERR unimplemented\r\n";
+    pub(crate) const DELETED: &[u8] = b"-ERR already deleted\r\n";
+    pub(crate) const NOZERO: &[u8] = b"-ERR messages are counted from 1\r\n";
+    pub(crate) const TOOBIG: &[u8] = b"-ERR not that many messages\r\n";
+    pub(crate) const NOSUCH: &[u8] = b"-ERR unable to open that message\r\n";
+    pub(crate) const NOUNLINK: &[u8] = b"-ERR unable to unlink all deleted messages\r\n";
     /// rqmail only: a command line longer than [`crate::command::MAX_LINE`].
-    pub const LINE_TOO_LONG: &[u8] = b"-ERR line too long\r\n";
+    pub(crate) const LINE_TOO_LONG: &[u8] = b"-ERR line too long\r\n";
 }
 
 /// Once this much output is waiting, no further command is taken until it is written.
-pub const FLUSH_AT: usize = 16 * 1024;
+pub(crate) const FLUSH_AT: usize = 16 * 1024;
 /// Bytes of a message read at once.
-pub const READ_STEP: usize = 16 * 1024;
+pub(crate) const READ_STEP: usize = 16 * 1024;
 
 /// One message of the Maildir: its name below the Maildir (`new/...` or `cur/...`) and
 /// its size on disk.

@@ -20,29 +20,29 @@
 use crate::command::{self, Line, Lines, Verb};
 
 /// The replies with a fixed text.
-pub mod reply {
-    pub const OK: &[u8] = b"+OK \r\n";
-    pub const SYNTAX: &[u8] = b"-ERR syntax error\r\n";
-    pub const WANT_USER: &[u8] = b"-ERR USER first\r\n";
-    pub const AUTH_FIRST: &[u8] = b"-ERR authorization first\r\n";
-    pub const USAGE: &[u8] = b"-ERR usage: popup hostname subprogram\r\n";
-    pub const PIPE: &[u8] = b"-ERR unable to open pipe\r\n";
-    pub const WRITE_PIPE: &[u8] = b"-ERR unable to write pipe\r\n";
-    pub const FORK: &[u8] = b"-ERR unable to fork\r\n";
-    pub const CRASHED: &[u8] = b"-ERR aack, child crashed\r\n";
-    pub const BAD_AUTH: &[u8] = b"-ERR authorization failed\r\n";
+pub(crate) mod reply {
+    pub(crate) const OK: &[u8] = b"+OK \r\n";
+    pub(crate) const SYNTAX: &[u8] = b"-ERR syntax error\r\n";
+    pub(crate) const WANT_USER: &[u8] = b"-ERR USER first\r\n";
+    pub(crate) const AUTH_FIRST: &[u8] = b"-ERR authorization first\r\n";
+    pub(crate) const USAGE: &[u8] = b"-ERR usage: popup hostname subprogram\r\n";
+    pub(crate) const PIPE: &[u8] = b"-ERR unable to open pipe\r\n";
+    pub(crate) const WRITE_PIPE: &[u8] = b"-ERR unable to write pipe\r\n";
+    pub(crate) const FORK: &[u8] = b"-ERR unable to fork\r\n";
+    pub(crate) const CRASHED: &[u8] = b"-ERR aack, child crashed\r\n";
+    pub(crate) const BAD_AUTH: &[u8] = b"-ERR authorization failed\r\n";
     /// rqmail only: a command line longer than [`crate::command::MAX_LINE`].
-    pub const LINE_TOO_LONG: &[u8] = b"-ERR line too long\r\n";
+    pub(crate) const LINE_TOO_LONG: &[u8] = b"-ERR line too long\r\n";
     /// rqmail only: a password before TLS while STLS is offered.
-    pub const STLS_FIRST: &[u8] = b"-ERR STLS first\r\n";
+    pub(crate) const STLS_FIRST: &[u8] = b"-ERR STLS first\r\n";
     /// rqmail only: a password without TLS, which is not configured, and passwords in
     /// the clear are not allowed.
-    pub const TLS_REQUIRED: &[u8] = b"-ERR TLS required but not configured\r\n";
-    pub const TLS_GO: &[u8] = b"+OK begin TLS\r\n";
-    pub const TLS_ACTIVE: &[u8] = b"-ERR TLS already active\r\n";
-    pub const TLS_UNAVAILABLE: &[u8] = b"-ERR TLS not available\r\n";
+    pub(crate) const TLS_REQUIRED: &[u8] = b"-ERR TLS required but not configured\r\n";
+    pub(crate) const TLS_GO: &[u8] = b"+OK begin TLS\r\n";
+    pub(crate) const TLS_ACTIVE: &[u8] = b"-ERR TLS already active\r\n";
+    pub(crate) const TLS_UNAVAILABLE: &[u8] = b"-ERR TLS not available\r\n";
     /// rqmail only: the worker's ids could not be set up.
-    pub const NO_IDS: &[u8] = b"-ERR unable to switch to the qmaild user\r\n";
+    pub(crate) const NO_IDS: &[u8] = b"-ERR unable to switch to the qmaild user\r\n";
 }
 
 /// Whether STLS can be offered.

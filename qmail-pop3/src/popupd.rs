@@ -38,12 +38,12 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 
 /// The exit status of qmail-popup, whatever happened (netqmail's).
-pub const EXIT: control::Exit = control::Exit::FAILURE;
+pub(crate) const EXIT: control::Exit = control::Exit::FAILURE;
 /// The longest message from the worker to the parent.
 const MAX_LOGIN: usize = 2 * MAX_LINE + 3;
 
 /// Writes a diagnostic line to descriptor 2 when that is not the client's connection.
-pub fn log(msg: &str) {
+pub(crate) fn log(msg: &str) {
     if control::stderr_is_private() {
         let line = format!("qmail-popup: {}\n", msg.replace(['\r', '\n'], " "));
         let _ = io::stderr().write_all(line.as_bytes());
@@ -126,7 +126,7 @@ fn refuse(pop3s: bool, msg: &[u8]) -> control::Exit {
 }
 
 /// The program; returns the exit status.
-pub fn main() -> control::Exit {
+pub(crate) fn main() -> control::Exit {
     let args: Vec<OsString> = std::env::args_os().collect();
     let var = |name: &str| std::env::var_os(name).map(OsString::into_vec);
     let pop3s = var("POP3S").is_some_and(|v| !v.is_empty());

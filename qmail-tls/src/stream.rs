@@ -373,6 +373,35 @@ mod tests {
     }
 
     #[test]
+    fn a_silent_relay_times_out() {
+        let home = crate::testcert::home();
+        let (net, net_client) = UnixStream::pair().unwrap();
+        let (plain, _plain_prog) = UnixStream::pair().unwrap();
+        let h = home.path().to_path_buf();
+        let c = thread::spawn(move || {
+            let mut tls = client(&h, net_client);
+            // the handshake, then silence until the server gives up
+            tls.write_all(b"").unwrap();
+            tls.flush().unwrap();
+            while tls.conn.is_handshaking() {
+                tls.conn.complete_io(&mut tls.sock).unwrap();
+            }
+            let mut rest = Vec::new();
+            let _ = tls.read_to_end(&mut rest);
+        });
+        let server = crate::load(home.path(), None, false).unwrap().unwrap();
+        let fds = FdTransport::new(net.as_fd(), net.as_fd());
+        let mut t = TlsTransport::accept(fds, &server, T).unwrap();
+        let e = t
+            .relay(plain.as_fd(), Duration::from_millis(200))
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        drop(t);
+        drop(net);
+        c.join().unwrap();
+    }
+
+    #[test]
     fn the_clients_end_is_the_programs_end_of_input() {
         let home = crate::testcert::home();
         let (net, net_client) = UnixStream::pair().unwrap();

@@ -265,6 +265,15 @@ print(p.retr(1)[1])
 print(p.top(2, 1)[1])
 print(p.dele(1))
 print(p.quit())
+# a wrong password ends the session with netqmail's words (relayed through TLS)
+p = poplib.POP3_SSL("127.0.0.1", port, context=ctx, timeout=60) if mode == "pop3s" else poplib.POP3("127.0.0.1", port, timeout=60)
+if mode == "stls":
+    p.stls(context=ctx)
+p.user("joe")
+try:
+    p.pass_("wrong")
+except poplib.error_proto as e:
+    print(e)
 "#;
 
 /// What [`PY_SESSION`] prints for [`MESSAGES`].
@@ -277,6 +286,7 @@ b'+OK '
 [b'Subject: second', b'', b'line 1', b'']
 b'+OK '
 b'+OK '
+b'-ERR authorization failed'
 ";
 
 // ---------------------------------------------------------------------------------------
