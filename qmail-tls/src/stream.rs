@@ -337,16 +337,11 @@ mod tests {
         })
     }
 
-    fn serve(home: &std::path::Path, net: UnixStream, plain: UnixStream) {
-        let server = crate::load(home, None, false).unwrap().unwrap();
-        let fds = FdTransport::new(net.as_fd(), net.as_fd());
-        let mut t = TlsTransport::accept(fds, &server, T).unwrap();
-        t.relay(plain.as_fd(), T).unwrap();
-        t.close(T);
-    }
+    type Client = BufReader<StreamOwned<ClientConnection, UnixStream>>;
 
-    #[test]
-    fn relay_carries_both_ways_and_ends_with_the_program() {
+    /// A relay between a TLS client running `talk` and [`program`]; returns what the
+    /// program read.
+    fn relayed(talk: impl FnOnce(&mut Client) + Send + 'static) -> Vec<String> {
         let home = crate::testcert::home();
         let (net, net_client) = UnixStream::pair().unwrap();
         let (plain, plain_prog) = UnixStream::pair().unwrap();
@@ -355,21 +350,45 @@ mod tests {
         let c = thread::spawn(move || {
             let mut tls = BufReader::new(client(&h, net_client));
             assert_eq!(line(&mut tls), "hello\r\n");
-            tls.get_mut().write_all(b"abc\nbig\n").unwrap();
-            assert_eq!(line(&mut tls), "ABC\r\n");
-            let mut big = vec![0u8; 1 << 20];
-            tls.read_exact(&mut big).unwrap();
-            assert!(big.iter().all(|&b| b == b'x'));
-            tls.get_mut().write_all(b"quit\n").unwrap();
-            assert_eq!(line(&mut tls), "bye\r\n");
+            talk(&mut tls);
             // then close_notify: a clean end of input
             let mut rest = Vec::new();
             tls.read_to_end(&mut rest).unwrap();
             assert!(rest.is_empty());
         });
-        serve(home.path(), net, plain);
+        let server = crate::load(home.path(), None, false).unwrap().unwrap();
+        let fds = FdTransport::new(net.as_fd(), net.as_fd());
+        let mut t = TlsTransport::accept(fds, &server, T).unwrap();
+        t.relay(plain.as_fd(), T).unwrap();
+        t.close(T);
         c.join().unwrap();
-        assert_eq!(prog.join().unwrap(), ["abc", "big", "quit"]);
+        prog.join().unwrap()
+    }
+
+    #[test]
+    fn relay_carries_both_ways_and_ends_with_the_program() {
+        let seen = relayed(|tls| {
+            tls.get_mut().write_all(b"abc\nbig\n").unwrap();
+            assert_eq!(line(tls), "ABC\r\n");
+            let mut big = vec![0u8; 1 << 20];
+            tls.read_exact(&mut big).unwrap();
+            assert!(big.iter().all(|&b| b == b'x'));
+            tls.get_mut().write_all(b"quit\n").unwrap();
+            assert_eq!(line(tls), "bye\r\n");
+        });
+        assert_eq!(seen, ["abc", "big", "quit"]);
+    }
+
+    #[test]
+    fn the_clients_end_is_the_programs_end_of_input() {
+        let seen = relayed(|tls| {
+            tls.get_mut().write_all(b"one\ntwo\n").unwrap();
+            assert_eq!(line(tls), "ONE\r\n");
+            assert_eq!(line(tls), "TWO\r\n");
+            tls.get_mut().conn.send_close_notify();
+            tls.get_mut().flush().unwrap();
+        });
+        assert_eq!(seen, ["one", "two"]);
     }
 
     #[test]
@@ -399,28 +418,5 @@ mod tests {
         drop(t);
         drop(net);
         c.join().unwrap();
-    }
-
-    #[test]
-    fn the_clients_end_is_the_programs_end_of_input() {
-        let home = crate::testcert::home();
-        let (net, net_client) = UnixStream::pair().unwrap();
-        let (plain, plain_prog) = UnixStream::pair().unwrap();
-        let prog = program(plain_prog);
-        let h = home.path().to_path_buf();
-        let c = thread::spawn(move || {
-            let mut tls = BufReader::new(client(&h, net_client));
-            assert_eq!(line(&mut tls), "hello\r\n");
-            tls.get_mut().write_all(b"one\ntwo\n").unwrap();
-            assert_eq!(line(&mut tls), "ONE\r\n");
-            assert_eq!(line(&mut tls), "TWO\r\n");
-            tls.get_mut().conn.send_close_notify();
-            tls.get_mut().flush().unwrap();
-            let mut rest = Vec::new();
-            tls.read_to_end(&mut rest).unwrap();
-        });
-        serve(home.path(), net, plain);
-        c.join().unwrap();
-        assert_eq!(prog.join().unwrap(), ["one", "two"]);
     }
 }

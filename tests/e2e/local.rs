@@ -25,36 +25,7 @@ fn ensure_test_user() -> (u32, u32) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     assert!(is_root(), "creating a test user needs root");
     ONCE.call_once(|| {
-        let lock = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open("/tmp/rqmail-test-rqmlocal.lock")
-            .expect("lock file");
-        let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)
-            .expect("lock");
-        if nix::unistd::User::from_name(TEST_USER)
-            .ok()
-            .flatten()
-            .is_none()
-        {
-            let st = Command::new(tool("useradd"))
-                .args([
-                    "-r",
-                    "-M",
-                    "-U",
-                    "-d",
-                    TEST_USER_HOME,
-                    "-s",
-                    "/usr/sbin/nologin",
-                    TEST_USER,
-                ])
-                .status()
-                .expect("useradd");
-            assert!(st.success(), "useradd {TEST_USER} failed");
-        }
-        let (uid, gid) = user_ids(TEST_USER);
+        let (uid, gid) = rqmail_tests::ensure_system_user(TEST_USER, TEST_USER_HOME);
         fs::create_dir_all(TEST_USER_HOME).expect("mkdir test user home");
         std::os::unix::fs::chown(TEST_USER_HOME, Some(uid), Some(gid)).expect("chown");
         fs::set_permissions(TEST_USER_HOME, fs::Permissions::from_mode(0o755)).expect("chmod");

@@ -4,7 +4,9 @@
 //! sessions with exact replies (netqmail's), hostile input, odd Maildirs, root mode with
 //! Debian's checkpw and checkapoppw, and the service files.
 
-use crate::smtpd_tls::{Key, parse_unit, parse_xinetd, py, services, tls_home};
+use crate::smtpd_tls::{
+    Key, common_service_checks, py, services, tls_home, xinetd_env, xinetd_get,
+};
 use rqmail_tests::single::{chown_tree, runner_ids, wait_until};
 use rqmail_tests::{Home, KillOnDrop, Piped, bin, free_port, is_root, tool, wait_for_port};
 use std::fs;
@@ -134,33 +136,26 @@ impl Server {
         root: bool,
         checkpw: &Path,
     ) -> Server {
-        let port = free_port();
-        let log = home.path().join(format!("popup-{port}.log"));
-        let mut c = Command::new(tool("tcpserver"));
-        c.env_clear()
-            .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
-            .env("QMAIL_HOME", home.path());
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        c.args(["-q", "-R", "-H", "-l", "testhost.example"]);
+        static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let log = home.path().join(format!("popup-{n}.log"));
+        let mut opts = Vec::new();
+        let ids = runner_ids();
+        let (u, g) = (ids.0.to_string(), ids.1.to_string());
         if is_root() && !root {
-            let (u, g) = runner_ids();
-            c.args(["-u", &u.to_string(), "-g", &g.to_string()]);
+            opts = vec!["-u", u.as_str(), "-g", g.as_str()];
         }
-        c.arg("127.0.0.1")
-            .arg(port.to_string())
-            .arg(bin("qmail-popup"))
-            .arg("testhost.example")
-            .arg(checkpw)
-            .arg(bin("qmail-pop3d"))
-            .arg("Maildir")
-            .current_dir(owner)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).expect("log"));
-        let k = KillOnDrop(c.spawn().expect("start tcpserver"));
-        wait_for_port(port);
+        let (popup, pop3d) = (bin("qmail-popup"), bin("qmail-pop3d"));
+        let program = [
+            popup.as_os_str(),
+            "testhost.example".as_ref(),
+            checkpw.as_os_str(),
+            pop3d.as_os_str(),
+            "Maildir".as_ref(),
+        ];
+        let stderr = Stdio::from(fs::File::create(&log).expect("log"));
+        let (k, port) =
+            rqmail_tests::tcpserver_with(home.path(), env, &opts, &program, stderr, Some(owner));
         Server {
             _tcpserver: k,
             port,
@@ -340,16 +335,27 @@ fn fetchmail(dir: &Path, port: u16, options: &str, out: &Path) -> (bool, String)
     )
     .expect("rc");
     fs::set_permissions(&rc, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let pid = dir.join("fetchmail.pid");
+    let rc = rc.as_os_str();
+    let args = ["--nodetach", "--nosyslog", "-v", "--fetchmailrc"].map(std::ffi::OsStr::new);
+    client(
+        dir,
+        "fetchmail",
+        &[&args[..], &[rc, "--pidfile".as_ref(), pid.as_os_str()]].concat(),
+    )
+}
+
+/// Runs the client program `name` with `args` as the single-user runner, with `dir` as
+/// its home and working directory (given to the runner first); returns (success, its
+/// output and errors).
+fn client(dir: &Path, name: &str, args: &[&std::ffi::OsStr]) -> (bool, String) {
     chown_tree(dir);
-    let o = rqmail_tests::single::user_cmd(dir, &tool("fetchmail"))
+    let o = rqmail_tests::single::user_cmd(dir, &tool(name))
         .env("HOME", dir)
-        .args(["--nodetach", "--nosyslog", "-v", "--fetchmailrc"])
-        .arg(&rc)
-        .arg("--pidfile")
-        .arg(dir.join("fetchmail.pid"))
+        .args(args)
         .stdin(Stdio::null())
         .output()
-        .expect("fetchmail");
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -427,22 +433,14 @@ fn getmail(dir: &Path, port: u16, ssl: Option<&Path>) -> (bool, String) {
         ),
     )
     .expect("getmailrc");
-    chown_tree(dir);
-    let o = rqmail_tests::single::user_cmd(dir, &tool("getmail"))
-        .env("HOME", dir)
-        .arg("--getmaildir")
-        .arg(dir)
-        .arg("--rcfile")
-        .arg(dir.join("getmailrc"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("getmail");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (o.status.success(), text)
+    let rc = dir.join("getmailrc");
+    let args = [
+        "--getmaildir".as_ref(),
+        dir.as_os_str(),
+        "--rcfile".as_ref(),
+        rc.as_os_str(),
+    ];
+    client(dir, "getmail", &args)
 }
 
 /// getmail6 has no STLS for POP3 (only IMAP STARTTLS): in the clear and over POP3S.
@@ -943,35 +941,9 @@ fn root_mode_with_debian_checkpw_and_checkapoppw() {
         return;
     }
     rqmail_tests::ensure_qmail_users();
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/var/tmp/rqmail-pop-user.lock")
-        .expect("lock");
-    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .expect("flock");
-    if nix::unistd::User::from_name(POP_USER)
-        .ok()
-        .flatten()
-        .is_none()
-    {
-        let st = Command::new(tool("useradd"))
-            .args([
-                "-r",
-                "-M",
-                "-d",
-                POP_USER_HOME,
-                "-s",
-                "/usr/sbin/nologin",
-                POP_USER,
-            ])
-            .status()
-            .expect("useradd");
-        assert!(st.success(), "useradd {POP_USER}");
-    }
-    let (uid, gid) = rqmail_tests::user_ids(POP_USER);
+    // the user's home is wiped and made anew: one test process at a time
+    let _lock = rqmail_tests::lock_file("/var/tmp/rqmail-pop-user.lock");
+    let (uid, gid) = rqmail_tests::ensure_system_user(POP_USER, POP_USER_HOME);
     let (qmaild, _) = rqmail_tests::user_ids("qmaild");
     let user_home = Path::new(POP_USER_HOME);
     let _ = fs::remove_dir_all(user_home);
@@ -1094,99 +1066,29 @@ fn uid_of(pid: i32) -> u32 {
 // ---------------------------------------------------------------------------------------
 // Service files
 
-const SERVICES: [&str; 2] = ["qmail-pop3d", "qmail-pop3s"];
+/// The POP3 services of services/ (their systemd units are verified with the SMTP ones,
+/// in smtpd_tls.rs).
+pub(crate) const SERVICES: [&str; 2] = ["qmail-pop3d", "qmail-pop3s"];
 
 #[test]
 fn service_files_are_well_formed() {
-    let dir = services();
     for s in SERVICES {
-        for f in [
-            format!("daemontools/{s}/run"),
-            format!("daemontools/{s}/log/run"),
-        ] {
-            let p = dir.join(&f);
-            let mode = fs::metadata(&p).expect(&f).permissions().mode();
-            assert_eq!(mode & 0o111, 0o111, "{f} is not executable");
-            let st = Command::new("/bin/sh")
-                .arg("-n")
-                .arg(&p)
-                .status()
-                .expect("sh");
-            assert!(st.success(), "sh -n {f}");
-        }
-        let run = fs::read_to_string(dir.join(format!("daemontools/{s}/run"))).expect("run");
+        // root: the checkpassword program must become the user
+        let (run, attrs, svc) = common_service_checks(s, "root", "/var/qmail/bin/qmail-popup ");
+        assert!(run.contains("/bin/qmail-pop3d"), "{s}");
         assert_eq!(run.contains("\nPOP3S=1\n"), s == "qmail-pop3s", "{s}");
-        assert!(!run.contains("TCPLOCALPORT"), "{s}");
-
-        let x = fs::read_to_string(dir.join(format!("xinetd/{s}"))).expect("xinetd");
-        let parsed = parse_xinetd(&x).unwrap_or_else(|e| panic!("xinetd/{s}: {e}"));
-        assert_eq!(parsed.len(), 1, "{s}");
-        let attrs = &parsed[0].1;
-        let get = |k: &str| {
-            attrs
-                .iter()
-                .find(|(a, _)| a == k)
-                .map(|(_, v)| v.as_str())
-                .unwrap_or_else(|| panic!("xinetd/{s}: no {k}"))
-        };
-        assert_eq!(get("socket_type"), "stream");
-        assert_eq!(get("wait"), "no");
-        assert_eq!(get("user"), "root");
-        assert_eq!(get("server"), "/var/qmail/bin/tcp-env");
-        assert!(get("server_args").contains("/var/qmail/bin/qmail-popup"));
-        let env: Vec<&str> = attrs
-            .iter()
-            .filter(|(a, _)| a == "env")
-            .map(|(_, v)| v.as_str())
-            .collect();
+        let (env, port) = (xinetd_env(&attrs), xinetd_get(s, &attrs, "port"));
         match s {
-            "qmail-pop3s" => assert_eq!((env, get("port")), (vec!["POP3S=1"], "995")),
-            _ => assert_eq!((env, get("port")), (vec![], "110")),
+            "qmail-pop3s" => assert_eq!((env, port), (vec!["POP3S=1"], "995")),
+            _ => assert_eq!((env, port), (vec![], "110")),
         }
-
-        let sock = fs::read_to_string(dir.join(format!("systemd/{s}.socket"))).expect("socket");
-        let sock = parse_unit(&sock).unwrap_or_else(|e| panic!("{s}.socket: {e}"));
-        assert!(sock.contains(&("Socket".into(), "Accept".into(), "yes".into())));
-        let port = if s == "qmail-pop3s" { "995" } else { "110" };
-        assert!(sock.contains(&("Socket".into(), "ListenStream".into(), port.into())));
-        let svc = fs::read_to_string(dir.join(format!("systemd/{s}@.service"))).expect("svc");
-        let svc = parse_unit(&svc).unwrap_or_else(|e| panic!("{s}@.service: {e}"));
-        let exec = svc
-            .iter()
-            .find(|(_, k, _)| k == "ExecStart")
-            .map(|(_, _, v)| v.clone())
-            .expect("ExecStart");
-        assert!(exec.starts_with("/var/qmail/bin/tcp-env "), "{exec}");
-        assert!(exec.contains("/var/qmail/bin/qmail-popup "), "{exec}");
         let pop3s = svc
             .iter()
             .any(|(_, k, v)| k == "Environment" && v == "POP3S=1");
         assert_eq!(pop3s, s == "qmail-pop3s");
-    }
-    // systemd itself accepts the units
-    let tmp = tempfile::tempdir().expect("tmp");
-    for s in SERVICES {
-        for f in [format!("{s}.socket"), format!("{s}@.service")] {
-            let text = fs::read_to_string(dir.join("systemd").join(&f)).expect("unit");
-            let text = text
-                .replace(
-                    "/var/qmail/bin/tcp-env",
-                    &bin("tcp-env").display().to_string(),
-                )
-                .replace(
-                    "/var/qmail/bin/qmail-popup",
-                    &bin("qmail-popup").display().to_string(),
-                );
-            fs::write(tmp.path().join(&f), text).expect("copy");
-        }
-        let out = Command::new(tool("systemd-analyze"))
-            .args(["verify", "--man=no"])
-            .arg(tmp.path().join(format!("{s}.socket")))
-            .arg(tmp.path().join(format!("{s}@0.service")))
-            .output()
-            .expect("systemd-analyze");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success() && err.trim().is_empty(), "{s}: {err}");
+        let sock =
+            fs::read_to_string(services().join(format!("systemd/{s}.socket"))).expect("socket");
+        assert!(sock.contains(&format!("\nListenStream={port}\n")), "{sock}");
     }
 }
 

@@ -123,24 +123,18 @@ struct Server {
 
 impl Server {
     fn start(home: &Home, env: &[(&str, &str)], args: &[String]) -> Server {
-        let port = free_port();
         let log = home.path().join("smtpd.log");
-        let mut c = Command::new(tool("tcpserver"));
-        c.env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("QMAIL_HOME", home.path());
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        c.args(["-q", "-R", "-H", "-l", "testhost.example", "127.0.0.1"])
-            .arg(port.to_string())
-            .arg(bin("qmail-smtpd"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).expect("log"));
-        let k = KillOnDrop(c.spawn().expect("start tcpserver"));
-        wait_for_port(port);
+        let smtpd = bin("qmail-smtpd");
+        let mut program = vec![smtpd.as_os_str()];
+        program.extend(args.iter().map(std::ffi::OsStr::new));
+        let (k, port) = rqmail_tests::tcpserver_with(
+            home.path(),
+            env,
+            &[],
+            &program,
+            Stdio::from(fs::File::create(&log).expect("log")),
+            None,
+        );
         Server {
             _tcpserver: k,
             port,
@@ -1402,9 +1396,9 @@ const SERVICES: [&str; 3] = ["qmail-smtpd", "qmail-smtps", "qmail-submission"];
 
 /// A minimal reader of xinetd's format: `service NAME { key = value ... }` blocks, with
 /// `=`, `+=` and `-=`; comments and blank lines. Returns (name, [(key, value)]) or an error.
-pub(crate) type XinetdService = (String, Vec<(String, String)>);
+type XinetdService = (String, Vec<(String, String)>);
 
-pub(crate) fn parse_xinetd(text: &str) -> Result<Vec<XinetdService>, String> {
+fn parse_xinetd(text: &str) -> Result<Vec<XinetdService>, String> {
     const KEYS: [&str; 14] = [
         "type",
         "port",
@@ -1469,7 +1463,7 @@ pub(crate) fn parse_xinetd(text: &str) -> Result<Vec<XinetdService>, String> {
 
 /// A minimal reader of systemd unit files: sections and keys, each key known for its
 /// section.
-pub(crate) fn parse_unit(text: &str) -> Result<Vec<(String, String, String)>, String> {
+fn parse_unit(text: &str) -> Result<Vec<(String, String, String)>, String> {
     let known = |section: &str, key: &str| match section {
         "Unit" => ["Description", "Documentation"].contains(&key),
         "Socket" => ["ListenStream", "Accept", "MaxConnections"].contains(&key),
@@ -1508,25 +1502,86 @@ pub(crate) fn parse_unit(text: &str) -> Result<Vec<(String, String, String)>, St
     Ok(out)
 }
 
+/// The value of attribute `k` of an xinetd service (`xinetd/s`); panics when missing.
+pub(crate) fn xinetd_get<'a>(s: &str, attrs: &'a [(String, String)], k: &str) -> &'a str {
+    attrs
+        .iter()
+        .find(|(a, _)| a == k)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("xinetd/{s}: no {k}"))
+}
+
+/// A service's run script, xinetd attributes and systemd service entries.
+pub(crate) type ServiceFiles = (String, Vec<(String, String)>, Vec<(String, String, String)>);
+
+/// The checks every service of services/ passes, for the service `s` whose connections
+/// run `program` as `user`: its run scripts are executable, pass `sh -n` and never look
+/// at TCPLOCALPORT; its xinetd file is one stream service through tcp-env; its systemd
+/// socket accepts each connection and its service runs tcp-env on the socket.
+pub(crate) fn common_service_checks(s: &str, user: &str, program: &str) -> ServiceFiles {
+    let dir = services();
+    for f in [
+        format!("daemontools/{s}/run"),
+        format!("daemontools/{s}/log/run"),
+    ] {
+        let p = dir.join(&f);
+        let mode = fs::metadata(&p).expect(&f).permissions().mode();
+        assert_eq!(mode & 0o111, 0o111, "{f} is not executable");
+        let st = Command::new("/bin/sh")
+            .arg("-n")
+            .arg(&p)
+            .status()
+            .expect("sh");
+        assert!(st.success(), "sh -n {f}");
+    }
+    let run = fs::read_to_string(dir.join(format!("daemontools/{s}/run"))).expect("run");
+    assert!(!run.contains("TCPLOCALPORT"), "{s}");
+
+    // xinetd: one service through tcp-env
+    let x = fs::read_to_string(dir.join(format!("xinetd/{s}"))).expect("xinetd");
+    let mut parsed = parse_xinetd(&x).unwrap_or_else(|e| panic!("xinetd/{s}: {e}"));
+    assert_eq!(parsed.len(), 1, "{s}");
+    let attrs = parsed.remove(0).1;
+    assert_eq!(xinetd_get(s, &attrs, "socket_type"), "stream");
+    assert_eq!(xinetd_get(s, &attrs, "wait"), "no");
+    assert_eq!(xinetd_get(s, &attrs, "user"), user);
+    assert_eq!(xinetd_get(s, &attrs, "server"), "/var/qmail/bin/tcp-env");
+    assert!(
+        xinetd_get(s, &attrs, "server_args").contains(program),
+        "{s}"
+    );
+
+    // systemd: a socket with Accept=yes and its per-connection service through tcp-env
+    let sock = fs::read_to_string(dir.join(format!("systemd/{s}.socket"))).expect("socket");
+    let sock = parse_unit(&sock).unwrap_or_else(|e| panic!("{s}.socket: {e}"));
+    assert!(sock.contains(&("Socket".into(), "Accept".into(), "yes".into())));
+    let svc = fs::read_to_string(dir.join(format!("systemd/{s}@.service"))).expect("svc");
+    let svc = parse_unit(&svc).unwrap_or_else(|e| panic!("{s}@.service: {e}"));
+    let exec = svc
+        .iter()
+        .find(|(_, k, _)| k == "ExecStart")
+        .map(|(_, _, v)| v.clone())
+        .expect("ExecStart");
+    assert!(exec.starts_with("/var/qmail/bin/tcp-env "), "{exec}");
+    assert!(exec.contains(program), "{exec}");
+    assert!(svc.contains(&("Service".into(), "StandardInput".into(), "socket".into())));
+    (run, attrs, svc)
+}
+
+/// The `env` attributes of an xinetd service.
+pub(crate) fn xinetd_env(attrs: &[(String, String)]) -> Vec<&str> {
+    attrs
+        .iter()
+        .filter(|(a, _)| a == "env")
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
 #[test]
 fn service_files_are_well_formed() {
     let dir = services();
     for s in SERVICES {
-        for f in [
-            format!("daemontools/{s}/run"),
-            format!("daemontools/{s}/log/run"),
-        ] {
-            let p = dir.join(&f);
-            let mode = fs::metadata(&p).expect(&f).permissions().mode();
-            assert_eq!(mode & 0o111, 0o111, "{f} is not executable");
-            let st = Command::new("/bin/sh")
-                .arg("-n")
-                .arg(&p)
-                .status()
-                .expect("sh");
-            assert!(st.success(), "sh -n {f}");
-        }
-        let run = fs::read_to_string(dir.join(format!("daemontools/{s}/run"))).expect("run");
+        let (run, attrs, svc) = common_service_checks(s, "qmaild", "/var/qmail/bin/qmail-smtpd");
         // TLS from the first byte only where SMTPS is set, explicitly
         assert_eq!(run.contains("\nSMTPS=1\n"), s == "qmail-smtps", "{s}");
         assert_eq!(
@@ -1534,49 +1589,13 @@ fn service_files_are_well_formed() {
             s == "qmail-submission",
             "{s}"
         );
-        assert!(!run.contains("TCPLOCALPORT"), "{s}");
-
-        // xinetd: one service through tcp-env
-        let x = fs::read_to_string(dir.join(format!("xinetd/{s}"))).expect("xinetd");
-        let parsed = parse_xinetd(&x).unwrap_or_else(|e| panic!("xinetd/{s}: {e}"));
-        assert_eq!(parsed.len(), 1, "{s}");
-        let attrs = &parsed[0].1;
-        let get = |k: &str| {
-            attrs
-                .iter()
-                .find(|(a, _)| a == k)
-                .map(|(_, v)| v.as_str())
-                .unwrap_or_else(|| panic!("xinetd/{s}: no {k}"))
-        };
-        assert_eq!(get("socket_type"), "stream");
-        assert_eq!(get("wait"), "no");
-        assert_eq!(get("user"), "qmaild");
-        assert_eq!(get("server"), "/var/qmail/bin/tcp-env");
-        assert!(get("server_args").contains("/var/qmail/bin/qmail-smtpd"));
-        let env: Vec<&str> = attrs
-            .iter()
-            .filter(|(a, _)| a == "env")
-            .map(|(_, v)| v.as_str())
-            .collect();
+        let env = xinetd_env(&attrs);
+        let port = || xinetd_get(s, &attrs, "port");
         match s {
-            "qmail-smtps" => assert_eq!((env, get("port")), (vec!["SMTPS=1"], "465")),
-            "qmail-submission" => assert_eq!((env, get("port")), (vec!["SMTPAUTH=!"], "587")),
+            "qmail-smtps" => assert_eq!((env, port()), (vec!["SMTPS=1"], "465")),
+            "qmail-submission" => assert_eq!((env, port()), (vec!["SMTPAUTH=!"], "587")),
             _ => assert!(env.is_empty()),
         }
-
-        // systemd: a socket with Accept=yes and its per-connection service through tcp-env
-        let sock = fs::read_to_string(dir.join(format!("systemd/{s}.socket"))).expect("socket");
-        let sock = parse_unit(&sock).unwrap_or_else(|e| panic!("{s}.socket: {e}"));
-        assert!(sock.contains(&("Socket".into(), "Accept".into(), "yes".into())));
-        let svc = fs::read_to_string(dir.join(format!("systemd/{s}@.service"))).expect("svc");
-        let svc = parse_unit(&svc).unwrap_or_else(|e| panic!("{s}@.service: {e}"));
-        let exec = svc
-            .iter()
-            .find(|(_, k, _)| k == "ExecStart")
-            .map(|(_, _, v)| v.clone())
-            .expect("ExecStart");
-        assert!(exec.starts_with("/var/qmail/bin/tcp-env "), "{exec}");
-        assert!(svc.contains(&("Service".into(), "StandardInput".into(), "socket".into())));
         let smtps = svc
             .iter()
             .any(|(_, k, v)| k == "Environment" && v == "SMTPS=1");
@@ -1598,7 +1617,7 @@ fn service_files_are_well_formed() {
 
 #[test]
 fn systemd_units_pass_systemd_analyze_verify() {
-    // The units with their programs pointed at this build's tcp-env.
+    // The units (SMTP and POP3) with their programs pointed at this build's tcp-env.
     let tmp = tempfile::tempdir().expect("tmp");
     for e in fs::read_dir(services().join("systemd")).expect("systemd/") {
         let e = e.expect("entry");
@@ -1609,7 +1628,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
         );
         fs::write(tmp.path().join(e.file_name()), text).expect("copy");
     }
-    for s in SERVICES {
+    for s in SERVICES.iter().chain(&crate::pop3::SERVICES) {
         let out = Command::new(tool("systemd-analyze"))
             .args(["verify", "--man=no"])
             .arg(tmp.path().join(format!("{s}.socket")))

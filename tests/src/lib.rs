@@ -493,6 +493,45 @@ pub fn user_ids(name: &str) -> (u32, u32) {
     (u.uid.as_raw(), u.gid.as_raw())
 }
 
+/// An exclusive lock on `path` (created when missing), held until dropped: for what tests
+/// in several processes on this machine share (fixed paths, system users).
+pub fn lock_file(path: &str) -> nix::fcntl::Flock<fs::File> {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("lock file {path}: {e}"));
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap_or_else(|e| panic!("lock {path}: {e}"))
+}
+
+/// As root, creates the system user `name` (a group of its own, password-database home
+/// `home`, no login shell) unless it exists, under a lock shared by every test process;
+/// returns its ids. The home directory itself is the caller's to make.
+pub fn ensure_system_user(name: &str, home: &str) -> (u32, u32) {
+    assert!(is_root(), "creating a test user needs root");
+    let _lock = lock_file(&format!("/tmp/rqmail-test-{name}.lock"));
+    if nix::unistd::User::from_name(name).ok().flatten().is_none() {
+        let st = Command::new(tool("useradd"))
+            .args([
+                "-r",
+                "-M",
+                "-U",
+                "-d",
+                home,
+                "-s",
+                "/usr/sbin/nologin",
+                name,
+            ])
+            .status()
+            .expect("useradd");
+        assert!(st.success(), "useradd {name} failed");
+    }
+    user_ids(name)
+}
+
 /// Like [`tcpserver`], with extra tcpserver options placed before the address, e.g.
 /// `["-u", "65534", "-g", "65534"]` to run each connection's program as another user.
 pub fn tcpserver_opts(
@@ -501,11 +540,27 @@ pub fn tcpserver_opts(
     opts: &[&str],
     program: &[&Path],
 ) -> (KillOnDrop, u16) {
+    let program: Vec<&std::ffi::OsStr> = program.iter().map(|p| p.as_os_str()).collect();
+    tcpserver_with(home.path(), env, opts, &program, Stdio::inherit(), None)
+}
+
+/// tcpserver on a free port of 127.0.0.1, running `program` (with its arguments) for
+/// each connection in a small environment (PATH, QMAIL_HOME set to `home`, then `env`),
+/// with the tcpserver options `opts`, descriptor 2 on `stderr` and, when given, `dir` as
+/// the working directory. Waits until it listens; returns the server and its port.
+pub fn tcpserver_with(
+    home: &Path,
+    env: &[(&str, &str)],
+    opts: &[&str],
+    program: &[&std::ffi::OsStr],
+    stderr: Stdio,
+    dir: Option<&Path>,
+) -> (KillOnDrop, u16) {
     let port = free_port();
     let mut c = Command::new(tool("tcpserver"));
     c.env_clear()
         .env("PATH", "/usr/bin:/bin")
-        .env("QMAIL_HOME", home.path());
+        .env("QMAIL_HOME", home);
     for (k, v) in env {
         c.env(k, v);
     }
@@ -516,7 +571,10 @@ pub fn tcpserver_opts(
         .args(program)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        .stderr(stderr);
+    if let Some(d) = dir {
+        c.current_dir(d);
+    }
     let child = c.spawn().expect("start tcpserver");
     let k = KillOnDrop(child);
     wait_for_port(port);
