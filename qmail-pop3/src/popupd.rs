@@ -257,7 +257,8 @@ fn hand_over(to: OwnedFd, login: Login) -> io::Result<()> {
 fn worker(setup: &Setup, login: OwnedFd, plain: Option<OwnedFd>) -> control::Exit {
     let stdin = io::stdin();
     let stdout = io::stdout();
-    let fds = FdTransport::new(stdin.as_fd(), stdout.as_fd());
+    // Large writes: after a TLS login the worker relays whole messages.
+    let fds = FdTransport::new(stdin.as_fd(), stdout.as_fd()).with_write_step(qmail_tls::READ_BUF);
     let mut p = Popup::new(setup.popup.clone());
     let accept = |what: &str| {
         let server = setup.server.as_ref()?;
