@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -128,9 +129,26 @@ impl QueueClient {
     /// as with netqmail, the message is swallowed and [`close`](Self::close) reports
     /// "unable to exec qq". An error means pipes could not be made or fork failed.
     pub fn open(home: &Path, program: &Path) -> io::Result<QueueClient> {
+        QueueClient::open_env(home, program, &[])
+    }
+
+    /// As [`open`](Self::open), with environment variables changed for the program: each
+    /// `(name, Some(value))` set, each `(name, None)` removed.
+    pub fn open_env(
+        home: &Path,
+        program: &Path,
+        env: &[(&str, Option<&[u8]>)],
+    ) -> io::Result<QueueClient> {
         let (env_r, env_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-        let spawned = Command::new(program)
+        let mut cmd = Command::new(program);
+        for (name, value) in env {
+            match value {
+                Some(v) => cmd.env(name, std::ffi::OsStr::from_bytes(v)),
+                None => cmd.env_remove(name),
+            };
+        }
+        let spawned = cmd
             .current_dir(home)
             .stdin(Stdio::piped())
             .stdout(Stdio::from(env_r))
@@ -161,6 +179,12 @@ impl QueueClient {
     /// Starts `$QMAILQUEUE` or `bin/qmail-queue` in `home`.
     pub fn open_default(home: &Path) -> io::Result<QueueClient> {
         QueueClient::open(home, &queue_program())
+    }
+
+    /// Starts `$QMAILQUEUE` or `bin/qmail-queue` in `home` with environment changes (see
+    /// [`open_env`](Self::open_env)).
+    pub fn open_default_env(home: &Path, env: &[(&str, Option<&[u8]>)]) -> io::Result<QueueClient> {
+        QueueClient::open_env(home, &queue_program(), env)
     }
 
     /// The program's process id (0 when it could not be started): the `qp` of the logs.
@@ -362,6 +386,29 @@ mod tests {
         assert_eq!(
             std::fs::read(d.path().join("out.e")).unwrap(),
             b"Fa@b\0Tc@d\0\0"
+        );
+
+        // Variables set and removed for the program only.
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ncat >/dev/null\necho \"${{SET_ME-unset}} ${{HOME-unset}}\" > {}.v\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        let mut c = QueueClient::open_env(
+            d.path(),
+            &script,
+            &[("SET_ME", Some(b"a b")), ("HOME", None)],
+        )
+        .unwrap();
+        c.put(b"x");
+        c.from(b"");
+        c.close().unwrap();
+        assert_eq!(
+            std::fs::read(d.path().join("out.v")).unwrap(),
+            b"a b unset\n"
         );
 
         std::fs::write(&script, "#!/bin/sh\ncat >/dev/null\nexit 53\n").unwrap();

@@ -39,9 +39,10 @@ pub use layout::{
     create as create_queue, fmtqfn,
 };
 pub use scan::{Scan, SubdirScan, ids_in, message_id};
+pub use sys::arm_death_alarm;
 pub use trigger::pull as pull_trigger;
 
-pub use enqueue::main as qmail_queue;
+pub use enqueue::{DEATH_SECS, main as qmail_queue};
 pub use qread::main as qmail_qread;
 pub use qstat::main as qmail_qstat;
 

@@ -11,8 +11,10 @@ extern "C" fn on_alarm(_: libc::c_int) {
     unsafe { libc::_exit(control::Exit::QQ_TIMEOUT.code()) }
 }
 
-/// Makes SIGALRM end the process with exit code 52 and sets the alarm `secs` from now.
-pub(crate) fn arm_death_alarm(secs: u64) {
+/// Makes SIGALRM end the process with exit code 52 and sets the alarm `secs` from now
+/// (also used by qmail-queue front ends such as qmail-dkim, which must cancel it before
+/// they exec the next program).
+pub fn arm_death_alarm(secs: u64) {
     let action = SigAction::new(
         SigHandler::Handler(on_alarm),
         SaFlags::empty(),
