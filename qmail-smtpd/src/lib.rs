@@ -51,6 +51,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use transport::{Served, serve_session};
 
+/// The variable that tells the queue program (qmail-dkim, say) that the client
+/// authenticated with SMTP AUTH, and as whom.
+pub const SMTPAUTHUSER: &str = "SMTPAUTHUSER";
+
 /// Messages go to `$QMAILQUEUE` or `bin/qmail-queue`, run in the qmail home; passwords to
 /// the checkpassword program; recipients to the configured checks.
 #[derive(Debug)]
@@ -78,8 +82,17 @@ impl QueueBackend {
 impl Backend for QueueBackend {
     type Message = qmail_queue::QueueClient;
 
-    fn open_message(&mut self) -> io::Result<qmail_queue::QueueClient> {
-        qmail_queue::QueueClient::open_default(&self.home).inspect_err(|e| {
+    /// The queue program learns who authenticated from `SMTPAUTHUSER` (the user name,
+    /// each byte outside printable ASCII replaced by `?`); for any other client the
+    /// variable is removed, so that an inherited one never vouches for a stranger.
+    fn open_message(&mut self, auth_user: Option<&[u8]>) -> io::Result<qmail_queue::QueueClient> {
+        let printable = auth_user.map(|u| {
+            u.iter()
+                .map(|&c| if c.is_ascii_graphic() { c } else { b'?' })
+                .collect::<Vec<u8>>()
+        });
+        let env = [(SMTPAUTHUSER, printable.as_deref())];
+        qmail_queue::QueueClient::open_default_env(&self.home, &env).inspect_err(|e| {
             log(&format!("unable to start qmail-queue: {e}"));
         })
     }

@@ -127,8 +127,9 @@ pub trait Message {
 /// Where messages go, what time it is, and the checks that need the outside world.
 pub trait Backend {
     type Message: Message;
-    /// Starts a message; an error is netqmail's "qqt failure".
-    fn open_message(&mut self) -> io::Result<Self::Message>;
+    /// Starts a message for a client that authenticated as `auth_user` (SMTP AUTH), if
+    /// it did; an error is netqmail's "qqt failure".
+    fn open_message(&mut self, auth_user: Option<&[u8]>) -> io::Result<Self::Message>;
     /// Seconds since the epoch.
     fn now(&mut self) -> u64;
     /// Runs the checkpassword program `argv` on `creds`, waiting at most `timeout`.
@@ -695,7 +696,8 @@ impl<B: Backend> Session<B> {
             return;
         }
         self.seenmail = false;
-        let mut msg = match self.backend.open_message() {
+        let auth_user = self.auth_user.as_ref().map(|(u, _)| u.as_slice());
+        let mut msg = match self.backend.open_message(auth_user) {
             Ok(m) => m,
             Err(_) => {
                 self.say(reply::QQT);

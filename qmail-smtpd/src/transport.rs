@@ -99,7 +99,7 @@ mod tests {
     }
     impl Backend for NoQueue {
         type Message = NoMsg;
-        fn open_message(&mut self) -> io::Result<NoMsg> {
+        fn open_message(&mut self, _: Option<&[u8]>) -> io::Result<NoMsg> {
             Ok(NoMsg)
         }
         fn now(&mut self) -> u64 {

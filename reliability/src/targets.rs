@@ -78,7 +78,7 @@ mod smtpd {
 
     impl Backend for Fake {
         type Message = Msg;
-        fn open_message(&mut self) -> io::Result<Msg> {
+        fn open_message(&mut self, _: Option<&[u8]>) -> io::Result<Msg> {
             Ok(Msg {
                 queued: self.queued.clone(),
                 from: Vec::new(),

@@ -17,6 +17,8 @@ struct Stored {
     failed: bool,
     closed: bool,
     abandoned: bool,
+    /// The SMTP AUTH user the session named when it opened the message.
+    auth_user: Option<Vec<u8>>,
 }
 
 /// One call of the fake checkpassword: (argv, user, pass, timestamp).
@@ -98,12 +100,15 @@ impl Message for FakeMsg {
 
 impl Backend for Fake {
     type Message = FakeMsg;
-    fn open_message(&mut self) -> io::Result<FakeMsg> {
+    fn open_message(&mut self, auth_user: Option<&[u8]>) -> io::Result<FakeMsg> {
         if self.open_fails {
             return Err(io::Error::other("no fork"));
         }
         let mut v = self.msgs.borrow_mut();
-        v.push(Stored::default());
+        v.push(Stored {
+            auth_user: auth_user.map(<[u8]>::to_vec),
+            ..Stored::default()
+        });
         Ok(FakeMsg {
             msgs: self.msgs.clone(),
             i: v.len() - 1,
@@ -196,6 +201,7 @@ fn greeting_and_a_whole_dialogue() {
     assert_eq!(m.from.as_deref(), Some(&b"a@b.example"[..]));
     assert_eq!(m.to, vec![b"c@d.example".to_vec()]);
     assert!(m.closed && !m.failed);
+    assert_eq!(m.auth_user, None);
 }
 
 #[test]
@@ -902,6 +908,8 @@ fn auth_mechanisms_and_relaying() {
     );
     // RELAYCLIENT's suffix is not appended for an authenticated client
     assert_eq!(f.stored()[0].to, vec![b"far@remote".to_vec()]);
+    // The queue program is told who authenticated (SMTPAUTHUSER).
+    assert_eq!(f.stored()[0].auth_user.as_deref(), Some(&b"joe"[..]));
     let logged = f.logged.borrow().join("\n");
     assert!(
         logged.contains("auth-failed type=login user=<joe> remote=unknown"),
