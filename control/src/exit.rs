@@ -32,6 +32,9 @@ impl Exit {
     pub const QQ_WRITE: Exit = Exit(53);
     /// Unable to read the message or envelope.
     pub const QQ_READ: Exit = Exit(54);
+    /// Unable to read a configuration file (not used by qmail-queue itself; its front
+    /// ends use it, qmail-dkim for its keys).
+    pub const QQ_CONFIG: Exit = Exit(55);
     /// Problem with the qmail home directory.
     pub const QQ_HOME: Exit = Exit(61);
     /// Problem with the queue directory.
@@ -48,6 +51,10 @@ impl Exit {
     pub const QQ_BUG: Exit = Exit(81);
     /// Envelope format error.
     pub const QQ_FORMAT: Exit = Exit(91);
+    /// The queue program could not be run: netqmail's qmail.c child exits 120 and its
+    /// caller says "unable to exec qq"; a qmail-queue front end whose exec fails does
+    /// the same.
+    pub const QQ_EXEC: Exit = Exit(120);
 
     // netqmail's qlx.h: how qmail-lspawn's child (and qmail-getpw) say why a local
     // delivery could not start.
