@@ -296,6 +296,16 @@ pub const EXTRAS: &[(&str, Extra)] = &[
         Extra::Line("The supervision scripts start qmail-start with the default delivery "),
     ),
     (
+        "dkim",
+        Extra::Dir("qmail-dkim's private keys (named by dkimkeys):"),
+    ),
+    (
+        "dkimkeys",
+        Extra::Lines(
+            "qmail-dkim signs mail from these author domains (pattern:selector:keyfile[:signing-domain]):",
+        ),
+    ),
+    (
         "notlshosts",
         Extra::Dir("qmail-remote never uses TLS with:"),
     ),
@@ -719,6 +729,13 @@ mod tests {
             "a@example.org\n# comment\nB@Example.Org\n",
         )
         .unwrap();
+        fs::create_dir(d.path().join("dkim")).unwrap();
+        fs::write(d.path().join("dkim/ex.key"), "secret").unwrap();
+        fs::write(
+            d.path().join("dkimkeys"),
+            "example.com:s1:control/dkim/ex.key\n",
+        )
+        .unwrap();
         let (out, code) = report(d.path());
         let out = String::from_utf8(out).unwrap();
         assert_eq!(code, Exit::OK);
@@ -730,6 +747,12 @@ mod tests {
         assert!(out.contains("\nchecklocalrcpt: qmail-smtpd checks local recipients at RCPT time (0 is off): 1.\n"), "{out}");
         assert!(out.contains("\ntlsclients: qmail-smtpd lets TLS clients relay whose certificate (signed by a CA in clientca.pem) has one of these subject addresses:\na@example.org\nB@Example.Org\n"), "{out}");
         assert!(out.contains("\ntlshosts: qmail-remote requires TLS with a certificate signed by the CA in HOST.pem for: mx.example.pem\n"), "{out}");
+        assert!(out.contains("\ndkimkeys: qmail-dkim signs mail from these author domains (pattern:selector:keyfile[:signing-domain]):\nexample.com:s1:control/dkim/ex.key\n"), "{out}");
+        assert!(
+            out.contains("\ndkim: qmail-dkim's private keys (named by dkimkeys): ex.key\n"),
+            "{out}"
+        );
+        assert!(!out.contains("secret"), "{out}");
         assert!(!out.contains("I have no idea"), "{out}");
     }
 
