@@ -70,6 +70,8 @@ pub const DIRS: &[(&str, Who, u32)] = &[
 /// The programs and their modes, as hier installs them. Programs not built yet are skipped.
 pub const PROGRAMS: &[(&str, Who, u32)] = &[
     ("qmail-queue", Who::Qmailq, 0o4711),
+    // A qmail-queue front end: setuid qmailq only to read the DKIM keys (qmail-dkim(8)).
+    ("qmail-dkim", Who::Qmailq, 0o4711),
     ("qmail-lspawn", Who::Owner, 0o700),
     ("qmail-start", Who::Owner, 0o700),
     ("qmail-getpw", Who::Owner, 0o711),

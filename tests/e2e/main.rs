@@ -2,6 +2,7 @@
 //! binary, one module per program or path (ripgrep's layout).
 
 mod crash;
+mod dkim;
 mod docs;
 mod fulldisk;
 mod hostile;

@@ -77,6 +77,11 @@ pub(crate) fn install_root_home() -> PathBuf {
     let qq = setuid_queue_binary();
     let only_qq = tempfile::tempdir().expect("tmp");
     fs::copy(&qq, only_qq.path().join("qmail-queue")).expect("copy");
+    // qmail-dkim, setuid qmailq too, built beside it by the README's test command.
+    let dkim = qq.with_file_name("qmail-dkim");
+    if dkim.exists() {
+        fs::copy(&dkim, only_qq.path().join("qmail-dkim")).expect("copy");
+    }
     install::install(&install::Plan {
         home: home.clone(),
         destdir: PathBuf::new(),
@@ -89,7 +94,7 @@ pub(crate) fn install_root_home() -> PathBuf {
     home
 }
 
-fn run_as(user: &str, home_env: &Path, prog: &Path, msg: &[u8], env: &[u8]) -> i32 {
+pub(crate) fn run_as(user: &str, home_env: &Path, prog: &Path, msg: &[u8], env: &[u8]) -> i32 {
     let (uid, gid) = user_ids(user);
     let (env_r, env_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
     let mut c = Command::new(tool("setpriv"));
@@ -112,7 +117,7 @@ fn run_as(user: &str, home_env: &Path, prog: &Path, msg: &[u8], env: &[u8]) -> i
     child.wait().expect("wait").code().unwrap_or(-1)
 }
 
-fn todo_ids(home: &Path) -> Vec<u64> {
+pub(crate) fn todo_ids(home: &Path) -> Vec<u64> {
     let mut v: Vec<u64> = fs::read_dir(home.join("queue/todo"))
         .expect("todo")
         .flatten()
