@@ -99,29 +99,32 @@ impl SigningKey {
                 RsaKeyPair::from_der(k.secret_pkcs1_der())
                     .map_err(|e| KeyError::Rejected(e.to_string()))?,
             ),
-            PrivateKeyDer::Pkcs8(k) => {
-                let der = k.secret_pkcs8_der();
-                match Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
-                    Ok(k) => Inner::Ed25519(k),
-                    Err(ed) => match RsaKeyPair::from_pkcs8(der) {
-                        Ok(k) => Inner::Rsa(k),
-                        Err(rsa) => {
-                            // Say why the key of the algorithm it is was refused.
-                            let e = if ed.to_string() == "WrongAlgorithm" {
-                                rsa
-                            } else {
-                                ed
-                            };
-                            if e.to_string() == "WrongAlgorithm" {
-                                return Err(KeyError::Unsupported("PKCS #8 non-RSA, non-Ed25519"));
-                            }
-                            return Err(KeyError::Rejected(e.to_string()));
-                        }
-                    },
-                }
-            }
+            PrivateKeyDer::Pkcs8(k) => return SigningKey::from_pkcs8(k.secret_pkcs8_der()),
             PrivateKeyDer::Sec1(_) => return Err(KeyError::Unsupported("EC (SEC1)")),
             _ => return Err(KeyError::Unsupported("unknown")),
+        };
+        Ok(SigningKey { inner })
+    }
+
+    /// Reads a key from PKCS #8 DER (RSA or Ed25519).
+    pub fn from_pkcs8(der: &[u8]) -> Result<SigningKey, KeyError> {
+        let inner = match Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+            Ok(k) => Inner::Ed25519(k),
+            Err(ed) => match RsaKeyPair::from_pkcs8(der) {
+                Ok(k) => Inner::Rsa(k),
+                Err(rsa) => {
+                    // Say why the key of the algorithm it is was refused.
+                    let e = if ed.to_string() == "WrongAlgorithm" {
+                        rsa
+                    } else {
+                        ed
+                    };
+                    if e.to_string() == "WrongAlgorithm" {
+                        return Err(KeyError::Unsupported("PKCS #8 non-RSA, non-Ed25519"));
+                    }
+                    return Err(KeyError::Rejected(e.to_string()));
+                }
+            },
         };
         Ok(SigningKey { inner })
     }
@@ -221,8 +224,10 @@ pub(crate) mod tests {
         let seed = hex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
         let mut der = hex("302e020100300506032b657004220420");
         der.extend_from_slice(&seed);
-        let pem = pem("PRIVATE KEY", &der);
-        SigningKey::from_pem(pem.as_bytes()).unwrap()
+        let from_pem = SigningKey::from_pem(pem("PRIVATE KEY", &der).as_bytes()).unwrap();
+        let from_der = SigningKey::from_pkcs8(&der).unwrap();
+        assert_eq!(from_pem.public_key(), from_der.public_key());
+        from_der
     }
 
     pub(crate) fn hex(s: &str) -> Vec<u8> {
