@@ -25,6 +25,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("inject_header", inject_header),
     ("client_cert", client_cert),
     ("pop3", pop3),
+    ("dkim_message", dkim_message),
 ];
 
 // ----------------------------------------------------------------- qmail-smtpd
@@ -495,6 +496,94 @@ pub fn inject_header(data: &[u8]) {
         Ok(())
     });
     let _ = data.lines().count();
+}
+
+// ----------------------------------------------------------------- qmail-dkim
+
+/// The Ed25519 key the dkim target signs with (RFC 8032's first test key, PKCS #8).
+fn dkim_test_key() -> &'static dkim::SigningKey {
+    static KEY: std::sync::OnceLock<dkim::SigningKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut der = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        der.extend_from_slice(&[7u8; 32]);
+        dkim::SigningKey::from_pkcs8(&der).expect("test key")
+    })
+}
+
+/// qmail-dkim's reading of a message: the first byte chooses the header limit (64 bytes
+/// to 8 KiB); the rest is the message. It is spooled and split as qmail-dkim does (the
+/// spool must get every byte), each field canonicalised both ways (relaxed: one line,
+/// CR LF at the end only), each address-list field read (domains without white space),
+/// the body hashed in pieces (the same hash as at once), and a message with one From:
+/// signed (the DKIM-Signature parses as one field, lines of at most 78 characters).
+pub fn dkim_message(data: &[u8]) {
+    use dkim::canon::{self, BodyHasher, Canon};
+    let Some((&first, msg)) = data.split_first() else {
+        return;
+    };
+    let limit = 64usize << (first & 7);
+    let mut spool = Vec::new();
+    let read = qmail_dkim::read_message(msg, &mut spool, limit).expect("a slice reads");
+    assert_eq!(spool, msg, "the spool holds the message");
+    let Ok(header) = read.header else {
+        return;
+    };
+    // The body is what follows the header section and its empty line.
+    let hlen = header.bytes().len();
+    assert!(msg.starts_with(header.bytes()));
+    let body = msg.get(hlen + 1..).unwrap_or_default();
+    for piece in [1, 7, 4096] {
+        let mut h = BodyHasher::new(Canon::Relaxed);
+        for p in body.chunks(piece) {
+            h.feed(p);
+        }
+        assert_eq!(h.finish().0, read.body_hash, "body hash depends on pieces");
+    }
+    for f in header.fields() {
+        for c in [Canon::Simple, Canon::Relaxed] {
+            let mut out = Vec::new();
+            canon::header(c, f.raw(), &mut out);
+            assert!(out.ends_with(b"\r\n"));
+            if c == Canon::Relaxed {
+                let line = &out[..out.len() - 2];
+                assert!(!line.contains(&b'\n') && !line.contains(&b'\t'));
+            }
+        }
+        if ["from", "sender", "reply-to", "to", "cc"]
+            .iter()
+            .any(|n| f.is(n))
+            && let Ok(boxes) = dkim::mailboxes(f.value())
+        {
+            for m in boxes {
+                if let dkim::Domain::Name(d) = m.domain {
+                    assert!(!d.is_empty() && !d.iter().any(|c| c.is_ascii_whitespace()));
+                }
+            }
+        }
+    }
+    let Ok(domain) = qmail_dkim::author_domain(&header) else {
+        return;
+    };
+    let domain = if dkim::sign::valid_name(&domain) && domain.len() <= 60 {
+        domain
+    } else {
+        "example.com".to_string()
+    };
+    let signer = dkim::Signer {
+        domain: &domain,
+        selector: "sel",
+        key: dkim_test_key(),
+        time: 1,
+        headers: dkim::DEFAULT_HEADERS,
+    };
+    let field = signer.sign(&header, &read.body_hash).expect("signs");
+    assert!(field.lines().all(|l| l.len() <= 78), "{field}");
+    let parsed = dkim::Header::parse(field.into_bytes()).expect("a field");
+    assert_eq!(parsed.fields().count(), 1);
+    assert_eq!(parsed.count("DKIM-Signature"), 1);
 }
 
 #[cfg(test)]
