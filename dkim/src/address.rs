@@ -62,6 +62,11 @@ enum Token {
     Space,
 }
 
+/// ASCII control characters (CR, LF and tab included) and DEL.
+fn is_ctl(c: u8) -> bool {
+    c < 0x20 || c == 0x7f
+}
+
 fn is_special(c: u8) -> bool {
     matches!(c, b'<' | b'>' | b'@' | b',' | b';' | b':')
 }
@@ -126,11 +131,14 @@ fn tokens(v: &[u8]) -> Result<Vec<Token>, AddressError> {
                 out.push(Token::Special(c));
                 i += 1;
             }
+            // Control characters belong in no atom (only in quotes and comments).
+            _ if is_ctl(c) => return Err(AddressError::Syntax),
             _ => {
                 let start = i;
                 while i < v.len()
                     && !is_special(v[i])
-                    && !matches!(v[i], b' ' | b'\t' | b'\r' | b'\n' | b'(' | b'"' | b'[')
+                    && !is_ctl(v[i])
+                    && !matches!(v[i], b' ' | b'(' | b'"' | b'[')
                 {
                     i += 1;
                 }
@@ -340,6 +348,13 @@ mod tests {
         assert_eq!(domains(" x <a@b.example> y"), Err(AddressError::Syntax));
         assert_eq!(domains(" g: h: a@b;"), Err(AddressError::Syntax));
         assert_eq!(domains(" a@b c.example"), Err(AddressError::Syntax));
+        // Control characters only inside quotes and comments (a fuzzer's find).
+        assert_eq!(domains(" <a@ex\x0cample.com>"), Err(AddressError::Syntax));
+        assert_eq!(domains(" a\x7f@example.com"), Err(AddressError::Syntax));
+        assert_eq!(
+            domains(" \"x\x01\" (\x02) <a@example.com>").unwrap(),
+            ["example.com"]
+        );
         assert_eq!(domains(" a@b . c.example").unwrap(), ["b.c.example"]);
         assert_eq!(domains(" \"a\" . b@c.example").unwrap(), ["c.example"]);
     }
@@ -358,7 +373,7 @@ mod tests {
                     match m.domain {
                         Domain::Name(d) => {
                             prop_assert!(!d.is_empty());
-                            prop_assert!(!d.iter().any(|&c| matches!(c, b' ' | b'\t' | b'\n' | b'@' | b'<' | b'>' | b',' | b';' | b':' | b'(' | b'"')));
+                            prop_assert!(!d.iter().any(|&c| is_ctl(c) || matches!(c, b' ' | b'@' | b'<' | b'>' | b',' | b';' | b':' | b'(' | b'"')));
                         }
                         Domain::Literal(l) => {
                             prop_assert!(l.starts_with(b"[") && l.ends_with(b"]"));
