@@ -81,6 +81,56 @@ pub fn header(canon: Canon, raw: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Turns every CR that does not end a line into a line end, in qmail's stored form: a CR
+/// before an LF is dropped (CR LF becomes LF), a CR alone becomes an LF. RFC 6376 section
+/// 5.3 wants bare CRs converted before a message is signed, and the converted message
+/// sent: qmail-remote sends each LF as CR LF and any other byte as it is, so a stored
+/// CR LF would go out as CR CR LF, which verifiers read differently (OpenDKIM makes a
+/// line end of the bare CR, dkimpy does not).
+#[derive(Debug, Clone, Default)]
+pub struct LineEnds {
+    pending_cr: bool,
+}
+
+impl LineEnds {
+    /// A converter at the start of a message.
+    pub fn new() -> LineEnds {
+        LineEnds::default()
+    }
+
+    /// Converts the next piece, appending to `out`.
+    pub fn feed(&mut self, piece: &[u8], out: &mut Vec<u8>) {
+        for &c in piece {
+            match c {
+                b'\r' => {
+                    if self.pending_cr {
+                        out.push(b'\n');
+                    }
+                    self.pending_cr = true;
+                }
+                b'\n' => {
+                    out.push(b'\n');
+                    self.pending_cr = false;
+                }
+                _ => {
+                    if self.pending_cr {
+                        out.push(b'\n');
+                        self.pending_cr = false;
+                    }
+                    out.push(c);
+                }
+            }
+        }
+    }
+
+    /// Ends the message: a CR at its very end becomes a line end.
+    pub fn finish(self, out: &mut Vec<u8>) {
+        if self.pending_cr {
+            out.push(b'\n');
+        }
+    }
+}
+
 /// A body canonicaliser fed in pieces of any size.
 #[derive(Debug, Clone)]
 pub struct Body {
@@ -278,6 +328,27 @@ mod tests {
         assert_eq!(hdr(Canon::Relaxed, b"X: a\r"), b"x:a\r\r\n");
     }
 
+    fn line_ends(b: &[u8], piece: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut l = LineEnds::new();
+        for p in b.chunks(piece.max(1)) {
+            l.feed(p, &mut out);
+        }
+        l.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn bare_crs_become_line_ends() {
+        for piece in 1..6 {
+            assert_eq!(line_ends(b"a\r\nb\r\n", piece), b"a\nb\n");
+            assert_eq!(line_ends(b"lone\rCR\n", piece), b"lone\nCR\n");
+            assert_eq!(line_ends(b"x\r\r\ny\r", piece), b"x\n\ny\n");
+            assert_eq!(line_ends(b"\r\r", piece), b"\n\n");
+            assert_eq!(line_ends(b"plain\n\n", piece), b"plain\n\n");
+        }
+    }
+
     #[test]
     fn header_value_edges() {
         assert_eq!(hdr(Canon::Relaxed, b"X:"), b"x:\r\n");
@@ -358,6 +429,17 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn line_ends_leave_no_cr_and_keep_everything_else(b in wire(mail_byte), piece in 1usize..20) {
+            let out = line_ends(&b, piece);
+            prop_assert!(!out.contains(&b'\r'));
+            let no_cr: Vec<u8> = b.iter().copied().filter(|&c| c != b'\r' && c != b'\n').collect();
+            let out_no_lf: Vec<u8> = out.iter().copied().filter(|&c| c != b'\n').collect();
+            prop_assert_eq!(no_cr, out_no_lf);
+            // Already converted text is left alone.
+            prop_assert_eq!(line_ends(&out, piece), out.clone());
+        }
+
         #[test]
         fn relaxed_body_matches_the_line_rules(b in wire(mail_byte)) {
             prop_assert_eq!(body(Canon::Relaxed, &b), relaxed_by_lines(&b));

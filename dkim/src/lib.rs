@@ -4,7 +4,8 @@
 //! * [`header`]: the header section of a message streamed past ([`header::Collector`],
 //!   bounded) and split into fields ([`header::Header`]);
 //! * [`canon`]: simple and relaxed canonicalisation of header fields and of a body fed in
-//!   pieces, and the SHA-256 body hash ([`canon::BodyHasher`]);
+//!   pieces, the SHA-256 body hash ([`canon::BodyHasher`]), and the conversion of bare
+//!   CRs into line ends that RFC 6376 asks of a signer ([`canon::LineEnds`]);
 //! * [`address`]: the mailboxes of a From: (or any address-list) field, for the author
 //!   domain;
 //! * [`key`]: private keys read from PEM files, RSA-SHA256 and Ed25519-SHA256 signing with
@@ -25,7 +26,7 @@ pub mod key;
 pub mod sign;
 
 pub use address::{Domain, Mailbox, mailboxes};
-pub use canon::{BodyHasher, Canon};
+pub use canon::{BodyHasher, Canon, LineEnds};
 pub use header::{Collector, Feed, Header};
 pub use key::{Algorithm, KeyError, SigningKey};
 pub use sign::{DEFAULT_HEADERS, SignError, Signer};

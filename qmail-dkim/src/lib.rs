@@ -25,7 +25,9 @@ mod message;
 mod policy;
 mod privs;
 
-pub use message::{Failure, HEADER_LIMIT, NotSigned, Spooled, author_domain, read as read_message};
+pub use message::{
+    Failure, HEADER_LIMIT, NotSigned, Spooled, author_domain, copy_converted, read as read_message,
+};
 
 use control::Exit;
 use keys::{DKIMKEYS, KeyLine, KeyTable};
@@ -224,13 +226,14 @@ fn run() -> Exit {
     };
     drop(key_files);
 
-    // The signed message: the fields, then the message copied (in the kernel where it
-    // can) from the first spool file.
-    let signed = tempfile::tempfile().and_then(|mut out| {
-        out.write_all(sigs.as_bytes())?;
+    // The signed message: the fields, then the message from the first spool file with
+    // its bare CRs made line ends, the form that was signed.
+    let signed = tempfile::tempfile().and_then(|out| {
+        let mut w = io::BufWriter::with_capacity(64 * 1024, out);
+        w.write_all(sigs.as_bytes())?;
         spool.rewind()?;
-        io::copy(&mut spool, &mut out)?;
-        Ok(out)
+        message::copy_converted(&mut spool, &mut w)?;
+        w.into_inner().map_err(io::IntoInnerError::into_error)
     });
     match signed {
         Ok(out) => {

@@ -1,9 +1,13 @@
-//! Reading the message once: every byte goes to the spool file, the header section
-//! (bounded) is kept, the body is canonicalised and hashed as it passes. Then the author
-//! domain, or the reason the message cannot be signed.
+//! Reading the message once: every byte goes to the spool file as it came, the header
+//! section (bounded) is kept, the body is canonicalised and hashed as it passes. Then the
+//! author domain, or the reason the message cannot be signed.
+//!
+//! The header and the hash are those of the message with its bare CRs made line ends
+//! ([`dkim::canon::LineEnds`]); a signed message is stored in that form
+//! ([`copy_converted`]), an unsigned one as it came.
 
 use dkim::address::{AddressError, Domain, mailboxes};
-use dkim::canon::{BodyHasher, Canon};
+use dkim::canon::{BodyHasher, Canon, LineEnds};
 use dkim::header::{Collector, Feed, Header, Malformed, TooLong};
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -58,6 +62,36 @@ pub enum Failure {
     Write(io::Error),
 }
 
+/// The header collector and the body hash, fed the converted message.
+struct Split {
+    collector: Option<Collector>,
+    too_long: Option<TooLong>,
+    header: Option<Vec<u8>>,
+    body: BodyHasher,
+}
+
+impl Split {
+    fn feed(&mut self, piece: &[u8]) {
+        let body_part = match self.collector.as_mut().map(|c| c.feed(piece)) {
+            None => piece,
+            Some(Ok(Feed::More)) => &[][..],
+            Some(Ok(Feed::End(used))) => {
+                self.header = self.collector.take().map(Collector::into_bytes);
+                &piece[used..]
+            }
+            Some(Err(e)) => {
+                // Too long to sign: the rest is still copied, nothing more is kept.
+                self.too_long = Some(e);
+                self.collector = None;
+                &[][..]
+            }
+        };
+        if self.too_long.is_none() {
+            self.body.feed(body_part);
+        }
+    }
+}
+
 /// Copies `input` to `spool` to its end, keeping the header section (at most `limit`
 /// bytes) and hashing the body.
 pub fn read<R: Read, W: Write>(
@@ -66,10 +100,14 @@ pub fn read<R: Read, W: Write>(
     limit: usize,
 ) -> Result<Spooled, Failure> {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut collector = Some(Collector::new(limit));
-    let mut too_long = None;
-    let mut body = BodyHasher::new(Canon::Relaxed);
-    let mut header_bytes = None;
+    let mut converted = Vec::with_capacity(buf.len() * 2);
+    let mut ends = LineEnds::new();
+    let mut split = Split {
+        collector: Some(Collector::new(limit)),
+        too_long: None,
+        header: None,
+        body: BodyHasher::new(Canon::Relaxed),
+    };
     let mut size = 0u64;
     loop {
         let n = match input.read(&mut buf) {
@@ -81,38 +119,50 @@ pub fn read<R: Read, W: Write>(
         let piece = &buf[..n];
         spool.write_all(piece).map_err(Failure::Write)?;
         size += n as u64;
-        let body_part = match collector.as_mut().map(|c| c.feed(piece)) {
-            None => piece,
-            Some(Ok(Feed::More)) => &[][..],
-            Some(Ok(Feed::End(used))) => {
-                header_bytes = collector.take().map(Collector::into_bytes);
-                &piece[used..]
-            }
-            Some(Err(e)) => {
-                // Too long to sign: the rest is still copied, nothing more is kept.
-                too_long = Some(e);
-                collector = None;
-                &[][..]
-            }
-        };
-        if too_long.is_none() {
-            body.feed(body_part);
-        }
+        converted.clear();
+        ends.feed(piece, &mut converted);
+        split.feed(&converted);
     }
+    converted.clear();
+    ends.finish(&mut converted);
+    split.feed(&converted);
     spool.flush().map_err(Failure::Write)?;
-    let header = match (too_long, header_bytes, collector) {
+    let header = match (split.too_long, split.header, split.collector) {
         (Some(e), _, _) => Err(NotSigned::TooLong(e)),
         (None, Some(h), _) => Header::parse(h).map_err(NotSigned::Malformed),
         // No empty line: the whole message is header.
         (None, None, Some(c)) => Header::parse(c.into_bytes()).map_err(NotSigned::Malformed),
         (None, None, None) => Err(NotSigned::NoFrom),
     };
-    let (body_hash, _) = body.finish();
+    let (body_hash, _) = split.body.finish();
     Ok(Spooled {
         header,
         body_hash,
         size,
     })
+}
+
+/// Copies a spooled message to `out` with its bare CRs made line ends: the form whose
+/// header and hash [`read`] computed.
+pub fn copy_converted<R: Read, W: Write>(mut spool: R, out: &mut W) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut converted = Vec::with_capacity(buf.len() * 2);
+    let mut ends = LineEnds::new();
+    loop {
+        let n = match spool.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        converted.clear();
+        ends.feed(&buf[..n], &mut converted);
+        out.write_all(&converted)?;
+    }
+    converted.clear();
+    ends.finish(&mut converted);
+    out.write_all(&converted)?;
+    out.flush()
 }
 
 /// The domain of the (first) author in the one From: field, lower case.
@@ -202,6 +252,19 @@ mod tests {
         ));
         let long = format!("From: a@b\nX: {}\n\nbody\n", "y".repeat(100));
         assert!(matches!(why(long.as_bytes()), NotSigned::TooLong(_)));
+    }
+
+    #[test]
+    fn bare_crs_are_line_ends_for_the_signature() {
+        let msg = b"From: a@example.com\r\nSubject: x\r\n\r\nbody\r\nlone\rCR\r";
+        let (s, out) = spool(msg, 1000);
+        assert_eq!(out, msg, "the spool keeps the message as it came");
+        let h = s.header.unwrap();
+        assert_eq!(h.bytes(), b"From: a@example.com\nSubject: x\n");
+        assert_eq!(s.body_hash, relaxed_hash(b"body\nlone\nCR\n"));
+        let mut conv = Vec::new();
+        copy_converted(&msg[..], &mut conv).unwrap();
+        assert_eq!(conv, b"From: a@example.com\nSubject: x\n\nbody\nlone\nCR\n");
     }
 
     #[test]

@@ -1070,3 +1070,104 @@ fn setuid_qmail_dkim_reads_keys_its_invoker_cannot() {
     assert_eq!(code, 55);
     assert_eq!(todo_ids(&home).len(), 1);
 }
+
+// ------------------------------------------------------------------ on the wire
+
+/// A one-message SMTP server on 127.1.9.2 that keeps the DATA bytes exactly as they
+/// arrived (CR LF, dot-stuffing), up to the final `.` line; the thread returns them.
+fn raw_sink() -> (u16, std::thread::JoinHandle<Vec<u8>>) {
+    use std::io::{BufRead, BufReader};
+    let l = std::net::TcpListener::bind("127.1.9.2:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let t = std::thread::spawn(move || {
+        let (conn, _) = l.accept().expect("accept");
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .expect("timeout");
+        let mut w = conn.try_clone().expect("clone");
+        let mut r = BufReader::new(conn);
+        let mut data = Vec::new();
+        w.write_all(b"220 raw.example ESMTP\r\n").expect("greet");
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if r.read_until(b'\n', &mut line).expect("read") == 0 {
+                return data;
+            }
+            let cmd = text(&line).to_ascii_uppercase();
+            let reply: &[u8] = if cmd.starts_with("EHLO") {
+                b"250-raw.example\r\n250 8BITMIME\r\n"
+            } else if cmd.starts_with("DATA") {
+                w.write_all(b"354 go ahead\r\n").expect("354");
+                loop {
+                    line.clear();
+                    r.read_until(b'\n', &mut line).expect("data");
+                    if line == b".\r\n" || line.is_empty() {
+                        break;
+                    }
+                    data.extend_from_slice(&line);
+                }
+                b"250 ok\r\n"
+            } else if cmd.starts_with("QUIT") {
+                w.write_all(b"221 bye\r\n").expect("221");
+                return data;
+            } else {
+                b"250 ok\r\n"
+            };
+            w.write_all(reply).expect("reply");
+        }
+    });
+    (port, t)
+}
+
+#[test]
+fn what_qmail_remote_sends_is_what_was_signed() {
+    // The signatures are computed on the message as qmail-remote will send it: every LF
+    // as CR LF, nothing else changed. Check that against qmail-remote itself, with lines
+    // that need dot-stuffing and 8-bit text, given to qmail-inject with CR LF line ends
+    // and a lone CR, which qmail-dkim stores as plain line ends (RFC 6376 section 5.3):
+    // OpenDKIM would otherwise read the CRs differently from dkimpy.
+    let k = keys();
+    let h = Home::new();
+    set_keys(
+        &h,
+        &[
+            ("example.com", "rsa1", &k.rsa, None),
+            ("example.com", "ed1", &k.ed, None),
+        ],
+    );
+    let msg = "From: a@example.com\r\nDate: 6 Dec 2026 10:00:00 -0000\r\nSubject: wire\r\n\r\n\
+               .leading dot\r\n..two\r\n.\r\nlone\rCR\r\ncaf\u{e9}  \t\r\n\r\n";
+    let (code, err) = inject(&h, msg, &["r@remote.example"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let queued = take_new(&h, &mut Vec::new());
+    assert!(!queued.contains(&b'\r'), "{}", text(&queued));
+    assert!(text(&queued).contains("\nlone\nCR\ncaf\u{e9}  \t\n"));
+    let (port, sink) = raw_sink();
+    h.control("smtproutes", &format!("remote.example:127.1.9.2:{port}\n"));
+    let mut c = h.cmd("qmail-remote");
+    c.args(["remote.example", "sender@example.com", "r@remote.example"])
+        .env("RQMAIL_NAMESERVERS", "127.0.0.1:9");
+    let (code, out, err) = rqmail_tests::run_with_input(c, &queued);
+    assert_eq!(code, 0, "{}", text(&err));
+    assert!(
+        text(&out).contains("Kraw.example") || text(&out).contains("K127.1.9.2"),
+        "{}",
+        text(&out)
+    );
+    let sent = sink.join().expect("sink");
+    // Undo the dot-stuffing only: what a receiving MTA hands to its verifier.
+    let mut received = Vec::new();
+    for line in sent.split_inclusive(|&c| c == b'\n') {
+        received.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
+    }
+    assert_eq!(received, wire(&queued), "{}", text(&sent));
+    if !can_verify("what_qmail_remote_sends_is_what_was_signed") {
+        return;
+    }
+    let dns = [
+        record("rsa1", "example.com", &k.rsa),
+        record("ed1", "example.com", &k.ed),
+    ];
+    let v = verify(&dns, &[&queued]);
+    assert!(v[0].all_pass(), "{:#?}", v[0]);
+}
