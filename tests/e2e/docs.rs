@@ -69,7 +69,7 @@ fn man_pages_render_without_warnings() {
 }
 
 /// The workspace's floors (README.md): which crates stand where.
-const GROUND: [&str; 3] = ["control", "recipient", "qmail-tls"];
+const GROUND: [&str; 4] = ["control", "recipient", "qmail-tls", "dkim"];
 const QUEUE_FLOOR: [&str; 1] = ["qmail-queue"];
 const BESIDE: [&str; 2] = ["rqmail-tests", "rqmail-reliability"];
 
@@ -180,6 +180,7 @@ fn imports_point_down_the_floors_and_no_program_imports_another() {
         "qmail-remote",
         "qmail-inject",
         "qmail-qctl",
+        "qmail-dkim",
         "tcp-env",
         "install",
     ] {
