@@ -12,7 +12,7 @@
 //! cannot be read, messages that cannot be signed) run as anyone.
 
 use rqmail_tests::single::{nobody, queue_with};
-use rqmail_tests::{Home, KillOnDrop, bin, free_port, is_root, python, tool, wait_for_port};
+use rqmail_tests::{Home, KillOnDrop, bin, is_root, python, tool};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -134,6 +134,29 @@ fn set_keys(h: &Home, lines: &[KeyLine]) {
         text.push('\n');
     }
     h.control("dkimkeys", &text);
+}
+
+/// A home signing mail from example.com with an RSA key (selector rsa1) and an Ed25519
+/// key (ed1).
+fn rsa_and_ed25519_home() -> (&'static Keys, Home) {
+    let k = keys();
+    let h = Home::new();
+    set_keys(
+        &h,
+        &[
+            ("example.com", "rsa1", &k.rsa, None),
+            ("example.com", "ed1", &k.ed, None),
+        ],
+    );
+    (k, h)
+}
+
+/// The DNS records for [`rsa_and_ed25519_home`].
+fn rsa_and_ed25519_records(k: &Keys) -> [(String, String); 2] {
+    [
+        record("rsa1", "example.com", &k.rsa),
+        record("ed1", "example.com", &k.ed),
+    ]
 }
 
 // ------------------------------------------------------------------ verification
@@ -435,15 +458,7 @@ const MSG: &str = "From: Alice Example <alice@example.com>\n\
 
 #[test]
 fn injected_mail_is_signed_with_rsa_and_ed25519_and_both_verifiers_agree() {
-    let k = keys();
-    let h = Home::new();
-    set_keys(
-        &h,
-        &[
-            ("example.com", "rsa1", &k.rsa, None),
-            ("example.com", "ed1", &k.ed, None),
-        ],
-    );
+    let (k, h) = rsa_and_ed25519_home();
     let (code, err) = inject(&h, MSG, &["bob@example.net"], &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(err, "");
@@ -483,10 +498,7 @@ fn injected_mail_is_signed_with_rsa_and_ed25519_and_both_verifiers_agree() {
     if !can_verify("injected_mail_is_signed...") {
         return;
     }
-    let dns = [
-        record("rsa1", "example.com", &k.rsa),
-        record("ed1", "example.com", &k.ed),
-    ];
+    let dns = rsa_and_ed25519_records(k);
     let v = verify(
         &dns,
         &[
@@ -808,15 +820,7 @@ fn the_queue_programs_exit_code_and_envelope_pass_through() {
 
 #[test]
 fn large_messages_stream_through_bounded_memory() {
-    let k = keys();
-    let h = Home::new();
-    set_keys(
-        &h,
-        &[
-            ("example.com", "rsa1", &k.rsa, None),
-            ("example.com", "ed1", &k.ed, None),
-        ],
-    );
+    let (k, h) = rsa_and_ed25519_home();
     // 24 MB of body, with long lines, white space runs and empty lines.
     let mut msg = String::from("From: big@example.com\nDate: 6 Dec 2026 10:00:00 -0000\n\n");
     let line = format!("{}  \t {}\n\n", "x".repeat(800), "y".repeat(100));
@@ -838,10 +842,7 @@ fn large_messages_stream_through_bounded_memory() {
     if !can_verify("large_messages_stream_through_bounded_memory") {
         return;
     }
-    let dns = [
-        record("rsa1", "example.com", &k.rsa),
-        record("ed1", "example.com", &k.ed),
-    ];
+    let dns = rsa_and_ed25519_records(k);
     let v = verify(&dns, &[&q]);
     assert!(v[0].all_pass(), "{:?}", v[0].dkimpy);
 }
@@ -878,25 +879,13 @@ fn smtpd(h: &Home, env: &[(&str, &str)], args: &[String]) -> (KillOnDrop, u16) {
     )
     .expect("write");
     fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let port = free_port();
-    let mut c = Command::new(tool("tcpserver"));
-    c.env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("QMAIL_HOME", h.path())
-        .env("QMAILQUEUE", &wrapper);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.args(["-q", "-R", "-H", "-l", "testhost.example", "127.0.0.1"])
-        .arg(port.to_string())
-        .arg(bin("qmail-smtpd"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let k = KillOnDrop(c.spawn().expect("start tcpserver"));
-    wait_for_port(port);
-    (k, port)
+    let wrapper = wrapper.display().to_string();
+    let mut env = env.to_vec();
+    env.push(("QMAILQUEUE", &wrapper));
+    let smtpd = bin("qmail-smtpd");
+    let mut program: Vec<&Path> = vec![&smtpd];
+    program.extend(args.iter().map(Path::new));
+    rqmail_tests::tcpserver(h, &env, &program)
 }
 
 fn swaks(port: u16, args: &[&str]) -> String {
@@ -914,16 +903,8 @@ fn swaks(port: u16, args: &[&str]) -> String {
 
 #[test]
 fn smtp_auth_and_relay_clients_are_signed_strangers_are_not() {
-    let k = keys();
-    let h = Home::new();
+    let (k, h) = rsa_and_ed25519_home();
     h.control("rcpthosts", "testhost.example\n");
-    set_keys(
-        &h,
-        &[
-            ("example.com", "rsa1", &k.rsa, None),
-            ("example.com", "ed1", &k.ed, None),
-        ],
-    );
     // SMTP AUTH (in plaintext: FORCETLS=0). The tcpserver environment carries a forged
     // SMTPAUTHUSER, which qmail-smtpd must not pass on for a client that did not
     // authenticate.
@@ -992,10 +973,7 @@ s.quit()
     if !can_verify("smtp_auth_and_relay_clients_are_signed_strangers_are_not") {
         return;
     }
-    let dns = [
-        record("rsa1", "example.com", &k.rsa),
-        record("ed1", "example.com", &k.ed),
-    ];
+    let dns = rsa_and_ed25519_records(k);
     let v = verify(&dns, &[&authed, &relayed]);
     assert!(v[0].all_pass(), "{:#?}", v[0]);
     assert!(v[1].all_pass(), "{:#?}", v[1]);
@@ -1126,15 +1104,7 @@ fn what_qmail_remote_sends_is_what_was_signed() {
     // that need dot-stuffing and 8-bit text, given to qmail-inject with CR LF line ends
     // and a lone CR, which qmail-dkim stores as plain line ends (RFC 6376 section 5.3):
     // OpenDKIM would otherwise read the CRs differently from dkimpy.
-    let k = keys();
-    let h = Home::new();
-    set_keys(
-        &h,
-        &[
-            ("example.com", "rsa1", &k.rsa, None),
-            ("example.com", "ed1", &k.ed, None),
-        ],
-    );
+    let (k, h) = rsa_and_ed25519_home();
     let msg = "From: a@example.com\r\nDate: 6 Dec 2026 10:00:00 -0000\r\nSubject: wire\r\n\r\n\
                .leading dot\r\n..two\r\n.\r\nlone\rCR\r\ncaf\u{e9}  \t\r\n\r\n";
     let (code, err) = inject(&h, msg, &["r@remote.example"], &[]);
@@ -1164,10 +1134,7 @@ fn what_qmail_remote_sends_is_what_was_signed() {
     if !can_verify("what_qmail_remote_sends_is_what_was_signed") {
         return;
     }
-    let dns = [
-        record("rsa1", "example.com", &k.rsa),
-        record("ed1", "example.com", &k.ed),
-    ];
+    let dns = rsa_and_ed25519_records(k);
     let v = verify(&dns, &[&queued]);
     assert!(v[0].all_pass(), "{:#?}", v[0]);
 }
