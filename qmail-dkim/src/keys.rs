@@ -11,7 +11,7 @@
 //! The From: domain chooses the lines: the exact domain first, then its parent domains
 //! with a leading dot from the nearest up, then `*`. The first pattern present wins.
 
-use dkim::sign::valid_name;
+use dkim::valid_name;
 use std::fmt;
 use std::path::{Path, PathBuf};
 

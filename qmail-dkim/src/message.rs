@@ -3,12 +3,13 @@
 //! author domain, or the reason the message cannot be signed.
 //!
 //! The header and the hash are those of the message with its bare CRs made line ends
-//! ([`dkim::canon::LineEnds`]); a signed message is stored in that form
+//! ([`dkim::LineEnds`]); a signed message is stored in that form
 //! ([`copy_converted`]), an unsigned one as it came.
 
-use dkim::address::{AddressError, Domain, mailboxes};
-use dkim::canon::{BodyHasher, Canon, LineEnds};
-use dkim::header::{Collector, Feed, Header, Malformed, TooLong};
+use dkim::{
+    AddressError, BodyHasher, Canon, Collector, Domain, Feed, Header, LineEnds, Malformed, TooLong,
+    mailboxes,
+};
 use std::fmt;
 use std::io::{self, Read, Write};
 

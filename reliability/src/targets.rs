@@ -520,7 +520,7 @@ fn dkim_test_key() -> &'static dkim::SigningKey {
 /// the body hashed in pieces (the same hash as at once), and a message with one From:
 /// signed (the DKIM-Signature parses as one field, lines of at most 78 characters).
 pub fn dkim_message(data: &[u8]) {
-    use dkim::canon::{self, BodyHasher, Canon};
+    use dkim::{BodyHasher, Canon, canonicalize_header};
     let Some((&first, msg)) = data.split_first() else {
         return;
     };
@@ -549,7 +549,7 @@ pub fn dkim_message(data: &[u8]) {
     for f in header.fields() {
         for c in [Canon::Simple, Canon::Relaxed] {
             let mut out = Vec::new();
-            canon::header(c, f.raw(), &mut out);
+            canonicalize_header(c, f.raw(), &mut out);
             assert!(out.ends_with(b"\r\n"));
             if c == Canon::Relaxed {
                 let line = &out[..out.len() - 2];
@@ -571,7 +571,7 @@ pub fn dkim_message(data: &[u8]) {
     let Ok(domain) = qmail_dkim::author_domain(&header) else {
         return;
     };
-    let domain = if dkim::sign::valid_name(&domain) && domain.len() <= 60 {
+    let domain = if dkim::valid_name(&domain) && domain.len() <= 60 {
         domain
     } else {
         "example.com".to_string()
