@@ -12,6 +12,8 @@
 //!   qmail accounts;
 //! * `datetime`: the RFC 822 dates qmail writes;
 //! * `address`: small helpers on envelope addresses;
+//! * `netstring`: the framing of QMQP and QMTP, bounded (one namespace,
+//!   [`netstring`]);
 //! * `errstr`: netqmail's texts for system errors;
 //! * `exit`: the exit codes, one type for every program;
 //! * `commands`, `checkpassword`: netqmail's command-line splitting and the
@@ -66,3 +68,8 @@ pub use rcpthosts::RcptHosts;
 
 pub use newmrh::main as qmail_newmrh;
 pub use showctl::main as qmail_showctl;
+
+
+/// Netstrings (`12:hello world!,`), the framing of QMQP and QMTP: the writer, a parser of
+/// one netstring in a buffer, and a bounded streaming reader, in one namespace.
+pub mod netstring;

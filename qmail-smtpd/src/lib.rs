@@ -12,7 +12,9 @@
 //! * `transport`: timeouts, reads and batched replies on descriptors 0 and 1;
 //! * STARTTLS and SMTPS with rustls over the same transport, from the `qmail_tls` library;
 //! * `auth`, `checkpw`: SMTP AUTH with a checkpassword program;
-//! * `rcptcheck`: recipient validation at RCPT time.
+//! * `rcptcheck`: recipient validation at RCPT time;
+//! * `qmqpd`, `qmtpd`, `quick`: the QMQP and QMTP servers, qmail-qmqpd and qmail-qmtpd,
+//!   which share the Received field and the queue client with SMTP.
 //!
 //! The program writes nothing but SMTP replies to the client. Diagnostics for the
 //! administrator (an unreadable control file, qmail-queue that cannot be started) go to
@@ -27,6 +29,9 @@ mod checkpw;
 mod command;
 mod config;
 mod ipme;
+mod qmqpd;
+mod qmtpd;
+mod quick;
 mod rcptcheck;
 mod received;
 mod session;
@@ -38,7 +43,12 @@ pub use addr::{
     size_param,
 };
 pub use blast::{Blast, Progress};
-pub use config::Config;
+pub use config::{Config, Remote};
+pub use qmqpd::{Outcome as QmqpOutcome, serve as qmqp_serve};
+pub use qmtpd::{Config as QmtpConfig, serve as qmtp_serve};
+
+pub use qmqpd::main as qmail_qmqpd;
+pub use qmtpd::main as qmail_qmtpd;
 pub use session::{Backend, Message, Session};
 
 use config::{Env, SetupError};

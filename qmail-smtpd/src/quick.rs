@@ -1,0 +1,105 @@
+//! What qmail-qmqpd and qmail-qmtpd share: the whole connection has one deadline (an
+//! hour, netqmail's `alarm(3600)`), input is read through [`DeadlineReader`], and the
+//! reply to a message is netqmail's `Kok TIME qp PID` or the queue's `D`/`Z` text.
+
+use crate::session::Message;
+use control::Exit;
+use qmail_queue::QueueError;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+/// netqmail's limit on a whole QMQP or QMTP connection.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Exit codes of both servers, as netqmail's: 0 when the client went away (or after the
+/// QMQP reply), 100 for a protocol violation, 111 for a local problem or the timeout.
+pub const EXIT_OK: Exit = Exit::OK;
+pub const EXIT_BADPROTO: Exit = Exit::PERM;
+pub const EXIT_RESOURCES: Exit = Exit::TEMP;
+
+/// Reads descriptor `fd` until an absolute deadline; past it every read fails with
+/// `TimedOut`.
+#[derive(Debug)]
+pub struct DeadlineReader<'a> {
+    fd: BorrowedFd<'a>,
+    deadline: Instant,
+}
+
+impl<'a> DeadlineReader<'a> {
+    pub fn new(fd: BorrowedFd<'a>, deadline: Instant) -> DeadlineReader<'a> {
+        DeadlineReader { fd, deadline }
+    }
+}
+
+impl Read for DeadlineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) => continue,
+                Ok(_) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match nix::unistd::read(self.fd, buf) {
+            Ok(n) => Ok(n),
+            Err(nix::errno::Errno::EINTR) => Err(io::ErrorKind::Interrupted.into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The reply text for a message that went to qmail-queue: netqmail's `Kok TIME qp PID`
+/// on success, else the queue's text with its `D` or `Z`.
+pub fn verdict(result: Result<(), QueueError>, now: u64, qp: u32) -> String {
+    match result {
+        Ok(()) => format!("Kok {now} qp {qp}"),
+        Err(e) => e.prefixed(),
+    }
+}
+
+/// Ends a message that will not be completed: qmail-queue sees its input end before the
+/// envelope does and stores nothing.
+pub fn abandon<M: Message>(m: Option<M>) {
+    if let Some(mut m) = m {
+        m.fail();
+        m.abandon();
+    }
+}
+
+/// Writes a diagnostic line to descriptor 2, unless descriptor 2 is the client's
+/// connection (as under inetd).
+pub fn log(program: &str, msg: &str) {
+    use std::io::Write;
+    if !control::stderr_is_private() {
+        return;
+    }
+    let line = format!("{program}: {}\n", msg.replace(['\r', '\n'], " "));
+    let _ = io::stderr().write_all(line.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(verdict(Ok(()), 1700000000, 42), "Kok 1700000000 qp 42");
+        assert_eq!(
+            verdict(QueueError::from_exit(53, false), 1, 2),
+            "Zqq write error or disk full (#4.3.0)"
+        );
+        assert_eq!(
+            verdict(QueueError::from_exit(31, false), 1, 2),
+            "Dmail server permanently rejected message (#5.3.0)"
+        );
+    }
+}
