@@ -49,6 +49,20 @@ impl Exit {
     pub const QQ_TODO: Exit = Exit(66);
     /// Internal bug.
     pub const QQ_BUG: Exit = Exit(81);
+    // The codes qmail-queue(8) reserves for a qmail-queue that sends elsewhere
+    // (qmail-qmqpc; with QQ_CONFIG, 55, above).
+    /// The mail server refused the message for good.
+    pub const QQ_PERM_REFUSED: Exit = Exit(31);
+    /// Unable to make a network connection (no socket).
+    pub const QQ_SOCKET: Exit = Exit(56);
+    /// The mail server refused the message for now.
+    pub const QQ_TEMP_REFUSED: Exit = Exit(71);
+    /// The connection to the mail server timed out.
+    pub const QQ_CONN_TIMEOUT: Exit = Exit(72);
+    /// The mail server refused the connection.
+    pub const QQ_CONN_REFUSED: Exit = Exit(73);
+    /// Communication with the mail server failed.
+    pub const QQ_CONN_FAILED: Exit = Exit(74);
     /// Envelope format error.
     pub const QQ_FORMAT: Exit = Exit(91);
     /// The queue program could not be run: netqmail's qmail.c child exits 120 and its
@@ -159,6 +173,8 @@ mod tests {
         assert_eq!(Exit::PERM.code(), 100);
         assert_eq!(Exit::TEMP.code(), 111);
         assert_eq!(Exit::QQ_FORMAT.code(), 91);
+        assert_eq!(Exit::QQ_PERM_REFUSED.code(), 31);
+        assert_eq!(Exit::QQ_CONN_FAILED.code(), 74);
         assert_eq!(Exit::QLX_EXECHARD.code(), 126);
         assert_eq!(Exit::from_status(111), Exit::TEMP);
         assert_eq!(Exit::from_status(256 + 100), Exit::PERM);

@@ -477,6 +477,55 @@ impl Checker<'_> {
     }
 }
 
+/// Checks a mini-qmail home (`rqmail-install -M`): its directories and programs,
+/// `bin/qmail-queue` a link to `qmail-qmqpc`, `control/qmqpservers` present, no queue.
+pub fn check_mini(o: &Options) -> Vec<Finding> {
+    let mut c = Checker {
+        o,
+        findings: Vec::new(),
+    };
+    if !o.root.is_dir() {
+        c.report(&o.root, "does not exist or is not a directory");
+        return c.findings;
+    }
+    let ids = o.ids.clone();
+    for (rel, who, mode) in crate::mini_dirs() {
+        let p = if rel.is_empty() {
+            o.root.clone()
+        } else {
+            o.root.join(rel)
+        };
+        c.expect(&p, Type::Dir, who.uid(&ids), effective_mode(*mode, &ids));
+    }
+    for name in crate::MINI_PROGRAMS {
+        if let Some((_, who, mode)) = PROGRAMS.iter().find(|(n, _, _)| n == name) {
+            let p = o.root.join("bin").join(name);
+            c.expect(&p, Type::File, who.uid(&ids), effective_mode(*mode, &ids));
+        }
+    }
+    let link = o.root.join("bin/qmail-queue");
+    match fs::read_link(&link) {
+        Ok(t) if t == Path::new("qmail-qmqpc") || t == o.root.join("bin/qmail-qmqpc") => {}
+        Ok(t) => c.report(
+            &link,
+            format!("points to {}: should point to qmail-qmqpc", t.display()),
+        ),
+        Err(_) => c.report(&link, "should be a symbolic link to qmail-qmqpc"),
+    }
+    let servers = o.root.join("control/qmqpservers");
+    if !servers.is_file() {
+        c.report(
+            &servers,
+            "does not exist: qmail-qmqpc has no server to send to",
+        );
+    }
+    let queue = o.root.join("queue");
+    if fs::symlink_metadata(&queue).is_ok() {
+        c.report(&queue, "exists: a mini-qmail home has no queue");
+    }
+    c.findings
+}
+
 /// Checks a home and its queue; returns every deviation found, in a stable order.
 pub fn check(o: &Options) -> Vec<Finding> {
     let mut c = Checker {
@@ -551,6 +600,44 @@ mod tests {
             .unwrap()
             .set_times(FileTimes::new().set_accessed(t).set_modified(t))
             .unwrap();
+    }
+
+    #[test]
+    fn mini_install_is_clean_and_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let bindir = d.path().join("build");
+        fs::create_dir(&bindir).unwrap();
+        for (name, _, _) in PROGRAMS {
+            fs::write(bindir.join(name), b"#!/bin/sh\n").unwrap();
+        }
+        let home = d.path().join("mini");
+        let plan = Plan {
+            home: home.clone(),
+            destdir: PathBuf::new(),
+            bindir,
+            mandir: None,
+            ids: Ids::single_user(),
+        };
+        crate::install_mini(&plan).unwrap();
+        assert_eq!(
+            fs::read_link(home.join("bin/qmail-queue")).unwrap(),
+            Path::new("qmail-qmqpc")
+        );
+        assert!(!home.join("queue").exists());
+        assert!(!home.join("bin/qmail-send").exists());
+        let found: Vec<String> = check_mini(&opts(&home))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("qmqpservers"));
+        fs::write(home.join("control/qmqpservers"), "127.0.0.1\n").unwrap();
+        assert!(check_mini(&opts(&home)).is_empty());
+        // Installing again replaces the link; a full home is refused.
+        crate::install_mini(&plan).unwrap();
+        fs::create_dir(home.join("queue")).unwrap();
+        assert!(crate::install_mini(&plan).is_err());
+        assert_eq!(check_mini(&opts(&home)).len(), 1);
     }
 
     #[test]

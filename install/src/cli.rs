@@ -6,12 +6,13 @@ use control::Ids;
 use control::{Exit, ExitError};
 use std::path::{Path, PathBuf};
 
-const USAGE: &str = "usage: rqmail-install [-U] [-d destdir] [-b bindir] [-m mandir] [home]\n       rqmail-install -c [-d destdir] [home]";
+const USAGE: &str = "usage: rqmail-install [-U] [-M] [-d destdir] [-b bindir] [-m mandir] [home]\n       rqmail-install -c [-M] [-d destdir] [home]";
 
 #[derive(Debug, Default)]
 struct Args {
     check: bool,
     create_users: bool,
+    mini: bool,
     home: Option<PathBuf>,
     destdir: PathBuf,
     bindir: Option<PathBuf>,
@@ -26,6 +27,7 @@ fn parse() -> Result<Args, lexopt::Error> {
         match arg {
             Short('c') => a.check = true,
             Short('U') => a.create_users = true,
+            Short('M') => a.mini = true,
             Short('d') => a.destdir = PathBuf::from(p.value()?),
             Short('b') => a.bindir = Some(PathBuf::from(p.value()?)),
             Short('m') => a.mandir = Some(PathBuf::from(p.value()?)),
@@ -104,7 +106,12 @@ fn run(a: Args) -> Result<(), Outcome> {
             ids: ids.clone(),
         };
         let root = plan.target("");
-        let findings = check::check(&Options::new(root.clone(), ids));
+        let opts = Options::new(root.clone(), ids);
+        let findings = if a.mini {
+            check::check_mini(&opts)
+        } else {
+            check::check(&opts)
+        };
         for f in &findings {
             println!("{f}");
         }
@@ -154,7 +161,12 @@ fn run(a: Args) -> Result<(), Outcome> {
         mandir,
         ids,
     };
-    let skipped = install(&plan).map_err(|e| Outcome::Fatal(e.to_string()))?;
+    let skipped = if a.mini {
+        crate::install_mini(&plan)
+    } else {
+        install(&plan)
+    }
+    .map_err(|e| Outcome::Fatal(e.to_string()))?;
     if !skipped.is_empty() {
         eprintln!(
             "rqmail-install: warning: not built, not installed: {}",

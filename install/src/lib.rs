@@ -96,6 +96,9 @@ pub const PROGRAMS: &[(&str, Who, u32)] = &[
     ("qmail-smtpd", Who::Owner, 0o755),
     ("qmail-popup", Who::Owner, 0o711),
     ("qmail-pop3d", Who::Owner, 0o755),
+    ("qmail-qmqpc", Who::Owner, 0o755),
+    ("qmail-qmqpd", Who::Owner, 0o755),
+    ("qmail-qmtpd", Who::Owner, 0o755),
     ("sendmail", Who::Owner, 0o755),
     ("tcp-env", Who::Owner, 0o755),
     ("forward", Who::Owner, 0o755),
@@ -106,6 +109,26 @@ pub const PROGRAMS: &[(&str, Who, u32)] = &[
     ("maildirmake", Who::Owner, 0o755),
     ("rqmail-install", Who::Owner, 0o755),
 ];
+
+/// The programs of a mini-qmail home (`-M`): what injects mail and what hands it to a
+/// QMQP server; `bin/qmail-queue` is then a symbolic link to `qmail-qmqpc`.
+pub const MINI_PROGRAMS: &[&str] = &[
+    "qmail-qmqpc",
+    "qmail-inject",
+    "sendmail",
+    "predate",
+    "datemail",
+    "qmail-showctl",
+    "qmail-smtpd",
+    "tcp-env",
+    "rqmail-install",
+];
+
+/// The directories of a mini-qmail home: no queue, no users, no alias.
+pub fn mini_dirs() -> impl Iterator<Item = &'static (&'static str, Who, u32)> {
+    DIRS.iter()
+        .filter(|(rel, _, _)| !matches!(*rel, "users" | "alias" | "boot" | "doc"))
+}
 
 /// What to install and where.
 #[derive(Debug, Clone)]
@@ -250,48 +273,27 @@ fn repair_trigger(queue: &Path, ids: &Ids) -> Result<(), InstallError> {
     }
 }
 
-/// Installs the home: directories, programs, man pages, queue.
-pub fn install(plan: &Plan) -> Result<Vec<String>, InstallError> {
+fn install_program(plan: &Plan, name: &str, who: Who, mode: u32) -> Result<bool, InstallError> {
     let ids = &plan.ids;
-    let mut skipped = Vec::new();
-    let queue = plan.target("queue");
-    if let Some(why) = foreign_split(&queue) {
-        return Err(InstallError {
-            path: queue.join("mess"),
-            what: "keep the queue in",
-            err: io::Error::other(format!(
-                "{why}, but this build's split is {}: rebuild rqmail with RQMAIL_SPLIT set to \
-                 the queue's conf-split (nothing was changed)",
-                qmail_queue::SPLIT
-            )),
-        });
+    let src = plan.bindir.join(name);
+    if !src.exists() {
+        return Ok(false);
     }
-    for (rel, who, mode) in DIRS {
-        let p = plan.target(rel);
-        match fs::DirBuilder::new().recursive(true).mode(0o700).create(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(err(&p, "create directory")(e)),
-        }
-        own(&p, who.uid(ids), ids.qmail, effective_mode(*mode, ids), ids)?;
-    }
-    for (name, who, mode) in PROGRAMS {
-        let src = plan.bindir.join(name);
-        if !src.exists() {
-            skipped.push((*name).to_string());
-            continue;
-        }
-        let dst = plan.target("bin").join(name);
-        copy_atomic(&src, &dst)?;
-        // chown before chmod: chown clears the setuid bit.
-        own(
-            &dst,
-            who.uid(ids),
-            ids.qmail,
-            effective_mode(*mode, ids),
-            ids,
-        )?;
-    }
+    let dst = plan.target("bin").join(name);
+    copy_atomic(&src, &dst)?;
+    // chown before chmod: chown clears the setuid bit.
+    own(
+        &dst,
+        who.uid(ids),
+        ids.qmail,
+        effective_mode(mode, ids),
+        ids,
+    )?;
+    Ok(true)
+}
+
+fn install_man(plan: &Plan) -> Result<(), InstallError> {
+    let ids = &plan.ids;
     if let Some(mandir) = &plan.mandir {
         let rd = fs::read_dir(mandir).map_err(err(mandir, "read"))?;
         let mut pages: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
@@ -311,6 +313,95 @@ pub fn install(plan: &Plan) -> Result<Vec<String>, InstallError> {
             own(&dst, ids.owner, ids.qmail, 0o644, ids)?;
         }
     }
+    Ok(())
+}
+
+fn make_dir(plan: &Plan, rel: &str, who: Who, mode: u32) -> Result<(), InstallError> {
+    let ids = &plan.ids;
+    let p = plan.target(rel);
+    match fs::DirBuilder::new().recursive(true).mode(0o700).create(&p) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(err(&p, "create directory")(e)),
+    }
+    own(&p, who.uid(ids), ids.qmail, effective_mode(mode, ids), ids)
+}
+
+/// Installs a mini-qmail home: no queue and no qmail-send; `bin/qmail-queue` is a
+/// symbolic link to `qmail-qmqpc`, which gives every message to the QMQP servers in
+/// `control/qmqpservers`. A home that has a queue is refused (its messages would be
+/// stranded). Returns the programs that were not built.
+pub fn install_mini(plan: &Plan) -> Result<Vec<String>, InstallError> {
+    let queue = plan.target("queue");
+    if fs::symlink_metadata(&queue).is_ok() {
+        return Err(InstallError {
+            path: queue,
+            what: "make a mini-qmail home beside",
+            err: io::Error::other(
+                "a mini-qmail home has no queue, and this one has: deliver or move its \
+                 messages and remove it first (nothing was changed)",
+            ),
+        });
+    }
+    for (rel, who, mode) in mini_dirs() {
+        make_dir(plan, rel, *who, *mode)?;
+    }
+    let mut skipped = Vec::new();
+    for name in MINI_PROGRAMS {
+        let (who, mode) = PROGRAMS
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map_or((Who::Owner, 0o755), |(_, w, m)| (*w, *m));
+        if !install_program(plan, name, who, mode)? {
+            skipped.push((*name).to_string());
+        }
+    }
+    // bin/qmail-queue -> qmail-qmqpc, replaced through a rename like the programs.
+    let link = plan.target("bin").join("qmail-queue");
+    let tmp = plan.target("bin").join(".qmail-queue.rqmail-install");
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink("qmail-qmqpc", &tmp).map_err(err(&tmp, "make the link"))?;
+    let ids = &plan.ids;
+    if !ids.single_user {
+        nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            &tmp,
+            Some(ids.owner),
+            Some(ids.qmail),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| err(&tmp, "change the owner of")(e.into()))?;
+    }
+    fs::rename(&tmp, &link).map_err(err(&link, "install"))?;
+    install_man(plan)?;
+    Ok(skipped)
+}
+
+/// Installs the home: directories, programs, man pages, queue.
+pub fn install(plan: &Plan) -> Result<Vec<String>, InstallError> {
+    let ids = &plan.ids;
+    let mut skipped = Vec::new();
+    let queue = plan.target("queue");
+    if let Some(why) = foreign_split(&queue) {
+        return Err(InstallError {
+            path: queue.join("mess"),
+            what: "keep the queue in",
+            err: io::Error::other(format!(
+                "{why}, but this build's split is {}: rebuild rqmail with RQMAIL_SPLIT set to \
+                 the queue's conf-split (nothing was changed)",
+                qmail_queue::SPLIT
+            )),
+        });
+    }
+    for (rel, who, mode) in DIRS {
+        make_dir(plan, rel, *who, *mode)?;
+    }
+    for (name, who, mode) in PROGRAMS {
+        if !install_program(plan, name, *who, *mode)? {
+            skipped.push((*name).to_string());
+        }
+    }
+    install_man(plan)?;
     qmail_queue::create_queue(&queue, ids).map_err(err(&queue, "create the queue"))?;
     repair_trigger(&queue, ids)?;
     Ok(skipped)

@@ -7,6 +7,8 @@
 //!   envelope looks like;
 //! * `conn`, `reply`, `smtp`, `tls`: the SMTP dialogue;
 //! * `report`: the output protocol read by qmail-rspawn;
+//! * `qmtp`: delivery by QMTP to the hosts in control/qmtproutes;
+//! * `qmqpc`: qmail-qmqpc, qmail-queue's interface over QMQP (mini-qmail);
 //! * `tcpto`: the timeout table and its two programs.
 
 #![forbid(unsafe_code)]
@@ -16,6 +18,8 @@ mod conn;
 mod dns;
 mod ipme;
 mod mx;
+mod qmqpc;
+mod qmtp;
 mod remote;
 mod reply;
 mod report;
@@ -24,9 +28,11 @@ mod smtp;
 mod tcpto;
 mod tls;
 
+pub use qmqpc::main as qmail_qmqpc;
 pub use remote::main as qmail_remote;
 pub use tcpto::{tcpok_main as qmail_tcpok, tcpto_main as qmail_tcpto};
 
 /// The parsers of untrusted input, for the fuzz targets.
 pub use reply::{Parser as ReplyParser, Reply, parse_all as parse_replies};
+pub use qmqpc::{parse_server as parse_qmqp_server, read_envelope as read_qmqp_envelope, scan_reply as scan_qmqp_reply};
 pub use routes::{BadRoute, Route, Routes, parse_relay};

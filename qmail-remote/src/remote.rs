@@ -13,7 +13,7 @@ use crate::report::{Output, Report};
 use crate::routes::{Route, Routes};
 use crate::smtp::{self, Params};
 use crate::tcpto::Tables;
-use crate::{addr, ipme, tls};
+use crate::{addr, ipme, qmtp, routes, tls};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write;
@@ -32,6 +32,8 @@ pub struct Settings {
     pub timeout_connect: Duration,
     pub helo: Vec<u8>,
     pub routes: Routes,
+    /// control/qmtproutes: hosts reached by QMTP; consulted before smtproutes.
+    pub qmtproutes: Routes,
     pub tlsverify: Vec<Vec<u8>>,
 }
 
@@ -52,12 +54,14 @@ pub fn settings(home: &Path) -> Result<Settings, Report> {
         .map_err(bad)?
         .ok_or_else(Report::control)?;
     let routes = Routes::new(c.lines("smtproutes").map_err(bad)?.unwrap_or_default());
+    let qmtproutes = Routes::new(c.lines("qmtproutes").map_err(bad)?.unwrap_or_default());
     let tlsverify = c.lines("tlsverify").map_err(bad)?.unwrap_or_default();
     Ok(Settings {
         timeout,
         timeout_connect,
         helo,
         routes,
+        qmtproutes,
         tlsverify,
     })
 }
@@ -95,7 +99,17 @@ fn try_deliver(
     std::env::set_current_dir(home).map_err(|_| Report::chdir())?;
     let set = settings(home)?;
     let host = args[1].as_bytes();
-    let route = set.routes.route(host).map_err(|_| Report::bad_route())?;
+    // A host in qmtproutes is reached by QMTP (port 209 unless the line gives one).
+    let (route, use_qmtp) = match set.qmtproutes.lookup(host) {
+        Some(v) => (
+            routes::parse_relay_port(v, qmtp::PORT_QMTP).map_err(|_| Report::bad_route())?,
+            true,
+        ),
+        None => (
+            set.routes.route(host).map_err(|_| Report::bad_route())?,
+            false,
+        ),
+    };
     let (port, relay) = match &route {
         Route::Mx { port } => (*port, None),
         Route::Relay { host, port } => (*port, Some(host.clone())),
@@ -110,11 +124,15 @@ fn try_deliver(
     let me = ipme::addresses().map_err(|_| Report::oserr())?;
     let mut all_aliases = true;
     let mut recips = Vec::new();
+    // For QMTP: the addresses as they are (netstrings need no quoting), with the
+    // canonical domain.
+    let mut raw_recips = Vec::new();
     for a in &args[3..] {
         let a = a.as_bytes();
         if !addr::command_safe(a) {
             all_aliases = false;
             recips.push(None);
+            raw_recips.push(None);
             continue;
         }
         let (canon, alias) = match (relay.is_none(), addr::split(a).1) {
@@ -128,6 +146,10 @@ fn try_deliver(
             all_aliases = false;
         }
         recips.push(Some(addr::mangle(a, canon.as_deref())));
+        raw_recips.push(Some(match (addr::split(a), &canon) {
+            ((local, Some(_)), Some(c)) => [local, b"@", c].concat(),
+            _ => a.to_vec(),
+        }));
     }
 
     let targets = match &relay {
@@ -172,6 +194,16 @@ fn try_deliver(
         match conn::connect(t.ip, port, set.timeout_connect) {
             Ok(sock) => {
                 tables.record(&t.ip, false);
+                if use_qmtp {
+                    let Some(mut msg) = msg else {
+                        return Err(Report::read());
+                    };
+                    let p = qmtp::Package {
+                        sender: sender_arg,
+                        recips: &raw_recips,
+                    };
+                    return Ok(qmtp::deliver(sock, set.timeout, t.ip, &p, &mut msg, out));
+                }
                 let policy = tls::policy(home, t, &set.tlsverify).map_err(|_| Report::control())?;
                 let Some(mut msg) = msg else {
                     return Err(Report::read());

@@ -78,6 +78,12 @@ impl Routes {
 
 /// Splits a route's value into relay and port.
 pub fn parse_relay(v: &[u8]) -> Result<Route, BadRoute> {
+    parse_relay_port(v, PORT_SMTP)
+}
+
+/// Splits a route's value into relay and port, `default` when it gives none (209 for
+/// control/qmtproutes).
+pub fn parse_relay_port(v: &[u8], default: u16) -> Result<Route, BadRoute> {
     let (host, rest) = if v.first() == Some(&b'[') {
         match v.iter().position(|&c| c == b']') {
             Some(end) => (&v[..=end], &v[end + 1..]),
@@ -90,7 +96,7 @@ pub fn parse_relay(v: &[u8]) -> Result<Route, BadRoute> {
         }
     };
     let port = match rest {
-        [] => PORT_SMTP,
+        [] => default,
         [b':', digits @ ..] => parse_port(digits)?,
         _ => return Err(BadRoute),
     };
@@ -168,6 +174,12 @@ mod tests {
         assert_eq!(parse_relay(b"relay:"), Err(BadRoute));
         assert_eq!(parse_relay(b"[::1]x"), Err(BadRoute));
         assert_eq!(parse_relay(b"relay:1:2"), Err(BadRoute));
+        assert_eq!(
+            parse_relay_port(b"hub.example", 209),
+            relay("hub.example", 209)
+        );
+        assert_eq!(parse_relay_port(b"", 209), Ok(Route::Mx { port: 209 }));
+        assert_eq!(parse_relay_port(b"hub:2090", 209), relay("hub", 2090));
     }
 
     proptest! {

@@ -328,13 +328,13 @@ pub(crate) mod tests {
             Outcome::Exit(EXIT_BADPROTO)
         );
         // Missing outer comma.
-        assert_eq!(run(b"18:5:hello,3:a@x,3:b@y,.").0, Outcome::Exit(EXIT_BADPROTO));
+        assert_eq!(
+            run(b"18:5:hello,3:a@x,3:b@y,.").0,
+            Outcome::Exit(EXIT_BADPROTO)
+        );
         // Huge lengths.
         assert_eq!(run(b"99999999999:").0, Outcome::Exit(EXIT_RESOURCES));
-        assert_eq!(
-            run(b"20:99999999999999:").0,
-            Outcome::Exit(EXIT_RESOURCES)
-        );
+        assert_eq!(run(b"20:99999999999999:").0, Outcome::Exit(EXIT_RESOURCES));
         // A length of more than 100 digits (leading zeros).
         let mut z = vec![b'0'; 101];
         z.push(b':');

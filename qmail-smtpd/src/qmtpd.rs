@@ -379,7 +379,11 @@ mod tests {
 
     #[test]
     fn two_packages_and_rcpthosts() {
-        let mut w = package(b"\nSubject: a\n\nhi\n", b"s@x", &[b"a@example.com", b"b@evil.test", b"c@sub.example.org"]);
+        let mut w = package(
+            b"\nSubject: a\n\nhi\n",
+            b"s@x",
+            &[b"a@example.com", b"b@evil.test", b"c@sub.example.org"],
+        );
         w.extend(package(b"\nsecond\n", b"", &[b"a@example.com"]));
         let (code, out, seen) = run(&w, &cfg(0, None));
         assert_eq!(code, EXIT_OK);
@@ -410,7 +414,11 @@ mod tests {
     #[test]
     fn relayclient_and_bad_recipients() {
         let long = vec![b'a'; 998];
-        let w = package(b"\nm\n", b"s@x", &[b"u@anywhere.test", &long, b"n\0@example.com"]);
+        let w = package(
+            b"\nm\n",
+            b"s@x",
+            &[b"u@anywhere.test", &long, b"n\0@example.com"],
+        );
         let (_, out, seen) = run(&w, &cfg(0, Some("@x")));
         let mut want = OK.to_vec();
         want.extend_from_slice(REPLY_RECIPIENT);
@@ -458,10 +466,7 @@ mod tests {
         assert_eq!(run(b"2:\nm;", &c).0, EXIT_BADPROTO);
         assert_eq!(run(b"99999999999:", &c).0, EXIT_RESOURCES);
         // A recipient longer than what is left of its list.
-        assert_eq!(
-            run(b"2:\nm,3:s@x,5:9:a@example.com,,", &c).0,
-            EXIT_BADPROTO
-        );
+        assert_eq!(run(b"2:\nm,3:s@x,5:9:a@example.com,,", &c).0, EXIT_BADPROTO);
         // The list's length ending inside a recipient's digits.
         assert_eq!(run(b"2:\nm,3:s@x,2:15:a,,", &c).0, EXIT_BADPROTO);
         let good = package(b"\nhello\n", b"s@x", &[b"a@example.com"]);
