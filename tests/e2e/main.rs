@@ -13,6 +13,7 @@ mod local;
 mod pop3;
 mod privileges;
 mod qmgmt;
+mod qmqp;
 mod queue;
 mod quickstart;
 mod rcpt_agreement;
