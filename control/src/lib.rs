@@ -69,7 +69,6 @@ pub use rcpthosts::RcptHosts;
 pub use newmrh::main as qmail_newmrh;
 pub use showctl::main as qmail_showctl;
 
-
 /// Netstrings (`12:hello world!,`), the framing of QMQP and QMTP: the writer, a parser of
 /// one netstring in a buffer, and a bounded streaming reader, in one namespace.
 pub mod netstring;

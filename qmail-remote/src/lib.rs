@@ -32,7 +32,10 @@ pub use qmqpc::main as qmail_qmqpc;
 pub use remote::main as qmail_remote;
 pub use tcpto::{tcpok_main as qmail_tcpok, tcpto_main as qmail_tcpto};
 
+pub use qmqpc::{
+    parse_server as parse_qmqp_server, read_envelope as read_qmqp_envelope,
+    scan_reply as scan_qmqp_reply,
+};
 /// The parsers of untrusted input, for the fuzz targets.
 pub use reply::{Parser as ReplyParser, Reply, parse_all as parse_replies};
-pub use qmqpc::{parse_server as parse_qmqp_server, read_envelope as read_qmqp_envelope, scan_reply as scan_qmqp_reply};
 pub use routes::{BadRoute, Route, Routes, parse_relay};

@@ -26,6 +26,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("client_cert", client_cert),
     ("pop3", pop3),
     ("dkim_message", dkim_message),
+    ("netstring", netstring),
 ];
 
 // ----------------------------------------------------------------- qmail-smtpd
@@ -588,6 +589,98 @@ pub fn dkim_message(data: &[u8]) {
     let parsed = dkim::Header::parse(field.into_bytes()).expect("a field");
     assert_eq!(parsed.fields().count(), 1);
     assert_eq!(parsed.count("DKIM-Signature"), 1);
+}
+
+// ------------------------------------------------------------- QMQP and QMTP
+
+/// A message sink for the QMQP and QMTP servers that checks what it is given.
+struct Sink {
+    from: bool,
+    failed: bool,
+}
+
+impl qmail_smtpd::Message for Sink {
+    fn pid(&self) -> u32 {
+        1
+    }
+    fn put(&mut self, _: &[u8]) {
+        assert!(!self.from, "message bytes after the envelope started");
+    }
+    fn fail(&mut self) {
+        self.failed = true;
+    }
+    fn from(&mut self, s: &[u8]) {
+        assert!(!self.from && s.len() < 1000 && !s.contains(&0));
+        self.from = true;
+    }
+    fn to(&mut self, r: &[u8]) {
+        assert!(self.from && !r.contains(&0));
+    }
+    fn close(self) -> Result<(), qmail_queue::QueueError> {
+        assert!(self.from, "closed before the envelope");
+        qmail_queue::QueueError::from_exit(if self.failed { 54 } else { 0 }, self.failed)
+    }
+}
+
+/// Netstrings, the QMQP and QMTP servers on the same bytes (their answers are
+/// netstrings, their exits netqmail's), and qmail-qmqpc's envelope and reply readers.
+pub fn netstring(data: &[u8]) {
+    use control::netstring::{self, Input, Parsed};
+    let mut rest = data;
+    while let Ok(Parsed::Done { content, rest: r }) = netstring::parse(rest, 1 << 20) {
+        assert!(r.len() < rest.len());
+        assert_eq!(netstring::encode(content).len() + r.len(), rest.len());
+        rest = r;
+    }
+    let mut i = Input::new(data, 7);
+    i.set_budget(Some(data.len() as u64 / 2));
+    while i.netstring(1 << 20).is_ok() {}
+    let remote = qmail_smtpd::Remote {
+        ip: b"10.0.0.1".to_vec(),
+        host: b"unknown".to_vec(),
+        info: None,
+        local: b"hub".to_vec(),
+    };
+    let open = || {
+        Ok(Sink {
+            from: false,
+            failed: false,
+        })
+    };
+    let mut out = Vec::new();
+    let mut input = Input::new(data, 64);
+    match qmail_smtpd::qmqp_serve(&mut input, &mut out, &remote, open, || 0) {
+        qmail_smtpd::QmqpOutcome::Replied(_) => {
+            assert!(matches!(
+                netstring::parse(&out, 1000),
+                Ok(Parsed::Done { rest: b"", .. })
+            ));
+        }
+        qmail_smtpd::QmqpOutcome::Exit(c) => {
+            assert!([0, 100, 111].contains(&c.code()) && out.is_empty())
+        }
+    }
+    let cfg = qmail_smtpd::QmtpConfig {
+        databytes: 64,
+        relayclient: None,
+        rcpthosts: control::RcptHosts::from_entries(Some(["example.com"])),
+    };
+    let mut out = Vec::new();
+    let mut input = Input::new(data, 64);
+    let code = qmail_smtpd::qmtp_serve(&mut input, &mut out, &remote, &cfg, open, || 0);
+    assert!([0, 100, 111].contains(&code.code()));
+    let mut rest = &out[..];
+    while !rest.is_empty() {
+        match netstring::parse(rest, 1000) {
+            Ok(Parsed::Done { rest: r, .. }) => rest = r,
+            other => panic!("qmail-qmtpd wrote a broken answer: {other:?}"),
+        }
+    }
+    let _ = qmail_remote::read_qmqp_envelope(&mut &data[..]);
+    let _ = qmail_remote::scan_qmqp_reply(&mut &data[..]);
+    for line in data.split(|&c| c == b'\n') {
+        let _ = qmail_remote::parse_qmqp_server(line);
+    }
 }
 
 #[cfg(test)]
