@@ -156,7 +156,7 @@ fn qmqpd_queues_a_request_and_replies_kok() {
         q[0].recipients(),
         vec![b"b@far.example".to_vec(), b"c@far.example".to_vec()]
     );
-    let text = String::from_utf8_lossy(&q[0].body_after_received()).to_string();
+    let text = String::from_utf8_lossy(q[0].body_after_received()).to_string();
     // tcpserver -H -R -l testhost.example: no remote name, the local name given.
     assert!(
         text.starts_with("Received: from unknown (127.0.0.1)\n  by testhost.example with QMQP; "),
@@ -246,7 +246,7 @@ fn qmtpd_packages_rcpthosts_databytes_and_crlf() {
     assert_eq!(q.len(), 2);
     assert_eq!(q[0].sender(), b"");
     assert_eq!(q[0].recipients(), vec![b"c@example.com".to_vec()]);
-    let two = String::from_utf8_lossy(&q[0].body_after_received()).to_string();
+    let two = String::from_utf8_lossy(q[0].body_after_received()).to_string();
     assert!(two.contains(" with QMTP; "), "{two}");
     assert!(two.ends_with("\nSubject: two\n\nsecond\n"), "{two}");
     assert_eq!(q[1].recipients(), vec![b"a@example.com".to_vec()]);
@@ -325,7 +325,7 @@ fn qmqpc_tries_servers_in_order_and_falls_back() {
     assert_eq!(qmqpc(&edge, "Subject: 2\n\n", "r@x"), 0);
     assert_eq!((hub1.queued().len(), hub2.queued().len()), (1, 1));
     let m = &hub2.queued()[0];
-    assert!(String::from_utf8_lossy(&m.body_after_received()).ends_with("\nSubject: 2\n\n"));
+    assert!(String::from_utf8_lossy(m.body_after_received()).ends_with("\nSubject: 2\n\n"));
     assert_eq!(m.sender(), b"a@edge.example");
     // All down: the last error, "connection refused".
     edge.control(
@@ -382,7 +382,7 @@ fn qmail_send_delivers_by_qmtp_to_qmtproutes_hosts() {
     assert_eq!(q.len(), 1);
     assert_eq!(q[0].recipients(), vec![b"u@dest.example".to_vec()]);
     assert_eq!(q[0].sender(), b"s@testhost.example");
-    let text = String::from_utf8_lossy(&q[0].body_after_received()).to_string();
+    let text = String::from_utf8_lossy(q[0].body_after_received()).to_string();
     assert!(text.contains(" with QMTP; "), "{text}");
     assert!(text.ends_with("\nSubject: by qmtp\n\nhello\n"), "{text}");
     let log = sys.lines();
@@ -564,5 +564,5 @@ fn rqmail_install_lays_out_a_mini_qmail_home_that_sends_by_qmqp() {
     let q = hub.queued();
     assert_eq!(q.len(), 1);
     assert_eq!(q[0].recipients(), vec![b"r@far.example".to_vec()]);
-    assert!(String::from_utf8_lossy(&q[0].body_after_received()).contains("Subject: mini"));
+    assert!(String::from_utf8_lossy(q[0].body_after_received()).contains("Subject: mini"));
 }
