@@ -566,3 +566,23 @@ fn rqmail_install_lays_out_a_mini_qmail_home_that_sends_by_qmqp() {
     assert_eq!(q[0].recipients(), vec![b"r@far.example".to_vec()]);
     assert!(String::from_utf8_lossy(q[0].body_after_received()).contains("Subject: mini"));
 }
+
+#[test]
+fn daemontools_run_scripts_for_qmqpd_and_qmtpd_are_valid_sh() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../services/daemontools");
+    for (svc, port) in [("qmail-qmqpd", "628"), ("qmail-qmtpd", "209")] {
+        for f in ["run", "log/run"] {
+            let p = dir.join(svc).join(f);
+            let st = std::process::Command::new("sh")
+                .arg("-n")
+                .arg(&p)
+                .status()
+                .expect("sh");
+            assert!(st.success(), "{}", p.display());
+            assert!(fs::metadata(&p).expect("stat").permissions().mode() & 0o111 != 0);
+        }
+        let run = fs::read_to_string(dir.join(svc).join("run")).expect("run");
+        assert!(run.contains(&format!(":-{port}}}")), "{svc}: port {port}");
+        assert!(run.contains(&format!("$QMAIL_HOME/bin/{svc}")), "{svc}");
+    }
+}
