@@ -49,7 +49,6 @@ fn exit_for(e: &Error) -> Exit {
     match e {
         Error::Malformed | Error::Budget => EXIT_BADPROTO,
         Error::TooLong => EXIT_RESOURCES,
-        Error::Io(e) if e.kind() == io::ErrorKind::TimedOut => EXIT_RESOURCES,
         Error::Eof | Error::Io(_) => EXIT_OK,
     }
 }
@@ -156,15 +155,14 @@ fn request<R: Read, M: Message>(
 /// The program: the request on descriptor 0, the reply on descriptor 1, the connection's
 /// facts in the tcp-environ(5) variables. Returns the exit code.
 pub fn main() -> Exit {
-    let deadline = std::time::Instant::now() + quick::CONNECTION_TIMEOUT;
+    quick::watchdog(quick::CONNECTION_TIMEOUT);
     let home = control::qmail_home();
     let env = Env::from_process();
     if std::env::set_current_dir(&home).is_err() {
         quick::log("qmail-qmqpd", "unable to switch to the qmail home");
         return EXIT_RESOURCES;
     }
-    let stdin = io::stdin();
-    let mut input = Input::new(quick::DeadlineReader::new(stdin_fd(&stdin), deadline), 512);
+    let mut input = Input::new(io::stdin().lock(), 512);
     let remote = Remote::from_env(&env);
     let mut out = io::stdout().lock();
     let open = || {
@@ -176,11 +174,6 @@ pub fn main() -> Exit {
         Outcome::Replied(_) => EXIT_OK,
         Outcome::Exit(c) => c,
     }
-}
-
-fn stdin_fd(s: &io::Stdin) -> std::os::fd::BorrowedFd<'_> {
-    use std::os::fd::AsFd;
-    s.as_fd()
 }
 
 #[cfg(test)]

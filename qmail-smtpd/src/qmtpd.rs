@@ -25,8 +25,8 @@ use crate::quick::{self, EXIT_BADPROTO, EXIT_OK, EXIT_RESOURCES};
 use crate::received::{Facts, received};
 use crate::session::Message;
 use control::Exit;
-use control::netstring::{self, Error, Input};
 use control::RcptHosts;
+use control::netstring::{self, Error, Input};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
@@ -76,7 +76,6 @@ fn exit_for(e: &Error) -> Exit {
     match e {
         Error::Malformed | Error::Budget => EXIT_BADPROTO,
         Error::TooLong => EXIT_RESOURCES,
-        Error::Io(e) if e.kind() == io::ErrorKind::TimedOut => EXIT_RESOURCES,
         Error::Eof | Error::Io(_) => EXIT_OK,
     }
 }
@@ -285,7 +284,7 @@ fn package<R: Read, M: Message>(
 /// The program: packages on descriptor 0, replies on descriptor 1, the connection's facts
 /// in the tcp-environ(5) variables. Returns the exit code.
 pub fn main() -> Exit {
-    let deadline = std::time::Instant::now() + quick::CONNECTION_TIMEOUT;
+    quick::watchdog(quick::CONNECTION_TIMEOUT);
     let home = control::qmail_home();
     let env = Env::from_process();
     if std::env::set_current_dir(&home).is_err() {
@@ -299,9 +298,7 @@ pub fn main() -> Exit {
             return EXIT_RESOURCES;
         }
     };
-    let stdin = io::stdin();
-    let fd = std::os::fd::AsFd::as_fd(&stdin);
-    let mut input = Input::new(quick::DeadlineReader::new(fd, deadline), 512);
+    let mut input = Input::new(io::stdin().lock(), 512);
     let remote = Remote::from_env(&env);
     let mut out = io::stdout().lock();
     let open = || {
@@ -309,14 +306,7 @@ pub fn main() -> Exit {
             quick::log("qmail-qmtpd", &format!("unable to start qmail-queue: {e}"));
         })
     };
-    serve(
-        &mut input,
-        &mut out,
-        &remote,
-        &cfg,
-        open,
-        control::now,
-    )
+    serve(&mut input, &mut out, &remote, &cfg, open, control::now)
 }
 
 #[cfg(test)]

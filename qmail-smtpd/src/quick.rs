@@ -1,13 +1,12 @@
 //! What qmail-qmqpd and qmail-qmtpd share: the whole connection has one deadline (an
-//! hour, netqmail's `alarm(3600)`), input is read through [`DeadlineReader`], and the
-//! reply to a message is netqmail's `Kok TIME qp PID` or the queue's `D`/`Z` text.
+//! hour, netqmail's `alarm(3600)`, kept by [`watchdog`]), and the reply to a message is
+//! netqmail's `Kok TIME qp PID` or the queue's `D`/`Z` text.
 
 use crate::session::Message;
 use control::Exit;
 use qmail_queue::QueueError;
-use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd};
-use std::time::{Duration, Instant};
+use std::io;
+use std::time::Duration;
 
 /// netqmail's limit on a whole QMQP or QMTP connection.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -18,43 +17,14 @@ pub const EXIT_OK: Exit = Exit::OK;
 pub const EXIT_BADPROTO: Exit = Exit::PERM;
 pub const EXIT_RESOURCES: Exit = Exit::TEMP;
 
-/// Reads descriptor `fd` until an absolute deadline; past it every read fails with
-/// `TimedOut`.
-#[derive(Debug)]
-pub struct DeadlineReader<'a> {
-    fd: BorrowedFd<'a>,
-    deadline: Instant,
-}
-
-impl<'a> DeadlineReader<'a> {
-    pub fn new(fd: BorrowedFd<'a>, deadline: Instant) -> DeadlineReader<'a> {
-        DeadlineReader { fd, deadline }
-    }
-}
-
-impl Read for DeadlineReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-        loop {
-            let left = self.deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
-            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::from(ms)) {
-                Ok(0) => continue,
-                Ok(_) => break,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        match nix::unistd::read(self.fd, buf) {
-            Ok(n) => Ok(n),
-            Err(nix::errno::Errno::EINTR) => Err(io::ErrorKind::Interrupted.into()),
-            Err(e) => Err(e.into()),
-        }
-    }
+/// Ends the process with exit 111 once `limit` has passed, whatever it is doing then
+/// (netqmail's `alarm(3600)`): a client that stops reading its answers cannot hold the
+/// process either. A message being read is abandoned with the process.
+pub fn watchdog(limit: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        std::process::exit(EXIT_RESOURCES.code());
+    });
 }
 
 /// The reply text for a message that went to qmail-queue: netqmail's `Kok TIME qp PID`
