@@ -586,3 +586,57 @@ fn daemontools_run_scripts_for_qmqpd_and_qmtpd_are_valid_sh() {
         assert!(run.contains(&format!("$QMAIL_HOME/bin/{svc}")), "{svc}");
     }
 }
+
+#[test]
+fn qmail_remote_qmtp_reports_per_recipient() {
+    let dest = user_home();
+    dest.control("rcpthosts", "dest.example\n");
+    let (_srv, port) = serve(&dest, "qmail-qmtpd", &[]);
+    let h = user_home();
+    let down = free_port();
+    h.control(
+        "qmtproutes",
+        &format!("dest.example:127.0.0.1:{port}\ndown.example:127.0.0.1:{down}\n"),
+    );
+    let msg = h.path().join("msg");
+    fs::write(&msg, "Subject: several\n\nno final newline").expect("msg");
+    let run = |args: &[&str]| {
+        let mut c = h.cmd("qmail-remote");
+        c.args(args).stdin(fs::File::open(&msg).expect("open"));
+        let out = c.output().expect("qmail-remote");
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8_lossy(&out.stdout).replace('\0', "|")
+    };
+    let out = run(&[
+        "dest.example",
+        "s@testhost.example",
+        "u@dest.example",
+        "v@other.example",
+        "w@dest.example",
+    ]);
+    let parts: Vec<&str> = out.split('|').collect();
+    assert_eq!(parts[0], "r", "{out}");
+    assert_eq!(
+        parts[1],
+        "h127.0.0.1 does not like recipient.\nRemote host said: sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)\n"
+    );
+    assert_eq!(parts[2], "r");
+    assert!(
+        parts[3].starts_with("K127.0.0.1 accepted message.\nRemote host said: ok "),
+        "{out}"
+    );
+    let q = dest.queued();
+    assert_eq!(q.len(), 1);
+    assert_eq!(
+        q[0].recipients(),
+        vec![b"u@dest.example".to_vec(), b"w@dest.example".to_vec()]
+    );
+    // QMTP carries a partial final line as it is.
+    assert!(q[0].body_after_received().ends_with(b"\nno final newline"));
+    // Nobody listening: qmail-remote's usual temporary failure.
+    let out = run(&["down.example", "s@x", "u@down.example"]);
+    assert_eq!(
+        out,
+        "ZSorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n|"
+    );
+}
