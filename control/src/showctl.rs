@@ -310,6 +310,10 @@ pub const EXTRAS: &[(&str, Extra)] = &[
         Extra::Dir("qmail-remote never uses TLS with:"),
     ),
     (
+        "qmtproutes",
+        Extra::Lines("qmail-remote delivers by QMTP (port 209 unless given) on these routes:"),
+    ),
+    (
         "servercert.pem",
         Extra::Exists(
             "qmail-smtpd offers STARTTLS (and SMTPS where set) with this certificate and key.",
