@@ -640,3 +640,57 @@ fn qmail_remote_qmtp_reports_per_recipient() {
         "ZSorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n|"
     );
 }
+
+/// A server under tcpserver that reads exactly `len` bytes, then writes `answer` and
+/// closes (reading everything first, so that its close loses nothing it sent).
+fn scripted_server(home: &Home, len: usize, answer: &str) -> (KillOnDrop, u16) {
+    let script = format!("head -c {len} >/dev/null; printf '%s' '{answer}'");
+    tcpserver_opts(
+        home,
+        &[],
+        &[],
+        &[Path::new("sh"), Path::new("-c"), Path::new(&script)],
+    )
+}
+
+#[test]
+fn clients_handle_servers_that_break_the_protocol() {
+    // qmail-remote: a QMTP answer that is a netstring but not K, Z or D, and one that is
+    // not a netstring, after the whole package was sent: a possible duplicate.
+    let h = user_home();
+    let msg = b"Subject: x\n\nbody\n";
+    let mut pkg = ns(&[b"\n".as_slice(), msg].concat());
+    pkg.extend(ns(b"s@x"));
+    pkg.extend(ns(&ns(b"u@bad.example")));
+    fs::write(h.path().join("msg"), msg).expect("msg");
+    for (answer, why) in [
+        ("3:Xab,", "QMTP: unintelligible answer "),
+        ("3:Kab;", "QMTP: malformed answer "),
+        ("", ""),
+    ] {
+        let (_srv, port) = scripted_server(&h, pkg.len(), answer);
+        h.control("qmtproutes", &format!("bad.example:127.0.0.1:{port}\n"));
+        let mut c = h.cmd("qmail-remote");
+        c.args(["bad.example", "s@x", "u@bad.example"])
+            .stdin(fs::File::open(h.path().join("msg")).expect("open"));
+        let out = c.output().expect("qmail-remote");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!(
+                "ZConnected to 127.0.0.1 but connection died. Possible duplicate! {why}(#4.4.2)\n\0"
+            ),
+            "answer {answer:?}"
+        );
+    }
+    // qmail-qmqpc: a server that closes without an answer is exit 74, and the message is
+    // not offered to the next server (it may have been queued).
+    let hub = user_home();
+    let (_good, p2) = serve(&hub, "qmail-qmqpd", &[]);
+    let edge = user_home();
+    let body = "x\n";
+    let len = qmqp_request(body.as_bytes(), b"a@edge.example", &[b"r@x"]).len();
+    let (_bad, p1) = scripted_server(&edge, len, "");
+    edge.control("qmqpservers", &format!("127.0.0.1:{p1}\n127.0.0.1:{p2}\n"));
+    assert_eq!(qmqpc(&edge, body, "r@x"), 74);
+    assert!(hub.queued().is_empty());
+}
