@@ -694,3 +694,91 @@ fn clients_handle_servers_that_break_the_protocol() {
     assert_eq!(qmqpc(&edge, body, "r@x"), 74);
     assert!(hub.queued().is_empty());
 }
+
+/// `program` of a root-mode home under tcpserver as qmaild:nofiles, as FAQ 5.6 runs it.
+fn as_qmaild(home: &Path, program: &str) -> (KillOnDrop, u16) {
+    let (uid, _) = rqmail_tests::user_ids("qmaild");
+    let gid = nix::unistd::Group::from_name("nofiles")
+        .ok()
+        .flatten()
+        .expect("nofiles")
+        .gid
+        .as_raw();
+    let port = free_port();
+    let child = std::process::Command::new(rqmail_tests::tool("tcpserver"))
+        .env_clear()
+        .env("QMAIL_HOME", home)
+        .args(["-q", "-R", "-H", "-l", "roothost.example", "-u"])
+        .arg(uid.to_string())
+        .arg("-g")
+        .arg(gid.to_string())
+        .arg("127.0.0.1")
+        .arg(port.to_string())
+        .arg(home.join("bin").join(program))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("tcpserver");
+    let server = KillOnDrop(child);
+    rqmail_tests::wait_for_port(port);
+    (server, port)
+}
+
+#[test]
+fn root_mode_servers_as_qmaild_through_setuid_qmail_queue() {
+    if !is_root() {
+        eprintln!("root_mode_servers_as_qmaild_through_setuid_qmail_queue: needs root");
+        return;
+    }
+    let _g = crate::rootmode::lock_root_home();
+    let home = crate::rootmode::install_root_home();
+    fs::write(home.join("control/rcpthosts"), "roothost.example\n").expect("rcpthosts");
+    let (qmaild, _) = rqmail_tests::user_ids("qmaild");
+    let (qmailq, _) = rqmail_tests::user_ids("qmailq");
+    let (_qmqp, p1) = as_qmaild(&home, "qmail-qmqpd");
+    let (_qmtp, p2) = as_qmaild(&home, "qmail-qmtpd");
+    assert_kok(&exchange(
+        p1,
+        &qmqp_request(
+            b"Subject: qmqp as root\n\n",
+            b"a@x",
+            &[b"b@anywhere.example"],
+        ),
+    ));
+    let reply = exchange(
+        p2,
+        &qmtp_package(
+            b"\nSubject: qmtp as root\n\n",
+            b"a@x",
+            &[b"u@roothost.example", b"v@elsewhere.example"],
+        ),
+    );
+    let control::netstring::Parsed::Done { content, rest } =
+        control::netstring::parse(&reply, 1000).expect("netstring")
+    else {
+        panic!("partial answer {reply:?}");
+    };
+    assert!(content.starts_with(b"Kok "), "{reply:?}");
+    assert_eq!(
+        rest,
+        b"66:Dsorry, that domain isn't in my list of allowed rcpthosts (#5.7.1),"
+    );
+    let q = qmail_queue::Queue::in_home(&home);
+    let mut texts = Vec::new();
+    for e in fs::read_dir(home.join("queue/todo"))
+        .expect("todo")
+        .flatten()
+    {
+        let id: u64 = e.file_name().to_string_lossy().parse().expect("id");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(fs::metadata(q.mess(id)).expect("mess").uid(), qmailq);
+        let todo = fs::read(q.todo(id)).expect("todo");
+        assert!(todo.starts_with(format!("u{qmaild}\0").as_bytes()));
+        texts.push(fs::read_to_string(q.mess(id)).expect("mess"));
+    }
+    texts.sort();
+    assert_eq!(texts.len(), 2);
+    assert!(texts.iter().all(|t| t.contains(" invoked from network); ")));
+    assert!(texts[0].contains(" with QMQP; ") && texts[0].contains("Subject: qmqp as root"));
+    assert!(texts[1].contains(" with QMTP; ") && texts[1].contains("Subject: qmtp as root"));
+}
