@@ -622,14 +622,21 @@ impl qmail_smtpd::Message for Sink {
     }
 }
 
-/// Netstrings, the QMQP and QMTP servers on the same bytes (their answers are
-/// netstrings, their exits netqmail's), and qmail-qmqpc's envelope and reply readers.
+/// Netstrings (a parsed one re-encodes to the bytes consumed, leading zeros aside), the
+/// QMQP and QMTP servers on the same bytes (their answers are netstrings, their exits
+/// netqmail's), and qmail-qmqpc's envelope and reply readers.
 pub fn netstring(data: &[u8]) {
     use control::netstring::{self, Input, Parsed};
     let mut rest = data;
     while let Ok(Parsed::Done { content, rest: r }) = netstring::parse(rest, 1 << 20) {
         assert!(r.len() < rest.len());
-        assert_eq!(netstring::encode(content).len() + r.len(), rest.len());
+        // Re-encoded, it takes the bytes consumed, less any leading zeros of the length.
+        let zeros = rest.iter().take_while(|&&c| c == b'0').count();
+        let zeros = if content.is_empty() { zeros - 1 } else { zeros };
+        assert_eq!(
+            netstring::encode(content).len() + r.len() + zeros,
+            rest.len()
+        );
         rest = r;
     }
     let mut i = Input::new(data, 7);
