@@ -14,6 +14,10 @@
 //! * `address`: small helpers on envelope addresses;
 //! * `netstring`: the framing of QMQP and QMTP, bounded (one namespace,
 //!   [`netstring`]);
+//! * [`rfc822`] (`hfield`, `headerbody`, `token822`): message headers as netqmail reads
+//!   them, for qmail-inject and the programs .qmail files run (qreceipt, qbiff);
+//! * `maildir`: reading a Maildir as netqmail's maildir.c does (qmail-pop3d,
+//!   maildir2mbox, maildirwatch);
 //! * `errstr`: netqmail's texts for system errors;
 //! * `exit`: the exit codes, one type for every program;
 //! * `commands`, `checkpassword`: netqmail's command-line splitting and the
@@ -33,13 +37,17 @@ mod datetime;
 mod errstr;
 mod exit;
 mod file;
+mod headerbody;
+mod hfield;
 mod home;
 mod ids;
+mod maildir;
 mod newmrh;
 mod program;
 mod rcpthosts;
 mod showctl;
 mod sys;
+mod token822;
 
 pub use address::{domain as domain_of, printable, quote, quote_needed, quote2, split_at_last_at};
 pub use badmailfrom::BadMailFrom;
@@ -63,8 +71,25 @@ pub use file::{
 };
 pub use home::{DEFAULT_HOME, home_from, privileged_exec, qmail_home};
 pub use ids::{ACCOUNTS, GROUP_NAMES, IdError, Ids, USER_NAMES, root_mode, uid_of};
+pub use maildir::{
+    Entry as MaildirEntry, ScanError as MaildirScanError, TMP_AGE as MAILDIR_TMP_AGE,
+    clean_tmp as clean_maildir_tmp, scan as scan_maildir,
+};
 pub use program::{start as program_start, stderr_is_private};
 pub use rcpthosts::RcptHosts;
+
+/// Message headers as netqmail reads them: fields and body (its headerbody, with bounds),
+/// the known field names (hfield), RFC 822 tokens and address lists (token822).
+pub mod rfc822 {
+    pub use crate::headerbody::{Error as HeaderError, HeaderBody, Limits};
+    pub use crate::hfield::{
+        Field, known as known_field, skip_name as skip_field_name, valid as valid_field,
+    };
+    pub use crate::token822::{
+        Kind, Syntax, Token, addrlist, parse as parse_tokens, unparse as unparse_tokens,
+        unquote as unquote_tokens,
+    };
+}
 
 pub use newmrh::main as qmail_newmrh;
 pub use showctl::main as qmail_showctl;

@@ -18,10 +18,10 @@ use std::path::Path;
 
 use control::CaseSet;
 
-use crate::headerbody::{self, HeaderBody, Limits};
-use crate::hfield::{self, Field};
 use crate::rewrite::Rewriter;
-use crate::token822::{self, Kind, Token};
+use control::rfc822::Field;
+use control::rfc822::{self, HeaderBody, Limits};
+use control::rfc822::{Kind, Token};
 
 use control::{Exit, ExitError};
 
@@ -331,22 +331,22 @@ pub fn parse_args(args: Vec<OsString>, rw: &Rewriter) -> Result<Options, Fatal> 
 /// `-f`: quoted, cut into tokens and completed.
 pub fn complete_sender(arg: &[u8], rw: &Rewriter) -> Result<Vec<u8>, Fatal> {
     let q = control::quote2(cstr(arg));
-    let mut t = token822::parse(&q).map_err(|_| Fatal::unparsable(&q))?;
+    let mut t = rfc822::parse_tokens(&q).map_err(|_| Fatal::unparsable(&q))?;
     rw.rewrite(&mut t);
-    Ok(token822::unquote(&t))
+    Ok(rfc822::unquote_tokens(&t))
 }
 
 /// A recipient argument: quoted, cut into tokens and completed.
 pub fn complete_recipient(arg: &[u8], rw: &Rewriter) -> Result<Vec<u8>, Fatal> {
     let arg = cstr(arg);
     let q = control::quote2(arg);
-    let mut t = token822::parse(&q).map_err(|_| {
+    let mut t = rfc822::parse_tokens(&q).map_err(|_| {
         let mut m = b"unable to parse address: ".to_vec();
         m.extend_from_slice(arg);
         Fatal::perm(m)
     })?;
     rw.rewrite(&mut t);
-    Ok(token822::unquote(&t))
+    Ok(rfc822::unquote_tokens(&t))
 }
 
 /// The header being processed.
@@ -415,7 +415,7 @@ impl<'a> Injector<'a> {
 
     /// Processes one header field (with its newline).
     pub fn field(&mut self, h: Vec<u8>) -> Result<(), Fatal> {
-        let kind = hfield::known(&h);
+        let kind = rfc822::known_field(&h);
         let flags = self.cfg.flags;
         match kind {
             Some(Field::From) if flags.delete_from => return Ok(()),
@@ -427,7 +427,7 @@ impl<'a> Injector<'a> {
                 }
             }
             None => {
-                if !hfield::valid(&h) {
+                if !rfc822::valid_field(&h) {
                     let mut m = b"invalid header field: ".to_vec();
                     m.extend_from_slice(&h);
                     return Err(Fatal::perm(m));
@@ -463,7 +463,7 @@ impl<'a> Injector<'a> {
 
         let mut h = h;
         if let Some(rw) = rw {
-            let tokens = token822::parse(&h).map_err(|_| Fatal::unparsable(&h))?;
+            let tokens = rfc822::parse_tokens(&h).map_err(|_| Fatal::unparsable(&h))?;
             let limit = self.cfg.limits.recipients;
             let rewriter = &self.cfg.rewriter;
             let hack_recip = flags.hack_recip;
@@ -475,9 +475,9 @@ impl<'a> Injector<'a> {
                 &mut self.hrr,
                 &mut self.sender,
             );
-            let out = token822::addrlist(&tokens, &mut |addr: &mut Vec<Token>| {
+            let out = rfc822::addrlist(&tokens, &mut |addr: &mut Vec<Token>| {
                 rewriter.rewrite(addr);
-                let flat = || token822::unquote(addr);
+                let flat = || rfc822::unquote_tokens(addr);
                 match rw {
                     Rw::ToCc => {
                         hr.push(flat());
@@ -514,7 +514,7 @@ impl<'a> Injector<'a> {
             if over {
                 return Err(too_many());
             }
-            h = token822::unparse(&out, LINELEN);
+            h = rfc822::unparse_tokens(&out, LINELEN);
         }
 
         match kind {
@@ -523,7 +523,7 @@ impl<'a> Injector<'a> {
                 self.saved_bytes += h.len();
                 if self.saved_bytes > self.cfg.limits.header {
                     return Err(header_error(
-                        headerbody::Error::HeaderTooLong,
+                        rfc822::HeaderError::HeaderTooLong,
                         &self.cfg.limits,
                     ));
                 }
@@ -562,11 +562,11 @@ impl<'a> Injector<'a> {
         if let (Some(n), true) = (name, cfg.flags.name_comment) {
             t.push(Token::with_text(Kind::Comment, n));
         }
-        let text = token822::unparse(&t, LINELEN);
-        let t = token822::parse(&text).map_err(|_| Fatal::unparsable(&text))?;
-        let out = token822::addrlist(&t, &mut |a| cfg.rewriter.rewrite(a))
+        let text = rfc822::unparse_tokens(&t, LINELEN);
+        let t = rfc822::parse_tokens(&text).map_err(|_| Fatal::unparsable(&text))?;
+        let out = rfc822::addrlist(&t, &mut |a| cfg.rewriter.rewrite(a))
             .map_err(|_| Fatal::unparsable(&text))?;
-        Ok(token822::unparse(&out, LINELEN))
+        Ok(rfc822::unparse_tokens(&out, LINELEN))
     }
 
     /// The envelope sender when neither `-f` nor Return-Path gave one (netqmail's
@@ -589,13 +589,13 @@ impl<'a> Injector<'a> {
             t.push(Token::special(Kind::At));
             t.push(Token::with_text(Kind::Atom, h));
         }
-        let text = token822::unparse(&t, LINELEN);
-        let t = token822::parse(&text).map_err(|_| Fatal::unparsable(&text))?;
+        let text = rfc822::unparse_tokens(&t, LINELEN);
+        let t = rfc822::parse_tokens(&text).map_err(|_| Fatal::unparsable(&text))?;
         let sender = &mut self.sender;
-        token822::addrlist(&t, &mut |a| {
+        rfc822::addrlist(&t, &mut |a| {
             cfg.rewriter.rewrite(a);
             if sender.is_none() {
-                let mut s = token822::unquote(a);
+                let mut s = rfc822::unquote_tokens(a);
                 if cfg.flags.hack_recip {
                     s.extend_from_slice(b"-@[]");
                 }
@@ -750,14 +750,14 @@ fn write_error(e: &io::Error) -> Fatal {
     Fatal::temp(format!("unable to write output: {e}"))
 }
 
-fn header_error(e: headerbody::Error, limits: &Limits) -> Fatal {
+fn header_error(e: rfc822::HeaderError, limits: &Limits) -> Fatal {
     match e {
-        headerbody::Error::Read(e) => Fatal::read(&e),
-        headerbody::Error::Write(e) => write_error(&e),
-        headerbody::Error::FieldTooLong => {
+        rfc822::HeaderError::Read(e) => Fatal::read(&e),
+        rfc822::HeaderError::Write(e) => write_error(&e),
+        rfc822::HeaderError::FieldTooLong => {
             Fatal::perm(format!("header field longer than {} bytes", limits.field))
         }
-        headerbody::Error::HeaderTooLong => Fatal::perm(format!(
+        rfc822::HeaderError::HeaderTooLong => Fatal::perm(format!(
             "message header longer than {} bytes",
             limits.header
         )),

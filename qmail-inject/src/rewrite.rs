@@ -10,7 +10,7 @@
 //! 5. a host ending in `+` loses the `+` and gets `.plusdomain`;
 //! 6. a host without a dot (and not a `[literal]`) gets `.defaultdomain`.
 
-use crate::token822::{self, Kind, Syntax, Token};
+use control::rfc822::{self, Kind, Syntax, Token};
 
 /// The three completions, already cut into tokens.
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ impl Rewriter {
         let tok = |prefix: u8, name: &[u8]| {
             let mut s = vec![prefix];
             s.extend_from_slice(name);
-            token822::parse(&s).map_err(|Syntax| s)
+            rfc822::parse_tokens(&s).map_err(|Syntax| s)
         };
         Ok(Rewriter {
             defaultdomain: tok(b'.', defaultdomain)?,
@@ -111,9 +111,9 @@ mod tests {
     use super::*;
 
     fn rw(r: &Rewriter, s: &str) -> String {
-        let mut t = token822::parse(s.as_bytes()).unwrap();
+        let mut t = rfc822::parse_tokens(s.as_bytes()).unwrap();
         r.rewrite(&mut t);
-        String::from_utf8(token822::unquote(&t)).unwrap()
+        String::from_utf8(rfc822::unquote_tokens(&t)).unwrap()
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub fn qmail_pop3d() -> control::Exit {
         return control::Exit::OK;
     }
     let now = i64::try_from(control::now()).unwrap_or(i64::MAX);
-    maildir::clean_tmp(now);
+    control::clean_maildir_tmp(now);
     let Ok(entries) = scan(now) else {
         let _ = t.write_all(pop3d::reply::SCAN, TIMEOUT);
         return control::Exit::OK;

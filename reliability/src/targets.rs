@@ -464,7 +464,7 @@ pub fn remote_reply(data: &[u8]) {
 /// qmail-inject's header reading: fields with small limits, each field's tokens (and
 /// their unparsed form, which must parse again), address completion, quoting.
 pub fn inject_header(data: &[u8]) {
-    use qmail_inject::{HeaderBody, Limits};
+    use control::rfc822::{HeaderBody, Limits};
     let limits = Limits {
         field: 4096,
         header: 16384,
@@ -477,15 +477,15 @@ pub fn inject_header(data: &[u8]) {
     while let Ok(Some(f)) = hb.next_field() {
         n += 1;
         assert!(f.len() <= limits.field + 2, "field over its limit");
-        let _ = qmail_inject::known_field(&f);
-        let _ = qmail_inject::valid_field(&f);
+        let _ = control::rfc822::known_field(&f);
+        let _ = control::rfc822::valid_field(&f);
         let value = f
             .iter()
             .position(|&c| c == b':')
             .map_or(&f[..], |i| &f[i + 1..]);
-        if let Ok(mut toks) = qmail_inject::parse_tokens(value) {
-            let text = qmail_inject::unparse_tokens(&toks, 78);
-            let _ = qmail_inject::parse_tokens(&text);
+        if let Ok(mut toks) = control::rfc822::parse_tokens(value) {
+            let text = control::rfc822::unparse_tokens(&toks, 78);
+            let _ = control::rfc822::parse_tokens(&text);
             rw.rewrite(&mut toks);
         }
         let _ = control::quote2(value);

@@ -418,10 +418,10 @@ fn arb_list() -> impl PStrategy<Value = String> {
 proptest! {
     #[test]
     fn parser_never_panics(s in prop::collection::vec(any::<u8>(), 0..300)) {
-        if let Ok(t) = token822::parse(&s) {
-            let _ = token822::unparse(&t, LINELEN);
-            let _ = token822::unquote(&t);
-            let _ = token822::addrlist(&t, &mut |a| {
+        if let Ok(t) = rfc822::parse_tokens(&s) {
+            let _ = rfc822::unparse_tokens(&t, LINELEN);
+            let _ = rfc822::unquote_tokens(&t);
+            let _ = rfc822::addrlist(&t, &mut |a| {
                 let r = Rewriter::new(b"h", b"d.example", b"p.example").unwrap();
                 r.rewrite(a);
             });

@@ -1,6 +1,8 @@
-//! Header field names qmail-inject knows (netqmail's hfield).
+//! Header field names netqmail's programs know (its hfield): which known field a line
+//! starts, whether it starts a field at all, where its contents begin.
 
-/// A header field qmail-inject treats specially. The order is netqmail's.
+/// A header field qmail-inject, qreceipt, qbiff or maildirwatch treats specially. The
+/// order is netqmail's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Field {
     Sender,
@@ -112,6 +114,20 @@ pub fn valid(line: &[u8]) -> bool {
     j > 0 && line[..j].iter().all(|&c| (33..=126).contains(&c))
 }
 
+/// Where the contents of the field in `line` begin (netqmail's hfield_skipname): after
+/// the first colon and the spaces, tabs, carriage returns and newlines that follow it;
+/// `line.len()` when nothing else follows, or when there is no colon.
+pub fn skip_name(line: &[u8]) -> usize {
+    let mut i = line
+        .iter()
+        .position(|&c| c == b':')
+        .map_or(line.len(), |i| i + 1);
+    while i < line.len() && matches!(line[i], b'\t' | b'\n' | b'\r' | b' ') {
+        i += 1;
+    }
+    i
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +150,16 @@ mod tests {
         assert!(!valid(b"X Foo: bar\n"));
         assert!(!valid(b"no colon\n"));
         assert!(!valid("Süß: x\n".as_bytes()));
+    }
+
+    #[test]
+    fn contents_start() {
+        assert_eq!(skip_name(b"Subject: hi\n"), 9);
+        assert_eq!(skip_name(b"Subject:\n \t hi\n"), 12);
+        assert_eq!(skip_name(b"Subject:\n"), 9);
+        assert_eq!(skip_name(b"Subject: \r\n"), 11);
+        assert_eq!(skip_name(b"no colon"), 8);
+        assert_eq!(skip_name(b"a:b:c"), 2);
+        assert_eq!(skip_name(b""), 0);
     }
 }

@@ -1,4 +1,4 @@
-//! RFC 822 tokens as qmail-inject sees them (netqmail's token822).
+//! RFC 822 tokens as netqmail's qmail-inject and qreceipt see them (its token822).
 //!
 //! A header field is cut into tokens: atoms, quoted strings, domain literals, comments
 //! and the specials `< > @ , ; : .`. White space separates tokens and is otherwise
