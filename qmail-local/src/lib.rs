@@ -9,6 +9,10 @@
 //! * `pw2u`: qmail-pw2u, assignments from a passwd file;
 //! * `maildirmake` and `helpers` (forward, preline, condredirect, bouncesaying, except):
 //!   the small programs .qmail files call;
+//! * `maildir2mbox`, `maildirwatch`, `qbiff`, `qreceipt`: the tools for reading mail
+//!   netqmail ships (moving a Maildir into an mbox, watching one, announcing and
+//!   acknowledging deliveries), with `summary` (what a notice shows of a message) and
+//!   `tools` (their messages and `$MAILDIR`);
 //! * `fail`: how a delivery fails (netqmail's words for errors are control's `errstr`).
 //!
 //! Other crates use the programs only.
@@ -21,11 +25,17 @@ mod headers;
 mod helpers;
 mod local;
 mod maildir;
+mod maildir2mbox;
 mod maildirmake;
+mod maildirwatch;
 mod mbox;
 mod newu;
 mod program;
 mod pw2u;
+mod qbiff;
+mod qreceipt;
+mod summary;
+mod tools;
 
 pub use getpw::main as qmail_getpw;
 pub use helpers::{
@@ -33,6 +43,10 @@ pub use helpers::{
     forward_main as forward, preline_main as preline,
 };
 pub use local::main as qmail_local;
+pub use maildir2mbox::main as maildir2mbox;
 pub use maildirmake::main as maildirmake;
+pub use maildirwatch::main as maildirwatch;
 pub use newu::main as qmail_newu;
 pub use pw2u::main as qmail_pw2u;
+pub use qbiff::main as qbiff;
+pub use qreceipt::main as qreceipt;

@@ -204,7 +204,17 @@ pub struct LockTimeout;
 /// Takes both locks on `f`, or none, within `wait`. `Ok(true)` when at least one lock is
 /// held, `Ok(false)` when the file system gives none, `Err` on timeout.
 pub fn lock(f: &File, wait: Duration) -> Result<bool, LockTimeout> {
-    let deadline = Instant::now() + wait;
+    lock_until(f, Some(Instant::now() + wait))
+}
+
+/// Takes both locks on `f`, or none, waiting as long as it takes (maildir2mbox waits
+/// as netqmail's lock_ex does). True when at least one lock is held, false when the file
+/// system gives none.
+pub fn lock_wait(f: &File) -> bool {
+    lock_until(f, None).unwrap_or(false)
+}
+
+fn lock_until(f: &File, deadline: Option<Instant>) -> Result<bool, LockTimeout> {
     let mut pause = Duration::from_millis(10);
     loop {
         let a = try_flock(f);
@@ -224,10 +234,12 @@ pub fn lock(f: &File, wait: Duration) -> Result<bool, LockTimeout> {
             }
         }
         let now = Instant::now();
-        if now >= deadline {
-            return Err(LockTimeout);
-        }
-        std::thread::sleep(pause.min(deadline - now));
+        let left = match deadline {
+            Some(d) if now >= d => return Err(LockTimeout),
+            Some(d) => d - now,
+            None => pause,
+        };
+        std::thread::sleep(pause.min(left));
         pause = (pause * 2).min(Duration::from_millis(500));
     }
 }

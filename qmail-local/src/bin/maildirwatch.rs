@@ -1,0 +1,4 @@
+//! maildirwatch: look for new mail in a maildir (maildirwatch(1)).
+#![cfg_attr(not(test), no_main)]
+
+control::program_main!(qmail_local::maildirwatch);
