@@ -7,10 +7,15 @@
 //! * `inject`: qmail-inject itself;
 //! * `sendmail`: the wrapper translating sendmail's options;
 //! * `predate`: running a program with a Date field in local time before its input;
-//! * `datemail`: predate in front of sendmail.
+//! * `datemail`: predate in front of sendmail;
+//! * `mailsubj`: a message with a subject and recipients from the arguments;
+//! * `feed`: running a program with header text before standard input (predate,
+//!   mailsubj).
 
 mod datemail;
+mod feed;
 mod inject;
+mod mailsubj;
 mod predate;
 mod rewrite;
 mod sendmail;
@@ -18,6 +23,7 @@ mod sys;
 
 pub use datemail::main as datemail;
 pub use inject::main as qmail_inject;
+pub use mailsubj::main as mailsubj;
 pub use predate::main as predate;
 pub use sendmail::main as sendmail;
 

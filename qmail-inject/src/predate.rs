@@ -2,9 +2,9 @@
 //! input (netqmail's predate), so that a message fed through it carries the sender's
 //! own time zone instead of qmail-inject's UTC date.
 
+use crate::feed::{child_exit, fatal, feed};
 use control::Exit;
-use std::io::{self, Read, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::io::{self, Write};
 use std::process::{Command, Stdio};
 
 const MONTHS: [&str; 12] = [
@@ -59,11 +59,6 @@ pub fn now_field() -> String {
     date_field(local, utc)
 }
 
-fn fatal(msg: &str) -> Exit {
-    let _ = io::stderr().write_all(format!("predate: fatal: {msg}\n").as_bytes());
-    Exit::TEMP
-}
-
 /// Runs predate; returns the child's exit code.
 pub fn main() -> Exit {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
@@ -73,38 +68,16 @@ pub fn main() -> Exit {
     };
     let mut child = match Command::new(prog).args(rest).stdin(Stdio::piped()).spawn() {
         Ok(c) => c,
-        Err(e) => return fatal(&format!("unable to run {}: {e}", prog.to_string_lossy())),
-    };
-    if let Some(mut pipe) = child.stdin.take() {
-        // A child that stops reading early is its own business: copying just ends.
-        let field = now_field();
-        if pipe.write_all(field.as_bytes()).is_ok() {
-            let mut input = io::stdin().lock();
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match input.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if pipe.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
+        Err(e) => {
+            return fatal(
+                "predate",
+                &format!("unable to run {}: {e}", prog.to_string_lossy()),
+            );
         }
-    }
-    match child.wait() {
-        Err(e) => fatal(&format!("wait failed: {e}")),
-        Ok(st) => match st.code() {
-            Some(c) => Exit::from_status(c),
-            None => {
-                let _ = st.signal();
-                fatal("child crashed")
-            }
-        },
-    }
+    };
+    // As netqmail's predate, a read error just ends the input.
+    let _ = feed(&mut child, now_field().as_bytes());
+    child_exit("predate", &mut child)
 }
 
 #[cfg(test)]
