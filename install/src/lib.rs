@@ -107,6 +107,11 @@ pub const PROGRAMS: &[(&str, Who, u32)] = &[
     ("bouncesaying", Who::Owner, 0o755),
     ("except", Who::Owner, 0o755),
     ("maildirmake", Who::Owner, 0o755),
+    ("maildir2mbox", Who::Owner, 0o755),
+    ("maildirwatch", Who::Owner, 0o755),
+    ("qbiff", Who::Owner, 0o755),
+    ("qreceipt", Who::Owner, 0o755),
+    ("mailsubj", Who::Owner, 0o755),
     ("rqmail-install", Who::Owner, 0o755),
 ];
 

@@ -200,6 +200,18 @@ fn check_passes_on_fresh_install_root_and_single_user() {
     // man pages are installed and part of the check.
     assert!(home.join("man/man8/rqmail-install.8").is_file());
     assert!(home.join("man/cat8").is_dir());
+    // The mail readers' tools: netqmail's mode 0755, their pages in man1.
+    for p in [
+        "maildir2mbox",
+        "maildirwatch",
+        "qbiff",
+        "qreceipt",
+        "mailsubj",
+    ] {
+        let m = fs::metadata(home.join("bin").join(p)).expect(p);
+        assert_eq!(m.mode() & 0o7777, 0o755, "{p}");
+        assert!(home.join(format!("man/man1/{p}.1")).is_file(), "{p}.1");
+    }
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod inject;
 mod installer;
 mod load;
 mod local;
+mod mailtools;
 mod pop3;
 mod privileges;
 mod qmgmt;
