@@ -50,3 +50,10 @@ pub use newu::main as qmail_newu;
 pub use pw2u::main as qmail_pw2u;
 pub use qbiff::main as qbiff;
 pub use qreceipt::main as qreceipt;
+
+/// What the mail readers' tools read from messages, for the fuzz targets.
+pub use maildir2mbox::from_line as mbox_from_line;
+pub use qreceipt::{
+    ReadError as ReceiptError, Request as ReceiptRequest, read_request as receipt_request,
+};
+pub use summary::{Summary, printable, summarize};

@@ -16,14 +16,15 @@
 //! Every failure is fatal (exit 111) with netqmail's message, before anything is
 //! removed. Beyond netqmail: the lock is both an `flock` and an `fcntl` lock (as
 //! qmail-local's mbox deliveries take them), the directory of `$MAIL` is fsynced after
-//! the rename, and a message with no newline at all is kept (netqmail writes only its
-//! `From_` line).
+//! the rename, a last line without a newline is kept (netqmail drops it, and so the
+//! whole text of a message with no newline at all), and a `$MAILTMP` that is `$MAIL`
+//! itself (the same file) is refused instead of truncating the mbox.
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use control::Exit;
@@ -180,6 +181,12 @@ fn move_messages(
         .custom_flags(libc::O_NONBLOCK)
         .open(path(mbox))
         .map_err(|e| sys(&[b"unable to read ", mbox, b": "], &e))?;
+    // Truncating $MAILTMP must never truncate the mbox itself (netqmail's would).
+    if let (Ok(a), Ok(b)) = (old.metadata(), std::fs::metadata(path(tmp)))
+        && (a.dev(), a.ino()) == (b.dev(), b.ino())
+    {
+        return Err([tmp, b" is the same file as ", mbox].concat());
+    }
     let new = OpenOptions::new()
         .write(true)
         .create(true)

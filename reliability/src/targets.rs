@@ -27,6 +27,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("pop3", pop3),
     ("dkim_message", dkim_message),
     ("netstring", netstring),
+    ("mail_notice", mail_notice),
 ];
 
 // ----------------------------------------------------------------- qmail-smtpd
@@ -688,6 +689,61 @@ pub fn netstring(data: &[u8]) {
     for line in data.split(|&c| c == b'\n') {
         let _ = qmail_remote::parse_qmqp_server(line);
     }
+}
+
+/// What the mail readers' tools read from a message: qreceipt's
+/// Notice-Requested-Upon-Delivery-To fields (the first line of the input is the address
+/// looked for), the summary qbiff and maildirwatch show, maildir2mbox's `From_` line.
+pub fn mail_notice(data: &[u8]) {
+    use control::rfc822::{HeaderBody, Limits};
+    let (target, msg) = match data.iter().position(|&c| c == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (&b""[..], data),
+    };
+    let limits = Limits {
+        field: 4096,
+        header: 16384,
+        recipients: 100,
+    };
+    let mut hb = HeaderBody::new(io::BufReader::new(msg), limits);
+    match qmail_local::receipt_request(&mut hb, target) {
+        // Only that field asks for a notice.
+        Ok(r) if r.wanted => {
+            let lower = msg.to_ascii_lowercase();
+            let name = b"notice-requested-upon-delivery-to";
+            assert!(
+                lower.windows(name.len()).any(|w| w == name),
+                "a notice asked for without the field"
+            );
+        }
+        Ok(r) => {
+            if let Some(id) = r.message_id {
+                assert!(id.ends_with(b"\n") && id.len() <= limits.field + 2);
+            }
+        }
+        Err(qmail_local::ReceiptError::Unparsable(f)) => assert!(f.len() <= limits.field + 2),
+        Err(_) => {}
+    }
+    for (cap, drain) in [(78, true), (158, false), (3, false)] {
+        let s = qmail_local::summarize(msg, b"    ", cap, drain).expect("reading memory");
+        assert!(s.text.len() <= cap, "text beyond its cap");
+        let shown = qmail_local::printable(&s.text, b'/');
+        assert!(shown.iter().all(|&c| (32..=126).contains(&c)));
+        if let Some(f) = &s.from {
+            assert!(
+                f.len() >= 5 && f[..4].eq_ignore_ascii_case(b"from"),
+                "not a From field"
+            );
+        }
+    }
+    let first = msg.split_inclusive(|&c| c == b'\n').next().unwrap_or(b"");
+    let l = qmail_local::mbox_from_line(first, i64::from(data.len() as u32));
+    assert!(l.starts_with(b"From ") && l.ends_with(b"\n"));
+    assert_eq!(
+        l.iter().filter(|&&c| c == b'\n').count(),
+        1,
+        "From_ line of one line"
+    );
 }
 
 #[cfg(test)]

@@ -391,6 +391,22 @@ fn maildir2mbox_failures_keep_every_message() {
         )
     );
 
+    // $MAILTMP naming the mbox itself: refused, the mbox kept (netqmail truncates it).
+    fs::write(md.join("Mailbox"), b"kept\n").expect("mbox");
+    assert_eq!(
+        maildir2mbox(
+            home,
+            &[
+                ("MAILDIR", md_s),
+                ("MAIL", "Mailbox"),
+                ("MAILTMP", "./Mailbox")
+            ]
+        ),
+        (111, fatal("./Mailbox is the same file as Mailbox"))
+    );
+    assert_eq!(fs::read(md.join("Mailbox")).expect("mbox"), b"kept\n");
+    fs::write(md.join("Mailbox"), b"").expect("mbox");
+
     // A directory among the messages cannot be read: nothing moves.
     fs::create_dir(md.join("new/sub")).expect("mkdir");
     set_time(&md.join("new/sub"), 1_000_000_001, 1_000_000_001);
