@@ -133,7 +133,7 @@ fn expect(r: &mut BufReader<TcpStream>, code: &str) -> Result<(), String> {
 }
 
 /// One SMTP session for one message; Ok when the final dot got a 250.
-fn smtp(port: u16, rcpts: &[String], msg: &[u8]) -> Result<(), String> {
+pub(crate) fn smtp(port: u16, rcpts: &[String], msg: &[u8]) -> Result<(), String> {
     let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(120)))
         .map_err(|e| e.to_string())?;

@@ -1,4 +1,5 @@
-//! The crash-consistency harness behind `rqmail-crashtest COUNT DURATION`.
+//! The crash-consistency harness behind `rqmail-crashtest COUNT DURATION`, and (module
+//! [`powerloss`]) the power-loss test behind `rqmail-powerloss`.
 //!
 //! It lays out a qmail home with rqmail-install (single-user mode), runs qmail-smtpd
 //! under tcpserver and qmail-start (restarted whenever qmail-send exits), a sink standing
@@ -27,11 +28,13 @@
 mod check;
 mod clients;
 mod killer;
+mod powerloss;
 mod rng;
 pub mod targets;
 mod world;
 
 pub use check::Report;
+pub use powerloss::main as powerloss_main;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -37,9 +37,11 @@ fn every_program_has_a_man_page_and_is_installed() {
             .iter()
             .any(|s| man_dir().join(format!("{p}.{s}")).exists());
         assert!(found, "no man page for {p} under man/");
-        // Test tools (the crash-consistency harness) are built but never installed.
+        // Test tools (the crash-consistency and power-loss harnesses) are built but
+        // never installed.
         assert!(
-            p == "rqmail-crashtest" || install::PROGRAMS.iter().any(|(n, _, _)| n == p),
+            ["rqmail-crashtest", "rqmail-powerloss"].contains(&p.as_str())
+                || install::PROGRAMS.iter().any(|(n, _, _)| n == p),
             "rqmail-install does not know the program {p}"
         );
     }

@@ -1,0 +1,300 @@
+//! One LazyFS file system: mounted by the harness (as root) with the options the mail
+//! system needs, served by a LazyFS process running as the user who owns the data, and
+//! controlled through LazyFS's fault FIFO.
+//!
+//! The harness opens /dev/fuse and mounts it itself (`fd=N,allow_other,...`), then starts
+//! LazyFS with the mount point `/dev/fd/N` (libfuse's way to serve a mount made by
+//! someone else) as the user the files belong to: LazyFS carries out every operation
+//! with its own ids, so the files it makes belong to that user whoever asked, as qmail
+//! expects (qmail-lspawn refuses a message file not owned by qmailq), and
+//! /etc/fuse.conf's `user_allow_other` is not needed.
+
+use std::fs;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How LazyFS is started.
+#[derive(Debug, Clone)]
+pub struct Build {
+    /// The LazyFS program (`lazyfs/build/lazyfs` of its tree).
+    pub program: PathBuf,
+}
+
+impl Build {
+    /// Finds the program in a LazyFS tree (or takes the program itself).
+    pub fn locate(dir: &Path) -> Result<Build, String> {
+        let candidates = [
+            dir.join("lazyfs/build/lazyfs"),
+            dir.join("build/lazyfs"),
+            dir.to_path_buf(),
+        ];
+        candidates
+            .iter()
+            .find(|p| p.is_file())
+            .map(|p| Build { program: p.clone() })
+            .ok_or_else(|| {
+                format!(
+                    "{}: no LazyFS program (lazyfs/build/lazyfs) there; see rqmail-powerloss(8) for how to build it",
+                    dir.display()
+                )
+            })
+    }
+}
+
+/// A mounted LazyFS.
+pub struct LazyFs {
+    pub mountpoint: PathBuf,
+    /// The tree LazyFS keeps its data in (its `subdir`).
+    pub root: PathBuf,
+    /// Its configuration, FIFO, log and journal.
+    pub dir: PathBuf,
+    child: Option<Child>,
+    mounted: bool,
+}
+
+impl std::fmt::Debug for LazyFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyFs")
+            .field("mountpoint", &self.mountpoint)
+            .field("root", &self.root)
+            .finish()
+    }
+}
+
+fn fuse_device() -> Result<OwnedFd, String> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open("/dev/fuse")
+        .map_err(|e| format!("/dev/fuse: {e}"))?;
+    Ok(OwnedFd::from(f))
+}
+
+impl LazyFs {
+    /// Mounts the tree `root` at `mountpoint`, served by LazyFS as `uid`:`gid`, with a
+    /// page cache of `cache_mb` MiB. `dir` (made here, owned by that user) gets the
+    /// configuration, the fault FIFO, LazyFS's log and, when `journal`, the namespace
+    /// journal of the fsyncdir patch.
+    pub fn mount(
+        build: &Build,
+        mountpoint: &Path,
+        root: &Path,
+        dir: &Path,
+        (uid, gid): (u32, u32),
+        cache_mb: u32,
+        journal: bool,
+    ) -> Result<LazyFs, String> {
+        fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+            .map_err(|e| format!("chown {}: {e}", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+        let config = dir.join("lazyfs.toml");
+        // LazyFS takes a --config-path argument containing "-o" (in any case) for a FUSE
+        // option and falls back to config/default.toml.
+        if config.to_string_lossy().to_ascii_lowercase().contains("-o") {
+            return Err(format!(
+                "{}: LazyFS cannot take a configuration path containing \"-o\" (set TMPDIR elsewhere)",
+                config.display()
+            ));
+        }
+        let log = dir.join("lazyfs.log");
+        // Leftovers of an earlier mount in the same directory would be read as this one's.
+        for f in ["lazyfs.log", "faults.fifo", "dirops"] {
+            let _ = fs::remove_file(dir.join(f));
+        }
+        fs::write(
+            &config,
+            format!(
+                "[faults]\nfifo_path=\"{}\"\n[cache]\napply_eviction=false\n[cache.simple]\ncustom_size=\"{cache_mb}mb\"\nblocks_per_page=1\n[filesystem]\nlog_all_operations=false\nlogfile=\"{}\"\n",
+                dir.join("faults.fifo").display(),
+                log.display()
+            ),
+        )
+        .map_err(|e| format!("{}: {e}", config.display()))?;
+
+        let fuse = fuse_device()?;
+        let opts = format!(
+            "fd={},rootmode=40000,user_id={uid},group_id={gid},allow_other",
+            std::os::fd::AsRawFd::as_raw_fd(&fuse)
+        );
+        nix::mount::mount(
+            Some("lazyfs"),
+            mountpoint,
+            Some("fuse.lazyfs"),
+            nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+            Some(opts.as_str()),
+        )
+        .map_err(|e| format!("mount {}: {e}", mountpoint.display()))?;
+        let mut me = LazyFs {
+            mountpoint: mountpoint.to_path_buf(),
+            root: root.to_path_buf(),
+            dir: dir.to_path_buf(),
+            child: None,
+            mounted: true,
+        };
+        let out = fs::File::create(dir.join("lazyfs.out")).map_err(|e| e.to_string())?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fuse);
+        let mut c = Command::new(&build.program);
+        c.arg(format!("/dev/fd/{raw}"))
+            .arg("--config-path")
+            .arg(&config)
+            .args(["-o", "modules=subdir", "-o"])
+            .arg(format!("subdir={}", root.display()))
+            .arg("-f")
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .uid(uid)
+            .gid(gid)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        if journal {
+            c.env("LAZYFS_DIROPS", dir.join("dirops"));
+        }
+        // LazyFS inherits the descriptor: its close-on-exec flag is cleared for this one
+        // spawn. The harness mounts while it starts no other program (the senders are
+        // not running yet, or have ended): a copy of the descriptor left in another
+        // process would keep the file system's connection open after LazyFS is killed.
+        nix::fcntl::fcntl(&fuse, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
+            .map_err(|e| format!("/dev/fuse: {e}"))?;
+        let spawned = c.spawn();
+        drop(fuse);
+        let child = spawned.map_err(|e| format!("{}: {e}", build.program.display()))?;
+        me.child = Some(child);
+        // Ready once its fault thread waits for commands (started by FUSE's init).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if me.log().contains("waiting for fault commands") {
+                break;
+            }
+            if me.exited() || Instant::now() > deadline {
+                let out = fs::read_to_string(dir.join("lazyfs.out")).unwrap_or_default();
+                return Err(format!(
+                    "LazyFS did not start on {}:\n{}",
+                    mountpoint.display(),
+                    out.lines().rev().take(10).collect::<Vec<_>>().join("\n")
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(me)
+    }
+
+    /// LazyFS's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("lazyfs.log")).unwrap_or_default()
+    }
+
+    /// The namespace journal so far (empty without the fsyncdir patch).
+    pub fn journal(&self) -> String {
+        fs::read_to_string(self.dir.join("dirops")).unwrap_or_default()
+    }
+
+    /// Sends one command to LazyFS's fault FIFO.
+    pub fn command(&self, cmd: &str) -> Result<(), String> {
+        let fifo = self.dir.join("faults.fifo");
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .map_err(|e| format!("{}: {e}", fifo.display()))?;
+        // LazyFS reads a command with one read of at most 100 bytes.
+        let line = format!("{cmd}\n");
+        if line.len() >= 100 {
+            return Err(format!("LazyFS command too long: {cmd}"));
+        }
+        f.write_all(line.as_bytes())
+            .map_err(|e| format!("{}: {e}", fifo.display()))?;
+        // One command per read: give LazyFS time to take it before the next.
+        std::thread::sleep(Duration::from_millis(50));
+        Ok(())
+    }
+
+    /// Drops the unsynced data and waits until LazyFS says it has.
+    pub fn clear_cache(&self) -> Result<(), String> {
+        let before = self.log().matches("cache is cleared").count();
+        self.command("lazyfs::clear-cache")?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.log().matches("cache is cleared").count() == before {
+            if Instant::now() > deadline {
+                return Err("LazyFS did not clear its cache".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// True once the LazyFS process has ended.
+    pub fn exited(&mut self) -> bool {
+        match self.child.as_mut() {
+            None => true,
+            Some(c) => !matches!(c.try_wait(), Ok(None)),
+        }
+    }
+
+    /// True when LazyFS killed itself at a fault it was given.
+    pub fn fired(&self) -> bool {
+        self.log().contains("Killing LazyFS pid")
+    }
+
+    /// The power goes: SIGKILL (LazyFS's cache, all unsynced data, is lost with it).
+    pub fn kill(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Detaches the mount (the processes that used it are gone), kills LazyFS if it
+    /// still runs, and waits for it.
+    pub fn unmount(&mut self) {
+        if self.mounted {
+            let _ = nix::mount::umount2(&self.mountpoint, nix::mount::MntFlags::MNT_DETACH);
+            self.mounted = false;
+        }
+        if let Some(mut c) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for LazyFs {
+    fn drop(&mut self) {
+        self.unmount();
+    }
+}
+
+/// Whether a LazyFS build has the fsyncdir patch: mounts a scratch tree, fsyncs a
+/// directory in it and looks for the journal line.
+pub fn has_fsyncdir_patch(build: &Build, work: &Path, owner: (u32, u32)) -> Result<bool, String> {
+    let base = work.join("probe");
+    let (mnt, root, dir) = (base.join("mnt"), base.join("root"), base.join("lazyfs"));
+    for d in [&mnt, &root] {
+        fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        std::os::unix::fs::chown(d, Some(owner.0), Some(owner.1)).map_err(|e| e.to_string())?;
+    }
+    let mut l = LazyFs::mount(build, &mnt, &root, &dir, owner, 8, true)?;
+    let sub = mnt.join("d");
+    let r = fs::create_dir(&sub)
+        .and_then(|()| fs::File::open(&sub))
+        .and_then(|f| f.sync_all());
+    let journal = l.journal();
+    l.unmount();
+    drop(l);
+    let _ = fs::remove_dir_all(&base);
+    r.map_err(|e| format!("LazyFS probe: {e}"))?;
+    Ok(journal.lines().any(|x| x.starts_with("fsyncdir\t")))
+}
