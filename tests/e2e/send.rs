@@ -736,6 +736,79 @@ Received: (qmail ";
     wait_until("an empty queue", || queue_is_empty(&h));
 }
 
+/// A failed recipient's bounce/N is a durable name before its local/S/N goes: qmail-send
+/// fsyncs the directory bounce/ after making bounce/N (rule 4). Else a power loss may keep
+/// the removal of local/S/N and lose the name bounce/N, and the message ends with no
+/// bounce (found by rqmail-powerloss, see RELIABILITY.md). The order is read from an
+/// strace of qmail-send.
+#[test]
+fn bounce_name_is_fsynced_before_the_recipient_is_removed() {
+    let h = system_home();
+    let trace = h.path().join("trace");
+    let mut c = user_cmd(h.path(), &tool("strace"));
+    c.args(["-f", "-qq", "-y", "-o"])
+        .arg(&trace)
+        .args(["-e", "trace=openat,fsync,fdatasync,unlink,unlinkat"])
+        .arg(h.path().join("bin/qmail-start"));
+    let sys = System::start_cmd(c, &["./Maildir/"]);
+    inject(
+        &h,
+        "Subject: lost\n\nhello\n",
+        "sender@testhost.example",
+        &["nosuch@testhost.example"],
+    );
+    sys.wait_count("both messages ended", 2, |l| l.starts_with("end msg "));
+    // qmail-send is strace's child: TERM it, and strace ends with it.
+    let strace = sys.pid().as_raw();
+    let (send, _) = rqmail_tests::children(strace)
+        .into_iter()
+        .find(|(_, n)| n == "qmail-send")
+        .expect("qmail-send under strace");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(send),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("TERM qmail-send");
+    wait_until("strace's end", || {
+        rqmail_tests::proc_stat(strace).is_none_or(|(_, _, state)| state == 'Z')
+    });
+    let log = sys.lines();
+    sys.kill();
+    let id = msg_numbers(&log)[0];
+    let t = fs::read_to_string(&trace).expect("strace's output");
+    let lines: Vec<&str> = t.lines().collect();
+    let find = |what: &str, f: &dyn Fn(&str) -> bool| {
+        lines
+            .iter()
+            .position(|l| f(l))
+            .unwrap_or_else(|| panic!("no {what} in the trace:\n{t}"))
+    };
+    let made = find("creation of bounce/N", &|l| {
+        l.contains(&format!("\"bounce/{id}\"")) && l.contains("O_CREAT")
+    });
+    let split = id % qmail_queue::SPLIT;
+    let removed = find("removal of local/S/N", &|l| {
+        l.contains("unlink") && l.contains(&format!("\"local/{split}/{id}\"")) && l.ends_with("= 0")
+    });
+    assert!(
+        made < removed,
+        "local/{split}/{id} removed before bounce/{id} was made:\n{}",
+        lines
+            .iter()
+            .filter(|l| l.contains(&id.to_string()))
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        lines[made..removed]
+            .iter()
+            .any(|l| l.contains(" fsync(") && l.contains("/queue/bounce>) = 0")),
+        "bounce/ not fsynced between the creation of bounce/{id} and the removal of local/{split}/{id}:\n{}",
+        lines[made..=removed].join("\n")
+    );
+}
+
 #[test]
 fn double_bounce_goes_to_doublebounceto_and_triple_bounces_are_discarded() {
     let h = system_home();

@@ -232,6 +232,21 @@ impl LazyFs {
         Ok(())
     }
 
+    /// Writes all unsynced data to the disk below (without an fsync) and waits until
+    /// LazyFS says it has.
+    pub fn checkpoint(&self) -> Result<(), String> {
+        let before = self.log().matches("checkpoint is done").count();
+        self.command("lazyfs::cache-checkpoint")?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.log().matches("checkpoint is done").count() == before {
+            if Instant::now() > deadline {
+                return Err("LazyFS did not write its cache out".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
     /// True once the LazyFS process has ended.
     pub fn exited(&mut self) -> bool {
         match self.child.as_mut() {

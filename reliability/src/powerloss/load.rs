@@ -1,6 +1,8 @@
 //! The senders of a case: SMTP clients (qmail-smtpd under tcpserver), qmail-inject and
 //! qmail-queue run directly, each sending one message after another until told to stop.
-//! Every message has one local recipient `pl-ID@ME`, delivered into the Maildir.
+//! Every message has one local recipient: `pl-ID@ME`, delivered into the Maildir, or
+//! (one in eight) `bx-ID@ME`, which fails, so that the message is bounced to its sender,
+//! whose bounce is delivered into the Maildir.
 
 use super::system::System;
 use super::verdict::{ME, Sent, Via, local_part, message};
@@ -31,6 +33,9 @@ impl std::fmt::Debug for Load {
         f.debug_struct("Load").finish()
     }
 }
+
+/// One message in this many goes to a recipient that fails, to be bounced.
+const BOUNCE_ONE_IN: u64 = 8;
 
 /// Body line lengths: mostly short messages, some of several LazyFS pages.
 fn sizes(rng: &mut Rng) -> Vec<u8> {
@@ -72,8 +77,9 @@ impl Load {
                         break;
                     }
                     let id = format!("c{case}m{n}");
-                    let msg = message(&id, &sizes(&mut rng));
-                    let rcpt = format!("{}@{ME}", local_part(&id));
+                    let bounce = rng.below(BOUNCE_ONE_IN) == 0;
+                    let rcpt = format!("{}@{ME}", local_part(&id, bounce));
+                    let msg = message(&id, &rcpt, &sizes(&mut rng));
                     let r = match via {
                         Via::Smtp => crate::clients::smtp(port, std::slice::from_ref(&rcpt), &msg),
                         Via::Inject => inject(&sys, &rcpt, &msg),
@@ -86,6 +92,7 @@ impl Load {
                     ledger.lock().unwrap_or_else(|e| e.into_inner()).push(Sent {
                         id,
                         via,
+                        bounce,
                         accepted,
                         detail,
                     });

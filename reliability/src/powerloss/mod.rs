@@ -33,7 +33,7 @@ use journal::Model;
 use lazyfs::Build;
 use load::{Load, Senders};
 use plan::{Case, Fault};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;
@@ -222,17 +222,19 @@ impl CaseReport {
             Fired::Cut => "cut".into(),
         };
         let mut t = format!(
-            "case {} {}: {fired}; sent {} accepted {acc} ({}); delivered before the crash {}; entries undone {}; lost {}; not acknowledged but delivered {}; duplicates {}; bounces {}; drain {:.1} s{}",
+            "case {} {}: {fired}; sent {} accepted {acc} ({}); logged before the crash {} deliveries, {} failures; entries undone {}; lost {}; bounced as expected {}; not acknowledged but delivered {}; duplicates {}; stray bounces {}; drain {:.1} s{}",
             self.case.number,
             self.case.fault,
             v.sent,
             by.join(", "),
             v.delivered_before,
+            v.failed_before,
             self.undone.len(),
             v.lost.len(),
+            v.bounced,
             v.unacknowledged,
             v.duplicates,
-            v.bounces,
+            v.stray_bounces,
             self.drained_in.as_secs_f64(),
             if self.timed_out { " (timed out)" } else { "" },
         );
@@ -546,6 +548,11 @@ fn case_steps(
         sys.kill_all()?;
         disks.queue.clear_cache()?;
         disks.maildir.clear_cache()?;
+    } else if fault.is_ok() && case.fault == Fault::Checkpoint {
+        sys.kill_all()?;
+        disks.queue.checkpoint()?;
+        disks.maildir.checkpoint()?;
+        disks.kill();
     } else {
         disks.kill();
     }
@@ -593,12 +600,7 @@ fn case_steps(
     // fsynced before they are linked into new/), so as not to fill LazyFS's cache.
     let mut disks = sys.mount(build, dir, 2, journal)?;
     let mut send = sys.start_send(&send_log)?;
-    let must: BTreeSet<String> = ledger
-        .iter()
-        .filter(|s| s.accepted)
-        .map(|s| s.id.clone())
-        .chain(before.success.iter().cloned())
-        .collect();
+    let must = verdict::expected(&ledger, &before);
     let mut scanner = verdict::Scanner::default();
     let started = Instant::now();
     let mut last_alrm = Instant::now();
@@ -614,7 +616,7 @@ fn case_steps(
         } else {
             idle_since = None;
         }
-        let all_there = must.iter().all(|id| mb.whole.contains_key(id));
+        let all_there = must.iter().all(|(id, w)| verdict::arrived(&mb, id, *w));
         if (all_there && idle) || idle_since.is_some_and(|t| t.elapsed() > Duration::from_secs(3)) {
             break Ok(());
         }

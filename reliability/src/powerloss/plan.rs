@@ -222,6 +222,34 @@ pub const POINTS: &[Point] = &[
         what: "qmail-send writes local/S/N (its recipients, then a done mark)",
     },
     Point {
+        name: "send.bounce.create",
+        disk: Disk::Queue,
+        op: Op::Create,
+        pattern: "/lq/bounce/",
+        what: "qmail-send creates bounce/N for a failed recipient",
+    },
+    Point {
+        name: "send.bounce.fsync",
+        disk: Disk::Queue,
+        op: Op::Fsync,
+        pattern: "/lq/bounce/",
+        what: "qmail-send fsyncs bounce/N",
+    },
+    Point {
+        name: "send.bounce.dirsync",
+        disk: Disk::Queue,
+        op: Op::Fsyncdir,
+        pattern: "/lq/bounce$",
+        what: "qmail-send fsyncs the directory bounce/",
+    },
+    Point {
+        name: "send.bounce.unlink",
+        disk: Disk::Queue,
+        op: Op::Unlink,
+        pattern: "/lq/bounce/",
+        what: "qmail-send removes bounce/N once the bounce is queued",
+    },
+    Point {
         name: "send.mess.unlink",
         disk: Disk::Queue,
         op: Op::Unlink,
@@ -290,6 +318,11 @@ pub enum Fault {
     /// The harness kills the mail system, then tells both LazyFS processes to drop their
     /// unsynced data (`lazyfs::clear-cache`) at a random instant.
     Clear,
+    /// The other extreme: the harness kills the mail system, tells both LazyFS processes
+    /// to write all unsynced data to the disk below (`lazyfs::cache-checkpoint`), then
+    /// kills them. Only directory entries (with the fsyncdir patch) are lost: this finds
+    /// a file's data made durable before the name it needs.
+    Checkpoint,
 }
 
 impl fmt::Display for Fault {
@@ -298,6 +331,7 @@ impl fmt::Display for Fault {
             Fault::At(p, t) => write!(f, "{}:{}", p.name, t.name()),
             Fault::Power => f.write_str("power"),
             Fault::Clear => f.write_str("clear"),
+            Fault::Checkpoint => f.write_str("checkpoint"),
         }
     }
 }
@@ -337,12 +371,13 @@ pub fn all_faults() -> Vec<Fault> {
     }
     v.push(Fault::Power);
     v.push(Fault::Clear);
+    v.push(Fault::Checkpoint);
     v
 }
 
 /// Reads a comma-separated list of fault names: `NAME:before`, `NAME:after`, `NAME`
 /// (both timings), a prefix ending in `*` (`queue.*`, `local.new.*:after`), `power`,
-/// `clear` or `all`. Duplicates are dropped; the order of the list is kept.
+/// `clear`, `checkpoint` or `all`. Duplicates are dropped; the order of the list is kept.
 pub fn parse_faults(spec: &str) -> Result<Vec<Fault>, String> {
     let mut out: Vec<Fault> = Vec::new();
     for word in spec.split(',').map(str::trim).filter(|w| !w.is_empty()) {
@@ -350,6 +385,7 @@ pub fn parse_faults(spec: &str) -> Result<Vec<Fault>, String> {
             "all" => all_faults(),
             "power" => vec![Fault::Power],
             "clear" => vec![Fault::Clear],
+            "checkpoint" => vec![Fault::Checkpoint],
             _ => {
                 let (name, timing) = match word.rsplit_once(':') {
                     Some((n, "before")) => (n, Some(Timing::Before)),
@@ -412,6 +448,9 @@ pub fn describe() -> String {
     t.push_str("power                kill both LazyFS processes at a random instant\n");
     t.push_str(
         "clear                stop the mail system, then lazyfs::clear-cache at a random instant\n",
+    );
+    t.push_str(
+        "checkpoint           stop the mail system, lazyfs::cache-checkpoint, then kill both LazyFS\n",
     );
     t
 }
@@ -497,7 +536,7 @@ mod tests {
 
     #[test]
     fn fault_lists() {
-        assert_eq!(all_faults().len(), POINTS.len() * 2 + 2);
+        assert_eq!(all_faults().len(), POINTS.len() * 2 + 3);
         let f = parse_faults("queue.todo.link,power,queue.todo.link:after").unwrap();
         let names: Vec<String> = f.iter().map(ToString::to_string).collect();
         assert_eq!(
@@ -543,22 +582,18 @@ mod tests {
         .unwrap();
         for p in POINTS {
             assert!(d.contains(p.name));
-            // The table row: name, disk, operation, step.
-            let row = format!(
-                "{}\t{}\t{}\t",
+            // The entry: .B name, then the step (operation, disk).
+            let entry = format!(
+                ".TP\n.B {}\n{} ({}, {})\n",
                 p.name,
+                p.what,
+                p.op.lazyfs_name(),
                 match p.disk {
                     Disk::Queue => "queue",
                     Disk::Maildir => "Maildir",
-                },
-                p.op.lazyfs_name()
+                }
             );
-            assert!(man.contains(&row), "rqmail-powerloss.8 lacks {row:?}");
-            assert!(
-                man.contains(p.what),
-                "rqmail-powerloss.8 lacks {:?}",
-                p.what
-            );
+            assert!(man.contains(&entry), "rqmail-powerloss.8 lacks {entry:?}");
         }
     }
 }

@@ -194,13 +194,18 @@ impl System {
         let dq = alias.join(".qmail-default");
         fs::write(&dq, "./Maildir/\n").map_err(|e| format!("{}: {e}", dq.display()))?;
         fs::set_permissions(&dq, fs::Permissions::from_mode(0o644)).map_err(|e| e.to_string())?;
+        // bx-ID fails permanently: qmail-send bounces the message to sender@ME, whose
+        // bounce goes to the Maildir.
+        let fail = alias.join(".qmail-bx-default");
+        fs::write(&fail, "|exit 100\n").map_err(|e| format!("{}: {e}", fail.display()))?;
+        fs::set_permissions(&fail, fs::Permissions::from_mode(0o644)).map_err(|e| e.to_string())?;
         let md = alias.join("Maildir");
         match fs::create_dir(&md) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(format!("{}: {e}", md.display())),
         }
-        for p in [&dq, &md] {
+        for p in [&dq, &fail, &md] {
             chown(p, Some(self.maildir_owner.0), Some(self.maildir_owner.1))
                 .map_err(|e| e.to_string())?;
         }

@@ -1,6 +1,11 @@
 //! The checker: the messages (each with an id and a check line that tells a whole copy
-//! from a truncated one), qmail-send's log (which deliveries it reported as successful),
-//! the Maildir, and the verdict of one case.
+//! from a truncated one), qmail-send's log (which deliveries it reported as successful,
+//! which as failed), the Maildir, and the verdict of one case.
+//!
+//! Most messages go to `pl-ID@ME`, delivered into the Maildir; some go to `bx-ID@ME`,
+//! whose `.qmail-bx-default` fails permanently (`|exit 100`), so that qmail-send
+//! bounces them to their sender, also delivered into the Maildir: for those the bounce
+//! (which quotes the message) is what must arrive.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -44,14 +49,16 @@ impl Via {
 pub struct Sent {
     pub id: String,
     pub via: Via,
+    /// Sent to a recipient that fails: the bounce must arrive.
+    pub bounce: bool,
     pub accepted: bool,
     /// Why not, when not.
     pub detail: String,
 }
 
 /// The local part of the (only) recipient of message `id`.
-pub fn local_part(id: &str) -> String {
-    format!("pl-{id}")
+pub fn local_part(id: &str, bounce: bool) -> String {
+    format!("{}-{id}", if bounce { "bx" } else { "pl" })
 }
 
 /// FNV-1a, 64 bits: the check value of a body.
@@ -64,12 +71,12 @@ fn fnv(data: &[u8]) -> u64 {
     h
 }
 
-/// Message `id` (LF line ends): a header with the id, `lines` body lines whose lengths
-/// come from `sizes`, and a last line `check ID LINES HASH` covering the body before it.
-pub fn message(id: &str, sizes: &[u8]) -> Vec<u8> {
+/// Message `id` to `rcpt` (LF line ends): a header with the id, body lines whose
+/// lengths come from `sizes`, and a last line `check ID LINES HASH` covering the body
+/// before it.
+pub fn message(id: &str, rcpt: &str, sizes: &[u8]) -> Vec<u8> {
     let mut head = format!(
-        "From: sender@{ME}\nTo: {}@{ME}\nSubject: power loss test {id}\nX-Crash-Id: {id}\n\n",
-        local_part(id)
+        "From: sender@{ME}\nTo: {rcpt}\nSubject: power loss test {id}\nX-Crash-Id: {id}\n\n"
     )
     .into_bytes();
     let mut body = Vec::new();
@@ -84,21 +91,38 @@ pub fn message(id: &str, sizes: &[u8]) -> Vec<u8> {
     head
 }
 
-/// What a delivered file holds: the id, and whether the copy is whole.
+/// What a delivered file holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Copy {
     /// A message of this test; `whole` when its check line matches its body.
     Ours { id: String, whole: bool },
-    /// A bounce (the envelope sender was empty).
-    Bounce,
+    /// A bounce (the envelope sender was empty), of message `id` when the copy it quotes
+    /// can be read; `whole` when that copy is whole.
+    Bounce { id: Option<String>, whole: bool },
     /// Anything else (an empty or cut file whose id cannot be read).
     Unreadable,
 }
 
+/// The line before the copy of the message in qmail-send's bounces (qmail-send(8)).
+const BOUNCE_COPY: &[u8] = b"--- Below this line is a copy of the message.\n\n";
+
 /// Reads a delivered file (with the lines qmail-local and qmail-queue prepend).
 pub fn read_copy(m: &[u8]) -> Copy {
     if m.starts_with(b"Return-Path: <>\n") || m.starts_with(b"Return-Path: <#@[]>\n") {
-        return Copy::Bounce;
+        let quoted = m
+            .windows(BOUNCE_COPY.len())
+            .position(|w| w == BOUNCE_COPY)
+            .map(|i| read_copy(&m[i + BOUNCE_COPY.len()..]));
+        return match quoted {
+            Some(Copy::Ours { id, whole }) => Copy::Bounce {
+                id: Some(id),
+                whole,
+            },
+            _ => Copy::Bounce {
+                id: None,
+                whole: false,
+            },
+        };
     }
     let head_end = m.windows(2).position(|w| w == b"\n\n").unwrap_or(m.len());
     let head = String::from_utf8_lossy(&m[..head_end]);
@@ -133,7 +157,10 @@ pub struct Mailbox {
     pub whole: HashMap<String, usize>,
     /// Cut copies by id.
     pub cut: HashMap<String, usize>,
-    pub bounces: usize,
+    /// Whole bounces by the id of the message they quote.
+    pub bounced: HashMap<String, usize>,
+    /// Bounces whose quoted message is cut or cannot be read, by id ("" when none).
+    pub bounce_cut: HashMap<String, usize>,
     /// Files whose id could not be read.
     pub unreadable: Vec<String>,
     /// Files left in tmp/.
@@ -149,7 +176,8 @@ pub fn scan(maildir: &Path) -> Mailbox {
 /// never changes, so it is read once; anything else is read again each time.
 #[derive(Debug, Default)]
 pub struct Scanner {
-    whole: HashMap<String, String>,
+    /// File name -> (a bounce?, id) of the whole copies seen.
+    whole: HashMap<String, (bool, String)>,
 }
 
 impl Scanner {
@@ -161,8 +189,13 @@ impl Scanner {
             };
             for e in rd.flatten() {
                 let name = format!("{sub}/{}", e.file_name().to_string_lossy());
-                if let Some(id) = self.whole.get(&name) {
-                    *b.whole.entry(id.clone()).or_default() += 1;
+                if let Some((bounce, id)) = self.whole.get(&name) {
+                    let m = if *bounce {
+                        &mut b.bounced
+                    } else {
+                        &mut b.whole
+                    };
+                    *m.entry(id.clone()).or_default() += 1;
                     continue;
                 }
                 let Ok(m) = fs::read(e.path()) else {
@@ -172,10 +205,19 @@ impl Scanner {
                 match read_copy(&m) {
                     Copy::Ours { id, whole: true } => {
                         *b.whole.entry(id.clone()).or_default() += 1;
-                        self.whole.insert(name, id);
+                        self.whole.insert(name, (false, id));
                     }
                     Copy::Ours { id, whole: false } => *b.cut.entry(id).or_default() += 1,
-                    Copy::Bounce => b.bounces += 1,
+                    Copy::Bounce {
+                        id: Some(id),
+                        whole: true,
+                    } => {
+                        *b.bounced.entry(id.clone()).or_default() += 1;
+                        self.whole.insert(name, (true, id));
+                    }
+                    Copy::Bounce { id, .. } => {
+                        *b.bounce_cut.entry(id.unwrap_or_default()).or_default() += 1;
+                    }
                     Copy::Unreadable => b.unreadable.push(name),
                 }
             }
@@ -196,12 +238,12 @@ pub struct LogFacts {
     pub deferrals: usize,
 }
 
-/// The id in a local recipient `pl-ID@crash.example` (qmail-send logs local
-/// recipients as `local ADDRESS`).
+/// The id in a local recipient `pl-ID@crash.example` or `bx-ID@crash.example`
+/// (qmail-send logs local recipients as `local ADDRESS`).
 fn id_of_recipient(r: &str) -> Option<String> {
     let at = r.rfind('@')?;
     let local = &r[..at];
-    let start = local.rfind("pl-")? + 3;
+    let start = local.rfind("pl-").max(local.rfind("bx-"))? + 3;
     let id = &local[start..];
     (!id.is_empty() && id.bytes().all(|c| c.is_ascii_alphanumeric())).then(|| id.to_string())
 }
@@ -246,16 +288,56 @@ pub fn parse_log(text: &str) -> LogFacts {
     f
 }
 
+/// What must be in the Maildir for a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// A whole copy.
+    Delivery,
+    /// A bounce quoting a whole copy.
+    Bounce,
+}
+
+/// Every message whose acceptance was reported, and every message whose delivery
+/// qmail-send logged as a success (or as a failure: a bounce follows) before the crash,
+/// with what must arrive for it.
+pub fn expected(ledger: &[Sent], before: &LogFacts) -> BTreeMap<String, Want> {
+    let mut m = BTreeMap::new();
+    for s in ledger.iter().filter(|s| s.accepted) {
+        let w = if s.bounce {
+            Want::Bounce
+        } else {
+            Want::Delivery
+        };
+        m.insert(s.id.clone(), w);
+    }
+    for id in &before.success {
+        m.insert(id.clone(), Want::Delivery);
+    }
+    for id in &before.failure {
+        m.insert(id.clone(), Want::Bounce);
+    }
+    m
+}
+
+/// Whether what must arrive for `id` has.
+pub fn arrived(mailbox: &Mailbox, id: &str, want: Want) -> bool {
+    match want {
+        Want::Delivery => mailbox.whole.contains_key(id),
+        Want::Bounce => mailbox.bounced.contains_key(id),
+    }
+}
+
 /// A message lost by the system.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loss {
     pub id: String,
+    pub want: Want,
     /// How it was sent.
     pub via: Option<Via>,
     /// Its client saw it accepted.
     pub accepted: bool,
-    /// qmail-send logged its delivery as successful before the power went.
-    pub delivered: bool,
+    /// qmail-send logged its delivery as a success (or a failure) before the power went.
+    pub logged: bool,
     /// Cut copies found (no whole one).
     pub cut: usize,
 }
@@ -268,17 +350,24 @@ impl Loss {
         {
             why.push(format!("accepted ({})", v.acceptance()));
         }
-        if self.delivered {
-            why.push("delivery logged as success before the crash".to_string());
+        if self.logged {
+            why.push(match self.want {
+                Want::Delivery => "delivery logged as success before the crash".to_string(),
+                Want::Bounce => "delivery logged as failure before the crash".to_string(),
+            });
         }
+        let what = match self.want {
+            Want::Delivery => "",
+            Want::Bounce => "bounce ",
+        };
         let found = if self.cut > 0 {
             format!(
-                "{} cut cop{} in the Maildir",
+                "{} cut {what}cop{} in the Maildir",
                 self.cut,
                 if self.cut == 1 { "y" } else { "ies" }
             )
         } else {
-            "not in the Maildir".to_string()
+            format!("no {what}copy in the Maildir")
         };
         format!("{}: {}, {found}", self.id, why.join(", "))
     }
@@ -290,59 +379,94 @@ pub struct Verdict {
     pub sent: usize,
     /// Accepted messages by path.
     pub accepted: BTreeMap<Via, usize>,
-    /// Successful deliveries logged before the crash.
+    /// Deliveries logged as successful, and as failed, before the crash.
     pub delivered_before: usize,
+    pub failed_before: usize,
     pub lost: Vec<Loss>,
     /// Delivered although the client did not see them accepted (allowed).
     pub unacknowledged: usize,
-    /// Messages delivered more than once (allowed: qmail delivers at least once).
+    /// Messages delivered (or bounced) more than once (allowed: qmail delivers at least
+    /// once).
     pub duplicates: usize,
-    pub bounces: usize,
+    /// Bounces that came as expected.
+    pub bounced: usize,
+    /// Bounces of messages that should have been delivered, or of nothing known.
+    pub stray_bounces: usize,
     pub unreadable: usize,
 }
 
 impl Verdict {
     pub fn ok(&self) -> bool {
-        self.lost.is_empty() && self.bounces == 0 && self.unreadable == 0
+        self.lost.is_empty() && self.stray_bounces == 0 && self.unreadable == 0
     }
 }
 
-/// Every message whose acceptance was reported, and every message whose delivery
-/// qmail-send logged as successful before the crash, must have a whole copy in the
-/// Maildir.
+/// The verdict: what [`expected`] wants must have arrived.
 pub fn judge(ledger: &[Sent], before: &LogFacts, mailbox: &Mailbox) -> Verdict {
     let mut v = Verdict {
         sent: ledger.len(),
         delivered_before: before.success.len(),
-        bounces: mailbox.bounces,
+        failed_before: before.failure.len(),
         unreadable: mailbox.unreadable.len(),
         ..Verdict::default()
     };
     let by_id: HashMap<&str, &Sent> = ledger.iter().map(|s| (s.id.as_str(), s)).collect();
-    let mut must: BTreeSet<&str> = BTreeSet::new();
     for s in ledger.iter().filter(|s| s.accepted) {
         *v.accepted.entry(s.via).or_default() += 1;
-        must.insert(&s.id);
     }
-    must.extend(before.success.iter().map(String::as_str));
-    for id in must {
-        if mailbox.whole.contains_key(id) {
+    for (id, want) in expected(ledger, before) {
+        if arrived(mailbox, &id, want) {
             continue;
         }
-        let sent = by_id.get(id);
+        let sent = by_id.get(id.as_str());
+        let cut = match want {
+            Want::Delivery => mailbox.cut.get(&id),
+            Want::Bounce => mailbox.bounce_cut.get(&id),
+        };
         v.lost.push(Loss {
-            id: id.to_string(),
+            want,
             via: sent.map(|s| s.via),
             accepted: sent.is_some_and(|s| s.accepted),
-            delivered: before.success.contains(id),
-            cut: mailbox.cut.get(id).copied().unwrap_or(0),
+            logged: before.success.contains(&id) || before.failure.contains(&id),
+            cut: cut.copied().unwrap_or(0),
+            id,
         });
     }
-    v.unacknowledged = ledger
-        .iter()
-        .filter(|s| !s.accepted && mailbox.whole.contains_key(&s.id))
+    for s in ledger {
+        let got = if s.bounce {
+            mailbox.bounced.contains_key(&s.id)
+        } else {
+            mailbox.whole.contains_key(&s.id)
+        };
+        if got && !s.accepted {
+            v.unacknowledged += 1;
+        }
+        if s.bounce && got {
+            v.bounced += 1;
+        }
+    }
+    v.stray_bounces = mailbox
+        .bounced
+        .keys()
+        .filter(|id| !by_id.get(id.as_str()).is_some_and(|s| s.bounce))
+        .count()
+        + mailbox
+            .bounce_cut
+            .iter()
+            .filter(|(id, _)| !by_id.get(id.as_str()).is_some_and(|s| s.bounce))
+            .map(|(_, n)| n)
+            .sum::<usize>()
+        + mailbox
+            .whole
+            .keys()
+            .filter(|id| by_id.get(id.as_str()).is_some_and(|s| s.bounce))
+            .count();
+    v.duplicates = mailbox
+        .whole
+        .values()
+        .chain(mailbox.bounced.values())
+        .filter(|&&n| n > 1)
         .count();
-    v.duplicates = mailbox.whole.values().filter(|&&n| n > 1).count();
     v
 }
 
@@ -357,18 +481,29 @@ mod tests {
         d
     }
 
+    /// A bounce of `m` as qmail-send writes it, delivered.
+    fn bounce(m: &[u8]) -> Vec<u8> {
+        let mut d = b"Return-Path: <>\nDelivered-To: pl-sender\nReceived: (qmail 2 invoked for bounce); 1 Jan 2026 00:00:01 -0000\nFrom: MAILER-DAEMON@crash.example\nSubject: failure notice\n\nHi. This is the qmail-send program at crash.example.\n\n<bx-x@crash.example>:\nProgram exited 100.\n\n--- Below this line is a copy of the message.\n\n".to_vec();
+        d.extend_from_slice(&delivered(m));
+        d
+    }
+
+    fn m(id: &str, sizes: &[u8]) -> Vec<u8> {
+        message(id, &format!("{}@{ME}", local_part(id, false)), sizes)
+    }
+
     #[test]
     fn whole_copies_pass_and_cut_ones_do_not() {
-        let m = message("c1m2", &[0, 10, 200, 3]);
+        let msg = m("c1m2", &[0, 10, 200, 3]);
         assert_eq!(
-            read_copy(&delivered(&m)),
+            read_copy(&delivered(&msg)),
             Copy::Ours {
                 id: "c1m2".into(),
                 whole: true
             }
         );
         // Every shorter copy is cut, whatever the length.
-        let d = delivered(&m);
+        let d = delivered(&msg);
         let head = d.windows(2).position(|w| w == b"\n\n").unwrap() + 2;
         for n in head..d.len() {
             assert_eq!(
@@ -388,15 +523,39 @@ mod tests {
         assert!(matches!(read_copy(&z), Copy::Ours { whole: false, .. }));
         assert_eq!(read_copy(b""), Copy::Unreadable);
         assert_eq!(read_copy(&d[..20]), Copy::Unreadable);
-        assert_eq!(
-            read_copy(b"Return-Path: <>\nX-Crash-Id: c1m2\n\nbounce\n"),
-            Copy::Bounce
-        );
         // An empty body is whole too.
         assert!(matches!(
-            read_copy(&delivered(&message("x", &[]))),
+            read_copy(&delivered(&m("x", &[]))),
             Copy::Ours { whole: true, .. }
         ));
+    }
+
+    #[test]
+    fn bounces_are_known_by_the_message_they_quote() {
+        let msg = message("c1m3", "bx-c1m3@crash.example", &[20; 30]);
+        assert_eq!(
+            read_copy(&bounce(&msg)),
+            Copy::Bounce {
+                id: Some("c1m3".into()),
+                whole: true
+            }
+        );
+        let b = bounce(&msg);
+        assert_eq!(
+            read_copy(&b[..b.len() - 10]),
+            Copy::Bounce {
+                id: Some("c1m3".into()),
+                whole: false
+            }
+        );
+        assert_eq!(
+            read_copy(b"Return-Path: <>\nX-Crash-Id: c1m2\n\nno copy\n"),
+            Copy::Bounce {
+                id: None,
+                whole: false
+            }
+        );
+        assert!(matches!(read_copy(&b[..60]), Copy::Bounce { id: None, .. }));
     }
 
     #[test]
@@ -405,25 +564,32 @@ mod tests {
         for d in ["new", "cur", "tmp"] {
             fs::create_dir(t.path().join(d)).unwrap();
         }
-        let m = delivered(&message("a1", &[5; 10]));
-        fs::write(t.path().join("new/1"), &m).unwrap();
-        fs::write(t.path().join("cur/2"), &m).unwrap();
-        fs::write(t.path().join("new/3"), &m[..m.len() - 3]).unwrap();
+        let msg = delivered(&m("a1", &[5; 10]));
+        fs::write(t.path().join("new/1"), &msg).unwrap();
+        fs::write(t.path().join("cur/2"), &msg).unwrap();
+        fs::write(t.path().join("new/3"), &msg[..msg.len() - 3]).unwrap();
         fs::write(t.path().join("new/4"), b"").unwrap();
         fs::write(t.path().join("tmp/5"), b"").unwrap();
-        let b = scan(t.path());
-        assert_eq!(b.whole.get("a1"), Some(&2));
-        assert_eq!(b.cut.get("a1"), Some(&1));
-        assert_eq!(b.unreadable, ["new/4"]);
-        assert_eq!(b.tmp, 1);
+        let b = bounce(&message("b1", "bx-b1@crash.example", &[1, 2]));
+        fs::write(t.path().join("new/6"), &b).unwrap();
+        fs::write(t.path().join("new/7"), &b[..b.len() - 2]).unwrap();
+        let mb = scan(t.path());
+        assert_eq!(mb.whole.get("a1"), Some(&2));
+        assert_eq!(mb.cut.get("a1"), Some(&1));
+        assert_eq!(mb.bounced.get("b1"), Some(&1));
+        assert_eq!(mb.bounce_cut.get("b1"), Some(&1));
+        assert_eq!(mb.unreadable, ["new/4"]);
+        assert_eq!(mb.tmp, 1);
         // A rescan reads again what was not whole: a file completed since counts.
         let mut sc = Scanner::default();
-        assert_eq!(sc.scan(t.path()), b);
-        fs::write(t.path().join("new/3"), &m).unwrap();
+        assert_eq!(sc.scan(t.path()), mb);
+        fs::write(t.path().join("new/3"), &msg).unwrap();
+        fs::write(t.path().join("new/7"), &b).unwrap();
         fs::remove_file(t.path().join("cur/2")).unwrap();
-        let b2 = sc.scan(t.path());
-        assert_eq!(b2.whole.get("a1"), Some(&2));
-        assert_eq!(b2.cut.get("a1"), None);
+        let mb2 = sc.scan(t.path());
+        assert_eq!(mb2.whole.get("a1"), Some(&2));
+        assert_eq!(mb2.cut.get("a1"), None);
+        assert_eq!(mb2.bounced.get("b1"), Some(&2));
     }
 
     #[test]
@@ -434,8 +600,8 @@ starting delivery 1: msg 100 to local pl-c1m1@crash.example
 starting delivery 2: msg 101 to local pl-c1m2@crash.example
 delivery 2: deferral: Unable_to_open_Maildir/
 delivery 1: success: did_0+0+1/
-starting delivery 1: msg 102 to local pl-c1m3@crash.example
-delivery 1: failure: no_such_user/
+starting delivery 1: msg 102 to local bx-c1m3@crash.example
+delivery 1: failure: Program_exited_100/
 starting delivery 3: msg 103 to remote x@y.example
 delivery 3: success: remote
 starting delivery 2: msg 101 to local crash.example-pl-c1m2@crash.example
@@ -449,53 +615,72 @@ starting delivery 4: msg 104 to local pl-c1m4@crash.example
         assert_eq!(f.deferrals, 1);
         assert_eq!(id_of_recipient("pl-@x"), None);
         assert_eq!(id_of_recipient("pl-a/b@x"), None);
+        assert_eq!(id_of_recipient("bx-ab@x"), Some("ab".into()));
     }
 
     #[test]
-    fn judge_finds_accepted_and_delivered_messages_missing() {
-        let s = |id: &str, via, accepted| Sent {
+    fn judge_finds_accepted_and_logged_messages_missing() {
+        let s = |id: &str, via, bounce, accepted| Sent {
             id: id.into(),
             via,
+            bounce,
             accepted,
             detail: String::new(),
         };
         let ledger = vec![
-            s("a", Via::Smtp, true),
-            s("b", Via::Queue, true),
-            s("c", Via::Inject, false),
-            s("d", Via::Inject, false),
-            s("e", Via::Smtp, true),
+            s("a", Via::Smtp, false, true),
+            s("b", Via::Queue, false, true),
+            s("c", Via::Inject, false, false),
+            s("d", Via::Inject, false, false),
+            s("e", Via::Smtp, false, true),
+            s("f", Via::Queue, true, true),
+            s("g", Via::Smtp, true, false),
+            s("h", Via::Smtp, true, true),
         ];
         let mut before = LogFacts::default();
         before.success.insert("d".into());
         before.success.insert("e".into());
+        before.failure.insert("g".into());
         let mut mb = Mailbox::default();
         mb.whole.insert("a".into(), 2);
         mb.whole.insert("c".into(), 1);
         mb.cut.insert("b".into(), 1);
+        mb.bounced.insert("h".into(), 1);
+        mb.bounce_cut.insert("f".into(), 1);
         let v = judge(&ledger, &before, &mb);
-        assert_eq!(v.sent, 5);
-        assert_eq!(v.accepted.get(&Via::Smtp), Some(&2));
-        assert_eq!(v.accepted.get(&Via::Queue), Some(&1));
+        assert_eq!(v.sent, 8);
+        assert_eq!(v.accepted.get(&Via::Smtp), Some(&3));
+        assert_eq!(v.accepted.get(&Via::Queue), Some(&2));
         assert_eq!(v.accepted.get(&Via::Inject), None);
         assert_eq!(v.delivered_before, 2);
+        assert_eq!(v.failed_before, 1);
         assert_eq!(v.unacknowledged, 1);
         assert_eq!(v.duplicates, 1);
+        assert_eq!(v.bounced, 1);
+        assert_eq!(v.stray_bounces, 0);
         let lost: Vec<String> = v.lost.iter().map(Loss::text).collect();
         assert_eq!(
             lost,
             [
                 "b: accepted (qmail-queue exit 0), 1 cut copy in the Maildir",
-                "d: delivery logged as success before the crash, not in the Maildir",
-                "e: accepted (250 after DATA), delivery logged as success before the crash, not in the Maildir",
+                "d: delivery logged as success before the crash, no copy in the Maildir",
+                "e: accepted (250 after DATA), delivery logged as success before the crash, no copy in the Maildir",
+                "f: accepted (qmail-queue exit 0), 1 cut bounce copy in the Maildir",
+                "g: delivery logged as failure before the crash, no bounce copy in the Maildir",
             ]
         );
         assert!(!v.ok());
-        mb.whole.insert("b".into(), 1);
-        mb.whole.insert("d".into(), 1);
-        mb.whole.insert("e".into(), 1);
+        for id in ["b", "d", "e"] {
+            mb.whole.insert(id.into(), 1);
+        }
+        for id in ["f", "g"] {
+            mb.bounced.insert(id.into(), 1);
+        }
         assert!(judge(&ledger, &before, &mb).ok());
-        mb.bounces = 1;
-        assert!(!judge(&ledger, &before, &mb).ok());
+        // A bounce of a message that should have been delivered is wrong.
+        mb.bounced.insert("a".into(), 1);
+        let v = judge(&ledger, &before, &mb);
+        assert_eq!(v.stray_bounces, 1);
+        assert!(!v.ok());
     }
 }
