@@ -35,8 +35,10 @@ impl Send {
             }
         }
         // netqmail leaves bounce/N to the page cache; rqmail makes the failure durable
-        // before the recipient is marked done.
+        // before the recipient is marked done: the data, and (rule 4) the name bounce/N,
+        // since local/S/N or remote/S/N goes before the bounce is queued.
         let _ = file.sync_data();
+        let _ = qmail_queue::fsync_parent(Path::new(&f));
     }
 
     /// Injects the bounce for message `id` if bounce/N exists, then removes bounce/N.
