@@ -108,6 +108,7 @@ impl LazyFs {
         for f in ["lazyfs.log", "faults.fifo", "dirops"] {
             let _ = fs::remove_file(dir.join(f));
         }
+        let _ = fs::remove_dir_all(dir.join("grave"));
         fs::write(
             &config,
             format!(
@@ -157,14 +158,24 @@ impl LazyFs {
             .stdout(out)
             .stderr(err);
         if journal {
-            c.env("LAZYFS_DIROPS", dir.join("dirops"));
+            // The graveyard keeps removed files, so that their names can be given back;
+            // it must be on the file system of `root` (hard links).
+            let grave = dir.join("grave");
+            fs::create_dir_all(&grave).map_err(|e| format!("{}: {e}", grave.display()))?;
+            std::os::unix::fs::chown(&grave, Some(uid), Some(gid))
+                .map_err(|e| format!("chown {}: {e}", grave.display()))?;
+            c.env("LAZYFS_DIROPS", dir.join("dirops"))
+                .env("LAZYFS_GRAVEYARD", &grave);
         }
         // LazyFS inherits the descriptor: its close-on-exec flag is cleared for this one
         // spawn. The harness mounts while it starts no other program (the senders are
         // not running yet, or have ended): a copy of the descriptor left in another
         // process would keep the file system's connection open after LazyFS is killed.
-        nix::fcntl::fcntl(&fuse, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
-            .map_err(|e| format!("/dev/fuse: {e}"))?;
+        nix::fcntl::fcntl(
+            &fuse,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )
+        .map_err(|e| format!("/dev/fuse: {e}"))?;
         let spawned = c.spawn();
         drop(fuse);
         let child = spawned.map_err(|e| format!("{}: {e}", build.program.display()))?;
@@ -191,6 +202,11 @@ impl LazyFs {
     /// LazyFS's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("lazyfs.log")).unwrap_or_default()
+    }
+
+    /// Where LazyFS keeps the files it removes (with the fsyncdir patch).
+    pub fn graveyard(&self) -> PathBuf {
+        self.dir.join("grave")
     }
 
     /// The namespace journal so far (empty without the fsyncdir patch).

@@ -278,11 +278,13 @@ impl RunReport {
         #[derive(Default)]
         struct Row {
             cases: usize,
-            fired: usize,
+            not_reached: usize,
             sent: usize,
             accepted: usize,
             delivered: usize,
+            failed: usize,
             undone: usize,
+            bounced: usize,
             lost: usize,
             errors: usize,
         }
@@ -294,23 +296,34 @@ impl RunReport {
                 &mut total,
             ] {
                 r.cases += 1;
-                r.fired += usize::from(c.fired != Fired::NotReached);
+                r.not_reached += usize::from(c.fired == Fired::NotReached);
                 r.sent += c.verdict.sent;
                 r.accepted += c.verdict.accepted.values().sum::<usize>();
                 r.delivered += c.verdict.delivered_before;
+                r.failed += c.verdict.failed_before;
                 r.undone += c.undone.len();
+                r.bounced += c.verdict.bounced;
                 r.lost += c.verdict.lost.len();
                 r.errors += usize::from(c.error.is_some());
             }
         }
         let mut t = String::from(
-            "fault                          cases fired   sent accepted delivered undone  lost errors\n",
+            "fault                        cases unreached   sent accepted delivered failed undone bounced  lost errors\n",
         );
         let mut put = |name: &str, r: &Row| {
             let _ = writeln!(
                 t,
-                "{name:<30} {:>5} {:>5} {:>6} {:>8} {:>9} {:>6} {:>5} {:>6}",
-                r.cases, r.fired, r.sent, r.accepted, r.delivered, r.undone, r.lost, r.errors
+                "{name:<28} {:>5} {:>9} {:>6} {:>8} {:>9} {:>6} {:>6} {:>7} {:>5} {:>6}",
+                r.cases,
+                r.not_reached,
+                r.sent,
+                r.accepted,
+                r.delivered,
+                r.failed,
+                r.undone,
+                r.bounced,
+                r.lost,
+                r.errors
             );
         };
         for (k, r) in &rows {
@@ -523,7 +536,6 @@ fn case_steps(
                     r.fired = Fired::At(armed.elapsed());
                     break;
                 }
-                alive(&mut disks)?;
                 if armed.elapsed() > cfg.fire_limit {
                     r.fired = Fired::NotReached;
                     break;
@@ -531,31 +543,36 @@ fn case_steps(
                 std::thread::sleep(Duration::from_millis(1));
             }
             // The other disk was up until now.
-            let other = match disk {
-                plan::Disk::Queue => &mut disks.maildir,
-                plan::Disk::Maildir => &mut disks.queue,
+            let (other, name) = match disk {
+                plan::Disk::Queue => (&mut disks.maildir, "Maildir"),
+                plan::Disk::Maildir => (&mut disks.queue, "queue"),
             };
             if other.exited() {
-                return Err("the other disk's LazyFS ended on its own".into());
+                return Err(format!(
+                    "the {name}'s LazyFS ended on its own (see {})",
+                    other.dir.join("lazyfs.out").display()
+                ));
             }
             Ok(())
         })();
     }
     // The power goes: the disks first, then every process. (The senders stop first:
-    // only the messages in flight fail.)
+    // only the messages in flight fail.) clear and checkpoint stop the mail system
+    // first and then act on the data.
     load.signal_stop();
-    if fault.is_ok() && case.fault == Fault::Clear {
-        sys.kill_all()?;
-        disks.queue.clear_cache()?;
-        disks.maildir.clear_cache()?;
-    } else if fault.is_ok() && case.fault == Fault::Checkpoint {
-        sys.kill_all()?;
-        disks.queue.checkpoint()?;
-        disks.maildir.checkpoint()?;
-        disks.kill();
-    } else {
-        disks.kill();
+    if fault.is_ok() && matches!(case.fault, Fault::Clear | Fault::Checkpoint) {
+        fault = sys.kill_all().and_then(|()| {
+            for l in [&disks.queue, &disks.maildir] {
+                if case.fault == Fault::Clear {
+                    l.clear_cache()?;
+                } else {
+                    l.checkpoint()?;
+                }
+            }
+            Ok(())
+        });
     }
+    disks.kill();
     let killed = sys.kill_all();
     let _ = tcpserver.kill();
     let _ = tcpserver.wait();
@@ -586,8 +603,8 @@ fn case_steps(
     for l in [&disks.queue, &disks.maildir] {
         let entries = journal::parse(&l.journal());
         let undos = journal::undo_list(&entries, model);
-        let done =
-            journal::apply(&l.root, &undos).map_err(|e| format!("undoing the journal: {e}"))?;
+        let done = journal::apply(&l.root, &l.graveyard(), &undos)
+            .map_err(|e| format!("undoing the journal: {e}"))?;
         r.undone.extend(done);
     }
     if !r.undone.is_empty() {
@@ -644,4 +661,76 @@ fn case_steps(
         let _ = fs::write(dir.join("lost"), text);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(n: usize, fault: Fault, fired: Fired, lost: usize) -> CaseReport {
+        let mut v = Verdict {
+            sent: 10,
+            delivered_before: 3,
+            failed_before: 1,
+            bounced: 1,
+            ..Verdict::default()
+        };
+        v.accepted.insert(Via::Smtp, 6);
+        v.accepted.insert(Via::Queue, 2);
+        for i in 0..lost {
+            v.lost.push(verdict::Loss {
+                id: format!("c{n}m{i}"),
+                want: verdict::Want::Delivery,
+                via: Some(Via::Smtp),
+                accepted: true,
+                logged: false,
+                cut: 0,
+            });
+        }
+        CaseReport {
+            case: Case {
+                number: n,
+                fault,
+                warmup_ms: 100,
+            },
+            fired,
+            undone: vec!["removed x".into(); 2],
+            verdict: v,
+            timed_out: false,
+            drained_in: Duration::from_millis(1500),
+            error: None,
+            dir: PathBuf::from(format!("/w/case-{n}")),
+        }
+    }
+
+    #[test]
+    fn lines_and_totals() {
+        let ok = report(1, Fault::Power, Fired::Cut, 0);
+        assert!(ok.ok());
+        assert!(ok.line().starts_with(
+            "case 1 power: cut; sent 10 accepted 8 (smtp 6, inject 0, qmail-queue 2); logged before the crash 3 deliveries, 1 failures; entries undone 2; lost 0;"
+        ));
+        assert!(!ok.line().contains("kept"));
+        let f = plan::parse_faults("queue.todo.link:after").unwrap()[0];
+        let bad = report(2, f, Fired::NotReached, 12);
+        assert!(!bad.ok());
+        let l = bad.line();
+        assert!(l.contains("NOT REACHED"));
+        assert_eq!(l.matches("\n  LOST c2m").count(), 10);
+        assert!(l.contains("... and 2 more (all in /w/case-2/lost)"));
+        assert!(l.ends_with("kept: /w/case-2"));
+        let r = RunReport {
+            cases: vec![ok, bad],
+        };
+        assert!(!r.ok());
+        let s = r.summary();
+        let total = s.lines().last().unwrap();
+        let cols: Vec<&str> = total.split_whitespace().collect();
+        assert_eq!(
+            cols,
+            ["total", "2", "1", "20", "16", "6", "2", "4", "2", "12", "0"]
+        );
+        assert!(s.contains("\npower "));
+        assert!(s.contains("\nqueue.todo.link:after "));
+    }
 }

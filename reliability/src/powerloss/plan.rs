@@ -222,6 +222,13 @@ pub const POINTS: &[Point] = &[
         what: "qmail-send writes local/S/N (its recipients, then a done mark)",
     },
     Point {
+        name: "send.local.unlink",
+        disk: Disk::Queue,
+        op: Op::Unlink,
+        pattern: "/lq/local/",
+        what: "qmail-send removes local/S/N once its recipients are done",
+    },
+    Point {
         name: "send.bounce.create",
         disk: Disk::Queue,
         op: Op::Create,

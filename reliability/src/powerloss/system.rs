@@ -96,8 +96,6 @@ const CACHE_MB: u32 = 256;
 pub struct System {
     pub flavor: Flavor,
     pub home: PathBuf,
-    /// The run's work directory.
-    pub work: PathBuf,
     /// The ids clients (qmail-inject, qmail-queue) run as.
     pub client: (u32, u32),
     /// The ids qmail-start and tcpserver run as.
@@ -135,7 +133,6 @@ impl System {
                 System {
                     flavor: flavor.clone(),
                     home: home.clone(),
-                    work: work.to_path_buf(),
                     client: nobody,
                     daemon: nobody,
                     smtpd: None,
@@ -161,7 +158,6 @@ impl System {
                 System {
                     flavor: flavor.clone(),
                     home: home.clone(),
-                    work: work.to_path_buf(),
                     client: nobody,
                     daemon: (0, 0),
                     smtpd: Some(qmaild),
@@ -373,7 +369,7 @@ impl System {
             .stdin(Stdio::null())
             .stdout(log_file(log)?)
             .stderr(log_file(log)?);
-        let child = c.spawn().map_err(|e| format!("qmail-start: {e}"))?;
+        let mut child = c.spawn().map_err(|e| format!("qmail-start: {e}"))?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let text = fs::read(log).unwrap_or_default();
@@ -382,7 +378,9 @@ impl System {
             {
                 return Ok(child);
             }
-            if Instant::now() > deadline {
+            if Instant::now() > deadline || !matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+                let _ = child.wait();
                 return Err(format!("qmail-send did not start; see {}", log.display()));
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -168,6 +168,7 @@ pub struct Mailbox {
 }
 
 /// Reads a Maildir once.
+#[cfg(test)]
 pub fn scan(maildir: &Path) -> Mailbox {
     Scanner::default().scan(maildir)
 }
