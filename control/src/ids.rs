@@ -76,7 +76,21 @@ impl fmt::Display for IdError {
 
 impl std::error::Error for IdError {}
 
+/// Prepares this process's user and group lookups, once. In a statically linked program
+/// (README.md, "How the programs are linked") they come from /etc/passwd and /etc/group
+/// only: glibc linked in cannot load the shared modules other sources need. Dynamically
+/// linked programs keep every source /etc/nsswitch.conf names.
+pub fn prepare_lookups() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if crate::sys::linked_statically() {
+            crate::sys::nss_files_only();
+        }
+    });
+}
+
 fn user(name: &'static str) -> Result<Uid, IdError> {
+    prepare_lookups();
     match User::from_name(name) {
         Ok(Some(u)) => Ok(u.uid),
         Ok(None) => Err(IdError::NoUser(name)),
@@ -85,6 +99,7 @@ fn user(name: &'static str) -> Result<Uid, IdError> {
 }
 
 fn group(name: &'static str) -> Result<Gid, IdError> {
+    prepare_lookups();
     match Group::from_name(name) {
         Ok(Some(g)) => Ok(g.gid),
         Ok(None) => Err(IdError::NoGroup(name)),
@@ -94,6 +109,7 @@ fn group(name: &'static str) -> Result<Gid, IdError> {
 
 /// Looks up one user by name, `None` when it does not exist.
 pub fn uid_of(name: &str) -> Option<Uid> {
+    prepare_lookups();
     User::from_name(name).ok().flatten().map(|u| u.uid)
 }
 

@@ -36,3 +36,34 @@ pub(crate) fn ignore_sigpipe() {
     // disposition, which is what the Rust runtime itself sets in an ordinary main.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
+
+/// True when this program was linked statically (README.md, "How the programs are
+/// linked"): no dynamic loader was started for it, so the auxiliary vector's AT_BASE (the
+/// loader's address) is 0.
+pub(crate) fn linked_statically() -> bool {
+    // SAFETY: as in at_secure: getauxval only reads the auxiliary vector.
+    unsafe { libc::getauxval(libc::AT_BASE) == 0 }
+}
+
+unsafe extern "C" {
+    /// glibc's override of /etc/nsswitch.conf for one database (nss.h).
+    fn __nss_configure_lookup(
+        db: *const std::ffi::c_char,
+        service_line: *const std::ffi::c_char,
+    ) -> std::ffi::c_int;
+}
+
+/// Makes the password and group databases come from /etc/passwd and /etc/group only.
+/// A statically linked glibc reads those files itself, but for any other source named in
+/// /etc/nsswitch.conf (systemd, sss, ldap) it loads that module's shared library, which
+/// brings a second, dynamic C library into the process: a lookup that misses the files
+/// and reaches such a module crashes it (SIGSEGV, seen with Debian 12's `passwd: files
+/// systemd`).
+pub(crate) fn nss_files_only() {
+    for db in [c"passwd", c"group"] {
+        // SAFETY: both arguments are NUL-terminated strings that live for the whole
+        // program ('static); glibc copies what it keeps. Called before any lookup, from
+        // the start of a single-threaded program or under a Once.
+        unsafe { __nss_configure_lookup(db.as_ptr(), c"files".as_ptr()) };
+    }
+}

@@ -8,6 +8,7 @@ mod fulldisk;
 mod hostile;
 mod inject;
 mod installer;
+mod linking;
 mod load;
 mod local;
 mod mailtools;

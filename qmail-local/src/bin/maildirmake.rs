@@ -1,3 +1,4 @@
+// rqmail-link: static (README.md, "How the programs are linked")
 //! maildirmake: create a maildir (maildirmake(1)).
 #![cfg_attr(not(test), no_main)]
 

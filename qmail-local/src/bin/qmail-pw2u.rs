@@ -1,3 +1,4 @@
+// rqmail-link: static (README.md, "How the programs are linked")
 //! qmail-pw2u: build address assignments from a passwd file (qmail-pw2u(8)).
 #![cfg_attr(not(test), no_main)]
 

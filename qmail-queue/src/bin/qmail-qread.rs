@@ -1,3 +1,4 @@
+// rqmail-link: static (README.md, "How the programs are linked")
 //! qmail-qread: list outgoing messages and their recipients (qmail-qread(8)).
 #![cfg_attr(not(test), no_main)]
 

@@ -1,3 +1,4 @@
+// rqmail-link: static (README.md, "How the programs are linked")
 fn main() {
     std::process::exit(qmail_send::qmail_rspawn().code());
 }
