@@ -79,7 +79,9 @@ impl std::error::Error for IdError {}
 /// Prepares this process's user and group lookups, once. In a statically linked program
 /// (README.md, "How the programs are linked") they come from /etc/passwd and /etc/group
 /// only: glibc linked in cannot load the shared modules other sources need. Dynamically
-/// linked programs keep every source /etc/nsswitch.conf names.
+/// linked programs keep every source /etc/nsswitch.conf names. The lookups of this
+/// module call it; code that asks the password or group database directly must call it
+/// first. (It reads /etc/nsswitch.conf, so it is not done at every program's start.)
 pub fn prepare_lookups() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

@@ -70,7 +70,9 @@ pub use file::{
     scan_ulong,
 };
 pub use home::{DEFAULT_HOME, home_from, privileged_exec, qmail_home};
-pub use ids::{ACCOUNTS, GROUP_NAMES, IdError, Ids, USER_NAMES, root_mode, uid_of};
+pub use ids::{
+    ACCOUNTS, GROUP_NAMES, IdError, Ids, USER_NAMES, prepare_lookups, root_mode, uid_of,
+};
 pub use maildir::{
     Entry as MaildirEntry, ScanError as MaildirScanError, TMP_AGE as MAILDIR_TMP_AGE,
     clean_tmp as clean_maildir_tmp, scan as scan_maildir,

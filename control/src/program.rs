@@ -8,9 +8,7 @@
 //! stack for stack-overflow reports, naming the main thread) and keeps what matters,
 //! done by [`start`]: descriptors 0, 1 and 2 are open (on /dev/null if they were closed,
 //! so that a file a setuid program opens can never become its standard error), and
-//! SIGPIPE is ignored; in a statically linked program, user and group lookups are set to
-//! use /etc/passwd and /etc/group only ([`ids::prepare_lookups`](crate::ids::prepare_lookups)).
-//! Arguments and environment are read through std as usual (glibc
+//! SIGPIPE is ignored. Arguments and environment are read through std as usual (glibc
 //! hands them to it), and `std::process::exit` flushes standard output as always.
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
@@ -36,7 +34,6 @@ pub fn start() {
         }
     }
     crate::sys::ignore_sigpipe();
-    crate::ids::prepare_lookups();
 }
 
 /// True when descriptor 2 leads somewhere other than descriptors 0 and 1. A network

@@ -598,6 +598,7 @@ pub fn user_ids() -> String {
 pub fn group_ids() -> String {
     let mut ids = Vec::new();
     for name in crate::ids::GROUP_NAMES {
+        crate::ids::prepare_lookups();
         match nix::unistd::Group::from_name(name).ok().flatten() {
             Some(g) => ids.push(g.gid.as_raw().to_string()),
             None => return format!("Oops! unable to find group {name}"),

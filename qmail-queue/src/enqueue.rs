@@ -61,6 +61,7 @@ impl Invocation {
     pub fn current() -> Invocation {
         let uid = nix::unistd::getuid();
         // One password-database lookup (the invoker's name), not one per qmail user.
+        control::prepare_lookups();
         let name = nix::unistd::User::from_uid(uid)
             .ok()
             .flatten()
