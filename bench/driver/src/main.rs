@@ -4,8 +4,11 @@
 //! for it; see bench/RESULTS.md.
 
 mod inst;
+mod load;
 mod measure;
+mod startcost;
 mod sys;
+mod tls;
 
 use inst::Inst;
 use measure::Cfg;
@@ -18,18 +21,27 @@ use std::process::Command;
 const USAGE: &str =
     "usage: rqmail-bench --rqmail HOME [--other HOME] [--work DIR] [--rounds N] [--seconds S]
        [--messages N] [--size BYTES] [--clients N,N..] [--concurrency N,N..] [--queue-size N]
-       [--sessions N] [--only NAME,NAME..] [--smtp-source PATH] [--smtp-sink PATH]
+       [--sessions N] [--slow-messages N] [--slow-concurrency N] [--slow-delay S]
+       [--flood-messages N] [--flood-writers N] [--idle-sessions N] [--tls-seconds S]
+       [--startcost-runs N] [--postfix PATH] [--only NAME,NAME..] [--smtp-source PATH] [--smtp-sink PATH]
        [--postfix-libs DIR]
-measurements (for --only): fsync inject fsynccount smtp local remote session qtools";
+measurements (for --only): fsync inject fsynccount prep smtp local remote slowmx
+       flood session startcost idle tls qtools";
 
-const ALL: [&str; 8] = [
+const ALL: [&str; 14] = [
     "fsync",
     "inject",
     "fsynccount",
+    "prep",
     "smtp",
     "local",
     "remote",
+    "slowmx",
+    "flood",
     "session",
+    "startcost",
+    "idle",
+    "tls",
     "qtools",
 ];
 
@@ -40,6 +52,14 @@ struct Opts {
     clients: Vec<usize>,
     concurrency: Vec<u32>,
     only: Vec<String>,
+    slow_messages: u64,
+    slow_concurrency: u32,
+    slow_delay: u32,
+    flood_messages: u64,
+    flood_writers: usize,
+    idle_sessions: usize,
+    tls_seconds: u32,
+    startcost_runs: u32,
     cfg: Cfg,
 }
 
@@ -60,6 +80,14 @@ fn parse() -> Result<Opts, String> {
         clients: vec![10],
         concurrency: vec![20, 200],
         only: ALL.iter().map(|s| s.to_string()).collect(),
+        slow_messages: 5000,
+        slow_concurrency: 1000,
+        slow_delay: 1,
+        flood_messages: 10_000,
+        flood_writers: 4,
+        idle_sessions: 1000,
+        tls_seconds: 10,
+        startcost_runs: 200,
         cfg: Cfg {
             seconds: 3.0,
             messages: 1000,
@@ -71,6 +99,8 @@ fn parse() -> Result<Opts, String> {
             smtp_source: sys::find_program("smtp-source"),
             smtp_sink: sys::find_program("smtp-sink"),
             postfix_libs: None,
+            postfix_ctl: sys::find_program("postfix"),
+            openssl: sys::find_program("openssl"),
             strace: sys::find_program("strace"),
         },
     };
@@ -93,6 +123,15 @@ fn parse() -> Result<Opts, String> {
             "--clients" => o.clients = list(&val()?)?,
             "--concurrency" => o.concurrency = list(&val()?)?,
             "--only" => o.only = list(&val()?)?,
+            "--slow-messages" => o.slow_messages = num(val()?)?.max(1.0) as u64,
+            "--slow-concurrency" => o.slow_concurrency = num(val()?)?.max(1.0) as u32,
+            "--slow-delay" => o.slow_delay = num(val()?)?.max(0.0) as u32,
+            "--flood-messages" => o.flood_messages = num(val()?)?.max(1.0) as u64,
+            "--flood-writers" => o.flood_writers = num(val()?)?.max(1.0) as usize,
+            "--idle-sessions" => o.idle_sessions = num(val()?)?.max(1.0) as usize,
+            "--tls-seconds" => o.tls_seconds = num(val()?)?.max(1.0) as u32,
+            "--startcost-runs" => o.startcost_runs = num(val()?)?.max(1.0) as u32,
+            "--postfix" => o.cfg.postfix_ctl = Some(PathBuf::from(val()?)),
             "--smtp-source" => o.cfg.smtp_source = Some(PathBuf::from(val()?)),
             "--smtp-sink" => o.cfg.smtp_sink = Some(PathBuf::from(val()?)),
             "--postfix-libs" => o.cfg.postfix_libs = Some(PathBuf::from(val()?)),
@@ -304,6 +343,13 @@ fn run(o: Opts) -> io::Result<()> {
             fs::remove_file(e.path())?;
         }
     }
+    // Enough descriptors for the slow MX (smtp-sink and qmail-rspawn hold one or more per
+    // session) and for the idle sessions (the driver holds one per client).
+    let want_fds = (o.slow_concurrency as u64 * 4).max(o.idle_sessions as u64 * 2) + 1024;
+    let fds = sys::raise_nofile(want_fds);
+    if fds < want_fds {
+        eprintln!("bench: warning: descriptor limit {fds}, wanted {want_fds}");
+    }
     let mut insts = vec![Inst::new("rqmail", o.rqmail.clone(), true)];
     if let Some(other) = &o.other {
         insts.push(Inst::new("other", other.clone(), false));
@@ -439,6 +485,39 @@ fn run(o: Opts) -> io::Result<()> {
         rows.push(row);
         rows.push(dir_row);
     }
+    if want("prep") {
+        for (how, what) in [
+            (
+                measure::Prep::Rqmail,
+                "four fsyncs per message (rqmail's qmail-send)",
+            ),
+            (
+                measure::Prep::Netqmail,
+                "two file fsyncs per message (netqmail's)",
+            ),
+            (
+                measure::Prep::Batch(64),
+                "64 messages, then their file fsyncs, then each directory once (proposal)",
+            ),
+            (
+                measure::Prep::Parallel(64, 8),
+                "64 messages, then the same fsyncs from 8 threads at once (proposal)",
+            ),
+            (
+                measure::Prep::Syncfs(64),
+                "64 messages, then one syncfs (proposal)",
+            ),
+        ] {
+            measure(
+                &mut rows,
+                &mut notes,
+                &mut insts,
+                format!("todo preprocessing's file steps in-process, {what} (msgs/s)"),
+                true,
+                &mut |i| measure::preprocess_bound(&i.queue(), how, &cfg),
+            );
+        }
+    }
     if want("smtp") {
         for &c in &o.clients {
             measure(
@@ -492,6 +571,113 @@ fn run(o: Opts) -> io::Result<()> {
             notes.push("remote deliveries: skipped, qmail-remote is not installed".into());
         }
     }
+    if want("slowmx") {
+        if insts.iter().all(|i| i.bin("qmail-remote").exists()) {
+            let (c, m, w) = (o.slow_concurrency, o.slow_messages, o.slow_delay);
+            let mut peak = Row::new(
+                "  most SMTP sessions open at once (sampled)".into(),
+                true,
+                n,
+            );
+            peak.derived = true;
+            let mut failures = vec![0u64; n];
+            let mut cpu_rows: Vec<Row> =
+                ["qmail-send", "qmail-rspawn", "qmail-remote", "qmail-clean"]
+                    .iter()
+                    .map(|d| Row::new(format!("  CPU per message (ms): {d}"), false, n))
+                    .collect();
+            measure(
+                &mut rows,
+                &mut notes,
+                &mut insts,
+                format!(
+                    "remote deliveries/s to a slow MX (smtp-sink -w {w}), {m} messages, concurrencyremote {c}"
+                ),
+                true,
+                &mut |i| {
+                    let r = load::slow_mx(i, c, m, w, &cfg)?;
+                    let k = usize::from(i.label != "rqmail");
+                    for (row, d) in cpu_rows.iter_mut().zip([
+                        "qmail-send",
+                        "qmail-rspawn",
+                        "qmail-remote",
+                        "qmail-clean",
+                    ]) {
+                        row.vals[k].push(load::cpu_ms(&r.cpu, d, m));
+                    }
+                    peak.vals[k].push(r.peak_sessions);
+                    failures[k] += r.failed;
+                    Ok(r.rate)
+                },
+            );
+            rows.push(peak);
+            rows.extend(cpu_rows);
+            for (k, f) in failures.iter().enumerate() {
+                if *f > 0 {
+                    notes.push(format!(
+                        "slow MX, {}: {f} deliveries not logged as successful",
+                        insts[k].label
+                    ));
+                }
+            }
+            if n == 2 {
+                notes.push(format!(
+                    "slow MX: concurrencyremote is {c} in both control files; netqmail's qmail-send lowers it to its conf-spawn (at most 255)"
+                ));
+            }
+        } else {
+            notes.push("slow MX: skipped, qmail-remote is not installed".into());
+        }
+    }
+    if want("flood") {
+        let (m, w) = (o.flood_messages, o.flood_writers);
+        let mut extra: Vec<Row> = [
+            ("  largest todo/ backlog (messages)", false),
+            ("  median todo/ backlog while injecting (messages)", false),
+            ("  largest backlog in seconds of injection", false),
+            ("  drain: last injection to last delivery (s)", false),
+            ("  first injection to last delivery (s)", false),
+            ("  CPU per message (ms): qmail-queue", false),
+            ("  CPU per message (ms): qmail-send", false),
+            ("  CPU per message (ms): qmail-lspawn", false),
+            ("  CPU per message (ms): qmail-local", false),
+            ("  CPU per message (ms): qmail-clean", false),
+        ]
+        .into_iter()
+        .map(|(name, hb)| Row::new(name.into(), hb, n))
+        .collect();
+        measure(
+            &mut rows,
+            &mut notes,
+            &mut insts,
+            format!("injecting while delivering: {m} local messages, {w} writers, injections/s"),
+            true,
+            &mut |i| {
+                let f = load::flood(i, w, m, &cfg)?;
+                let k = usize::from(i.label != "rqmail");
+                for (row, v) in extra.iter_mut().zip([
+                    f.max_todo,
+                    f.median_todo,
+                    f.max_todo / f.inject_rate,
+                    f.drain,
+                    f.total,
+                    load::cpu_ms(&f.cpu, "qmail-queue", m),
+                    load::cpu_ms(&f.cpu, "qmail-send", m),
+                    load::cpu_ms(&f.cpu, "qmail-lspawn", m),
+                    load::cpu_ms(&f.cpu, "qmail-local", m),
+                    load::cpu_ms(&f.cpu, "qmail-clean", m),
+                ]) {
+                    row.vals[k].push(v);
+                }
+                Ok(f.inject_rate)
+            },
+        );
+        rows.extend(extra);
+        notes.push(format!(
+            "injecting while delivering: the backlog over time is in {}/LABEL-flood.N.tsv",
+            cfg.work.display()
+        ));
+    }
     if want("session") {
         let mut rss = Row::new(
             "peak RSS of one qmail-smtpd session (kB, VmHWM)".into(),
@@ -514,6 +700,50 @@ fn run(o: Opts) -> io::Result<()> {
         );
         rss.vals = rss_vals;
         rows.push(rss);
+    }
+    if want("startcost") {
+        let runs = o.startcost_runs;
+        for (prog, what) in startcost::PROGRAMS {
+            let mut faults = Row::new("  minor page faults per run".into(), false, n);
+            faults.derived = true;
+            measure(
+                &mut rows,
+                &mut notes,
+                &mut insts,
+                format!("CPU per run (ms): {what}"),
+                false,
+                &mut |i| {
+                    let (ms, f) = startcost::program(i, prog, runs, &cfg)?;
+                    faults.vals[usize::from(i.label != "rqmail")].push(f);
+                    Ok(ms)
+                },
+            );
+            rows.push(faults);
+        }
+    }
+    if want("idle") {
+        let k = o.idle_sessions;
+        let mut hwm = Row::new("  median VmHWM of an idle session (kB)".into(), false, n);
+        measure(
+            &mut rows,
+            &mut notes,
+            &mut insts,
+            format!("{k} idle qmail-smtpd sessions: sum of PSS and page tables (MB)"),
+            false,
+            &mut |i| {
+                let (kb, h) = load::idle_sessions(i, k, &cfg)?;
+                hwm.vals[usize::from(i.label != "rqmail")].push(h);
+                Ok(kb / 1024.0)
+            },
+        );
+        rows.push(hwm);
+    }
+    let mut tls_rows: Vec<tls::KeyRates> = Vec::new();
+    if want("tls") {
+        match tls::compare(&insts[0], o.tls_seconds, o.rounds, &cfg) {
+            Ok(r) => tls_rows = r,
+            Err(e) => notes.push(format!("TLS sessions: {e}")),
+        }
     }
     if want("qtools") {
         let qs = cfg.queue_size;
@@ -583,6 +813,27 @@ fn run(o: Opts) -> io::Result<()> {
             println!("| {} | {} | {} | {ratio} |", r.name, fmt(a), fmt(b));
         } else {
             println!("| {} | {} |", r.name, fmt(a));
+        }
+    }
+    if !tls_rows.is_empty() {
+        println!();
+        println!(
+            "New TLS sessions per second from one client (openssl s_time -new, {} s, median of {} round(s)): rqmail's qmail-smtpd with SMTPS=1 under tcpserver, Postfix's smtpd with smtpd_tls_wrappermode=yes, same key and certificate",
+            o.tls_seconds, o.rounds
+        );
+        println!();
+        println!("| key | rqmail | Postfix | rqmail advantage (x, >1 is better) |");
+        println!("|---|---:|---:|---:|");
+        for (key, a, b) in &tls_rows {
+            let (ma, mb) = (
+                (!a.is_empty()).then(|| sys::median(a)),
+                (!b.is_empty()).then(|| sys::median(b)),
+            );
+            let ratio = match (ma, mb) {
+                (Some(x), Some(y)) if y > 0.0 => fmt(Some(x / y)),
+                _ => String::new(),
+            };
+            println!("| {key} | {} | {} | {ratio} |", fmt(ma), fmt(mb));
         }
     }
     if !notes.is_empty() {

@@ -31,6 +31,9 @@ pub struct Cfg {
     pub smtp_source: Option<PathBuf>,
     pub smtp_sink: Option<PathBuf>,
     pub postfix_libs: Option<PathBuf>,
+    /// Postfix's `postfix` command (an installed Postfix), for the TLS comparison.
+    pub postfix_ctl: Option<PathBuf>,
+    pub openssl: Option<PathBuf>,
     pub strace: Option<PathBuf>,
 }
 
@@ -39,7 +42,7 @@ impl Cfg {
         Duration::from_secs_f64(self.seconds)
     }
 
-    fn postfix(&self, prog: &Path) -> Command {
+    pub fn postfix(&self, prog: &Path) -> Command {
         let mut c = Command::new(prog);
         c.env_clear().env("PATH", "/usr/bin:/bin");
         if let Some(l) = &self.postfix_libs {
@@ -183,6 +186,165 @@ pub fn steps_bound(queue: &Path, writers: usize, steps: Steps, cfg: &Cfg) -> io:
     Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
 }
 
+/// How [`preprocess_bound`] makes the files of preprocessing durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prep {
+    /// rqmail's qmail-send today: per message, fsync info/S/N and remote/S/N, then
+    /// info/S and remote/S (four fsyncs, one after the other).
+    Rqmail,
+    /// netqmail's: fsync info/S/N and remote/S/N (no directory fsync).
+    Netqmail,
+    /// A proposal: write the files of a batch of messages, then fsync every file, then
+    /// every directory the batch touched once (the same guarantees, fewer directory
+    /// fsyncs).
+    Batch(usize),
+    /// A proposal: the files of a batch of messages, then one syncfs(2) of the queue's
+    /// file system.
+    Syncfs(usize),
+    /// A proposal: as [`Prep::Batch`], the fsyncs issued by this many threads at once
+    /// (the files first, then the directories).
+    Parallel(usize, usize),
+}
+
+unsafe extern "C" {
+    fn syncfs(fd: i32) -> i32;
+}
+
+fn sync_fs(dir: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = fs::File::open(dir)?;
+    // SAFETY: a descriptor of an open directory, valid for the whole call.
+    if unsafe { syncfs(f.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The bound for the file work of todo preprocessing in qmail-send's loop (one thread):
+/// per message, info/S/N and remote/S/N created and written, made durable as `how`
+/// says, then todo/N and intd/N (made beforehand, untimed, as qmail-queue leaves them)
+/// removed as qmail-clean does. Messages per second; the files are removed afterwards.
+pub fn preprocess_bound(queue: &Path, how: Prep, cfg: &Cfg) -> io::Result<f64> {
+    let split = inst::split(queue).max(1);
+    let batch = match how {
+        Prep::Batch(b) | Prep::Syncfs(b) | Prep::Parallel(b, _) => b.max(1),
+        _ => 1,
+    };
+    let dur = cfg.dur();
+    let info_rec = format!("F{SENDER}\0").into_bytes();
+    let remote_rec = format!("T{REMOTE_RCPT}\0").into_bytes();
+    let create = |p: &Path, data: &[u8]| -> io::Result<fs::File> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(p)?;
+        f.write_all(data)?;
+        Ok(f)
+    };
+    let sync_dir = |d: &Path| fs::File::open(d).and_then(|f| f.sync_all());
+    let mut done = 0u64;
+    let mut made: Vec<PathBuf> = Vec::new();
+    let mut next = 9_100_000_000u64;
+    let mut elapsed = Duration::ZERO;
+    while elapsed < dur {
+        let ids: Vec<u64> = (next..next + batch as u64).collect();
+        next += batch as u64;
+        for &id in &ids {
+            for d in ["todo", "intd"] {
+                fs::write(queue.join(d).join(id.to_string()), b"x")?;
+            }
+        }
+        let t = Instant::now();
+        let mut files = Vec::new();
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for &id in &ids {
+            let s = (id % split).to_string();
+            let info_dir = queue.join("info").join(&s);
+            let remote_dir = queue.join("remote").join(&s);
+            let info = info_dir.join(id.to_string());
+            let remote = remote_dir.join(id.to_string());
+            let fi = create(&info, &info_rec)?;
+            let fr = create(&remote, &remote_rec)?;
+            made.push(info);
+            made.push(remote);
+            if how == Prep::Rqmail || how == Prep::Netqmail {
+                fi.sync_all()?;
+                fr.sync_all()?;
+                if how == Prep::Rqmail {
+                    sync_dir(&info_dir)?;
+                    sync_dir(&remote_dir)?;
+                }
+            } else {
+                files.push(fi);
+                files.push(fr);
+                for d in [info_dir, remote_dir] {
+                    if !dirs.contains(&d) {
+                        dirs.push(d);
+                    }
+                }
+            }
+        }
+        match how {
+            Prep::Batch(_) => {
+                for f in &files {
+                    f.sync_all()?;
+                }
+                for d in &dirs {
+                    sync_dir(d)?;
+                }
+            }
+            Prep::Syncfs(_) => sync_fs(queue)?,
+            Prep::Parallel(_, threads) => {
+                let threads = threads.max(1);
+                std::thread::scope(|sc| -> io::Result<()> {
+                    let hs: Vec<_> = (0..threads)
+                        .map(|t| {
+                            let files = &files;
+                            sc.spawn(move || -> io::Result<()> {
+                                for f in files.iter().skip(t).step_by(threads) {
+                                    f.sync_all()?;
+                                }
+                                Ok(())
+                            })
+                        })
+                        .collect();
+                    for h in hs {
+                        h.join().map_err(|_| io::Error::other("panic"))??;
+                    }
+                    let hs: Vec<_> = (0..threads)
+                        .map(|t| {
+                            let dirs = &dirs;
+                            sc.spawn(move || -> io::Result<()> {
+                                for d in dirs.iter().skip(t).step_by(threads) {
+                                    sync_dir(d)?;
+                                }
+                                Ok(())
+                            })
+                        })
+                        .collect();
+                    for h in hs {
+                        h.join().map_err(|_| io::Error::other("panic"))??;
+                    }
+                    Ok(())
+                })?;
+            }
+            _ => {}
+        }
+        for &id in &ids {
+            for d in ["todo", "intd"] {
+                fs::remove_file(queue.join(d).join(id.to_string()))?;
+            }
+        }
+        elapsed += t.elapsed();
+        done += ids.len() as u64;
+    }
+    for p in made {
+        fs::remove_file(p)?;
+    }
+    Ok(done as f64 / elapsed.as_secs_f64())
+}
+
 /// qmail-queue injections per second with `writers` concurrent writers, each running
 /// qmail-queue for one message after the other (the queue is emptied afterwards).
 pub fn injections(inst: &Inst, writers: usize, cfg: &Cfg) -> io::Result<f64> {
@@ -297,14 +459,14 @@ fn count_dir(p: &Path) -> usize {
 }
 
 /// A number for each delivery run, so that every run keeps its own qmail-send log.
-fn run_number() -> u64 {
+pub fn run_number() -> u64 {
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed) + 1
 }
 
 /// Starts qmail-start (as root: qmail-send and its helpers under the qmail ids), its log
 /// going to `log`.
-fn start_send(inst: &Inst, log: &Path) -> io::Result<Bg> {
+pub fn start_send(inst: &Inst, log: &Path) -> io::Result<Bg> {
     let out = fs::File::create(log)?;
     let err = out.try_clone()?;
     let mut c = inst.cmd("qmail-start");
@@ -313,6 +475,33 @@ fn start_send(inst: &Inst, log: &Path) -> io::Result<Bg> {
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err));
     Bg::spawn("qmail-start", c)
+}
+
+/// Like [`start_send`], but every line of the log is written with the seconds since
+/// `t0` in front (`12.345 new msg 123`), by a thread reading qmail-start's output: the
+/// timeline of preprocessing, delivery starts and ends.
+pub fn start_send_timed(inst: &Inst, log: &Path, t0: Instant) -> io::Result<Bg> {
+    let (r, w) = io::pipe()?;
+    let w2 = w.try_clone()?;
+    let mut c = inst.cmd("qmail-start");
+    c.arg("./Maildir/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(w))
+        .stderr(Stdio::from(w2));
+    let bg = Bg::spawn("qmail-start", c)?;
+    let mut out = io::BufWriter::new(fs::File::create(log)?);
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(r);
+        let mut line = Vec::new();
+        while matches!(r.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            let t = t0.elapsed().as_secs_f64();
+            let _ = write!(out, "{t:.3} ");
+            let _ = out.write_all(&line);
+            line.clear();
+        }
+        let _ = out.flush();
+    });
+    Ok(bg)
 }
 
 fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> io::Result<()> {

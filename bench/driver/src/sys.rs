@@ -183,3 +183,100 @@ pub fn median(v: &[f64]) -> f64 {
         (s[n / 2 - 1] + s[n / 2]) / 2.0
     }
 }
+
+/// A value in kB from /proc/PID/status (`VmHWM:`, `VmPTE:`, ...).
+pub fn status_kb(pid: u32, key: &str) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+}
+
+/// The proportional set size of a process (kB): its private pages, plus its share of
+/// the pages it maps together with other processes.
+pub fn pss_kb(pid: u32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+}
+
+/// The processes whose parent is `parent`.
+pub fn children(parent: u32) -> Vec<u32> {
+    let mut v = Vec::new();
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: the command may hold spaces and parentheses.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        if rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) == Some(parent) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+unsafe extern "C" {
+    fn getrlimit(resource: i32, rlim: *mut [u64; 2]) -> i32;
+    fn setrlimit(resource: i32, rlim: *const [u64; 2]) -> i32;
+}
+
+/// Raises this process's descriptor limit (inherited by everything it starts) to at least
+/// `want`, within the hard limit. Returns the soft limit in force.
+pub fn raise_nofile(want: u64) -> u64 {
+    const RLIMIT_NOFILE: i32 = 7;
+    let mut lim = [0u64; 2];
+    // SAFETY: `lim` is a valid, writable pair of rlim_t (u64 on Linux x86-64 and arm64),
+    // the layout of struct rlimit.
+    if unsafe { getrlimit(RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    if lim[0] < want {
+        let new = [want.min(lim[1]), lim[1]];
+        // SAFETY: `new` is a valid struct rlimit for the duration of the call.
+        if unsafe { setrlimit(RLIMIT_NOFILE, &new) } == 0 {
+            return new[0];
+        }
+    }
+    lim[0]
+}
+
+unsafe extern "C" {
+    fn getrusage(who: i32, usage: *mut [i64; 18]) -> i32;
+}
+
+/// CPU seconds (user + system) and minor page faults of every child this process has
+/// waited for so far (getrusage RUSAGE_CHILDREN).
+pub fn children_usage() -> (f64, u64) {
+    const RUSAGE_CHILDREN: i32 = -1;
+    let mut u = [0i64; 18];
+    // SAFETY: `u` is 144 writable bytes, the size of struct rusage on 64-bit Linux (two
+    // struct timeval, then fourteen longs).
+    if unsafe { getrusage(RUSAGE_CHILDREN, &mut u) } != 0 {
+        return (0.0, 0);
+    }
+    let secs = (u[0] + u[2]) as f64 + (u[1] + u[3]) as f64 / 1e6;
+    (secs, u[8].max(0) as u64)
+}
+
+/// CPU seconds of a running process from /proc/PID/stat: (its own user + system time,
+/// that of its children it has waited for), and its command name.
+pub fn proc_cpu(pid: u32) -> Option<(String, f64, f64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat[open + 1..close].to_string();
+    // After the command: state ppid pgrp session tty tpgid flags minflt cminflt majflt
+    // cmajflt utime stime cutime cstime (fields 3 to 17 of proc(5)).
+    let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0) / 100.0;
+    Some((comm, tick(11) + tick(12), tick(13) + tick(14)))
+}
