@@ -1,3 +1,4 @@
+// rqmail-link: static (README.md, "How the programs are linked")
 //! qmail-dkim: DKIM-sign a message and hand it to qmail-queue (qmail-dkim(8)).
 #![cfg_attr(not(test), no_main)]
 
