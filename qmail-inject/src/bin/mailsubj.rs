@@ -1,3 +1,4 @@
+// rqmail-link: static (README.md, "How the programs are linked")
 //! mailsubj: send a mail message with a subject line (mailsubj(1)).
 #![cfg_attr(not(test), no_main)]
 
