@@ -73,7 +73,7 @@ pub fn middle(sender: &[u8], double: bool) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{head, middle, quote, quote2, record};
     use proptest::prelude::*;
 
     #[test]

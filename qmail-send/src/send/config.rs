@@ -63,7 +63,7 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{Config, ConfigError};
 
     #[test]
     fn defaults_and_me() {

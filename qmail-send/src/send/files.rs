@@ -1,6 +1,12 @@
 //! Queue file names and small helpers shared by the parts of qmail-send.
 
-use super::*;
+use super::{CHANADDR, MAX_RECORD};
+use crate::bounded::{BoundedLine, read_bounded};
+use crate::log::{self, Line};
+use qmail_queue::{SPLIT, fmtqfn};
+use std::fs::File;
+use std::io::{self, BufReader};
+use std::os::unix::fs::MetadataExt;
 
 pub(super) fn info_fn(id: u64) -> String {
     fmtqfn("info", id, true)

@@ -1,8 +1,17 @@
 //! The end of a message: bounces, removal, and the cleanup of abandoned files.
 
-use super::*;
+use super::files::{
+    bounce_fn, chan_fn, file_exists, foop_fn, getinfo, info_fn, mess_fn, pausedir, todo_fn, warn,
+};
+use super::sched::CHANNELS;
+use super::{Daemon, OSSIFIED, SLEEP_CLEANUP, SLEEP_SYSFAIL, bounce};
+use crate::log::{self, Line};
+use qmail_queue::{Scan, SubdirScan};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
-impl Send {
+impl Daemon {
     pub(super) fn addbounce(&mut self, id: u64, recip: &[u8], report: &[u8]) {
         let text = bounce::record(
             recipient::strip_vdom_prepend(&self.cfg.route, recip),
@@ -107,7 +116,7 @@ impl Send {
     }
 
     pub(super) fn messdone(&mut self, id: u64) {
-        let fail = |s: &mut Send| s.pqdone.insert(control::now() + SLEEP_SYSFAIL, id);
+        let fail = |d: &mut Daemon| d.sched.finished(id, control::now() + SLEEP_SYSFAIL);
         for c in 0..CHANNELS {
             let f = chan_fn(id, c);
             match file_exists(&f) {
@@ -180,7 +189,7 @@ impl Send {
             warn(&["warning: unable to unlink ", &f, "; will try again later\n"]);
             return fail(self);
         }
-        self.held.remove(&id);
+        self.sched.unhold(id);
     }
 
     pub(super) fn cleanup_wakeup(&self, wakeup: &mut u64) {

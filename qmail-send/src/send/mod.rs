@@ -25,6 +25,7 @@
 
 mod bounce;
 mod config;
+mod prioq;
 mod rewrite;
 mod sched;
 
@@ -35,27 +36,21 @@ mod qctl;
 mod queue;
 mod todo;
 
-use crate::bounded::{BoundedLine, read_bounded};
 use crate::log::{self, Line};
 use crate::spawn::proto::{self, ReportParser, Width};
 use config::Config;
 use control::Exit;
-use files::*;
-use qmail_queue::{SPLIT, fmtqfn};
-use qmail_queue::{Scan, SubdirScan, message_id};
-use sched::Prioq;
-use std::collections::BTreeSet;
+use qmail_queue::SubdirScan;
+use sched::{CHANNELS, ChannelIo, Scheduler};
 use std::fs::{File, OpenOptions, ReadDir};
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-const CHANNELS: usize = 2;
 const CHANADDR: [&str; CHANNELS] = ["local", "remote"];
 const CHANSTATUSMSG: [&str; CHANNELS] = [" local ", " remote "];
 const TOCHAN: [&str; CHANNELS] = [" to local ", " to remote "];
@@ -80,71 +75,30 @@ const REPORT_READ: usize = 64 * 1024;
 /// The longest recipient record read from local/ or remote/ or todo/.
 const MAX_RECORD: usize = 1024 * 1024;
 
-/// One pass of one message on one channel, alive until its deliveries have reported.
-struct Job {
-    refs: u32,
-    id: u64,
-    channel: usize,
-    retry: u64,
-    sender: Vec<u8>,
-    numtodo: u64,
-    flaghiteof: bool,
-    flagdying: bool,
-}
-
-/// A delivery in progress, in the slot named by its delivery number.
-struct Del {
-    job: usize,
-    delid: u64,
-    mpos: u64,
-    recip: Vec<u8>,
-}
-
-/// The recipient file being read on a channel.
+/// The recipient list a pass is reading on a channel.
 struct Pass {
     id: u64,
     job: usize,
     reader: BufReader<File>,
+    /// Where the next record starts.
     mpos: u64,
 }
 
-/// One delivery channel: the connection to a spawn and what runs through it.
-struct Chan {
+/// The connection to one spawn (qmail-lspawn or qmail-rspawn).
+struct Spawn {
     out: OwnedFd,
     inp: OwnedFd,
     alive: bool,
     width: Width,
-    /// The most deliveries the spawn accepts.
-    spawn_max: u64,
-    concurrency: u64,
-    used: u64,
-    dels: Vec<Option<Del>>,
-    free: BTreeSet<u32>,
+    /// Commands not yet written.
     pending: Vec<u8>,
     reports: ReportParser,
-    pq: Prioq,
-    pass: Option<Pass>,
-    /// Paused by qmail-qctl: no delivery starts on this channel.
-    paused: bool,
 }
 
-impl Chan {
-    fn comm_canwrite(&self) -> bool {
-        self.pending.len() < COMM_BUFFER
-    }
-
-    fn del_avail(&self) -> bool {
-        self.alive && self.comm_canwrite() && self.used < self.concurrency
-    }
-
-    /// Makes slots 0..concurrency exist.
-    fn grow(&mut self) {
-        let want = usize::try_from(self.concurrency).unwrap_or(usize::MAX);
-        while self.dels.len() < want {
-            let i = u32::try_from(self.dels.len()).unwrap_or(u32::MAX);
-            self.dels.push(None);
-            self.free.insert(i);
-        }
+impl Spawn {
+    /// Whether a new command may be queued for the spawn.
+    fn writable(&self) -> bool {
+        self.alive && self.pending.len() < COMM_BUFFER
     }
 }
 
@@ -152,16 +106,14 @@ impl Chan {
 #[derive(Debug)]
 pub struct StartError(pub &'static str);
 
-/// The scheduler's whole state.
-pub struct Send {
+/// The daemon: the scheduler's decisions carried out on the queue, the spawns,
+/// qmail-clean and the log.
+pub struct Daemon {
     home: PathBuf,
     cfg: Config,
-    chans: [Chan; CHANNELS],
-    jobs: Vec<Option<Job>>,
-    free_jobs: Vec<usize>,
-    jobs_used: u64,
-    pqdone: Prioq,
-    pqfail: Prioq,
+    sched: Scheduler,
+    spawns: [Spawn; CHANNELS],
+    passes: [Option<Pass>; CHANNELS],
     tododir: Option<ReadDir>,
     nexttodorun: u64,
     trigger: Option<File>,
@@ -170,14 +122,9 @@ pub struct Send {
     cleanuptime: u64,
     clean_out: File,
     clean_in: BufReader<File>,
-    masterdelid: u64,
     recent: u64,
-    exitasap: bool,
     runasap: bool,
     readasap: bool,
-    /// Messages held by qmail-qctl (their info files carry the hold mark): parked, in no
-    /// priority queue.
-    held: BTreeSet<u64>,
     qctl: qctl::Qctl,
 }
 
@@ -231,46 +178,37 @@ fn handshake(out: &OwnedFd, inp: &OwnedFd) -> Option<(Width, u64)> {
     }
 }
 
-impl Send {
+impl Daemon {
     /// Sets up from the descriptors qmail-start passed (in the queue directory).
-    pub fn new(home: PathBuf, cfg: Config, fds: [OwnedFd; 6]) -> Result<Send, StartError> {
+    pub fn new(home: PathBuf, cfg: Config, fds: [OwnedFd; 6]) -> Result<Daemon, StartError> {
         let [o1, i2, o3, i4, o5, i6] = fds;
-        let mut chans = Vec::with_capacity(CHANNELS);
+        let mut spawns = Vec::with_capacity(CHANNELS);
+        let mut spawn_max = [0; CHANNELS];
         for (c, (out, inp)) in [(o1, i2), (o3, i4)].into_iter().enumerate() {
-            let (width, spawn_max) =
+            let (width, max) =
                 handshake(&out, &inp).ok_or(StartError("hath the daemon spawn no fire?"))?;
-            let concurrency = cfg.concurrency[c].min(spawn_max);
-            chans.push(Chan {
+            spawn_max[c] = max;
+            spawns.push(Spawn {
                 out,
                 inp,
                 alive: true,
                 width,
-                spawn_max,
-                concurrency,
-                used: 0,
-                dels: Vec::new(),
-                free: BTreeSet::new(),
                 pending: Vec::new(),
                 reports: ReportParser::new(width),
-                pq: Prioq::default(),
-                pass: None,
-                paused: false,
             });
         }
-        let mut it = chans.into_iter();
-        let (Some(c0), Some(c1)) = (it.next(), it.next()) else {
+        let mut it = spawns.into_iter();
+        let (Some(s0), Some(s1)) = (it.next(), it.next()) else {
             return Err(StartError("hath the daemon spawn no fire?"));
         };
         let now = control::now();
-        let mut s = Send {
+        let sched = Scheduler::new(cfg.concurrency, spawn_max, cfg.lifetime);
+        let mut d = Daemon {
             home,
             cfg,
-            chans: [c0, c1],
-            jobs: Vec::new(),
-            free_jobs: Vec::new(),
-            jobs_used: 0,
-            pqdone: Prioq::default(),
-            pqfail: Prioq::default(),
+            sched,
+            spawns: [s0, s1],
+            passes: [None, None],
             tododir: None,
             nexttodorun: now,
             trigger: None,
@@ -279,40 +217,32 @@ impl Send {
             cleanuptime: now,
             clean_out: File::from(o5),
             clean_in: BufReader::with_capacity(16, File::from(i6)),
-            masterdelid: 1,
             recent: now,
-            exitasap: false,
             runasap: false,
             readasap: false,
-            held: BTreeSet::new(),
             qctl: qctl::Qctl::new(now),
         };
         for c in 0..CHANNELS {
             // Writes to the spawns must never block (deadlock); reads are batched.
-            if !set_nonblock(&s.chans[c].out) || !set_nonblock(&s.chans[c].inp) {
-                s.spawndied(c);
+            if !set_nonblock(&d.spawns[c].out) || !set_nonblock(&d.spawns[c].inp) {
+                d.spawndied(c);
             }
-            s.chans[c].grow();
         }
-        s.pqstart();
-        s.del_status();
-        s.trigger_set();
-        Ok(s)
-    }
-
-    fn numjobs(&self) -> u64 {
-        self.chans.iter().map(|c| c.concurrency).sum()
+        d.pqstart();
+        d.del_status();
+        d.trigger_set();
+        Ok(d)
     }
 
     fn spawndied(&mut self, c: usize) {
         log::text("alert: oh no! lost spawn connection! dying...\n");
-        self.chans[c].alive = false;
-        self.exitasap = true;
+        self.spawns[c].alive = false;
+        self.sched.exit();
     }
 
     fn cleandied(&mut self) {
         log::text("alert: oh no! lost qmail-clean connection! dying...\n");
-        self.exitasap = true;
+        self.sched.exit();
     }
 
     /// Asks qmail-clean to remove `what` (`todo/N` or `foop/N`). `None` when qmail-clean
@@ -342,7 +272,7 @@ impl Send {
             None => false,
             Some(b'+') => true,
             Some(_) => {
-                warn(&["warning: qmail-clean unable to clean up ", what, "\n"]);
+                files::warn(&["warning: qmail-clean unable to clean up ", what, "\n"]);
                 false
             }
         }
@@ -352,10 +282,14 @@ impl Send {
 
     fn del_status(&self) {
         let mut l = Line::new().s("status:");
-        for (msg, ch) in CHANSTATUSMSG.iter().zip(&self.chans) {
-            l = l.s(msg).n(ch.used).s("/").n(ch.concurrency);
+        for (c, msg) in CHANSTATUSMSG.iter().enumerate() {
+            l = l
+                .s(msg)
+                .n(self.sched.used(c))
+                .s("/")
+                .n(self.sched.concurrency(c));
         }
-        if self.exitasap {
+        if self.sched.exiting() {
             l = l.s(" exitasap");
         }
         log::line(l.s("\n"));
@@ -367,30 +301,30 @@ impl Send {
         let cfg = match Config::load(&self.home) {
             Ok(c) => c,
             Err(e) => {
-                warn(&["alert: unable to reread control/", e.0, "\n"]);
+                files::warn(&["alert: unable to reread control/", e.0, "\n"]);
                 return;
             }
         };
-        let mut changed = false;
-        for c in 0..CHANNELS {
-            let n = cfg.concurrency[c].min(self.chans[c].spawn_max);
-            if n != self.chans[c].concurrency {
-                self.chans[c].concurrency = n;
-                self.chans[c].grow();
-                changed = true;
-            }
-        }
+        let changed = self.sched.set_limits(cfg.concurrency, cfg.lifetime);
         self.cfg = cfg;
         if changed {
             self.del_status();
         }
     }
 
+    /// What the scheduler needs to know about each channel's pass and spawn.
+    fn channel_io(&self) -> [ChannelIo; CHANNELS] {
+        [0, 1].map(|c| ChannelIo {
+            reading: self.passes[c].is_some(),
+            writable: self.spawns[c].writable(),
+        })
+    }
+
     // --------------------------------------------------------------------- main
 
     /// Runs until TERM (or a lost daemon) and every delivery in progress has ended.
     pub fn run(&mut self, sigfd: &SignalFd) {
-        while !self.exitasap || !self.del_canexit() {
+        while !self.sched.exiting() || !self.del_canexit() {
             self.recent = control::now();
             if self.runasap {
                 self.runasap = false;
@@ -401,7 +335,9 @@ impl Send {
                 self.reread();
             }
             let mut wakeup = self.recent + SLEEP_FOREVER;
-            self.pass_wakeup(&mut wakeup);
+            if let Some(t) = self.sched.wakeup(self.channel_io()) {
+                wakeup = wakeup.min(t);
+            }
             self.todo_wakeup(&mut wakeup);
             self.cleanup_wakeup(&mut wakeup);
             self.qctl_wakeup(&mut wakeup);
@@ -419,17 +355,17 @@ impl Send {
                 let mut idx: Vec<(u8, usize)> = Vec::with_capacity(6);
                 fds.push(PollFd::new(sigfd.as_fd(), PollFlags::POLLIN));
                 idx.push((0, 0));
-                for (c, ch) in self.chans.iter().enumerate() {
-                    if ch.alive {
-                        fds.push(PollFd::new(ch.inp.as_fd(), PollFlags::POLLIN));
+                for (c, sp) in self.spawns.iter().enumerate() {
+                    if sp.alive {
+                        fds.push(PollFd::new(sp.inp.as_fd(), PollFlags::POLLIN));
                         idx.push((1, c));
-                        if !ch.pending.is_empty() {
-                            fds.push(PollFd::new(ch.out.as_fd(), PollFlags::POLLOUT));
+                        if !sp.pending.is_empty() {
+                            fds.push(PollFd::new(sp.out.as_fd(), PollFlags::POLLOUT));
                             idx.push((2, c));
                         }
                     }
                 }
-                if !self.exitasap
+                if !self.sched.exiting()
                     && let Some(t) = &self.trigger
                 {
                     fds.push(PollFd::new(t.as_fd(), PollFlags::POLLIN));
@@ -479,7 +415,7 @@ impl Send {
                         .ok()
                         .and_then(|s| Signal::try_from(s).ok())
                     {
-                        Some(Signal::SIGTERM) => self.exitasap = true,
+                        Some(Signal::SIGTERM) => self.sched.exit(),
                         Some(Signal::SIGALRM) => self.runasap = true,
                         Some(Signal::SIGHUP) => self.readasap = true,
                         _ => {}
@@ -508,7 +444,7 @@ impl Send {
 }
 
 fn cannot_start(why: &str) -> Exit {
-    warn(&["alert: cannot start: ", why, "\n"]);
+    files::warn(&["alert: cannot start: ", why, "\n"]);
     Exit::TEMP
 }
 
@@ -553,10 +489,10 @@ pub fn main() -> Exit {
     let Ok(fds) = <[OwnedFd; 6]>::try_from(fds) else {
         return cannot_start("hath the daemon spawn no fire?");
     };
-    let mut send = match Send::new(home, cfg, fds) {
-        Ok(s) => s,
+    let mut daemon = match Daemon::new(home, cfg, fds) {
+        Ok(d) => d,
         Err(e) => return cannot_start(e.0),
     };
-    send.run(&sigfd);
+    daemon.run(&sigfd);
     Exit::OK
 }

@@ -28,10 +28,20 @@
 //! some recipients (delete again) or has no recipient files left, which every qmail-send
 //! takes for a finished message and cleans up.
 
-use super::*;
+use super::files::{bounce_fn, chan_fn, file_exists, info_fn, todo_fn, warn};
+use super::sched::CHANNELS;
+use super::{CHANADDR, Daemon};
+use crate::log::{self, Line};
+use nix::poll::PollFlags;
+use qmail_queue::SPLIT;
 use qmail_queue::qctl::{self as qp, Kind, MAX_LINE, Reply, Request};
+use std::collections::BTreeSet;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::linux::net::SocketAddrExt;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::path::Path;
 
 /// Most connections at once (only root and qmail-send's user can connect).
 const MAX_CONNS: usize = 16;
@@ -202,10 +212,7 @@ impl Qctl {
 
     /// The descriptors to poll: (fd, events, what) with what = None for the listener,
     /// Some(i) for connection i.
-    pub(super) fn poll_fds(
-        &self,
-        now: u64,
-    ) -> Vec<(std::os::fd::BorrowedFd<'_>, PollFlags, Option<usize>)> {
+    pub(super) fn poll_fds(&self, now: u64) -> Vec<(BorrowedFd<'_>, PollFlags, Option<usize>)> {
         let mut v = Vec::new();
         if let Some(l) = &self.listener
             && now >= self.retry_at
@@ -247,7 +254,7 @@ fn trouble(what: &str, f: &str) -> Reply {
     Reply::new(Kind::Later, "trouble")
 }
 
-impl Send {
+impl Daemon {
     /// Wakeup time for queue management: now when a request is ready to be handled.
     pub(super) fn qctl_wakeup(&self, wakeup: &mut u64) {
         let q = &self.qctl;
@@ -404,7 +411,7 @@ impl Send {
     }
 
     fn qctl_request(&mut self, conn: u64, uid: u32, req: Request) {
-        if self.exitasap && req != Request::Status {
+        if self.sched.exiting() && req != Request::Status {
             return self.qctl_reply(conn, &Reply::new(Kind::Later, "exiting"));
         }
         let r = match req {
@@ -415,7 +422,7 @@ impl Send {
                     if let Request::Delete(_) = req {
                         self.qctl.deleting.insert(id);
                     }
-                    let dels = self.inflight(|_, job| job.id == id);
+                    let dels = self.inflight(|_, m| m == id);
                     return self.qctl_wait(conn, req, Target::Msg(id), dels, !changed);
                 }
             },
@@ -424,26 +431,22 @@ impl Send {
             Request::RetryAll => {
                 log_request(&req, uid);
                 self.pqrun();
-                let n: usize = self.chans.iter().map(|c| c.pq.len()).sum();
+                let n = self.sched.waiting();
                 Reply::new(Kind::Ok, "retrying").field("waiting", n)
             }
             Request::Pause(c) => {
-                let already = self.chans[c].paused;
-                self.chans[c].paused = true;
+                let already = self.sched.pause(c);
                 log_request(&req, uid);
-                if let Some(pass) = self.chans[c].pass.take() {
+                if let Some(pass) = self.passes[c].take() {
                     // The rest of its recipients are due as soon as the channel resumes.
-                    if let Some(job) = self.jobs[pass.job].as_mut() {
-                        job.retry = self.recent;
-                    }
+                    self.sched.set_retry(pass.job, self.recent);
                     self.job_close(pass.job);
                 }
                 let dels = self.inflight(|ch, _| ch == c);
                 return self.qctl_wait(conn, req, Target::Chan(c), dels, already);
             }
             Request::Resume(c) => {
-                let already = !self.chans[c].paused;
-                self.chans[c].paused = false;
+                let already = self.sched.resume(c);
                 log_request(&req, uid);
                 Reply::new(Kind::Ok, "resumed")
                     .field("channel", CHANADDR[c])
@@ -451,15 +454,14 @@ impl Send {
             }
             Request::Status => {
                 let mut r = Reply::new(Kind::Ok, "status");
-                for (c, ch) in self.chans.iter().enumerate() {
-                    let name = CHANADDR[c];
+                for (c, name) in CHANADDR.iter().enumerate() {
                     r = r
-                        .field(&format!("{name}-used"), ch.used)
-                        .field(&format!("{name}-limit"), ch.concurrency)
-                        .field(&format!("{name}-paused"), u8::from(ch.paused));
+                        .field(&format!("{name}-used"), self.sched.used(c))
+                        .field(&format!("{name}-limit"), self.sched.concurrency(c))
+                        .field(&format!("{name}-paused"), u8::from(self.sched.paused(c)));
                 }
-                r.field("held", self.held.len())
-                    .field("exiting", u8::from(self.exitasap))
+                r.field("held", self.sched.held_count())
+                    .field("exiting", u8::from(self.sched.exiting()))
             }
         };
         self.qctl_reply(conn, &r);
@@ -490,19 +492,13 @@ impl Send {
         });
     }
 
-    /// The deliveries in flight that `f(channel, job)` selects, as waiter entries.
-    fn inflight(&self, f: impl Fn(usize, &Job) -> bool) -> Vec<(u64, u8)> {
-        let mut v = Vec::new();
-        for (c, ch) in self.chans.iter().enumerate() {
-            for d in ch.dels.iter().flatten() {
-                if let Some(job) = self.jobs.get(d.job).and_then(Option::as_ref)
-                    && f(c, job)
-                {
-                    v.push((d.delid, 0));
-                }
-            }
-        }
-        v
+    /// The deliveries in flight that `f(channel, message)` selects, as waiter entries.
+    fn inflight(&self, f: impl Fn(usize, u64) -> bool) -> Vec<(u64, u8)> {
+        self.sched
+            .in_flight(f)
+            .into_iter()
+            .map(|d| (d, 0))
+            .collect()
     }
 
     /// Records the report letter of a delivery some request may be waiting for.
@@ -550,26 +546,14 @@ impl Send {
     /// No delivery of message `id` starts from now on: out of the priority queues, no
     /// pass reading it; jobs that close later park it (see `job_close`).
     pub(super) fn park(&mut self, id: u64) {
-        self.held.insert(id);
+        self.sched.hold(id);
         for c in 0..CHANNELS {
-            self.chans[c].pq.remove(id);
-            if self.chans[c].pass.as_ref().is_some_and(|p| p.id == id)
-                && let Some(pass) = self.chans[c].pass.take()
+            if self.passes[c].as_ref().is_some_and(|p| p.id == id)
+                && let Some(pass) = self.passes[c].take()
             {
                 self.job_close(pass.job);
             }
         }
-    }
-
-    /// Whether (message, channel) is already waiting somewhere or being delivered.
-    fn scheduled(&self, id: u64, c: usize) -> bool {
-        self.chans[c].pq.contains(id)
-            || self.pqfail.contains(id)
-            || self
-                .jobs
-                .iter()
-                .flatten()
-                .any(|j| j.id == id && j.channel == c)
     }
 
     fn qctl_release(&mut self, id: u64, req: &Request, uid: u32) -> Reply {
@@ -591,11 +575,11 @@ impl Send {
             Err(_) => return trouble("unmark", &f),
         };
         log_request(req, uid);
-        self.held.remove(&id);
+        self.sched.unhold(id);
         for c in 0..CHANNELS {
             let cf = chan_fn(id, c);
-            if file_exists(&cf).unwrap_or(true) && !self.scheduled(id, c) {
-                self.chans[c].pq.insert(self.recent, id);
+            if file_exists(&cf).unwrap_or(true) && !self.sched.scheduled(id, c) {
+                self.sched.requeue(c, id, self.recent);
             }
         }
         Reply::new(Kind::Ok, "released")
@@ -604,7 +588,7 @@ impl Send {
     }
 
     fn qctl_retry(&mut self, id: u64, req: &Request, uid: u32) -> Reply {
-        if self.held.contains(&id) {
+        if self.sched.is_held(id) {
             return Reply::new(Kind::No, "held").field("id", id);
         }
         match (file_exists(&info_fn(id)), file_exists(&todo_fn(id))) {
@@ -620,20 +604,7 @@ impl Send {
             _ => return trouble("stat", &info_fn(id)),
         }
         log_request(req, uid);
-        let (mut n, mut busy) = (0, 0);
-        for c in 0..CHANNELS {
-            if self.chans[c].pq.remove(id) {
-                self.chans[c].pq.insert(self.recent, id);
-                n += 1;
-            } else if self
-                .jobs
-                .iter()
-                .flatten()
-                .any(|j| j.id == id && j.channel == c)
-            {
-                busy += 1;
-            }
-        }
+        let (n, busy) = self.sched.retry_now(id, self.recent);
         Reply::new(Kind::Ok, "retrying")
             .field("id", id)
             .field("channels", n)
@@ -681,7 +652,7 @@ impl Send {
                 // Nothing may be in flight when the files go: park it again (a no-op
                 // unless something scheduled it meanwhile) and wait for any stragglers.
                 self.park(id);
-                let more = self.inflight(|_, job| job.id == id);
+                let more = self.inflight(|_, m| m == id);
                 if !more.is_empty() {
                     w.dels.extend(more);
                     self.qctl.waiters.push(w);

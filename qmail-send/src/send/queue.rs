@@ -1,19 +1,25 @@
-//! The priority queues: what is due when, their start from info/ and their record
-//! in the recipient files' modification times at exit.
+//! The priority queues' start from info/ and their record in the recipient files'
+//! modification times at exit.
 
-use super::*;
+use super::files::{chan_fn, file_exists, info_fn, pausedir, todo_fn, warn};
+use super::sched::CHANNELS;
+use super::{Daemon, SLEEP_SYSFAIL};
+use qmail_queue::{Scan, SubdirScan};
+use std::io;
+use std::os::unix::fs::MetadataExt;
 
-impl Send {
+impl Daemon {
+    /// Looks at message `id`'s files and queues it: due on each channel with a recipient
+    /// list at the list's modification time (qmail-send's record of the next attempt),
+    /// finished when it has none, left alone while it is still in todo/.
     pub(super) fn pqadd(&mut self, id: u64) {
-        let fail = |s: &mut Send, f: &str| {
+        let fail = |d: &mut Daemon, f: &str| {
             warn(&["warning: unable to stat ", f, "; will try again later\n"]);
-            s.pqfail.insert(control::now() + SLEEP_SYSFAIL, id);
+            d.sched.failed(id, control::now() + SLEEP_SYSFAIL);
         };
         let f = info_fn(id);
         match std::fs::metadata(&f) {
-            Ok(m) if qmail_queue::qctl::is_held(m.mode()) => {
-                self.held.insert(id);
-            }
+            Ok(m) if qmail_queue::qctl::is_held(m.mode()) => self.sched.hold(id),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return,
             Err(_) => return fail(self, &f),
@@ -33,16 +39,7 @@ impl Send {
                 Err(_) => return fail(self, &f),
             }
         }
-        for (c, dt) in found.iter().enumerate() {
-            if let Some(dt) = dt
-                && !self.held.contains(&id)
-            {
-                self.chans[c].pq.insert(*dt, id);
-            }
-        }
-        if found.iter().all(Option::is_none) {
-            self.pqdone.insert(control::now(), id);
-        }
+        self.sched.enqueue(id, found, control::now());
     }
 
     pub(super) fn pqstart(&mut self) {
@@ -59,7 +56,7 @@ impl Send {
     /// At exit: record each waiting message's next attempt as its file's mtime.
     pub(super) fn pqfinish(&mut self) {
         for c in 0..CHANNELS {
-            for (dt, id) in self.chans[c].pq.drain() {
+            for (dt, id) in self.sched.drain_waiting(c) {
                 let f = chan_fn(id, c);
                 let t = nix::sys::time::TimeVal::new(i64::try_from(dt).unwrap_or(i64::MAX), 0);
                 if nix::sys::stat::utimes(f.as_str(), &t, &t).is_err() {
@@ -75,8 +72,6 @@ impl Send {
 
     /// ALRM: everything waiting is due now.
     pub(super) fn pqrun(&mut self) {
-        for c in 0..CHANNELS {
-            self.chans[c].pq.set_all(self.recent);
-        }
+        self.sched.retry_all(self.recent);
     }
 }

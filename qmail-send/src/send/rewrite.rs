@@ -29,7 +29,7 @@ pub fn sender_for(sender: &[u8], recip: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::sender_for;
     use proptest::prelude::*;
 
     #[test]

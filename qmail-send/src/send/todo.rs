@@ -1,8 +1,17 @@
 //! Preprocessing: todo/N becomes info/, local/ and remote/.
 
-use super::*;
+use super::files::{chan_fn, file_exists, info_fn, mess_fn, pausedir, todo_fn, warn};
+use super::sched::CHANNELS;
+use super::{CHANADDR, Daemon, MAX_RECORD, SLEEP_TODO};
+use crate::bounded::{BoundedLine, read_bounded};
+use crate::log::{self, Line};
+use qmail_queue::{SPLIT, message_id};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
-impl Send {
+impl Daemon {
     /// (Re)opens lock/trigger for reading. The old descriptor is closed first: while any
     /// reader keeps the FIFO open, the byte qmail-queue wrote stays in it and a new
     /// descriptor would be readable at once, forever (a busy loop). Whatever is left is
@@ -22,7 +31,7 @@ impl Send {
     }
 
     pub(super) fn todo_wakeup(&self, wakeup: &mut u64) {
-        if self.exitasap {
+        if self.sched.exiting() {
             return;
         }
         if self.tododir.is_some() {
@@ -32,7 +41,7 @@ impl Send {
     }
 
     pub(super) fn todo_do(&mut self) {
-        if self.exitasap {
+        if self.sched.exiting() {
             return;
         }
         if self.tododir.is_none() {
@@ -111,7 +120,7 @@ impl Send {
             return;
         };
         log::line(Line::new().s("new msg ").n(id).s("\n"));
-        self.held.remove(&id); // a new message under an old number is not held
+        self.sched.unhold(id); // a new message under an old number is not held
         let mut info = BufWriter::with_capacity(512, info);
         let mut chans: [Option<BufWriter<File>>; CHANNELS] = [None, None];
         let mut r = BufReader::with_capacity(8192, todo);
@@ -227,13 +236,7 @@ impl Send {
             return;
         }
         let now = control::now();
-        for (c, used) in flagchan.iter().enumerate() {
-            if *used {
-                self.chans[c].pq.insert(now, id);
-            }
-        }
-        if !flagchan.iter().any(|&u| u) {
-            self.pqdone.insert(now, id);
-        }
+        self.sched
+            .enqueue(id, flagchan.map(|used| used.then_some(now)), now);
     }
 }
