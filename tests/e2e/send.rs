@@ -1074,7 +1074,8 @@ fn deliveries_keep_going_while_messages_keep_arriving() {
     });
     let log = stop(sys);
     // Deliveries start as soon as the first messages are preprocessed, not after the
-    // backlog in todo/ is gone: few "new msg" lines precede the first delivery ...
+    // backlog in todo/ is gone: few "new msg" lines precede the first delivery (at most
+    // one collection of the preprocessing threads' results, 16 messages) ...
     let first_start = log
         .iter()
         .position(|l| l.starts_with("starting delivery "))
@@ -1084,9 +1085,37 @@ fn deliveries_keep_going_while_messages_keep_arriving() {
         .filter(|l| l.starts_with("new msg "))
         .count();
     assert!(
-        new_before <= 5,
+        new_before <= 16,
         "{new_before} messages preprocessed before the first delivery started"
     );
+    // Each message's lines come in netqmail's order, whichever thread preprocessed it:
+    // new msg, info msg, then its deliveries, then end msg.
+    let pos = |prefix: &str, id: &str, suffix: &str| {
+        log.iter()
+            .position(|l| {
+                l.starts_with(prefix) && l[prefix.len()..].starts_with(id) && {
+                    let rest = &l[prefix.len() + id.len()..];
+                    rest.starts_with(suffix)
+                }
+            })
+            .unwrap_or_else(|| panic!("no {prefix}{id}{suffix} line"))
+    };
+    for l in log.iter().filter(|l| l.starts_with("new msg ")) {
+        let id = &l["new msg ".len()..];
+        let new = pos("new msg ", id, "");
+        let info = pos("info msg ", id, ":");
+        let start = log
+            .iter()
+            .position(|l| {
+                l.starts_with("starting delivery ") && l.contains(&format!(": msg {id} "))
+            })
+            .expect("its delivery");
+        let end = pos("end msg ", id, "");
+        assert!(
+            new < info && info < start && start < end,
+            "msg {id}: {new} {info} {start} {end}"
+        );
+    }
     // ... and deliveries kept finishing while the backlog was being preprocessed.
     let last_new = log
         .iter()

@@ -4,6 +4,7 @@ use control::Controls;
 
 use recipient::Route;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Everything qmail-send reads from control/.
 #[derive(Debug, Clone)]
@@ -17,7 +18,7 @@ pub struct Config {
     /// doublebounceto@doublebouncehost.
     pub doublebounceto: Vec<u8>,
     /// envnoathost, locals, percenthack, virtualdomains.
-    pub route: Route,
+    pub route: Arc<Route>,
 }
 
 /// Which control file could not be read.
@@ -40,7 +41,7 @@ impl Config {
             int("concurrencylocal", control::DEFAULT_CONCURRENCYLOCAL)?,
             int("concurrencyremote", control::DEFAULT_CONCURRENCYREMOTE)?,
         ];
-        let route = Route::load(&c).map_err(|e| ConfigError(e.file))?;
+        let route = Arc::new(Route::load(&c).map_err(|e| ConfigError(e.file))?);
         if route.locals.is_none() {
             return Err(ConfigError("locals"));
         }

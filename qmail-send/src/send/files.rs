@@ -31,12 +31,14 @@ pub(super) fn split_fn(id: u64) -> String {
     format!("{}/{}", id % SPLIT, id)
 }
 
+/// A log line of trusted pieces.
+pub(super) fn text_line(parts: &[&str]) -> Line {
+    parts.iter().fold(Line::new(), |l, p| l.s(p))
+}
+
+/// Logs a line of trusted pieces.
 pub(super) fn warn(parts: &[&str]) {
-    let mut l = Line::new();
-    for p in parts {
-        l = l.s(p);
-    }
-    log::line(l);
+    log::line(text_line(parts));
 }
 
 /// Whether `p` exists; any error but "not found" is an error.

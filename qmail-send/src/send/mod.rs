@@ -17,14 +17,22 @@
 //! qmail-lspawn, 3/4 the same for qmail-rspawn, 5/6 qmail-clean.
 //!
 //! Compared with netqmail the loop starts many deliveries per turn and reads every
-//! available report, and preprocesses one queued message per turn between them, so a
-//! steady stream of new mail never stops deliveries and deliveries never stop
-//! preprocessing. Delivery numbers are four bytes wide with rqmail's spawns (see
-//! [`crate::spawn::proto`]), so concurrency is limited by the spawns' descriptor limit
-//! rather than by 255.
+//! available report, and preprocessing runs beside it: a few threads preprocess queued
+//! messages while the loop goes on delivering ([`prep`]), so a steady stream of new mail
+//! never stops deliveries and deliveries never stop preprocessing. The decisions (which
+//! message next, retry times, delivery slots, bounces) are the [`sched`] module's, as plain
+//! data; this module carries them out. Delivery numbers are four bytes wide with rqmail's
+//! spawns (see [`crate::spawn::proto`]), so concurrency is limited by the spawns'
+//! descriptor limit rather than by 255.
+//!
+//! One turn of the loop: wait (poll) for the spawns, the trigger, queue management, the
+//! preprocessing threads or the next due time; read the spawns' reports; finish the
+//! preprocessed messages; answer queue management; hand out new messages from todo/;
+//! start the deliveries that are due; end finished messages; clean up.
 
 mod bounce;
 mod config;
+mod prep;
 mod prioq;
 mod rewrite;
 mod sched;
@@ -114,6 +122,7 @@ pub struct Daemon {
     sched: Scheduler,
     spawns: [Spawn; CHANNELS],
     passes: [Option<Pass>; CHANNELS],
+    prep: prep::Pool,
     tododir: Option<ReadDir>,
     nexttodorun: u64,
     trigger: Option<File>,
@@ -209,6 +218,7 @@ impl Daemon {
             sched,
             spawns: [s0, s1],
             passes: [None, None],
+            prep: prep::Pool::start(),
             tododir: None,
             nexttodorun: now,
             trigger: None,
@@ -265,6 +275,38 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// Sends every request of `what` to qmail-clean, then reads the answers: one per
+    /// request, None from where qmail-clean is gone.
+    fn clean_all(&mut self, what: &[String]) -> Vec<Option<u8>> {
+        let mut cmds = Vec::with_capacity(what.iter().map(|w| w.len() + 1).sum());
+        for w in what {
+            cmds.extend_from_slice(w.as_bytes());
+            cmds.push(0);
+        }
+        if cmds.is_empty() {
+            return Vec::new();
+        }
+        if self.clean_out.write_all(&cmds).is_err() {
+            self.cleandied();
+            return vec![None; what.len()];
+        }
+        let mut answers = vec![0u8; what.len()];
+        let mut got = 0;
+        while got < answers.len() {
+            match self.clean_in.read(&mut answers[got..]) {
+                Ok(n) if n > 0 => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => {
+                    self.cleandied();
+                    break;
+                }
+            }
+        }
+        (0..what.len())
+            .map(|i| (i < got).then(|| answers[i]))
+            .collect()
     }
 
     fn clean_warn(&mut self, what: &str) -> bool {
@@ -324,7 +366,7 @@ impl Daemon {
 
     /// Runs until TERM (or a lost daemon) and every delivery in progress has ended.
     pub fn run(&mut self, sigfd: &SignalFd) {
-        while !self.sched.exiting() || !self.del_canexit() {
+        while !self.sched.exiting() || !self.del_canexit() || self.prep.is_busy() {
             self.recent = control::now();
             if self.runasap {
                 self.runasap = false;
@@ -365,6 +407,10 @@ impl Daemon {
                         }
                     }
                 }
+                if let Some(fd) = self.prep.wake_fd() {
+                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                    idx.push((6, 0));
+                }
                 if !self.sched.exiting()
                     && let Some(t) = &self.trigger
                 {
@@ -387,6 +433,7 @@ impl Daemon {
                             2 => wout[*c] = true,
                             3 => trig = true,
                             4 => qlisten = true,
+                            6 => {} // preprocessing results: collected every turn
                             _ => {
                                 let gone = PollFlags::POLLERR | PollFlags::POLLHUP;
                                 qready.push((
@@ -431,6 +478,7 @@ impl Daemon {
                     self.del_do(c);
                 }
             }
+            self.prep_collect();
             self.qctl_io(qlisten, &qready);
             self.qctl_do();
             self.todo_do();

@@ -521,7 +521,7 @@ impl Daemon {
             Ok(true) => {}
             Err(_) => return Err(trouble("stat", &tf)),
         }
-        self.preprocess(id);
+        self.preprocess_now(id);
         match file_exists(&tf) {
             Ok(false) => Ok(()),
             _ => Err(Reply::new(Kind::Later, "trouble")),

@@ -1,15 +1,30 @@
-//! Preprocessing: todo/N becomes info/, local/ and remote/.
+//! Preprocessing: todo/N becomes info/, local/ and remote/. The file work is
+//! [`prepare`], run by the preprocessing threads ([`super::prep`]); the main loop scans
+//! todo/, hands the messages out, and finishes each result: qmail-clean removes todo/N
+//! and intd/N, and the message is queued.
 
-use super::files::{chan_fn, file_exists, info_fn, mess_fn, pausedir, todo_fn, warn};
+use super::files::{chan_fn, file_exists, info_fn, mess_fn, pausedir, text_line, todo_fn};
 use super::sched::CHANNELS;
 use super::{CHANADDR, Daemon, MAX_RECORD, SLEEP_TODO};
 use crate::bounded::{BoundedLine, read_bounded};
 use crate::log::{self, Line};
 use qmail_queue::{SPLIT, message_id};
+use recipient::Route;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+
+/// What preprocessing one message did.
+#[derive(Debug)]
+pub struct Prepared {
+    pub id: u64,
+    /// Its log lines, in order (`new msg`, `info msg`, warnings).
+    pub lines: Vec<Line>,
+    /// The channels it has recipients for; None when it failed (todo/N stays, and the
+    /// next scan of todo/ tries again).
+    pub chans: Option<[bool; CHANNELS]>,
+}
 
 impl Daemon {
     /// (Re)opens lock/trigger for reading. The old descriptor is closed first: while any
@@ -34,12 +49,13 @@ impl Daemon {
         if self.sched.exiting() {
             return;
         }
-        if self.tododir.is_some() {
+        if self.tododir.is_some() && self.prep.has_room() {
             *wakeup = 0;
         }
         *wakeup = (*wakeup).min(self.nexttodorun);
     }
 
+    /// Hands out the messages in todo/ while the preprocessing threads have room.
     pub(super) fn todo_do(&mut self) {
         if self.sched.exiting() {
             return;
@@ -58,185 +74,230 @@ impl Daemon {
             }
             self.nexttodorun = self.recent + SLEEP_TODO;
         }
-        let Some(dir) = self.tododir.as_mut() else {
-            return;
-        };
-        let e = match dir.next() {
-            None => {
-                self.tododir = None;
+        while self.prep.has_room() {
+            let Some(dir) = self.tododir.as_mut() else {
                 return;
+            };
+            let e = match dir.next() {
+                None => {
+                    self.tododir = None;
+                    return;
+                }
+                Some(Err(_)) => return,
+                Some(Ok(e)) => e,
+            };
+            let Some(id) = message_id(e.file_name().as_encoded_bytes()) else {
+                continue;
+            };
+            // A queue management request may have had it preprocessed already.
+            if self.prep.is_underway(id) || matches!(file_exists(&todo_fn(id)), Ok(false)) {
+                continue;
             }
-            Some(Err(_)) => return,
-            Some(Ok(e)) => e,
-        };
-        let Some(id) = message_id(e.file_name().as_encoded_bytes()) else {
-            return;
-        };
-        // A queue management request may have had it preprocessed already.
-        if let Ok(false) = file_exists(&todo_fn(id)) {
-            return;
+            self.prep.submit(id, &self.cfg.route);
         }
-        self.preprocess(id);
     }
 
-    /// Preprocesses todo/N: writes info/, local/, remote/, then has qmail-clean remove
-    /// todo/N and intd/N.
-    pub(super) fn preprocess(&mut self, id: u64) {
-        let tf = todo_fn(id);
-        let Ok(todo) = File::open(&tf) else {
-            warn(&["warning: unable to open ", &tf, "\n"]);
+    /// Finishes the preprocessing results that are ready.
+    pub(super) fn prep_collect(&mut self) {
+        let done = self.prep.take_done();
+        self.prep_finish(done);
+    }
+
+    /// Logs what each message's preprocessing did; has qmail-clean remove todo/N and
+    /// intd/N of the messages whose files are on disk (all requests first, then all
+    /// answers), and queues them.
+    pub(super) fn prep_finish(&mut self, done: Vec<Prepared>) {
+        if done.is_empty() {
             return;
-        };
-        let mf = mess_fn(id);
-        let Ok(mess) = std::fs::metadata(&mf) else {
-            warn(&["warning: unable to stat ", &mf, "\n"]);
-            return;
-        };
-        for c in 0..CHANNELS {
-            let f = chan_fn(id, c);
-            if let Err(e) = std::fs::remove_file(&f)
-                && e.kind() != io::ErrorKind::NotFound
-            {
-                warn(&["warning: unable to unlink ", &f, "\n"]);
-                return;
+        }
+        let mut ready = Vec::with_capacity(done.len());
+        for p in done {
+            for l in p.lines {
+                log::line(l);
+            }
+            if let Some(chans) = p.chans {
+                ready.push((p.id, chans));
             }
         }
-        let inf = info_fn(id);
-        if let Err(e) = std::fs::remove_file(&inf)
+        let names: Vec<String> = ready.iter().map(|(id, _)| todo_fn(*id)).collect();
+        let answers = self.clean_all(&names);
+        let now = control::now();
+        for ((id, chans), answer) in ready.into_iter().zip(answers) {
+            match answer {
+                None => return, // qmail-clean is gone
+                Some(b'+') => {
+                    self.sched.unhold(id); // a new message under an old number is not held
+                    self.sched
+                        .enqueue(id, chans.map(|used| used.then_some(now)), now);
+                }
+                Some(_) => log::line(text_line(&[
+                    "warning: qmail-clean unable to clean up ",
+                    &todo_fn(id),
+                    "\n",
+                ])),
+            }
+        }
+    }
+
+    /// Preprocesses message `id` now, for queue management (waiting for the threads if
+    /// one of them has it).
+    pub(super) fn preprocess_now(&mut self, id: u64) {
+        let mut done = self.prep.wait_for(id);
+        if !done.iter().any(|p| p.id == id) {
+            done.push(prepare(id, &self.cfg.route));
+        }
+        self.prep_finish(done);
+    }
+}
+
+/// Preprocesses todo/N: writes info/N and local/N or remote/N (recipients rewritten
+/// with `route`), fsyncs them and their directories. Removing todo/N is left to the
+/// caller (through qmail-clean), once this has succeeded.
+pub fn prepare(id: u64, route: &Route) -> Prepared {
+    let mut lines = Vec::new();
+    let chans = prepare_files(id, route, &mut lines);
+    Prepared { id, lines, chans }
+}
+
+/// Logs a warning and gives up on the message.
+fn fail(lines: &mut Vec<Line>, parts: &[&str]) -> Option<[bool; CHANNELS]> {
+    lines.push(text_line(parts));
+    None
+}
+
+fn prepare_files(id: u64, route: &Route, lines: &mut Vec<Line>) -> Option<[bool; CHANNELS]> {
+    let tf = todo_fn(id);
+    let Ok(todo) = File::open(&tf) else {
+        return fail(lines, &["warning: unable to open ", &tf, "\n"]);
+    };
+    let mf = mess_fn(id);
+    let Ok(mess) = std::fs::metadata(&mf) else {
+        return fail(lines, &["warning: unable to stat ", &mf, "\n"]);
+    };
+    for c in 0..CHANNELS {
+        let f = chan_fn(id, c);
+        if let Err(e) = std::fs::remove_file(&f)
             && e.kind() != io::ErrorKind::NotFound
         {
-            warn(&["warning: unable to unlink ", &inf, "\n"]);
-            return;
+            return fail(lines, &["warning: unable to unlink ", &f, "\n"]);
         }
-        let create = |f: &str| {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .open(f)
+    }
+    let inf = info_fn(id);
+    if let Err(e) = std::fs::remove_file(&inf)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        return fail(lines, &["warning: unable to unlink ", &inf, "\n"]);
+    }
+    let create = |f: &str| {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(f)
+    };
+    let Ok(info) = create(&inf) else {
+        return fail(lines, &["warning: unable to create ", &inf, "\n"]);
+    };
+    lines.push(Line::new().s("new msg ").n(id).s("\n"));
+    let mut info = BufWriter::with_capacity(512, info);
+    let mut chans: [Option<BufWriter<File>>; CHANNELS] = [None, None];
+    let mut r = BufReader::with_capacity(8192, todo);
+    let (mut uid, mut pid) = (0u64, 0u64);
+    loop {
+        let rec = match read_bounded(&mut r, 0, MAX_RECORD) {
+            Ok(BoundedLine::Line(l)) => l,
+            Ok(BoundedLine::Eof(_)) => break,
+            Ok(BoundedLine::TooLong) | Err(_) => {
+                return fail(lines, &["warning: trouble reading ", &tf, "\n"]);
+            }
         };
-        let Ok(info) = create(&inf) else {
-            warn(&["warning: unable to create ", &inf, "\n"]);
-            return;
+        // A record is its type byte, its text and the NUL that ends it. An empty record
+        // (a lone NUL, as a disk error or a hand edit can leave) has no type: netqmail's
+        // "unknown record type", never a panic.
+        let (kind, body) = match rec.split_last() {
+            Some((_, [kind, body @ ..])) => (*kind, body),
+            _ => (0, &[][..]),
         };
-        log::line(Line::new().s("new msg ").n(id).s("\n"));
-        self.sched.unhold(id); // a new message under an old number is not held
-        let mut info = BufWriter::with_capacity(512, info);
-        let mut chans: [Option<BufWriter<File>>; CHANNELS] = [None, None];
-        let mut r = BufReader::with_capacity(8192, todo);
-        let (mut uid, mut pid) = (0u64, 0u64);
-        loop {
-            let rec = match read_bounded(&mut r, 0, MAX_RECORD) {
-                Ok(BoundedLine::Line(l)) => l,
-                Ok(BoundedLine::Eof(_)) => break,
-                Ok(BoundedLine::TooLong) | Err(_) => {
-                    warn(&["warning: trouble reading ", &tf, "\n"]);
-                    return;
+        match kind {
+            b'u' => uid = control::scan_ulong(body).unwrap_or(0),
+            b'p' => pid = control::scan_ulong(body).unwrap_or(0),
+            b'F' => {
+                if info.write_all(&rec).and_then(|()| info.flush()).is_err() {
+                    return fail(lines, &["warning: trouble writing to ", &inf, "\n"]);
                 }
-            };
-            // A record is its type byte, its text and the NUL that ends it. An empty
-            // record (a lone NUL, as a disk error or a hand edit can leave) has no type:
-            // netqmail's "unknown record type", never a panic.
-            let (kind, body) = match rec.split_last() {
-                Some((_, [kind, body @ ..])) => (*kind, body),
-                _ => (0, &[][..]),
-            };
-            match kind {
-                b'u' => uid = control::scan_ulong(body).unwrap_or(0),
-                b'p' => pid = control::scan_ulong(body).unwrap_or(0),
-                b'F' => {
-                    if info.write_all(&rec).and_then(|()| info.flush()).is_err() {
-                        warn(&["warning: trouble writing to ", &inf, "\n"]);
-                        return;
+                lines.push(
+                    Line::new()
+                        .s("info msg ")
+                        .n(id)
+                        .s(": bytes ")
+                        .n(mess.len())
+                        .s(" from <")
+                        .safe(body)
+                        .s("> qp ")
+                        .n(pid)
+                        .s(" uid ")
+                        .n(uid)
+                        .s("\n"),
+                );
+            }
+            b'T' => {
+                let (ch, addr) = recipient::rewrite(route, body);
+                let c = ch as usize;
+                if chans[c].is_none() {
+                    let f = chan_fn(id, c);
+                    match create(&f) {
+                        Ok(file) => chans[c] = Some(BufWriter::with_capacity(1024, file)),
+                        Err(_) => return fail(lines, &["warning: unable to create ", &f, "\n"]),
                     }
-                    log::line(
-                        Line::new()
-                            .s("info msg ")
-                            .n(id)
-                            .s(": bytes ")
-                            .n(mess.len())
-                            .s(" from <")
-                            .safe(body)
-                            .s("> qp ")
-                            .n(pid)
-                            .s(" uid ")
-                            .n(uid)
-                            .s("\n"),
+                }
+                let mut line = Vec::with_capacity(addr.len() + 2);
+                line.push(b'T');
+                line.extend_from_slice(&addr);
+                line.push(0);
+                if let Some(w) = chans[c].as_mut()
+                    && w.write_all(&line).is_err()
+                {
+                    return fail(
+                        lines,
+                        &["warning: trouble writing to ", &chan_fn(id, c), "\n"],
                     );
                 }
-                b'T' => {
-                    let (ch, addr) = recipient::rewrite(&self.cfg.route, body);
-                    let c = ch as usize;
-                    if chans[c].is_none() {
-                        let f = chan_fn(id, c);
-                        match create(&f) {
-                            Ok(file) => chans[c] = Some(BufWriter::with_capacity(1024, file)),
-                            Err(_) => {
-                                warn(&["warning: unable to create ", &f, "\n"]);
-                                return;
-                            }
-                        }
-                    }
-                    let mut line = Vec::with_capacity(addr.len() + 2);
-                    line.push(b'T');
-                    line.extend_from_slice(&addr);
-                    line.push(0);
-                    if let Some(w) = chans[c].as_mut()
-                        && w.write_all(&line).is_err()
-                    {
-                        warn(&["warning: trouble writing to ", &chan_fn(id, c), "\n"]);
-                        return;
-                    }
-                }
-                _ => {
-                    warn(&["warning: unknown record type in ", &tf, "\n"]);
-                    return;
-                }
             }
+            _ => return fail(lines, &["warning: unknown record type in ", &tf, "\n"]),
         }
-        if info.flush().is_err() {
-            warn(&["warning: trouble writing to ", &inf, "\n"]);
-            return;
-        }
-        if info.get_ref().sync_all().is_err() {
-            warn(&["warning: trouble fsyncing ", &inf, "\n"]);
-            return;
-        }
-        drop(info);
-        let mut flagchan = [false; CHANNELS];
-        for c in 0..CHANNELS {
-            if let Some(mut w) = chans[c].take() {
-                let f = chan_fn(id, c);
-                if w.flush().is_err() {
-                    warn(&["warning: trouble writing to ", &f, "\n"]);
-                    return;
-                }
-                if w.get_ref().sync_all().is_err() {
-                    warn(&["warning: trouble fsyncing ", &f, "\n"]);
-                    return;
-                }
-                flagchan[c] = true;
-            }
-        }
-        // The new names must be on disk before todo/N goes away (rule 4: on Linux a
-        // file's fsync does not make its directory entry durable).
-        let mut dirs = vec![format!("info/{}", id % SPLIT)];
-        for (c, used) in flagchan.iter().enumerate() {
-            if *used {
-                dirs.push(format!("{}/{}", CHANADDR[c], id % SPLIT));
-            }
-        }
-        for d in &dirs {
-            if qmail_queue::fsync_dir(Path::new(d)).is_err() {
-                warn(&["warning: trouble fsyncing ", d, "\n"]);
-                return;
-            }
-        }
-        if !self.clean_warn(&tf) {
-            return;
-        }
-        let now = control::now();
-        self.sched
-            .enqueue(id, flagchan.map(|used| used.then_some(now)), now);
     }
+    if info.flush().is_err() {
+        return fail(lines, &["warning: trouble writing to ", &inf, "\n"]);
+    }
+    if info.get_ref().sync_all().is_err() {
+        return fail(lines, &["warning: trouble fsyncing ", &inf, "\n"]);
+    }
+    drop(info);
+    let mut flagchan = [false; CHANNELS];
+    for c in 0..CHANNELS {
+        if let Some(mut w) = chans[c].take() {
+            let f = chan_fn(id, c);
+            if w.flush().is_err() {
+                return fail(lines, &["warning: trouble writing to ", &f, "\n"]);
+            }
+            if w.get_ref().sync_all().is_err() {
+                return fail(lines, &["warning: trouble fsyncing ", &f, "\n"]);
+            }
+            flagchan[c] = true;
+        }
+    }
+    // The new names must be on disk before todo/N goes away (rule 4: on Linux a file's
+    // fsync does not make its directory entry durable).
+    let mut dirs = vec![format!("info/{}", id % SPLIT)];
+    for (c, used) in flagchan.iter().enumerate() {
+        if *used {
+            dirs.push(format!("{}/{}", CHANADDR[c], id % SPLIT));
+        }
+    }
+    for d in &dirs {
+        if qmail_queue::fsync_dir(Path::new(d)).is_err() {
+            return fail(lines, &["warning: trouble fsyncing ", d, "\n"]);
+        }
+    }
+    Some(flagchan)
 }
