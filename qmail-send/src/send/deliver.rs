@@ -4,6 +4,7 @@
 use super::files::{chan_fn, getinfo, split_fn, warn};
 use super::rewrite;
 use super::sched::{CHANNELS, Closed, Due, Outcome};
+use super::work::{ListRemoval, Task};
 use super::{Daemon, MAX_RECORD, Pass, REPORT_READ, SLEEP_SYSFAIL, START_BATCH, TOCHAN};
 use crate::bounded::{BoundedLine, read_bounded};
 use crate::log::{self, Line};
@@ -15,31 +16,28 @@ impl Daemon {
     /// Drops one reference to job `j`; when its pass is over with every recipient done,
     /// removes the recipient list and, if no other channel has one, ends the message.
     pub(super) fn job_close(&mut self, j: usize) {
-        let Closed::Finished { id, channel } = self.sched.close_job(j) else {
-            return;
-        };
-        let f = chan_fn(id, channel);
-        if std::fs::remove_file(&f).is_err() {
-            warn(&["warning: unable to unlink ", &f, "; will try again later\n"]);
-            self.sched
-                .requeue(channel, id, control::now() + SLEEP_SYSFAIL);
-            return;
+        if let Closed::Finished { id, channel } = self.sched.close_job(j) {
+            self.work.remove(Task::RemoveList { id, channel });
         }
-        for c in 0..CHANNELS {
-            if c == channel {
-                continue;
+    }
+
+    /// A finished recipient list's removal is over: the message ends when it was its
+    /// last.
+    pub(super) fn list_removed(&mut self, id: u64, channel: usize, result: ListRemoval) {
+        match result {
+            ListRemoval::Failed => {
+                let f = chan_fn(id, channel);
+                warn(&["warning: unable to unlink ", &f, "; will try again later\n"]);
+                self.sched
+                    .requeue(channel, id, control::now() + SLEEP_SYSFAIL);
             }
-            let f = chan_fn(id, c);
-            match std::fs::metadata(&f) {
-                Ok(_) => return, // the other channel is still going
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(_) => {
-                    warn(&["warning: unable to stat ", &f, "\n"]);
-                    break;
-                }
+            ListRemoval::OtherLeft => {} // the other channel is still going
+            ListRemoval::OtherUnknown(c) => {
+                warn(&["warning: unable to stat ", &chan_fn(id, c), "\n"]);
+                self.sched.finished(id, control::now());
             }
+            ListRemoval::Last => self.sched.finished(id, control::now()),
         }
-        self.sched.finished(id, control::now());
     }
 
     pub(super) fn del_canexit(&self) -> bool {
@@ -246,10 +244,20 @@ impl Daemon {
             }
             self.comm_do(c);
         }
-        if let Some(id) = self.sched.take_failed(self.recent) {
+        for _ in 0..START_BATCH {
+            let Some(id) = self.sched.take_failed(self.recent) else {
+                break;
+            };
             self.pqadd(id);
         }
-        if let Some(id) = self.sched.take_done(self.recent) {
+        // Messages end while qmail-clean takes requests (the rest wait for the next turn).
+        for _ in 0..START_BATCH {
+            if !self.cleaner.has_room() {
+                break;
+            }
+            let Some(id) = self.sched.take_done(self.recent) else {
+                break;
+            };
             self.messdone(id);
         }
     }

@@ -17,9 +17,6 @@ pub(super) fn todo_fn(id: u64) -> String {
 pub(super) fn mess_fn(id: u64) -> String {
     fmtqfn("mess", id, true)
 }
-pub(super) fn foop_fn(id: u64) -> String {
-    fmtqfn("foop", id, false)
-}
 pub(super) fn bounce_fn(id: u64) -> String {
     fmtqfn("bounce", id, false)
 }

@@ -1,9 +1,11 @@
 //! The end of a message: bounces, removal, and the cleanup of abandoned files.
 
+use super::cleaning::Purpose;
 use super::files::{
-    bounce_fn, chan_fn, file_exists, foop_fn, getinfo, info_fn, mess_fn, pausedir, todo_fn, warn,
+    bounce_fn, chan_fn, file_exists, getinfo, info_fn, mess_fn, pausedir, todo_fn, warn,
 };
 use super::sched::CHANNELS;
+use super::work::Task;
 use super::{Daemon, OSSIFIED, SLEEP_CLEANUP, SLEEP_SYSFAIL, bounce};
 use crate::log::{self, Line};
 use qmail_queue::{Scan, SubdirScan};
@@ -115,7 +117,12 @@ impl Daemon {
         true
     }
 
+    /// Ends message `id` if nothing of it is left to deliver: its bounce, if any, is
+    /// injected, then qmail-clean removes mess/S/N and [`Daemon::ended`] info/S/N.
     pub(super) fn messdone(&mut self, id: u64) {
+        if self.cleaner.is_busy(id) || self.ending.contains(&id) {
+            return; // its end (or its preprocessing) is already under way
+        }
         let fail = |d: &mut Daemon| d.sched.finished(id, control::now() + SLEEP_SYSFAIL);
         for c in 0..CHANNELS {
             let f = chan_fn(id, c);
@@ -171,23 +178,27 @@ impl Daemon {
                 return fail(self);
             }
         };
-        if !gone_or_reused {
-            match self.clean(&foop_fn(id)) {
-                None => return,
-                Some(b'+') => {}
-                Some(_) => {
-                    warn(&[
-                        "warning: qmail-clean unable to clean up ",
-                        &foop_fn(id),
-                        "\n",
-                    ]);
-                    return fail(self);
-                }
-            }
+        if gone_or_reused {
+            self.ended(id);
+        } else {
+            self.clean_request(Purpose::Ended(id));
         }
-        if std::fs::remove_file(&f).is_err() {
+    }
+
+    /// The last step of a message's end, once mess/S/N is gone: info/S/N goes.
+    pub(super) fn ended(&mut self, id: u64) {
+        self.ending.insert(id);
+        self.work.remove(Task::RemoveInfo(id));
+    }
+
+    /// info/S/N's removal is over: the message is gone, and its number free.
+    pub(super) fn info_removed(&mut self, id: u64, ok: bool) {
+        self.ending.remove(&id);
+        if !ok {
+            let f = info_fn(id);
             warn(&["warning: unable to unlink ", &f, "; will try again later\n"]);
-            return fail(self);
+            self.sched.finished(id, control::now() + SLEEP_SYSFAIL);
+            return;
         }
         self.sched.unhold(id);
     }
@@ -205,6 +216,9 @@ impl Daemon {
                 return;
             }
             self.cleanup = Some(SubdirScan::new("mess"));
+        }
+        if !self.cleaner.has_room() {
+            return;
         }
         let Some(scan) = self.cleanup.as_mut() else {
             return;
@@ -231,7 +245,7 @@ impl Daemon {
                 _ => return,
             }
         }
-        self.clean_warn(&foop_fn(id));
+        self.clean_request(Purpose::Abandoned(id));
     }
 }
 

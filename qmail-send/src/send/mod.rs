@@ -18,7 +18,7 @@
 //!
 //! Compared with netqmail the loop starts many deliveries per turn and reads every
 //! available report, and preprocessing runs beside it: a few threads preprocess queued
-//! messages while the loop goes on delivering ([`prep`]), so a steady stream of new mail
+//! messages (and remove finished files) while the loop goes on delivering ([`work`]), so a steady stream of new mail
 //! never stops deliveries and deliveries never stop preprocessing. The decisions (which
 //! message next, retry times, delivery slots, bounces) are the [`sched`] module's, as plain
 //! data; this module carries them out. Delivery numbers are four bytes wide with rqmail's
@@ -26,13 +26,13 @@
 //! descriptor limit rather than by 255.
 //!
 //! One turn of the loop: wait (poll) for the spawns, the trigger, queue management, the
-//! preprocessing threads or the next due time; read the spawns' reports; finish the
-//! preprocessed messages; answer queue management; hand out new messages from todo/;
+//! threads or the next due time; read the spawns' reports and qmail-clean's answers;
+//! finish what the threads did; answer queue management; hand out new messages from todo/;
 //! start the deliveries that are due; end finished messages; clean up.
 
 mod bounce;
+mod cleaning;
 mod config;
-mod prep;
 mod prioq;
 mod rewrite;
 mod sched;
@@ -43,6 +43,7 @@ mod finish;
 mod qctl;
 mod queue;
 mod todo;
+mod work;
 
 use crate::log::{self, Line};
 use crate::spawn::proto::{self, ReportParser, Width};
@@ -50,8 +51,9 @@ use config::Config;
 use control::Exit;
 use qmail_queue::SubdirScan;
 use sched::{CHANNELS, ChannelIo, Scheduler};
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions, ReadDir};
-use std::io::{self, BufReader, Read, Write};
+use std::io::BufReader;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
@@ -122,15 +124,16 @@ pub struct Daemon {
     sched: Scheduler,
     spawns: [Spawn; CHANNELS],
     passes: [Option<Pass>; CHANNELS],
-    prep: prep::Pool,
+    work: work::Pool,
+    /// Messages whose info file is being removed (their number is not free yet).
+    ending: BTreeSet<u64>,
     tododir: Option<ReadDir>,
     nexttodorun: u64,
     trigger: Option<File>,
     trigger_pulled: bool,
     cleanup: Option<SubdirScan>,
     cleanuptime: u64,
-    clean_out: File,
-    clean_in: BufReader<File>,
+    cleaner: cleaning::Cleaner,
     recent: u64,
     runasap: bool,
     readasap: bool,
@@ -218,15 +221,15 @@ impl Daemon {
             sched,
             spawns: [s0, s1],
             passes: [None, None],
-            prep: prep::Pool::start(),
+            work: work::Pool::start(),
+            ending: BTreeSet::new(),
             tododir: None,
             nexttodorun: now,
             trigger: None,
             trigger_pulled: false,
             cleanup: None,
             cleanuptime: now,
-            clean_out: File::from(o5),
-            clean_in: BufReader::with_capacity(16, File::from(i6)),
+            cleaner: cleaning::Cleaner::new(o5, i6),
             recent: now,
             runasap: false,
             readasap: false,
@@ -237,6 +240,9 @@ impl Daemon {
             if !set_nonblock(&d.spawns[c].out) || !set_nonblock(&d.spawns[c].inp) {
                 d.spawndied(c);
             }
+        }
+        if !d.cleaner.fds().iter().all(|fd| set_nonblock(fd)) {
+            d.cleandied();
         }
         d.pqstart();
         d.del_status();
@@ -253,71 +259,6 @@ impl Daemon {
     fn cleandied(&mut self) {
         log::text("alert: oh no! lost qmail-clean connection! dying...\n");
         self.sched.exit();
-    }
-
-    /// Asks qmail-clean to remove `what` (`todo/N` or `foop/N`). `None` when qmail-clean
-    /// is gone, else its answer byte.
-    fn clean(&mut self, what: &str) -> Option<u8> {
-        let mut cmd = what.as_bytes().to_vec();
-        cmd.push(0);
-        if self.clean_out.write_all(&cmd).is_err() {
-            self.cleandied();
-            return None;
-        }
-        let mut b = [0u8; 1];
-        loop {
-            match self.clean_in.read(&mut b) {
-                Ok(1) => return Some(b[0]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                _ => {
-                    self.cleandied();
-                    return None;
-                }
-            }
-        }
-    }
-
-    /// Sends every request of `what` to qmail-clean, then reads the answers: one per
-    /// request, None from where qmail-clean is gone.
-    fn clean_all(&mut self, what: &[String]) -> Vec<Option<u8>> {
-        let mut cmds = Vec::with_capacity(what.iter().map(|w| w.len() + 1).sum());
-        for w in what {
-            cmds.extend_from_slice(w.as_bytes());
-            cmds.push(0);
-        }
-        if cmds.is_empty() {
-            return Vec::new();
-        }
-        if self.clean_out.write_all(&cmds).is_err() {
-            self.cleandied();
-            return vec![None; what.len()];
-        }
-        let mut answers = vec![0u8; what.len()];
-        let mut got = 0;
-        while got < answers.len() {
-            match self.clean_in.read(&mut answers[got..]) {
-                Ok(n) if n > 0 => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                _ => {
-                    self.cleandied();
-                    break;
-                }
-            }
-        }
-        (0..what.len())
-            .map(|i| (i < got).then(|| answers[i]))
-            .collect()
-    }
-
-    fn clean_warn(&mut self, what: &str) -> bool {
-        match self.clean(what) {
-            None => false,
-            Some(b'+') => true,
-            Some(_) => {
-                files::warn(&["warning: qmail-clean unable to clean up ", what, "\n"]);
-                false
-            }
-        }
     }
 
     // ------------------------------------------------------------------ status
@@ -366,7 +307,11 @@ impl Daemon {
 
     /// Runs until TERM (or a lost daemon) and every delivery in progress has ended.
     pub fn run(&mut self, sigfd: &SignalFd) {
-        while !self.sched.exiting() || !self.del_canexit() || self.prep.is_busy() {
+        while !self.sched.exiting()
+            || !self.del_canexit()
+            || self.work.is_busy()
+            || self.cleaner.is_waiting()
+        {
             self.recent = control::now();
             if self.runasap {
                 self.runasap = false;
@@ -407,7 +352,16 @@ impl Daemon {
                         }
                     }
                 }
-                if let Some(fd) = self.prep.wake_fd() {
+                let (clean_out, clean_in) = self.cleaner.poll_fds();
+                if let Some(fd) = clean_out {
+                    fds.push(PollFd::new(fd, PollFlags::POLLOUT));
+                    idx.push((7, 0));
+                }
+                if let Some(fd) = clean_in {
+                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                    idx.push((8, 0));
+                }
+                if let Some(fd) = self.work.wake_fd() {
                     fds.push(PollFd::new(fd, PollFlags::POLLIN));
                     idx.push((6, 0));
                 }
@@ -433,7 +387,9 @@ impl Daemon {
                             2 => wout[*c] = true,
                             3 => trig = true,
                             4 => qlisten = true,
-                            6 => {} // preprocessing results: collected every turn
+                            // The threads' results and qmail-clean's pipes: looked at
+                            // every turn.
+                            6..=8 => {}
                             _ => {
                                 let gone = PollFlags::POLLERR | PollFlags::POLLHUP;
                                 qready.push((
@@ -478,7 +434,8 @@ impl Daemon {
                     self.del_do(c);
                 }
             }
-            self.prep_collect();
+            self.clean_io();
+            self.work_collect();
             self.qctl_io(qlisten, &qready);
             self.qctl_do();
             self.todo_do();

@@ -632,6 +632,7 @@ impl Daemon {
             }
         }
         self.messdone(id);
+        self.settle();
         let finished = !file_exists(&info_fn(id)).unwrap_or(true);
         Reply::new(Kind::Ok, "deleted")
             .field("id", id)

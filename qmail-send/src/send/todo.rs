@@ -1,10 +1,12 @@
 //! Preprocessing: todo/N becomes info/, local/ and remote/. The file work is
-//! [`prepare`], run by the preprocessing threads ([`super::prep`]); the main loop scans
+//! [`prepare`], run by the daemon's threads ([`super::work`]); the main loop scans
 //! todo/, hands the messages out, and finishes each result: qmail-clean removes todo/N
 //! and intd/N, and the message is queued.
 
+use super::cleaning::Purpose;
 use super::files::{chan_fn, file_exists, info_fn, mess_fn, pausedir, text_line, todo_fn};
 use super::sched::CHANNELS;
+use super::work::Done;
 use super::{CHANADDR, Daemon, MAX_RECORD, SLEEP_TODO};
 use crate::bounded::{BoundedLine, read_bounded};
 use crate::log::{self, Line};
@@ -49,7 +51,7 @@ impl Daemon {
         if self.sched.exiting() {
             return;
         }
-        if self.tododir.is_some() && self.prep.has_room() {
+        if self.tododir.is_some() && self.work.has_room() {
             *wakeup = 0;
         }
         *wakeup = (*wakeup).min(self.nexttodorun);
@@ -74,7 +76,7 @@ impl Daemon {
             }
             self.nexttodorun = self.recent + SLEEP_TODO;
         }
-        while self.prep.has_room() {
+        while self.work.has_room() && self.cleaner.has_room() {
             let Some(dir) = self.tododir.as_mut() else {
                 return;
             };
@@ -90,63 +92,42 @@ impl Daemon {
                 continue;
             };
             // A queue management request may have had it preprocessed already.
-            if self.prep.is_underway(id) || matches!(file_exists(&todo_fn(id)), Ok(false)) {
+            if self.work.is_underway(id)
+                || self.cleaner.is_busy(id)
+                || self.ending.contains(&id)
+                || matches!(file_exists(&todo_fn(id)), Ok(false))
+            {
                 continue;
             }
-            self.prep.submit(id, &self.cfg.route);
+            self.work.prepare(id, &self.cfg.route);
         }
     }
 
-    /// Finishes the preprocessing results that are ready.
-    pub(super) fn prep_collect(&mut self) {
-        let done = self.prep.take_done();
-        self.prep_finish(done);
-    }
-
-    /// Logs what each message's preprocessing did; has qmail-clean remove todo/N and
-    /// intd/N of the messages whose files are on disk (all requests first, then all
-    /// answers), and queues them.
-    pub(super) fn prep_finish(&mut self, done: Vec<Prepared>) {
-        if done.is_empty() {
-            return;
+    /// Logs what a message's preprocessing did and, if its files are on disk, asks
+    /// qmail-clean to remove its todo/N and intd/N (it is queued when the answer comes).
+    pub(super) fn prep_finish(&mut self, p: Prepared) {
+        for l in p.lines {
+            log::line(l);
         }
-        let mut ready = Vec::with_capacity(done.len());
-        for p in done {
-            for l in p.lines {
-                log::line(l);
-            }
-            if let Some(chans) = p.chans {
-                ready.push((p.id, chans));
-            }
-        }
-        let names: Vec<String> = ready.iter().map(|(id, _)| todo_fn(*id)).collect();
-        let answers = self.clean_all(&names);
-        let now = control::now();
-        for ((id, chans), answer) in ready.into_iter().zip(answers) {
-            match answer {
-                None => return, // qmail-clean is gone
-                Some(b'+') => {
-                    self.sched.unhold(id); // a new message under an old number is not held
-                    self.sched
-                        .enqueue(id, chans.map(|used| used.then_some(now)), now);
-                }
-                Some(_) => log::line(text_line(&[
-                    "warning: qmail-clean unable to clean up ",
-                    &todo_fn(id),
-                    "\n",
-                ])),
-            }
+        if let Some(chans) = p.chans {
+            self.clean_request(Purpose::Prepared { id: p.id, chans });
         }
     }
 
-    /// Preprocesses message `id` now, for queue management (waiting for the threads if
-    /// one of them has it).
+    /// Preprocesses message `id` now, for queue management: waits for the thread that
+    /// has it, or does it here, and for qmail-clean's answer.
     pub(super) fn preprocess_now(&mut self, id: u64) {
-        let mut done = self.prep.wait_for(id);
-        if !done.iter().any(|p| p.id == id) {
-            done.push(prepare(id, &self.cfg.route));
+        let done = self.work.wait(|w| !w.is_underway(id));
+        let had = done
+            .iter()
+            .any(|d| matches!(d, Done::Prepared(p) if p.id == id));
+        self.work_finish(done);
+        self.clean_sync();
+        if !had && matches!(file_exists(&todo_fn(id)), Ok(true)) {
+            let p = prepare(id, &self.cfg.route);
+            self.prep_finish(p);
+            self.clean_sync();
         }
-        self.prep_finish(done);
     }
 }
 
