@@ -249,3 +249,76 @@ impl Daemon {
         self.cleaner.done(id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Cleaner, Gone, Purpose};
+    use nix::fcntl::OFlag;
+    use std::os::fd::OwnedFd;
+
+    /// A cleaner on two pipes: (cleaner, the request pipe's read end, the answer pipe's
+    /// write end).
+    fn cleaner() -> (Cleaner, OwnedFd, OwnedFd) {
+        let (req_r, req_w) = nix::unistd::pipe2(OFlag::O_NONBLOCK).unwrap();
+        let (ans_r, ans_w) = nix::unistd::pipe2(OFlag::O_NONBLOCK).unwrap();
+        (Cleaner::new(req_w, ans_r), req_r, ans_w)
+    }
+
+    #[test]
+    fn requests_go_out_in_order_and_answers_come_back_to_them() {
+        let (mut c, req, ans) = cleaner();
+        let chans = [true, false];
+        c.request(Purpose::Prepared { id: 457, chans });
+        c.request(Purpose::Ended(12));
+        c.request(Purpose::Abandoned(3));
+        assert!(c.is_busy(457) && c.is_busy(12) && c.is_busy(3) && !c.is_busy(4));
+        assert!(c.poll_fds().0.is_some(), "bytes to write");
+        c.write().unwrap();
+        assert!(c.poll_fds().0.is_none());
+        let mut buf = [0u8; 64];
+        let n = nix::unistd::read(&req, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"todo/457\0foop/12\0foop/3\0");
+        // Nothing answered yet.
+        assert_eq!(c.read().unwrap(), []);
+        nix::unistd::write(&ans, b"+!").unwrap();
+        assert_eq!(
+            c.read().unwrap(),
+            [
+                (Purpose::Prepared { id: 457, chans }, b'+'),
+                (Purpose::Ended(12), b'!')
+            ]
+        );
+        c.done(457);
+        c.done(12);
+        assert!(!c.is_busy(457) && !c.is_busy(12) && c.is_busy(3));
+        assert!(c.is_waiting());
+        nix::unistd::write(&ans, b"+").unwrap();
+        assert_eq!(c.read().unwrap(), [(Purpose::Abandoned(3), b'+')]);
+        c.done(3);
+        assert!(!c.is_waiting() && !c.is_busy(3));
+    }
+
+    #[test]
+    fn a_message_stays_busy_while_any_request_of_it_waits() {
+        let (mut c, _req, ans) = cleaner();
+        c.request(Purpose::Ended(9));
+        c.request(Purpose::Abandoned(9));
+        c.write().unwrap();
+        nix::unistd::write(&ans, b"+").unwrap();
+        assert_eq!(c.read().unwrap().len(), 1);
+        c.done(9);
+        assert!(c.is_busy(9), "the second request still waits");
+    }
+
+    #[test]
+    fn a_closed_answer_pipe_means_qmail_clean_is_gone() {
+        let (mut c, _req, ans) = cleaner();
+        c.request(Purpose::Ended(1));
+        c.write().unwrap();
+        drop(ans);
+        assert_eq!(c.read(), Err(Gone));
+        assert!(!c.is_alive() && !c.is_waiting() && !c.is_busy(1) && !c.has_room());
+        c.request(Purpose::Ended(2));
+        assert!(!c.is_waiting(), "nothing is queued for a dead qmail-clean");
+    }
+}

@@ -51,7 +51,7 @@ impl Daemon {
         if self.sched.exiting() {
             return;
         }
-        if self.tododir.is_some() && self.work.has_room() {
+        if self.tododir.is_some() && self.work.has_room() && self.cleaner.has_room() {
             *wakeup = 0;
         }
         *wakeup = (*wakeup).min(self.nexttodorun);
