@@ -147,15 +147,24 @@ pub fn enqueue<M: Read, E: Read>(home: &Path, msg: M, env: E, inv: &Invocation) 
     };
     let id = match mess_file.metadata() {
         Ok(m) => m.ino(),
-        Err(_) => return Exit::QQ_PID,
+        Err(_) => {
+            let _ = fs::remove_file(&pid_path);
+            return Exit::QQ_PID;
+        }
     };
 
-    // 2. pid -> mess
+    // 2. pid -> mess. A file system without a free inode or block still lets the pid
+    // file be made and then refuses the link (tmpfs counts each link as an inode): the
+    // pid file goes, as everything else qmail-queue made (netqmail leaves it for
+    // qmail-send's 36-hour cleanup).
     let mess_path = queue.mess(id);
     if fs::hard_link(&pid_path, &mess_path).is_err() {
+        let _ = fs::remove_file(&pid_path);
         return Exit::QQ_MESS;
     }
     if fs::remove_file(&pid_path).is_err() {
+        let _ = mess_file.set_len(0);
+        let _ = fs::remove_file(&mess_path);
         return Exit::QQ_PID;
     }
     let mut made = Made {

@@ -218,6 +218,59 @@ fn full_filesystem_exits_53_and_leaves_nothing() {
     assert_eq!(queue_with(c, b"small\n", b"Fa@b\0Tc@d\0\0").0, 0);
 }
 
+#[test]
+fn no_free_inode_exits_64_and_leaves_no_pid_file() {
+    if !is_root() {
+        eprintln!("no_free_inode_exits_64_and_leaves_no_pid_file: needs root to mount a tmpfs");
+        return;
+    }
+    let tmp = Tmpfs::with_options("size=4m,nr_inodes=1000,mode=0755");
+    let homedir = tmp.path();
+    for d in ["bin", "control"] {
+        fs::create_dir(homedir.join(d)).expect("mkdir");
+    }
+    qmail_queue::create_queue(&homedir.join("queue"), &control::Ids::single_user())
+        .expect("queue on tmpfs");
+    // Exactly one free inode: the pid file takes it, and the link to mess/ (tmpfs counts
+    // every link as an inode) fails with ENOSPC.
+    let st = nix::sys::statvfs::statvfs(homedir).expect("statvfs");
+    let used = st.files() - st.files_free();
+    tmp.remount(&format!("nr_inodes={}", used + 1));
+    let st = nix::sys::statvfs::statvfs(homedir).expect("statvfs");
+    assert_eq!(st.files_free(), 1, "one free inode");
+    let mut c = Command::new(bin("qmail-queue"));
+    c.env_clear().env("QMAIL_HOME", homedir);
+    let (code, _) = queue_with(c, b"Subject: x\n\nx\n", b"Fa@b\0Tc@d\0\0");
+    assert_eq!(code, 64, "trouble making the mess file");
+    let mut left = Vec::new();
+    for sub in ["pid", "mess", "intd", "todo"] {
+        walk(&homedir.join("queue").join(sub), &mut left);
+    }
+    assert!(left.is_empty(), "files left behind: {left:?}");
+    assert_eq!(
+        nix::sys::statvfs::statvfs(homedir)
+            .expect("statvfs")
+            .files_free(),
+        1,
+        "the inode is free again"
+    );
+
+    // No inode at all: the pid file cannot be made (exit 63), nothing is left either.
+    tmp.remount(&format!("nr_inodes={used}"));
+    let mut c = Command::new(bin("qmail-queue"));
+    c.env_clear().env("QMAIL_HOME", homedir);
+    assert_eq!(queue_with(c, b"x\n", b"Fa@b\0Tc@d\0\0").0, 63);
+    let mut left = Vec::new();
+    walk(&homedir.join("queue/pid"), &mut left);
+    assert!(left.is_empty(), "files left behind: {left:?}");
+
+    // Inodes again: the same queue works.
+    tmp.remount("nr_inodes=1000");
+    let mut c = Command::new(bin("qmail-queue"));
+    c.env_clear().env("QMAIL_HOME", homedir);
+    assert_eq!(queue_with(c, b"x\n", b"Fa@b\0Tc@d\0\0").0, 0);
+}
+
 /// A tmpfs of a given size mounted on a temporary directory; unmounted when dropped.
 pub struct Tmpfs {
     dir: tempfile::TempDir,
@@ -225,20 +278,29 @@ pub struct Tmpfs {
 
 impl Tmpfs {
     pub fn new(size: &str) -> Tmpfs {
+        Tmpfs::with_options(&format!("size={size},mode=0755"))
+    }
+
+    /// A tmpfs with mount options `opts` (size=, nr_inodes=, mode=).
+    pub fn with_options(opts: &str) -> Tmpfs {
         let dir = tempfile::tempdir().expect("tmp");
         let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
             .arg(dir.path())
             .status()
             .expect("mount");
-        assert!(st.success(), "mount tmpfs failed");
+        assert!(st.success(), "mount tmpfs -o {opts} failed");
         Tmpfs { dir }
+    }
+
+    /// Changes mount options (`nr_inodes=N`, `size=S`) in place.
+    pub fn remount(&self, opts: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,{opts}")])
+            .arg(self.dir.path())
+            .status()
+            .expect("remount");
+        assert!(st.success(), "remount -o {opts} failed");
     }
 
     pub fn path(&self) -> &Path {
