@@ -9,11 +9,12 @@
 //!   qmail TLS patch, a client with no certificate, or one that does not verify, is
 //!   served all the same (the handshake never fails for that reason);
 //! * `control/tlsserverciphers` (or `$TLSCIPHERS`): the cipher suites allowed, in the
-//!   server's order of preference (which then wins over the client's), as OpenSSL or IANA
+//!   server's order of preference (which wins over the client's), as OpenSSL or IANA
 //!   names separated by colons or on separate lines (read as a list control file:
 //!   lines starting with `#` are comments).
 //!   Names rustls does not implement, and OpenSSL's keywords (`HIGH`, `!aNULL`, ...), are
-//!   ignored; when no name is left, rustls' defaults apply.
+//!   ignored; when no name is left, rustls' defaults apply, in rustls' order, which also
+//!   wins over the client's.
 //!
 //! Only TLS 1.2 and 1.3 are spoken.
 
@@ -291,12 +292,10 @@ pub fn load(
             .map(|lines| lines.join(&b':')),
     };
     let mut provider = ring::default_provider();
-    let mut server_order = false;
     if let Some(l) = list {
         let chosen = parse_ciphers(&l);
         if !chosen.is_empty() {
             provider.cipher_suites = chosen;
-            server_order = true;
         }
     }
     let provider: Arc<CryptoProvider> = Arc::new(provider);
@@ -338,8 +337,9 @@ pub fn load(
     cfg.send_tls13_tickets = 0;
     cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     cfg.max_early_data_size = 0;
-    // A configured list is the server's order of preference.
-    cfg.ignore_client_order = server_order;
+    // The server's order of preference wins, the configured list's or rustls' own
+    // (AES-256-GCM, AES-128-GCM, ChaCha20-Poly1305; ECDSA before RSA in TLS 1.2).
+    cfg.ignore_client_order = true;
     Ok(Some(TlsServer {
         config: Arc::new(cfg),
         verifier,
@@ -407,6 +407,8 @@ mod tests {
             ["ECDHE-ECDSA-AES128-GCM-SHA256", "TLS_AES_128_GCM_SHA256"]
         );
         assert!(s.config.ignore_client_order);
+        let dflt = load(d.path(), Some(b"HIGH:!aNULL"), true).unwrap().unwrap();
+        assert!(dflt.config.ignore_client_order, "rustls' order is the server's too");
         // $TLSCIPHERS wins over the file
         let s = load(d.path(), Some(b"TLS_AES_256_GCM_SHA384"), true)
             .unwrap()

@@ -386,6 +386,60 @@ fn openssl_s_client_starttls_with_tls12_and_rsa_and_ciphers() {
     assert_eq!(home.queued().len(), 1);
 }
 
+/// The server's order of preference wins over the client's, also without
+/// tlsserverciphers (testssl's "Has server cipher order?"): the client offers the
+/// suites in the reverse of rustls' order and gets the server's first choice.
+#[test]
+fn server_cipher_order_wins_over_the_clients() {
+    let (home, _) = tls_home(Key::Rsa);
+    let srv = Server::start(&home, &[], &[]);
+    let negotiated = |args: &[&str]| {
+        let out = Command::new(tool("openssl"))
+            .args(["s_client", "-brief", "-starttls", "smtp", "-connect"])
+            .arg(format!("127.0.0.1:{}", srv.port))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("s_client");
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| l.strip_prefix("Ciphersuite: "))
+            .unwrap_or_else(|| panic!("no Ciphersuite line: {text}"))
+            .trim()
+            .to_string()
+    };
+    let tls13 = [
+        "-tls1_3",
+        "-ciphersuites",
+        "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384",
+    ];
+    assert_eq!(negotiated(&tls13), "TLS_AES_256_GCM_SHA384");
+    let tls12 = [
+        "-tls1_2",
+        "-cipher",
+        "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384",
+    ];
+    assert_eq!(negotiated(&tls12), "ECDHE-RSA-AES256-GCM-SHA384");
+    // With a list, the list's order: its first suite, though the client offers it last.
+    home.control(
+        "tlsserverciphers",
+        "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256\n",
+    );
+    let tls12 = [
+        "-tls1_2",
+        "-cipher",
+        "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256",
+    ];
+    assert_eq!(negotiated(&tls12), "ECDHE-RSA-AES128-GCM-SHA256");
+    let tls13 = [
+        "-tls1_3",
+        "-ciphersuites",
+        "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256",
+    ];
+    assert_eq!(negotiated(&tls13), "TLS_AES_128_GCM_SHA256");
+}
+
 #[test]
 fn swaks_tls_delivers() {
     let (home, _) = tls_home(Key::Ec);
