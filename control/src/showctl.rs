@@ -320,6 +320,10 @@ pub const EXTRAS: &[(&str, Extra)] = &[
         ),
     ),
     (
+        "timeoutsession",
+        Extra::Line("qmail-smtpd ends each session after this many seconds (0 is no limit): "),
+    ),
+    (
         "tlshosts",
         Extra::Dir(
             "qmail-remote requires TLS with a certificate signed by the CA in HOST.pem for:",
@@ -727,6 +731,7 @@ mod tests {
         )
         .unwrap();
         fs::write(d.path().join("checklocalrcpt"), "1\n").unwrap();
+        fs::write(d.path().join("timeoutsession"), "600\n").unwrap();
         fs::create_dir(d.path().join("tlshosts")).unwrap();
         fs::write(d.path().join("tlshosts/mx.example.pem"), "x").unwrap();
         fs::write(
@@ -749,6 +754,7 @@ mod tests {
             out.contains("\nservercert.pem: qmail-smtpd offers STARTTLS"),
             "{out}"
         );
+        assert!(out.contains("\ntimeoutsession: qmail-smtpd ends each session after this many seconds (0 is no limit): 600.\n"), "{out}");
         assert!(out.contains("\nchecklocalrcpt: qmail-smtpd checks local recipients at RCPT time (0 is off): 1.\n"), "{out}");
         assert!(out.contains("\ntlsclients: qmail-smtpd lets TLS clients relay whose certificate (signed by a CA in clientca.pem) has one of these subject addresses:\na@example.org\nB@Example.Org\n"), "{out}");
         assert!(out.contains("\ntlshosts: qmail-remote requires TLS with a certificate signed by the CA in HOST.pem for: mx.example.pem\n"), "{out}");

@@ -109,6 +109,9 @@ pub struct Config {
     pub localiphost: Option<Vec<u8>>,
     /// control/timeoutsmtpd: seconds to wait for each read or write (at least 1).
     pub timeout: u64,
+    /// control/timeoutsession (rqmail only): seconds a whole session may last, counted
+    /// from the greeting; 0 (the default, as netqmail has no such limit) for no limit.
+    pub timeout_session: u64,
     /// DATABYTES, else control/databytes: the largest message stored; 0 for no limit.
     pub databytes: u64,
     pub rcpthosts: RcptHosts,
@@ -235,6 +238,7 @@ impl Config {
             greeting: greeting.to_vec(),
             localiphost: Some(greeting.to_vec()),
             timeout: DEFAULT_TIMEOUT,
+            timeout_session: 0,
             databytes: 0,
             rcpthosts: RcptHosts::from_entries(None::<Vec<Vec<u8>>>),
             badmailfrom: BadMailFrom::default(),
@@ -263,6 +267,7 @@ impl Config {
             c.int_or("timeoutsmtpd", DEFAULT_TIMEOUT),
         )?
         .max(1);
+        let timeout_session = ctl("control/timeoutsession", c.int_or("timeoutsession", 0))?;
         let rcpthosts = ctl(
             "control/rcpthosts or control/morercpthosts.cdb",
             RcptHosts::load(&c),
@@ -295,6 +300,7 @@ impl Config {
             greeting,
             localiphost,
             timeout,
+            timeout_session,
             databytes,
             rcpthosts,
             badmailfrom,
@@ -347,6 +353,10 @@ mod tests {
         assert_eq!(c.localiphost.as_deref(), Some(&b"mx.example"[..]));
         assert_eq!(c.timeout, 1200);
         assert_eq!(c.databytes, 0);
+        assert_eq!(
+            c.timeout_session, 0,
+            "no session deadline unless configured"
+        );
         assert!(!c.rcpthosts.restricted());
         assert_eq!(c.remote.ip, b"unknown");
         assert_eq!(c.remote.host, b"unknown");
@@ -364,6 +374,7 @@ mod tests {
         w("localiphost", "lip.example\n");
         w("timeoutsmtpd", "0\n");
         w("databytes", "5000\n");
+        w("timeoutsession", "600\n");
         let env = Env {
             tcp_local_ip: Some(b"10.0.0.1".to_vec()),
             tcp_remote_host: Some(b"".to_vec()),
@@ -374,6 +385,7 @@ mod tests {
         assert_eq!(c.greeting, b"greet.example hello there");
         assert_eq!(c.localiphost.as_deref(), Some(&b"lip.example"[..]));
         assert_eq!(c.timeout, 1);
+        assert_eq!(c.timeout_session, 600);
         assert_eq!(c.databytes, 5000);
         assert_eq!(c.remote.local, b"10.0.0.1");
         assert_eq!(c.remote.host, b"");

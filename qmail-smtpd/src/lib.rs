@@ -182,6 +182,8 @@ pub fn run<T: Transport>(home: &Path, env: &Env, t: &mut T) -> Exit {
         log(&format!("SMTPS: TLS not available: {e}"));
     }
     let mut s = Session::new(cfg, backend);
+    // control/timeoutsession bounds every wait from here on, the TLS handshakes' too.
+    let t = &mut transport::Deadline::new(&mut *t, s.deadline());
     if smtps {
         let Some(server) = server else {
             return Exit::Failure;

@@ -32,7 +32,7 @@ use crate::received::{self, Facts};
 use qmail_queue::QueueError;
 use qmail_tls::TlsInfo;
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The longest command line accepted, in bytes before its LF (CR included). netqmail has
 /// no limit; RFC 5321 asks for 512, RFC 4954 allows AUTH lines of 12288.
@@ -65,6 +65,8 @@ pub mod reply {
         "552 sorry, that message size exceeds my databytes limit (#5.3.4)\r\n";
     pub const STRAY_NEWLINE: &str = "451 See http://pobox.com/~djb/docs/smtplf.html.\r\n";
     pub const TIMEOUT: &str = "451 timeout (#4.4.2)\r\n";
+    /// rqmail only: control/timeoutsession ran out.
+    pub const SESSION_TIMEOUT: &str = "451 session time limit reached (#4.4.2)\r\n";
     pub const NOMEM: &str = "421 out of memory (#4.3.0)\r\n";
     /// rqmail only: a command line longer than [`super::MAX_LINE`].
     pub const LINE_TOO_LONG: &str = "500 command line too long (#5.5.2)\r\n";
@@ -248,6 +250,8 @@ pub struct Session<B: Backend> {
     auth_failures: u32,
     /// The client certificate's address that control/tlsclients allowed to relay.
     cert_relay: Option<String>,
+    /// When the session must end (control/timeoutsession), if ever.
+    deadline: Option<Instant>,
 }
 
 impl<B: Backend> std::fmt::Debug for Session<B> {
@@ -270,7 +274,10 @@ impl<B: Backend> Session<B> {
     /// Starts a session; the 220 greeting is already in the output.
     pub fn new(cfg: Config, backend: B) -> Session<B> {
         let relay = cfg.relayclient.clone();
+        let deadline = (cfg.timeout_session > 0)
+            .then(|| Instant::now() + Duration::from_secs(cfg.timeout_session));
         let mut s = Session {
+            deadline,
             relay,
             tls: None,
             want_tls: false,
@@ -306,6 +313,11 @@ impl<B: Backend> Session<B> {
     /// Seconds to wait for each read or write.
     pub fn timeout(&self) -> u64 {
         self.cfg.timeout
+    }
+
+    /// When the whole session must be over (control/timeoutsession), if ever.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
     }
 
     /// `Some` once the session is over; the output may still hold a last reply.
@@ -435,6 +447,18 @@ impl<B: Backend> Session<B> {
     pub fn timed_out(&mut self) {
         if self.finished.is_none() {
             self.say(reply::TIMEOUT);
+            self.finish(Exit::Failure);
+        }
+    }
+
+    /// The session's deadline (control/timeoutsession) passed: a last 451 and the end,
+    /// whatever the client was in the middle of (a message being received is not queued).
+    pub fn deadline_reached(&mut self) {
+        if self.finished.is_none() {
+            self.say(reply::SESSION_TIMEOUT);
+            let secs = self.cfg.timeout_session;
+            self.backend
+                .log(&format!("session time limit of {secs} seconds reached"));
             self.finish(Exit::Failure);
         }
     }

@@ -4,17 +4,60 @@
 //!
 //! [`Transport`] (from `qmail_tls`) is the seam for TLS: `FdTransport` is plain
 //! descriptors 0 and 1; `TlsTransport` wraps it and offers the same two calls.
+//! [`Deadline`] wraps either and cuts every wait short at the session's deadline
+//! (control/timeoutsession), the TLS handshake's included.
 
 use crate::session::{Backend, Exit, Session};
 use qmail_tls::{READ_BUF, Transport};
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Input is handed to the session in pieces of this size; after each, replies beyond
 /// [`FLUSH_AT`] bytes are written even though more input is waiting.
 pub const FEED_STEP: usize = 1024;
 /// See [`FEED_STEP`].
 pub const FLUSH_AT: usize = 4096;
+
+/// After the session's deadline, each write may still wait this long (the last 451 reply).
+pub const DEADLINE_GRACE: Duration = Duration::from_secs(1);
+
+/// A transport whose reads wait no longer than until `deadline`, and whose writes no
+/// longer than [`DEADLINE_GRACE`] past it. Without a deadline it is `inner` unchanged.
+#[derive(Debug)]
+pub struct Deadline<T> {
+    inner: T,
+    deadline: Option<Instant>,
+}
+
+impl<T: Transport> Deadline<T> {
+    /// Wraps `inner`.
+    pub fn new(inner: T, deadline: Option<Instant>) -> Deadline<T> {
+        Deadline { inner, deadline }
+    }
+
+    fn left(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+}
+
+impl<T: Transport> Transport for Deadline<T> {
+    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        match self.left() {
+            None => self.inner.read(buf, timeout),
+            Some(left) if left.is_zero() => Err(io::ErrorKind::TimedOut.into()),
+            Some(left) => self.inner.read(buf, timeout.min(left)),
+        }
+    }
+
+    fn write_all(&mut self, data: &[u8], timeout: Duration) -> io::Result<()> {
+        let timeout = match self.left() {
+            None => timeout,
+            Some(left) => timeout.min(left.max(DEADLINE_GRACE)),
+        };
+        self.inner.write_all(data, timeout)
+    }
+}
 
 /// How [`serve_session`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +97,10 @@ pub fn serve_session<B: Backend, T: Transport>(s: &mut Session<B>, t: &mut T) ->
             // (CVE-2011-0411: plaintext must not be read as if it came through TLS).
             return Served::StartTls;
         }
+        if s.deadline().is_some_and(|d| Instant::now() >= d) {
+            s.deadline_reached();
+            continue;
+        }
         match t.read(&mut buf, timeout) {
             Ok(0) => s.eof(),
             Ok(n) => {
@@ -69,7 +116,13 @@ pub fn serve_session<B: Backend, T: Transport>(s: &mut Session<B>, t: &mut T) ->
                     }
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => s.timed_out(),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                if s.deadline().is_some_and(|d| Instant::now() >= d) {
+                    s.deadline_reached();
+                } else {
+                    s.timed_out();
+                }
+            }
             Err(_) => s.eof(),
         }
     }
@@ -191,6 +244,35 @@ mod tests {
         t.fail_writes = true;
         let mut s = Session::new(Config::new(b"mx"), NoQueue);
         assert_eq!(serve(&mut s, &mut t), Exit::Failure);
+    }
+
+    #[test]
+    fn session_deadline_ends_with_451() {
+        // A deadline already past: the next wait ends the session, whatever the client
+        // would have sent.
+        let mut cfg = Config::new(b"mx");
+        cfg.timeout_session = 1;
+        let mut s = Session::new(cfg, NoQueue);
+        assert!(s.deadline().is_some());
+        let mut t = script(vec![Some("NOOP\r\n"), Some("NOOP\r\n")]);
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(serve(&mut s, &mut t), Exit::Failure);
+        assert_eq!(
+            strings(&t.writes),
+            vec![
+                "220 mx ESMTP\r\n",
+                "451 session time limit reached (#4.4.2)\r\n"
+            ]
+        );
+        // The wrapper: no wait at all once the deadline has passed; none without one.
+        let mut d = Deadline::new(script(vec![Some("x")]), Some(Instant::now()));
+        let e = d.read(&mut [0u8; 8], Duration::from_secs(60)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(d.write_all(b"451\r\n", Duration::from_secs(60)).is_ok());
+        let mut d = Deadline::new(script(vec![Some("x")]), None);
+        assert_eq!(d.read(&mut [0u8; 8], Duration::from_secs(60)).unwrap(), 1);
+        let s = Session::new(Config::new(b"mx"), NoQueue);
+        assert_eq!(s.deadline(), None);
     }
 
     #[test]

@@ -408,7 +408,10 @@ mod tests {
         );
         assert!(s.config.ignore_client_order);
         let dflt = load(d.path(), Some(b"HIGH:!aNULL"), true).unwrap().unwrap();
-        assert!(dflt.config.ignore_client_order, "rustls' order is the server's too");
+        assert!(
+            dflt.config.ignore_client_order,
+            "rustls' order is the server's too"
+        );
         // $TLSCIPHERS wins over the file
         let s = load(d.path(), Some(b"TLS_AES_256_GCM_SHA384"), true)
             .unwrap()

@@ -566,6 +566,68 @@ fn timeout_in_data_leaves_nothing_queued() {
     wait_queue_empty(&home);
 }
 
+/// A client dripping one byte a second never meets timeoutsmtpd (5 s here), but
+/// control/timeoutsession (3 s) ends the session with a 451, over a real socket; the
+/// message it was dripping is not queued.
+#[test]
+fn timeoutsession_ends_a_dripping_session() {
+    let home = Home::new();
+    home.control("timeoutsmtpd", "5\n");
+    home.control("timeoutsession", "3\n");
+    let smtpd = home.path().join("bin/qmail-smtpd");
+    let (_server, port) = tcpserver(&home, &[], &[&smtpd]);
+    for in_data in [false, true] {
+        let t0 = std::time::Instant::now();
+        let mut c = Smtp::connect(port);
+        assert_eq!(c.reply(), vec!["220 testhost.example ESMTP"]);
+        let drip: &[u8] = if in_data {
+            assert_eq!(c.cmd("HELO c"), vec!["250 testhost.example"]);
+            assert_eq!(c.cmd("MAIL FROM:<a@b>"), vec!["250 ok"]);
+            assert_eq!(c.cmd("RCPT TO:<c@d>"), vec!["250 ok"]);
+            assert_eq!(c.cmd("DATA"), vec!["354 go ahead"]);
+            b"Subject: drip\r\n\r\nxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+        } else {
+            b"MAIL FROM:<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b>\r\n"
+        };
+        let mut w = c.get_mut().try_clone().expect("clone");
+        let drip = drip.to_vec();
+        let dripper = std::thread::spawn(move || {
+            use std::io::Write;
+            for b in drip {
+                if w.write_all(&[b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        assert_eq!(c.reply(), vec!["451 session time limit reached (#4.4.2)"]);
+        assert!(t0.elapsed() >= Duration::from_secs(3));
+        let mut rest = Vec::new();
+        use std::io::Read;
+        let _ = c.get_mut().read_to_end(&mut rest);
+        assert!(rest.is_empty(), "{rest:?}");
+        drop(c);
+        dripper.join().expect("dripper");
+    }
+    assert!(home.queued().is_empty());
+}
+
+/// Without control/timeoutsession (netqmail's behaviour) there is no session deadline:
+/// a session outlasts several timeoutsmtpd periods.
+#[test]
+fn timeoutsession_is_off_by_default() {
+    let home = Home::new();
+    home.control("timeoutsmtpd", "2\n");
+    let mut c = Smtp::new(Piped::start(smtpd(&home, &[]), Duration::from_secs(60)));
+    assert_eq!(c.reply(), vec!["220 testhost.example ESMTP"]);
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(c.cmd("NOOP"), vec!["250 ok"]);
+    }
+    assert_eq!(c.cmd("QUIT"), vec!["221 testhost.example"]);
+    assert_eq!(c.get_mut().wait(), 0);
+}
+
 #[test]
 fn replies_502_503_555() {
     let home = Home::new();
