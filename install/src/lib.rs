@@ -106,6 +106,7 @@ pub const PROGRAMS: &[(&str, Who, u32)] = &[
     ("condredirect", Who::Owner, 0o755),
     ("bouncesaying", Who::Owner, 0o755),
     ("except", Who::Owner, 0o755),
+    ("srsreverse", Who::Owner, 0o755),
     ("maildirmake", Who::Owner, 0o755),
     ("maildir2mbox", Who::Owner, 0o755),
     ("maildirwatch", Who::Owner, 0o755),

@@ -1,10 +1,11 @@
 //! The small programs netqmail ships for `|command` lines in .qmail files:
 //!
-//! * `forward address...`: forward the message (with `$DTLINE`, sender `$NEWSENDER`);
+//! * `forward address...`: forward the message (with `$DTLINE`, sender `$NEWSENDER`, or
+//!   its SRS form);
 //! * `preline command...`: feed the command `$UFLINE`, `$RPLINE`, `$DTLINE` and the
 //!   message (for programs that expect mbox-style input);
-//! * `condredirect address program...`: forward (sender `$SENDER`) and stop (exit 99)
-//!   when the program exits 0;
+//! * `condredirect address program...`: forward (sender `$SENDER`, or its SRS form) and
+//!   stop (exit 99) when the program exits 0;
 //! * `bouncesaying error [program...]`: bounce with `error` (when the program, if any,
 //!   exits 0);
 //! * `except program...`: turn the program's success into a bounce and its failure into
@@ -29,7 +30,7 @@ fn say(line: &[u8]) {
     let _ = io::stderr().write_all(&v);
 }
 
-fn die(code: Exit, prog: &str, text: &[u8]) -> Exit {
+pub(crate) fn die(code: Exit, prog: &str, text: &[u8]) -> Exit {
     say(&[prog.as_bytes(), b": fatal: ", text].concat());
     code
 }
@@ -61,7 +62,7 @@ fn run_child(argv: &[OsString]) -> Result<Exit, ()> {
 }
 
 /// Hands the message on descriptor 0 to qmail-queue with `dtline` in front.
-fn queue(prog: &str, dtline: &[u8], sender: &[u8], recips: &[OsString]) -> Exit {
+pub(crate) fn queue(prog: &str, dtline: &[u8], sender: &[u8], recips: &[OsString]) -> Exit {
     let home = control::qmail_home();
     let mut qq = match qmail_queue::QueueClient::open_default(&home) {
         Ok(q) => q,
@@ -95,7 +96,7 @@ fn queue(prog: &str, dtline: &[u8], sender: &[u8], recips: &[OsString]) -> Exit 
     }
 }
 
-fn env_bytes(name: &str) -> Option<Vec<u8>> {
+pub(crate) fn env_bytes(name: &str) -> Option<Vec<u8>> {
     std::env::var_os(name).map(OsStringExt::into_vec)
 }
 
@@ -109,7 +110,30 @@ pub fn forward_main() -> Exit {
         return die(Exit::PERM, P, b"DTLINE not set");
     };
     let recips: Vec<OsString> = std::env::args_os().skip(1).collect();
-    queue(P, &dtline, &sender, &recips)
+    // The message's own sender tells a list owner's NEWSENDER apart (never rewritten).
+    let original = env_bytes("SENDER").unwrap_or_else(|| sender.clone());
+    match srs_sender(P, &original, &sender, &recips) {
+        Ok(s) => queue(P, &dtline, &s, &recips),
+        Err(code) => code,
+    }
+}
+
+/// The sender a forward by `prog` gets: `newsender`, or its SRS form
+/// ([`crate::forwarding`]). A control file that cannot be used is a temporary failure.
+fn srs_sender(
+    prog: &str,
+    sender: &[u8],
+    newsender: &[u8],
+    recips: &[OsString],
+) -> Result<Vec<u8>, Exit> {
+    let recips: Vec<&[u8]> = recips.iter().map(|r| r.as_bytes()).collect();
+    crate::forwarding::forward_sender(sender, newsender, &recips, control::now()).map_err(|e| {
+        die(
+            Exit::TEMP,
+            prog,
+            &[b"unable to read SRS configuration: ", e.0.as_bytes()].concat(),
+        )
+    })
 }
 
 /// condredirect(1).
@@ -134,6 +158,10 @@ pub fn condredirect_main() -> Exit {
     };
     let Some(dtline) = env_bytes("DTLINE") else {
         return die(Exit::PERM, P, b"DTLINE not set");
+    };
+    let sender = match srs_sender(P, &sender, &sender, &args[..1]) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     match queue(P, &dtline, &sender, &args[..1]) {
         Exit::OK => Exit::DELIVERED_STOP,

@@ -3,6 +3,10 @@
 //! * `local`: qmail-local, with the .qmail rules of the `recipient` crate (which .qmail
 //!   file, what its lines say), `headers` (Delivered-To, Return-Path, From_), `maildir`,
 //!   `mbox` and `program` deliveries, forwards through qmail-queue;
+//! * `forwarding`: the envelope sender of a forward, rewritten with SRS (the `srs`
+//!   crate) when control/srsdomain asks for it; `srsreverse`: the program that checks
+//!   an SRS address a bounce comes back to and forwards the bounce to the original
+//!   sender;
 //! * `getpw`: qmail-getpw, which user controls a local address (the rules are the
 //!   `recipient` crate's);
 //! * `newu`: qmail-newu, users/assign compiled into users/cdb;
@@ -20,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 mod fail;
+mod forwarding;
 mod getpw;
 mod headers;
 mod helpers;
@@ -34,6 +39,7 @@ mod program;
 mod pw2u;
 mod qbiff;
 mod qreceipt;
+mod srsreverse;
 mod summary;
 mod tools;
 
@@ -50,6 +56,7 @@ pub use newu::main as qmail_newu;
 pub use pw2u::main as qmail_pw2u;
 pub use qbiff::main as qbiff;
 pub use qreceipt::main as qreceipt;
+pub use srsreverse::main as srsreverse;
 
 /// What the mail readers' tools read from messages, for the fuzz targets.
 pub use maildir2mbox::from_line as mbox_from_line;

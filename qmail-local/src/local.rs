@@ -490,6 +490,29 @@ pub fn deliver(a: &Args) -> Result<Report, Fail> {
     }
     let lines = recipient::parse_dotqmail(&cmds).map_err(limit_fail)?;
 
+    // The forwards' sender (SRS), decided before any delivery so that a control file
+    // that cannot be read defers the message before anything is delivered.
+    let forwards: Vec<&[u8]> = lines
+        .iter()
+        .filter_map(|l| match l {
+            Line::Forward(addr) => Some(addr.as_slice()),
+            _ => None,
+        })
+        .collect();
+    let fwd_sender = if a.doit && !forwards.is_empty() {
+        crate::forwarding::forward_sender(&a.sender, &ueo, &forwards, control::now()).map_err(
+            |e| {
+                Fail::temp(cat(&[
+                    b"Unable to read SRS configuration: ",
+                    e.0.as_bytes(),
+                    b". (#4.3.0)",
+                ]))
+            },
+        )?
+    } else {
+        ueo.clone()
+    };
+
     let mut report = Report::default();
     let mut recips: Vec<Vec<u8>> = Vec::new();
     for (n, line) in lines.iter().enumerate() {
@@ -554,7 +577,7 @@ pub fn deliver(a: &Args) -> Result<Report, Fail> {
     }
 
     if a.doit && !recips.is_empty() {
-        report.qp = Some(forward(&mut msg, &dtline, &ueo, &recips)?);
+        report.qp = Some(forward(&mut msg, &dtline, &fwd_sender, &recips)?);
     }
     Ok(report)
 }

@@ -71,7 +71,7 @@ fn man_pages_render_without_warnings() {
 }
 
 /// The workspace's floors (README.md): which crates stand where.
-const GROUND: [&str; 4] = ["control", "recipient", "qmail-tls", "dkim"];
+const GROUND: [&str; 5] = ["control", "recipient", "qmail-tls", "dkim", "srs"];
 const QUEUE_FLOOR: [&str; 1] = ["qmail-queue"];
 const BESIDE: [&str; 2] = ["rqmail-tests", "rqmail-reliability"];
 
