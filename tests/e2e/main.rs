@@ -26,6 +26,7 @@ mod rootpath;
 mod send;
 mod smtpd;
 mod smtpd_tls;
+mod srs;
 mod supervise;
 mod tcpenv;
 mod tools;
