@@ -28,6 +28,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("dkim_message", dkim_message),
     ("netstring", netstring),
     ("mail_notice", mail_notice),
+    ("srs", srs),
 ];
 
 // ----------------------------------------------------------------- qmail-smtpd
@@ -744,6 +745,43 @@ pub fn mail_notice(data: &[u8]) {
         1,
         "From_ line of one line"
     );
+}
+
+// ------------------------------------------------------------------------- SRS
+
+/// SRS addresses (`srs::parse`, `Srs::reverse`, `srs::in_extension`) from the bytes, and
+/// the bytes as a sender forwarded (`Srs::forward`): what reverses is made of the input;
+/// every address made reverses (to the sender, or for SRS1 to the SRS0 address at the
+/// first forwarder).
+pub fn srs(data: &[u8]) {
+    let s =
+        srs::Srs::new(vec![b"fuzz secret".to_vec()], srs::Params::default()).expect("a rewriter");
+    let now = 1_700_000_000;
+    let parsed = srs::parse(data);
+    assert!(parsed.is_err() || srs::tag(data).is_some());
+    if let Ok(a) = s.reverse(data, now) {
+        assert!(parsed.is_ok());
+        assert!(a.len() < data.len(), "reversed {a:?} from {data:?}");
+    }
+    if let Some(x) = srs::in_extension(data) {
+        assert!(srs::tag(x).is_some() && data.ends_with(x));
+    }
+    let Some(made) = s.forward(data, b"srs.example", now) else {
+        return;
+    };
+    assert!(made.ends_with(b"@srs.example") && srs::tag(&made).is_some());
+    let back = s
+        .reverse_address(&made, now)
+        .unwrap_or_else(|e| panic!("{made:?} made from {data:?} does not reverse: {e}"));
+    let user = control::split_at_last_at(data).map_or(data, |(u, _)| u);
+    match srs::tag(user) {
+        // An SRS0 sender comes back as it was (its tag in capitals).
+        Some(0) => {
+            assert!(back[..4] == *b"SRS0" && back[4..] == data[4..]);
+        }
+        Some(_) => assert!(back == data || back.starts_with(b"SRS0")),
+        None => assert_eq!(back, data),
+    }
 }
 
 #[cfg(test)]
