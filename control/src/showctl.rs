@@ -274,6 +274,8 @@ pub enum Extra {
     Dir(&'static str),
     /// A list: the text, then each line of the file on a line of its own.
     Lines(&'static str),
+    /// A list of secrets: the text and how many there are, never the lines themselves.
+    Secrets(&'static str),
 }
 
 /// Control files netqmail does not have. They are explained only when they exist, after
@@ -318,6 +320,38 @@ pub const EXTRAS: &[(&str, Extra)] = &[
         Extra::Exists(
             "qmail-smtpd offers STARTTLS (and SMTPS where set) with this certificate and key.",
         ),
+    ),
+    (
+        "srsdomain",
+        Extra::Line(
+            "qmail-local rewrites the sender of mail it forwards to remote addresses into an SRS address (srsreverse(8)) at ",
+        ),
+    ),
+    (
+        "srsexclude",
+        Extra::Lines("qmail-local never rewrites senders at these domains into SRS addresses:"),
+    ),
+    (
+        "srshashlength",
+        Extra::Line("SRS hashes made are this long: "),
+    ),
+    (
+        "srshashmin",
+        Extra::Line("srsreverse accepts SRS hashes at least this long: "),
+    ),
+    (
+        "srsmaxage",
+        Extra::Line("srsreverse accepts SRS0 addresses for this many days: "),
+    ),
+    (
+        "srssecrets",
+        Extra::Secrets(
+            "The first secret signs SRS addresses, srsreverse accepts them all; never shown:",
+        ),
+    ),
+    (
+        "srsseparator",
+        Extra::Line("SRS addresses made have this character after SRS0 or SRS1: "),
     ),
     (
         "timeoutsession",
@@ -399,6 +433,17 @@ fn explain_extra(out: &mut Vec<u8>, dir: &Path, name: &str, how: Extra) {
                         out.push(b'\n');
                         safeput(out, &l);
                     }
+                }
+                _ => out.extend_from_slice(b" Oops! Trouble reading this file."),
+            }
+        }
+        Extra::Secrets(text) => {
+            out.extend_from_slice(text.as_bytes());
+            match crate::file::read_lines(&path) {
+                Ok(Some(lines)) => {
+                    let n = lines.len();
+                    let s = if n == 1 { "" } else { "s" };
+                    out.extend_from_slice(format!(" {n} secret{s}.").as_bytes());
                 }
                 _ => out.extend_from_slice(b" Oops! Trouble reading this file."),
             }
@@ -746,6 +791,9 @@ mod tests {
             "example.com:s1:control/dkim/ex.key\n",
         )
         .unwrap();
+        fs::write(d.path().join("srsdomain"), "srs.example.com\n").unwrap();
+        fs::write(d.path().join("srssecrets"), "SECRET-1\nSECRET-2\n").unwrap();
+        fs::write(d.path().join("srsmaxage"), "7\n").unwrap();
         let (out, code) = report(d.path());
         let out = String::from_utf8(out).unwrap();
         assert_eq!(code, Exit::OK);
@@ -763,7 +811,14 @@ mod tests {
             out.contains("\ndkim: qmail-dkim's private keys (named by dkimkeys): ex.key\n"),
             "{out}"
         );
-        assert!(!out.contains("secret"), "{out}");
+        assert!(out.contains("\nsrsdomain: qmail-local rewrites the sender of mail it forwards to remote addresses into an SRS address (srsreverse(8)) at srs.example.com.\n"), "{out}");
+        assert!(out.contains("\nsrssecrets: The first secret signs SRS addresses, srsreverse accepts them all; never shown: 2 secrets.\n"), "{out}");
+        assert!(
+            out.contains("\nsrsmaxage: srsreverse accepts SRS0 addresses for this many days: 7.\n"),
+            "{out}"
+        );
+        assert!(!out.contains("SECRET-"), "{out}");
+        assert!(!out.contains("secret\n"), "{out}");
         assert!(!out.contains("I have no idea"), "{out}");
     }
 
