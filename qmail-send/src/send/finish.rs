@@ -12,6 +12,7 @@ use qmail_queue::{Scan, SubdirScan};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
 
 impl Daemon {
     pub(super) fn addbounce(&mut self, id: u64, recip: &[u8], report: &[u8]) {
