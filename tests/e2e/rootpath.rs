@@ -11,11 +11,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
-const USER: &str = "rqmuser";
-const UHOME: &str = "/var/tmp/rqmail-rqmuser";
+pub(crate) const USER: &str = "rqmuser";
+pub(crate) const UHOME: &str = "/var/tmp/rqmail-rqmuser";
 
 /// Creates the system user (once) and gives it a fresh home with its .qmail files.
-fn make_user() -> (u32, u32) {
+pub(crate) fn make_user() -> (u32, u32) {
     if nix::unistd::User::from_name(USER).ok().flatten().is_none() {
         let st = Command::new(tool("useradd"))
             .args(["-M", "-U", "-d", UHOME, "-s", "/usr/sbin/nologin", USER])

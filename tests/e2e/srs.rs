@@ -692,3 +692,132 @@ fn addresses_interoperate_with_postsrsd_and_mail_srs() {
     wait_until("an empty queue", || crate::relsys::queue_empty(h.path()));
     sys.stop();
 }
+
+// ------------------------------------------------------------------------ root mode
+
+/// Root mode: qmail-local reads control/srssecrets as the user whose .qmail file forwards,
+/// srsreverse as alias. A secret the user cannot read defers the forward (nothing is sent
+/// with the sender unrewritten); once it is readable the forward goes out with an SRS
+/// sender, its bounce comes back to the SRS domain, and srsreverse, as alias, sends it on
+/// to the original sender.
+#[test]
+fn root_mode_secrets_read_as_the_user_and_as_alias() {
+    use crate::rootmode::{install_root_home, lock_root_home, smtpd_as_qmaild, start_root_system};
+    use crate::rootpath::{UHOME, USER, make_user};
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        eprintln!("root_mode_secrets_read_as_the_user_and_as_alias: needs root");
+        return;
+    }
+    let _g = lock_root_home();
+    let home = install_root_home();
+    let (uid, gid) = make_user();
+    let far = Refuser::start();
+    let sink = Sink::start(None);
+    let srsdomain = "srs.roothost.example";
+    for (name, text) in [
+        ("rcpthosts", format!("roothost.example\n{srsdomain}\n")),
+        ("locals", "roothost.example\n".to_string()),
+        ("virtualdomains", format!("{srsdomain}:alias-srs\n")),
+        ("srsdomain", format!("{srsdomain}\n")),
+        ("srssecrets", format!("{SECRET}\n")),
+        (
+            "smtproutes",
+            format!(
+                "far.example:127.0.0.1:{}\n:127.0.0.1:{}\n",
+                far.port, sink.port
+            ),
+        ),
+    ] {
+        fs::write(home.join("control").join(name), text).expect("control");
+    }
+    let secrets = home.join("control/srssecrets");
+    fs::set_permissions(&secrets, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (alias_uid, alias_gid) = rqmail_tests::user_ids("alias");
+    let srs_qmail = home.join("alias/.qmail-srs-default");
+    fs::write(
+        &srs_qmail,
+        format!("|{}\n", home.join("bin/srsreverse").display()),
+    )
+    .expect("dot-qmail");
+    std::os::unix::fs::chown(&srs_qmail, Some(alias_uid), Some(alias_gid)).expect("chown");
+    // alias's home in the password file is /var/qmail/alias: users/assign gives the SRS
+    // addresses alias's ids with this home's alias/ (as a site with another home would).
+    fs::write(
+        home.join("users/assign"),
+        format!(
+            "+alias-srs-:alias:{alias_uid}:{alias_gid}:{}:-:srs-:\n.\n",
+            home.join("alias").display()
+        ),
+    )
+    .expect("assign");
+    let st = Command::new(home.join("bin/qmail-newu"))
+        .env("QMAIL_HOME", &home)
+        .status()
+        .expect("qmail-newu");
+    assert!(st.success(), "qmail-newu");
+    let fwd_qmail = PathBuf::from(UHOME).join(".qmail-srsfwd");
+    fs::write(&fwd_qmail, "&joe@far.example\n").expect("dot-qmail");
+    std::os::unix::fs::chown(&fwd_qmail, Some(uid), Some(gid)).expect("chown");
+
+    let top = tempfile::tempdir().expect("tmp");
+    let sys = start_root_system(&home, top.path());
+    let (_server, port) = smtpd_as_qmaild(&home, &[]);
+    let mut s = rqmail_tests::Smtp::connect(port);
+    assert!(s.reply()[0].starts_with("220 "));
+    assert!(s.cmd("HELO client.example")[0].starts_with("250 "));
+    assert!(s.cmd("MAIL FROM:<Alice@orig.example>")[0].starts_with("250 "));
+    assert!(s.cmd(&format!("RCPT TO:<{USER}-srsfwd@roothost.example>"))[0].starts_with("250 "));
+    assert!(s.cmd("DATA")[0].starts_with("354 "));
+    let r = s.cmd("Subject: forwarded as root\r\n\r\nhello joe\r\n.");
+    assert!(r[0].starts_with("250 ok "), "{r:?}");
+    s.cmd("QUIT");
+
+    // The user cannot read the secrets: deferred, nothing sent.
+    wait_until("the deferral", || {
+        sys.lines().iter().any(|l| {
+            l.contains(": deferral: Unable_to_read_SRS_configuration:_control/srssecrets:_unable_to_read:_")
+        })
+    });
+    assert!(sys.lines().iter().all(|l| !l.contains("to remote")));
+
+    // Readable by all (as srsreverse(8) says), and retried now.
+    fs::set_permissions(&secrets, fs::Permissions::from_mode(0o644)).expect("chmod");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sys.pid()),
+        nix::sys::signal::Signal::SIGALRM,
+    )
+    .expect("ALRM");
+    let deadline = Instant::now() + WAIT;
+    while sink.messages().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no bounce at the sink: {:#?}",
+            sys.lines()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let m = nth(&sink, 1);
+    assert_eq!(m.from, "<>");
+    assert_eq!(m.rcpts, ["<Alice@orig.example>"]);
+    let text = String::from_utf8_lossy(&m.data).into_owned();
+    assert!(text.contains("Delivered-To: alias-srs-SRS0="), "{text}");
+    assert!(text.contains("550 5.1.1 no such user here"), "{text}");
+    wait_until("an empty queue", || crate::relsys::queue_empty(&home));
+    let log = sys.lines();
+    assert_eq!(sys.stop(), Some(0));
+    // The forward's sender was SRS, and srsreverse ran as alias and forwarded.
+    let info = log
+        .iter()
+        .find(|l| l.starts_with("info msg ") && l.contains(" from <SRS0="))
+        .unwrap_or_else(|| panic!("no SRS sender in {log:#?}"));
+    assert!(
+        info.contains(&format!("=orig.example=Alice@{srsdomain}>")),
+        "{info}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("success: srsreverse:_to_Alice@orig.example/srsreverse:_qp_")),
+        "{log:#?}"
+    );
+}
