@@ -791,6 +791,11 @@ fn without_qmail_send_requests_apply_to_the_files_and_the_next_start_finishes() 
     assert_eq!(starts_of(&sys.lines(), gone), 0);
     assert_eq!(starts_of(&sys.lines(), kept), 0);
     assert_eq!(delivered(&h), vec!["k", "k"]);
+    // An ended message's files go after its "end msg" line (qmail-clean removes mess/S/N,
+    // then info/S/N goes), so the listing settles a moment later.
+    wait_until("the ended messages to leave the listing", || {
+        qctl(&h, &["-t", "list"]).stdout.lines().count() == 2
+    });
     let o = qctl(&h, &["-t", "list"]);
     assert_eq!(o.stdout.lines().count(), 2, "{o:?}");
     assert!(o.stdout.contains(&format!("{kept}\theld\t")));
