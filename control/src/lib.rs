@@ -19,6 +19,8 @@
 //! * `maildir`: reading a Maildir as netqmail's maildir.c does (qmail-pop3d,
 //!   maildir2mbox, maildirwatch);
 //! * `errstr`: netqmail's texts for system errors;
+//! * `open`: opening queue files without ever waiting on a FIFO (netqmail's open_read
+//!   and open_write), devices refused;
 //! * `exit`: the exit codes, one type for every program;
 //! * `commands`, `checkpassword`: netqmail's command-line splitting and the
 //!   checkpassword interface, shared by the network servers;
@@ -43,6 +45,7 @@ mod home;
 mod ids;
 mod maildir;
 mod newmrh;
+mod open;
 mod program;
 mod rcpthosts;
 mod showctl;
@@ -77,6 +80,7 @@ pub use maildir::{
     Entry as MaildirEntry, ScanError as MaildirScanError, TMP_AGE as MAILDIR_TMP_AGE,
     clean_tmp as clean_maildir_tmp, scan as scan_maildir,
 };
+pub use open::{nonblocking as open_nonblocking, open_read, open_write, reject_device};
 pub use program::{start as program_start, stderr_is_private};
 pub use rcpthosts::RcptHosts;
 

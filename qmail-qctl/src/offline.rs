@@ -16,7 +16,7 @@
 use qmail_queue::qctl as mark;
 use qmail_queue::qctl::{Kind, Reply, Request};
 use qmail_queue::{Queue, SPLIT};
-use std::fs::{self, File, FileTimes, OpenOptions};
+use std::fs::{self, File, FileTimes};
 use std::io;
 use std::path::Path;
 use std::time::SystemTime;
@@ -30,9 +30,7 @@ pub struct Offline {
 
 /// Takes lock/sendmutex. `Ok(None)` when it is taken: qmail-send is running.
 pub fn lock(q: &Queue) -> io::Result<Option<Offline>> {
-    let f = OpenOptions::new()
-        .write(true)
-        .open(q.root().join("lock/sendmutex"))?;
+    let f = control::open_write(q.root().join("lock/sendmutex"))?;
     match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(l) => Ok(Some(Offline {
             _lock: l,
@@ -158,7 +156,7 @@ impl Offline {
     fn touch(&self, id: u64) -> Result<usize, Reply> {
         let mut n = 0;
         for p in [self.q.local(id), self.q.remote(id)] {
-            let f = match File::options().write(true).open(&p) {
+            let f = match control::open_write(&p) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(trouble("open", &p, &e)),

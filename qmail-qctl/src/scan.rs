@@ -73,7 +73,7 @@ impl Message {
 
 fn read_capped(path: &Path) -> io::Result<Vec<u8>> {
     let mut data = Vec::new();
-    File::open(path)?
+    control::open_read(path)?
         .take(MAX_FILE + 1)
         .read_to_end(&mut data)?;
     if data.len() as u64 > MAX_FILE {
@@ -157,7 +157,7 @@ fn new_message(q: &Queue, id: u64, md: &fs::Metadata) -> io::Result<Message> {
 }
 
 fn preprocessed(q: &Queue, id: u64) -> io::Result<Message> {
-    let info = File::open(q.info(id))?;
+    let info = control::open_read(q.info(id))?;
     let md = info.metadata()?;
     let mut data = Vec::new();
     info.take(MAX_FILE).read_to_end(&mut data)?;
@@ -220,7 +220,9 @@ pub fn bounce_text(q: &Queue, id: u64) -> io::Result<Option<Vec<u8>>> {
 /// `max` bytes) or, with `whole`, everything up to `max` bytes.
 pub fn message_text(q: &Queue, id: u64, whole: bool, max: u64) -> io::Result<Vec<u8>> {
     let mut data = Vec::new();
-    File::open(q.mess(id))?.take(max).read_to_end(&mut data)?;
+    control::open_read(q.mess(id))?
+        .take(max)
+        .read_to_end(&mut data)?;
     if !whole {
         let end = data
             .windows(2)

@@ -11,7 +11,7 @@
 //! * netqmail's qmail-qread and qmail-qstat read the file as before, and netqmail's
 //!   qmail-send, which does not know the bit, simply delivers held messages.
 
-use std::fs::{File, Permissions};
+use std::fs::Permissions;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -19,16 +19,25 @@ use std::path::Path;
 /// The permission bit that marks a held message's info file.
 pub const HOLD_BIT: u32 = 0o100;
 
-/// Whether an info file with this mode belongs to a held message.
+/// Whether an info file with this `st_mode` (file type bits included) belongs to a held
+/// message: a regular file with the mark. Anything else at info/S/N (a directory, whose
+/// owner-execute bit is usually set) is no hold.
 pub fn is_held(mode: u32) -> bool {
-    mode & HOLD_BIT != 0
+    mode & libc::S_IFMT == libc::S_IFREG && mode & HOLD_BIT != 0
 }
 
 /// Sets (`hold`) or clears the mark on the info file `path` and makes the change durable.
 /// Returns whether the mode changed.
 pub fn set(path: &Path, hold: bool) -> io::Result<bool> {
-    let f = File::open(path)?;
-    let mode = f.metadata()?.permissions().mode() & 0o7777;
+    let f = control::open_read(path)?;
+    let md = f.metadata()?;
+    if md.is_dir() {
+        return Err(io::Error::from_raw_os_error(libc::EISDIR));
+    }
+    if !md.is_file() {
+        return Err(io::Error::from_raw_os_error(libc::ENXIO));
+    }
+    let mode = md.permissions().mode() & 0o7777;
     let new = if hold {
         mode | HOLD_BIT
     } else {
@@ -52,11 +61,13 @@ mod tests {
         let p = d.path().join("457");
         std::fs::write(&p, b"Fa@b\0").unwrap();
         std::fs::set_permissions(&p, Permissions::from_mode(0o600)).unwrap();
-        let mode = || std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
-        assert!(!is_held(mode()));
+        let st_mode = || std::fs::metadata(&p).unwrap().permissions().mode();
+        let mode = || st_mode() & 0o7777;
+        assert!(!is_held(st_mode()));
         assert!(set(&p, true).unwrap());
         assert_eq!(mode(), 0o700);
-        assert!(is_held(mode()));
+        assert!(is_held(st_mode()));
+        assert!(!is_held(0o700), "no file type: not a regular file");
         assert!(!set(&p, true).unwrap());
         assert!(set(&p, false).unwrap());
         assert_eq!(mode(), 0o600);
@@ -65,6 +76,16 @@ mod tests {
         assert_eq!(
             set(&d.path().join("458"), true).unwrap_err().kind(),
             io::ErrorKind::NotFound
+        );
+        // A directory where the info file should be: no hold, and none made.
+        let dir = d.path().join("459");
+        std::fs::create_dir(&dir).unwrap();
+        assert!(!is_held(
+            std::fs::metadata(&dir).unwrap().permissions().mode()
+        ));
+        assert_eq!(
+            set(&dir, true).unwrap_err().raw_os_error(),
+            Some(libc::EISDIR)
         );
     }
 }

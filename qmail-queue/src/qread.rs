@@ -133,8 +133,10 @@ impl Dir {
             return Ok(None);
         }
         let dir = self.fd.as_ref().map_err(|&e| io::Error::from(e))?;
-        match nix::fcntl::openat(dir, name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()) {
-            Ok(fd) => Ok(Some(File::from(fd))),
+        // Never waiting for a FIFO's writer, as netqmail's open_read; no device.
+        let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        match nix::fcntl::openat(dir, name, flags, Mode::empty()) {
+            Ok(fd) => control::reject_device(File::from(fd)).map(Some),
             Err(Errno::ENOENT) => Ok(None),
             Err(e) => Err(e.into()),
         }

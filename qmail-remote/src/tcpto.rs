@@ -17,7 +17,7 @@
 
 use control::Exit;
 use nix::fcntl::{Flock, FlockArg};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::FileExt;
@@ -161,8 +161,9 @@ pub struct Tables {
 /// Opens a table for writing and reading, and locks it. `None` when it cannot be used:
 /// then, like netqmail, nothing is tracked.
 fn open_locked(path: &Path, l: &Layout) -> Option<(Flock<File>, Vec<u8>)> {
-    let w = OpenOptions::new().write(true).open(path).ok()?;
-    let mut r = File::open(path).ok()?;
+    // Never waiting on a FIFO (netqmail's open_write and open_read).
+    let w = control::open_write(path).ok()?;
+    let mut r = control::open_read(path).ok()?;
     let lock = Flock::lock(w, FlockArg::LockExclusive).ok()?;
     let mut buf = vec![0u8; l.size];
     let mut got = 0;
@@ -282,7 +283,7 @@ fn read_table(dir: &Path, l: &Layout, optional: bool, out: &mut Vec<u8>) -> Resu
             format!("fatal: unable to {what} {}: {}\n", l.name, errtext(e)).as_bytes(),
         );
     };
-    let w = match OpenOptions::new().write(true).open(&p) {
+    let w = match control::open_write(&p) {
         Ok(f) => f,
         Err(e) if optional && e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
@@ -290,7 +291,7 @@ fn read_table(dir: &Path, l: &Layout, optional: bool, out: &mut Vec<u8>) -> Resu
             return Err(());
         }
     };
-    let mut r = match File::open(&p) {
+    let mut r = match control::open_read(&p) {
         Ok(f) => f,
         Err(e) => {
             fatal(out, "open", &e);
@@ -355,7 +356,7 @@ pub fn tcpok_run(home: &Path) -> Result<(), String> {
         .map_err(|e| format!("unable to chdir to {h}/queue/lock: {}", errtext(&e)))?;
     for (l, optional) in [(V4, false), (V6, true)] {
         let p = dir.join(l.name);
-        let f = match OpenOptions::new().write(true).open(&p) {
+        let f = match control::open_write(&p) {
             Ok(f) => f,
             Err(e) if optional && e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => {

@@ -9,7 +9,7 @@
 //! so that no id switching happens, and root mode uses the qmail users.
 
 use rqmail_tests::single::*;
-use rqmail_tests::{Home, bin, is_root, tool, user_ids};
+use rqmail_tests::{Home, bin, fmt_match, is_root, qmail_log_line, tool, user_ids};
 use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
@@ -33,49 +33,6 @@ fn user_home() -> Home {
     h
 }
 
-/// A tiny matcher for qmail-log(5) line formats: `{n}` digits, `{w}` a non-empty word
-/// without spaces, `{*}` anything (possibly empty); everything else literal.
-fn fmt_match(pat: &str, s: &str) -> bool {
-    fn go(p: &[u8], s: &[u8]) -> bool {
-        if p.is_empty() {
-            return s.is_empty();
-        }
-        if let Some(rest) = p.strip_prefix(b"{n}") {
-            let n = s.iter().take_while(|c| c.is_ascii_digit()).count();
-            return (1..=n).rev().any(|k| go(rest, &s[k..]));
-        }
-        if let Some(rest) = p.strip_prefix(b"{w}") {
-            let n = s.iter().take_while(|&&c| c > b' ' && c < 127).count();
-            return (1..=n).rev().any(|k| go(rest, &s[k..]));
-        }
-        if let Some(rest) = p.strip_prefix(b"{*}") {
-            return (0..=s.len()).rev().any(|k| go(rest, &s[k..]));
-        }
-        !s.is_empty() && s[0] == p[0] && go(&p[1..], &s[1..])
-    }
-    go(pat.as_bytes(), s.as_bytes())
-}
-
-/// Every line qmail-send may write, from qmail-log(5).
-const LOG_FORMATS: &[&str] = &[
-    "status: local {n}/{n} remote {n}/{n}",
-    "status: local {n}/{n} remote {n}/{n} exitasap",
-    "status: exiting",
-    "new msg {n}",
-    "info msg {n}: bytes {n} from <{*}> qp {n} uid {n}",
-    "starting delivery {n}: msg {n} to local {w}",
-    "starting delivery {n}: msg {n} to remote {w}",
-    "delivery {n}: success: {*}",
-    "delivery {n}: deferral: {*}",
-    "delivery {n}: failure: {*}",
-    "delivery {n}: report mangled, will defer",
-    "bounce msg {n} qp {n}",
-    "end msg {n}",
-    "triple bounce: discarding bounce/{n}",
-    "warning: {*}",
-    "alert: {*}",
-];
-
 /// Stops qmail-send (TERM) and checks its whole log against qmail-log(5)'s formats.
 fn stop(sys: System) -> Vec<String> {
     let lines = sys.stop();
@@ -87,12 +44,8 @@ fn stop(sys: System) -> Vec<String> {
 fn assert_log_formats(lines: &[String]) {
     for l in lines {
         assert!(
-            LOG_FORMATS.iter().any(|f| fmt_match(f, l)),
-            "log line not in qmail-log(5) format: {l:?}"
-        );
-        assert!(
-            l.bytes().all(|c| (0x20..0x7f).contains(&c)),
-            "unprintable byte in log line {l:?}"
+            qmail_log_line(l),
+            "log line not in qmail-log(5) format, or unprintable: {l:?}"
         );
     }
 }
@@ -1617,6 +1570,211 @@ fn a_todo_file_with_an_empty_record_is_logged_and_the_queue_goes_on() {
     assert_eq!(delivered(&h), vec!["joe@testhost.example s@far.example"]);
     assert!(h.path().join(format!("queue/todo/{bad}")).exists());
     stop(sys);
+}
+
+// ------------------------------------------- damaged queue files (rqmail-queuefuzz)
+
+/// Plants message `id`'s file `dir` (split or not) in the queue, as the runner.
+fn plant(h: &Home, dir: &str, id: u64, data: &[u8]) -> PathBuf {
+    let split = matches!(dir, "mess" | "info" | "local" | "remote");
+    user_file(
+        h,
+        &format!("queue/{}", qmail_queue::fmtqfn(dir, id, split)),
+        data,
+    )
+}
+
+/// A FIFO at `rel` below the home, as the runner.
+fn plant_fifo(h: &Home, rel: &str) -> PathBuf {
+    let p = h.path().join(rel);
+    let _ = fs::remove_file(&p);
+    nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    chown_user(&p);
+    p
+}
+
+/// A symbolic link at `rel` below the home to `target`.
+fn plant_link(h: &Home, rel: &str, target: &str) {
+    let p = h.path().join(rel);
+    let _ = fs::remove_file(&p);
+    std::os::unix::fs::symlink(target, &p).expect("symlink");
+    chown_user(&p);
+}
+
+/// Runs a queue reader as the runner; it must end within 30 seconds (a reader that
+/// waits on a FIFO never would). Returns its exit code and output.
+fn reader(h: &Home, args: &[&str]) -> (i32, String) {
+    let mut c = user_cmd(h, &bin(args[0]));
+    c.args(&args[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("start the reader");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("try_wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    let code = out
+        .status
+        .code()
+        .unwrap_or_else(|| panic!("{args:?} crashed: {out:?}"));
+    (
+        code,
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// A FIFO wherever a queue file should be (todo/, info/, local/, mess/, bounce/,
+/// lock/tcpto) made qmail-send, qmail-lspawn, qmail-rspawn, qmail-qread and qmail-qctl
+/// wait for ever in open(2). Opened as netqmail's open_read does (never waiting), a FIFO
+/// reads as empty: the queue goes on, the good message is delivered, the readers end.
+#[test]
+fn fifos_anywhere_in_the_queue_stop_nothing() {
+    let h = system_home();
+    let info = |h: &Home, id| plant(h, "info", id, b"Fs@far.example\0");
+    let mess = |h: &Home, id| plant(h, "mess", id, b"Subject: bad\n\nx\n");
+    // 4701: not preprocessed, todo/ a FIFO.
+    mess(&h, 4701);
+    plant(
+        &h,
+        "intd",
+        4701,
+        b"u0\0p0\0Fs@far.example\0Tjoe@testhost.example\0",
+    );
+    plant_fifo(&h, "queue/todo/4701");
+    // 4702: its local recipient list a FIFO.
+    mess(&h, 4702);
+    info(&h, 4702);
+    plant_fifo(
+        &h,
+        &format!("queue/{}", qmail_queue::fmtqfn("local", 4702, true)),
+    );
+    plant(&h, "remote", 4702, b"Tr4702@remote.example\0");
+    // 4703: its message a FIFO.
+    plant_fifo(
+        &h,
+        &format!("queue/{}", qmail_queue::fmtqfn("mess", 4703, true)),
+    );
+    info(&h, 4703);
+    plant(&h, "local", 4703, b"Tfifo-mess@testhost.example\0");
+    // 4704: done, its bounce a FIFO.
+    mess(&h, 4704);
+    info(&h, 4704);
+    plant_fifo(&h, "queue/bounce/4704");
+    // 4705: its info file a FIFO.
+    mess(&h, 4705);
+    plant_fifo(
+        &h,
+        &format!("queue/{}", qmail_queue::fmtqfn("info", 4705, true)),
+    );
+    plant(&h, "local", 4705, b"Tjoe@testhost.example\0");
+    plant_fifo(&h, "queue/lock/tcpto");
+
+    for args in [
+        &["qmail-qread"][..],
+        &["qmail-qstat"],
+        &["qmail-qctl", "list"],
+        &["qmail-qctl", "show", "4705"],
+        &["qmail-tcpto"],
+    ] {
+        reader(&h, args);
+    }
+    let sys = System::start(&h);
+    inject(
+        &h,
+        "Subject: good\n\nbody\n",
+        "good@far.example",
+        &["joe@testhost.example", "r@remote.example"],
+    );
+    wait_until("the good message delivered", || {
+        delivered(&h).contains(&"joe@testhost.example good@far.example".to_string())
+            && remote_delivered(&h).contains(&"r@remote.example good@far.example".to_string())
+    });
+    sys.wait_log("4701 preprocessed as empty", |l| l == "new msg 4701");
+    sys.wait_log("the FIFO message refused by qmail-lspawn", |l| {
+        fmt_match(
+            "delivery {n}: deferral: Sorry,_message_has_wrong_type._(#4.3.5)/",
+            l,
+        )
+    });
+    sys.wait_log("4704's bounce sent", |l| {
+        fmt_match("bounce msg 4704 qp {n}", l)
+    });
+    sys.wait_log("4705's info file named", |l| {
+        l == format!(
+            "warning: trouble opening {}; will try again later",
+            qmail_queue::fmtqfn("info", 4705, true)
+        )
+    });
+    sys.wait_log("4702's remote recipient delivered", |l| {
+        fmt_match(
+            "starting delivery {n}: msg 4702 to remote r4702@remote.example",
+            l,
+        )
+    });
+    let (code, out) = reader(&h, &["qmail-qread"]);
+    assert_eq!(code, 0, "{out}");
+    stop(sys);
+}
+
+/// A symbolic link to a device where a queue file should be: /dev/zero never ends, so
+/// copying it into a bounce (netqmail does) fills the disk, and reading it as a recipient
+/// list never ends. Devices are refused: the bounce waits, the list is not read, the
+/// readers say so, and the good message is delivered.
+#[test]
+fn links_to_devices_in_the_queue_are_refused() {
+    let h = system_home();
+    // 4721: done, its bounce a link to /dev/zero; 4722: done, its message one.
+    plant(&h, "mess", 4721, b"Subject: bad\n\nx\n");
+    plant(&h, "info", 4721, b"Fs@far.example\0");
+    plant_link(&h, "queue/bounce/4721", "/dev/zero");
+    plant_link(
+        &h,
+        &format!("queue/{}", qmail_queue::fmtqfn("mess", 4722, true)),
+        "/dev/zero",
+    );
+    plant(&h, "info", 4722, b"Fs@far.example\0");
+    plant(&h, "bounce", 4722, b"<x@testhost.example>:\nno.\n\n");
+    // 4723: its remote recipient list a link to /dev/zero.
+    plant(&h, "mess", 4723, b"Subject: bad\n\nx\n");
+    plant(&h, "info", 4723, b"Fs@far.example\0");
+    let remote = qmail_queue::fmtqfn("remote", 4723, true);
+    plant_link(&h, &format!("queue/{remote}"), "/dev/zero");
+    plant_link(&h, "queue/lock/trigger", "/dev/zero");
+
+    let (code, out) = reader(&h, &["qmail-qread"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warning: trouble with #4723: device not configured\n"),
+        "{out}"
+    );
+    let sys = System::start(&h);
+    inject(
+        &h,
+        "Subject: good\n\nbody\n",
+        "good@far.example",
+        &["joe@testhost.example"],
+    );
+    wait_until("the good message delivered", || {
+        delivered(&h).contains(&"joe@testhost.example good@far.example".to_string())
+    });
+    sys.wait_count("both bounces wait", 2, |l| {
+        l == "warning: trouble injecting bounce message, will try later"
+    });
+    sys.wait_log("the list refused", |l| {
+        l == format!("warning: trouble opening {remote}; will try again later")
+    });
+    stop(sys);
+    for f in h.queue_files() {
+        let size = fs::symlink_metadata(&f).map_or(0, |m| m.len());
+        assert!(size < 1 << 20, "{} grew to {size} bytes", f.display());
+    }
 }
 
 /// A fake qmail-local that announces itself in running/ and then waits for the shared

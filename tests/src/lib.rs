@@ -61,6 +61,56 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// A tiny matcher for qmail-log(5) line formats: `{n}` digits, `{w}` a non-empty word
+/// without spaces, `{*}` anything (possibly empty); everything else literal.
+pub fn fmt_match(pat: &str, s: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        if p.is_empty() {
+            return s.is_empty();
+        }
+        if let Some(rest) = p.strip_prefix(b"{n}") {
+            let n = s.iter().take_while(|c| c.is_ascii_digit()).count();
+            return (1..=n).rev().any(|k| go(rest, &s[k..]));
+        }
+        if let Some(rest) = p.strip_prefix(b"{w}") {
+            let n = s.iter().take_while(|&&c| c > b' ' && c < 127).count();
+            return (1..=n).rev().any(|k| go(rest, &s[k..]));
+        }
+        if let Some(rest) = p.strip_prefix(b"{*}") {
+            return (0..=s.len()).rev().any(|k| go(rest, &s[k..]));
+        }
+        !s.is_empty() && s[0] == p[0] && go(&p[1..], &s[1..])
+    }
+    go(pat.as_bytes(), s.as_bytes())
+}
+
+/// Every line qmail-send may write, from qmail-log(5).
+pub const QMAIL_LOG_FORMATS: &[&str] = &[
+    "status: local {n}/{n} remote {n}/{n}",
+    "status: local {n}/{n} remote {n}/{n} exitasap",
+    "status: exiting",
+    "new msg {n}",
+    "info msg {n}: bytes {n} from <{*}> qp {n} uid {n}",
+    "starting delivery {n}: msg {n} to local {w}",
+    "starting delivery {n}: msg {n} to remote {w}",
+    "delivery {n}: success: {*}",
+    "delivery {n}: deferral: {*}",
+    "delivery {n}: failure: {*}",
+    "delivery {n}: report mangled, will defer",
+    "bounce msg {n} qp {n}",
+    "end msg {n}",
+    "triple bounce: discarding bounce/{n}",
+    "warning: {*}",
+    "alert: {*}",
+];
+
+/// Whether `l` is a line qmail-send may write: one of qmail-log(5)'s formats, printable
+/// ASCII only.
+pub fn qmail_log_line(l: &str) -> bool {
+    QMAIL_LOG_FORMATS.iter().any(|f| fmt_match(f, l))
+        && l.bytes().all(|c| (0x20..0x7f).contains(&c))
+}
+
 /// A qmail home of its own: bin/ with symlinks to the built programs, control/, an empty
 /// queue (single-user owners), users/, alias/. Removed when dropped.
 pub struct Home {

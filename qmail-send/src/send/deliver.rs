@@ -75,7 +75,7 @@ impl Daemon {
     pub(super) fn markdone(&self, c: usize, id: u64, pos: u64) {
         let f = chan_fn(id, c);
         let ok = (|| -> io::Result<()> {
-            let mut file = OpenOptions::new().write(true).open(&f)?;
+            let mut file = control::open_write(&f)?;
             file.seek(SeekFrom::Start(pos))?;
             file.write_all(b"D")
         })();
@@ -160,13 +160,19 @@ impl Daemon {
             Due::Message(id) => id,
         };
         let f = chan_fn(id, c);
-        let opened = File::open(&f)
-            .ok()
-            .and_then(|file| getinfo(id).map(|info| (file, info)));
-        let Some((file, (sender, birth))) = opened else {
-            warn(&["warning: trouble opening ", &f, "; will try again later\n"]);
-            self.sched.requeue(c, id, self.recent + SLEEP_SYSFAIL);
-            return Some(false);
+        // As netqmail, the file named is the one that could not be read: the recipient
+        // list, or the message's info file.
+        let opened = match control::open_read(&f) {
+            Ok(file) => getinfo(id).map(|info| (file, info)).ok_or(info_fn(id)),
+            Err(_) => Err(f),
+        };
+        let (file, (sender, birth)) = match opened {
+            Ok(o) => o,
+            Err(f) => {
+                warn(&["warning: trouble opening ", &f, "; will try again later\n"]);
+                self.sched.requeue(c, id, self.recent + SLEEP_SYSFAIL);
+                return Some(false);
+            }
         };
         let job = self.sched.open_job(id, c, sender, birth, self.recent);
         self.passes[c] = Some(Pass {

@@ -251,7 +251,7 @@ impl Daemon {
 }
 
 fn copy_into(qq: &mut qmail_queue::QueueClient, path: &str) {
-    let Ok(mut f) = File::open(path) else {
+    let Ok(mut f) = control::open_read(path) else {
         qq.fail();
         return;
     };

@@ -477,7 +477,7 @@ pub fn main() -> Exit {
         return cannot_start("unable to make a signalfd");
     };
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    let Ok(mutex) = OpenOptions::new().write(true).open("lock/sendmutex") else {
+    let Ok(mutex) = control::open_write("lock/sendmutex") else {
         return cannot_start("unable to open mutex");
     };
     let Ok(_lock) = nix::fcntl::Flock::lock(mutex, nix::fcntl::FlockArg::LockExclusiveNonblock)

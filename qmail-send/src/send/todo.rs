@@ -41,8 +41,14 @@ impl Daemon {
             .open("lock/trigger")
             .ok();
         if let Some(t) = self.trigger.as_mut() {
+            // At most a FIFO's capacity: a lock/trigger that is no FIFO (a link to
+            // /dev/zero, say) would give bytes for ever.
             let mut buf = [0u8; 256];
-            while matches!(t.read(&mut buf), Ok(n) if n > 0) {}
+            for _ in 0..256 {
+                if !matches!(t.read(&mut buf), Ok(n) if n > 0) {
+                    break;
+                }
+            }
         }
         self.trigger_pulled = false;
     }
@@ -148,7 +154,7 @@ fn fail(lines: &mut Vec<Line>, parts: &[&str]) -> Option<[bool; CHANNELS]> {
 
 fn prepare_files(id: u64, route: &Route, lines: &mut Vec<Line>) -> Option<[bool; CHANNELS]> {
     let tf = todo_fn(id);
-    let Ok(todo) = File::open(&tf) else {
+    let Ok(todo) = control::open_read(&tf) else {
         return fail(lines, &["warning: unable to open ", &tf, "\n"]);
     };
     let mf = mess_fn(id);

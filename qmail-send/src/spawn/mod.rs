@@ -225,7 +225,8 @@ impl<P: Spawner> Server<P> {
             return self.err(d, "DSorry, address must include host name. (#5.1.3)\n");
         };
         let path = PathBuf::from(std::ffi::OsStr::from_bytes(&c.messid));
-        let Ok(mess) = File::open(&path) else {
+        // Never waits for a FIFO's writer; what is not a file is refused just below.
+        let Ok(mess) = control::open_nonblocking().read(true).open(&path) else {
             return self.err(d, "Zqmail-spawn unable to open message. (#4.3.0)\n");
         };
         let Ok(meta) = mess.metadata() else {

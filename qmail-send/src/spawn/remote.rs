@@ -83,10 +83,7 @@ pub struct Remote {
 /// queue/mess.
 pub fn tcpto_clean() {
     use std::io::Write;
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .write(true)
-        .open("../lock/tcpto")
-    {
+    if let Ok(mut f) = control::open_write("../lock/tcpto") {
         let _ = f.write_all(&[0u8; 1024]);
     }
 }
