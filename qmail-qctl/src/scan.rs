@@ -8,8 +8,9 @@
 //! qmail-send works; a message whose files disappear during the reading is skipped.
 
 use qmail_queue::qctl as mark;
+use qmail_queue::{ChannelRecord, TodoRecord, channel_record, complete_records, todo_record};
 use qmail_queue::{Queue, SPLIT};
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -82,13 +83,6 @@ fn read_capped(path: &Path) -> io::Result<Vec<u8>> {
     Ok(data)
 }
 
-/// The complete NUL-terminated records of `data` (an unfinished last one is dropped).
-fn records(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut v: Vec<&[u8]> = data.split(|&c| c == 0).collect();
-    v.pop();
-    v.into_iter()
-}
-
 /// Message numbers of the names in `dir` (other names are skipped).
 fn numbers(dir: &Path, out: &mut Vec<u64>) -> io::Result<()> {
     for id in qmail_queue::ids_in(dir)? {
@@ -134,13 +128,13 @@ fn new_message(q: &Queue, id: u64, md: &fs::Metadata) -> io::Result<Message> {
     let size = fs::metadata(q.mess(id))?.len();
     let mut sender = Vec::new();
     let mut recipients = Vec::new();
-    for r in records(&data) {
-        match r.first() {
-            Some(b'F') => sender = r[1..].to_vec(),
-            Some(b'T') => recipients.push(Recipient {
+    for r in complete_records(&data) {
+        match todo_record(r) {
+            TodoRecord::Sender(s) => sender = s.to_vec(),
+            TodoRecord::Recipient(a) => recipients.push(Recipient {
                 channel: None,
                 done: false,
-                addr: r[1..].to_vec(),
+                addr: a.to_vec(),
             }),
             _ => {}
         }
@@ -179,16 +173,16 @@ fn preprocessed(q: &Queue, id: u64) -> io::Result<Message> {
             Err(e) if not_found(&e) => continue,
             Err(e) => return Err(e),
         };
-        for r in records(&data) {
-            let done = match r.first() {
-                Some(b'D') => true,
-                Some(b'T') => false,
-                _ => continue,
+        for r in complete_records(&data) {
+            let (done, addr) = match channel_record(r) {
+                ChannelRecord::Done(a) => (true, a),
+                ChannelRecord::Waiting(a) => (false, a),
+                ChannelRecord::Unknown => continue,
             };
             recipients.push(Recipient {
                 channel: Some(c),
                 done,
-                addr: r[1..].to_vec(),
+                addr: addr.to_vec(),
             });
         }
     }

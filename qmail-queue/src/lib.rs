@@ -10,6 +10,8 @@
 //!   the descriptors the protocol hands over;
 //! * `scan`: the one rule for message numbers in file names, and the walks over the
 //!   queue's directories;
+//! * `records`: the records of todo/, info/, local/ and remote/ files, read with a bound,
+//!   as qmail-send, qmail-qread and qmail-qctl read them;
 //! * `qread`, `qstat`: the queue listings of qmail-qread and qmail-qstat;
 //! * [`qctl`] (`proto`, `mark`): the requests qmail-qctl makes of a running qmail-send and
 //!   their replies, and the mark of a held message (both ends use them).
@@ -24,6 +26,7 @@ mod mark;
 mod proto;
 mod qread;
 mod qstat;
+mod records;
 mod scan;
 mod sys;
 mod trigger;
@@ -38,12 +41,18 @@ pub use layout::{
     Entry as HierEntry, HIER, Kind as HierKind, Owner as HierOwner, Queue, SPLIT,
     create as create_queue, fmtqfn,
 };
+pub use records::{
+    BoundedLine, ChannelRecord, TodoRecord, channel_record, complete_records, info_sender,
+    read_bounded, todo_record,
+};
 pub use scan::{Scan, SubdirScan, ids_in, message_id};
 pub use sys::arm_death_alarm;
 pub use trigger::pull as pull_trigger;
 
 pub use enqueue::{DEATH_SECS, main as qmail_queue};
 pub use qread::main as qmail_qread;
+/// qmail-qread's lines for one message from its files' bytes (for the fuzz targets).
+pub use qread::{recipient_lines as qread_recipients, summary as qread_summary};
 pub use qstat::main as qmail_qstat;
 
 /// The requests qmail-qctl makes of a running qmail-send, their replies, and the mark of a

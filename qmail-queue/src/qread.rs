@@ -34,6 +34,7 @@ use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::Mode;
 
 use crate::layout::{Queue, SPLIT};
+use crate::records::{ChannelRecord, channel_record, complete_records};
 use crate::scan::ids_in;
 use control::Exit;
 
@@ -75,20 +76,18 @@ pub fn stats_line(mtime: i64, id: u64, size: u64, sender: &[u8], bouncing: bool)
 /// The recipient lines of one local/ or remote/ file's contents: a complete record
 /// (NUL-terminated) starting with `T` is undelivered, with `D` done; others are skipped.
 pub fn recipient_lines(out: &mut Vec<u8>, channel: &str, data: &[u8]) {
-    let mut records = data.split(|&c| c == 0);
     // The piece after the last NUL is an unfinished record: never printed.
-    let _unfinished = records.next_back();
-    for r in records {
-        let done = match r.first() {
-            Some(b'D') => true,
-            Some(b'T') => false,
-            _ => continue,
+    for r in complete_records(data) {
+        let addr = match channel_record(r) {
+            ChannelRecord::Done(a) => {
+                out.extend_from_slice(b"  done");
+                a
+            }
+            ChannelRecord::Waiting(a) => a,
+            ChannelRecord::Unknown => continue,
         };
-        if done {
-            out.extend_from_slice(b"  done");
-        }
         out.extend_from_slice(format!("\t{channel}\t").as_bytes());
-        put_safe(out, &r[1..]);
+        put_safe(out, addr);
         out.push(b'\n');
     }
 }
@@ -218,13 +217,19 @@ fn message(
     read_file(&info, &mut first, Some(0), MAX_SENDER)?;
     let mtime = info.metadata()?.mtime();
     drop(info);
-    // The record is "F" + sender + NUL: skip its type letter, stop at the NUL.
-    let sender = first.get(1..).unwrap_or_default();
+    Ok(summary(&first, mtime, id, size, bouncing))
+}
+
+/// The summary line of a message, printable, with its newline, from the start of its
+/// info file: the record is "F" + sender + NUL, so the sender is what follows the type
+/// letter, up to the NUL (netqmail prints it whatever the letter is).
+pub fn summary(info_start: &[u8], mtime: i64, id: u64, size: u64, bouncing: bool) -> Vec<u8> {
+    let sender = info_start.get(1..).unwrap_or_default();
     let sender = sender.split(|&c| c == 0).next().unwrap_or_default();
     let mut out = Vec::new();
     put_safe(&mut out, &stats_line(mtime, id, size, sender, bouncing));
     out.push(b'\n');
-    Ok(out)
+    out
 }
 
 /// One channel's recipient lines; none when the file does not exist.

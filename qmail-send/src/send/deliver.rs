@@ -1,7 +1,7 @@
 //! Passes over the recipient lists, deliveries and the spawn connections: the
 //! scheduler's decisions ([`super::sched`]) carried out with files, pipes and log lines.
 
-use super::files::{chan_fn, getinfo, split_fn, warn};
+use super::files::{chan_fn, getinfo, info_fn, split_fn, warn};
 use super::rewrite;
 use super::sched::{CHANNELS, Closed, Due, Outcome};
 use super::work::{ListRemoval, Task};
@@ -9,7 +9,7 @@ use super::{Daemon, MAX_RECORD, Pass, REPORT_READ, SLEEP_SYSFAIL, START_BATCH, T
 use crate::bounded::{BoundedLine, read_bounded};
 use crate::log::{self, Line};
 use crate::spawn::proto;
-use std::fs::{File, OpenOptions};
+use qmail_queue::ChannelRecord;
 use std::io::{self, BufReader, Seek, SeekFrom, Write};
 
 impl Daemon {
@@ -229,10 +229,10 @@ impl Daemon {
         };
         let mpos = pass.mpos;
         pass.mpos += line.len() as u64;
-        match line[0] {
-            b'T' => self.del_start(c, j, mpos, &line[1..line.len() - 1]),
-            b'D' => {}
-            _ => {
+        match qmail_queue::channel_record(&line) {
+            ChannelRecord::Waiting(recip) => self.del_start(c, j, mpos, recip),
+            ChannelRecord::Done(_) => {}
+            ChannelRecord::Unknown => {
                 let f = chan_fn(id, c);
                 warn(&["warning: unknown record type in ", &f, "!\n"]);
                 self.pass_end(c, false);

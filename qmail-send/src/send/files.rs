@@ -4,7 +4,6 @@ use super::{CHANADDR, MAX_RECORD};
 use crate::bounded::{BoundedLine, read_bounded};
 use crate::log::{self, Line};
 use qmail_queue::{SPLIT, fmtqfn};
-use std::fs::File;
 use std::io::{self, BufReader};
 use std::os::unix::fs::MetadataExt;
 
@@ -54,13 +53,11 @@ pub(super) fn pausedir(dir: &str) {
 
 /// The envelope sender and the birth time (info's mtime) of a message.
 pub(super) fn getinfo(id: u64) -> Option<(Vec<u8>, u64)> {
-    let f = File::open(info_fn(id)).ok()?;
+    let f = control::open_read(info_fn(id)).ok()?;
     let mtime = u64::try_from(f.metadata().ok()?.mtime()).unwrap_or(0);
     let mut r = BufReader::with_capacity(128, f);
     match read_bounded(&mut r, 0, MAX_RECORD) {
-        Ok(BoundedLine::Line(l)) if l.first() == Some(&b'F') => {
-            Some((l[1..l.len() - 1].to_vec(), mtime))
-        }
+        Ok(BoundedLine::Line(l)) => Some((qmail_queue::info_sender(&l)?.to_vec(), mtime)),
         _ => None,
     }
 }

@@ -9,7 +9,7 @@ use super::work::Task;
 use super::{Daemon, OSSIFIED, SLEEP_CLEANUP, SLEEP_SYSFAIL, bounce};
 use crate::log::{self, Line};
 use qmail_queue::{Scan, SubdirScan};
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;

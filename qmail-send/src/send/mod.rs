@@ -52,7 +52,7 @@ use control::Exit;
 use qmail_queue::SubdirScan;
 use sched::{CHANNELS, ChannelIo, Scheduler};
 use std::collections::BTreeSet;
-use std::fs::{File, OpenOptions, ReadDir};
+use std::fs::{File, ReadDir};
 use std::io::BufReader;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;

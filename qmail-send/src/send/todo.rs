@@ -10,7 +10,7 @@ use super::work::Done;
 use super::{CHANADDR, Daemon, MAX_RECORD, SLEEP_TODO};
 use crate::bounded::{BoundedLine, read_bounded};
 use crate::log::{self, Line};
-use qmail_queue::{SPLIT, message_id};
+use qmail_queue::{SPLIT, TodoRecord, message_id};
 use recipient::Route;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -198,17 +198,12 @@ fn prepare_files(id: u64, route: &Route, lines: &mut Vec<Line>) -> Option<[bool;
                 return fail(lines, &["warning: trouble reading ", &tf, "\n"]);
             }
         };
-        // A record is its type byte, its text and the NUL that ends it. An empty record
-        // (a lone NUL, as a disk error or a hand edit can leave) has no type: netqmail's
-        // "unknown record type", never a panic.
-        let (kind, body) = match rec.split_last() {
-            Some((_, [kind, body @ ..])) => (*kind, body),
-            _ => (0, &[][..]),
-        };
-        match kind {
-            b'u' => uid = control::scan_ulong(body).unwrap_or(0),
-            b'p' => pid = control::scan_ulong(body).unwrap_or(0),
-            b'F' => {
+        // An empty record (a lone NUL, as a disk error or a hand edit can leave) has no
+        // type: netqmail's "unknown record type", never a panic.
+        match qmail_queue::todo_record(&rec) {
+            TodoRecord::Uid(u) => uid = u,
+            TodoRecord::Pid(p) => pid = p,
+            TodoRecord::Sender(body) => {
                 if info.write_all(&rec).and_then(|()| info.flush()).is_err() {
                     return fail(lines, &["warning: trouble writing to ", &inf, "\n"]);
                 }
@@ -227,7 +222,7 @@ fn prepare_files(id: u64, route: &Route, lines: &mut Vec<Line>) -> Option<[bool;
                         .s("\n"),
                 );
             }
-            b'T' => {
+            TodoRecord::Recipient(body) => {
                 let (ch, addr) = recipient::rewrite(route, body);
                 let c = ch as usize;
                 if chans[c].is_none() {
@@ -250,7 +245,9 @@ fn prepare_files(id: u64, route: &Route, lines: &mut Vec<Line>) -> Option<[bool;
                     );
                 }
             }
-            _ => return fail(lines, &["warning: unknown record type in ", &tf, "\n"]),
+            TodoRecord::Unknown => {
+                return fail(lines, &["warning: unknown record type in ", &tf, "\n"]);
+            }
         }
     }
     if info.flush().is_err() {
