@@ -1723,6 +1723,39 @@ fn fifos_anywhere_in_the_queue_stop_nothing() {
     stop(sys);
 }
 
+/// A directory (or anything that cannot be appended to) at bounce/N made netqmail's
+/// qmail-send sleep and try again for ever, and with it every other delivery. Now the
+/// failure is logged, the recipient stays to be tried again later, and the rest goes on.
+#[test]
+fn a_bounce_file_that_cannot_be_written_defers_the_failure() {
+    let h = system_home();
+    plant(&h, "mess", 4711, b"Subject: bad\n\nx\n");
+    plant(&h, "info", 4711, b"Fs@far.example\0");
+    let local = plant(&h, "local", 4711, b"Tnosuch-x@testhost.example\0");
+    fs::create_dir(h.queue().join("bounce/4711")).expect("mkdir");
+    chown_user(&h.queue().join("bounce/4711"));
+    let sys = System::start(&h);
+    sys.wait_log("the alert", |l| {
+        l == "alert: unable to append to bounce/4711; will try again later"
+    });
+    inject(
+        &h,
+        "Subject: good\n\nbody\n",
+        "good@far.example",
+        &["joe@testhost.example"],
+    );
+    wait_until("the good message delivered", || {
+        delivered(&h).contains(&"joe@testhost.example good@far.example".to_string())
+    });
+    assert_eq!(
+        fs::read(&local).expect("local"),
+        b"Tnosuch-x@testhost.example\0",
+        "the failed recipient is not marked done"
+    );
+    let lines = stop(sys);
+    assert!(!lines.iter().any(|l| l.contains("sleeping")), "{lines:?}");
+}
+
 /// A symbolic link to a device where a queue file should be: /dev/zero never ends, so
 /// copying it into a bounce (netqmail does) fills the disk, and reading it as a recipient
 /// list never ends. Devices are refused: the bounce waits, the list is not read, the

@@ -103,8 +103,11 @@ impl Daemon {
             Outcome::Deferral => log::line(head.s(": deferral: ").safe(&r.text).s("\n")),
             Outcome::Failure => {
                 log::line(head.s(": failure: ").safe(&r.text).s("\n"));
-                self.addbounce(r.id, &r.recip, &r.text);
-                self.markdone(c, r.id, r.mpos);
+                if self.addbounce(r.id, &r.recip, &r.text) {
+                    self.markdone(c, r.id, r.mpos);
+                } else {
+                    self.sched.not_done(r.job);
+                }
             }
             Outcome::Mangled => log::line(head.s(": report mangled, will defer\n")),
         }

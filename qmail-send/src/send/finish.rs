@@ -9,48 +9,46 @@ use super::work::Task;
 use super::{Daemon, OSSIFIED, SLEEP_CLEANUP, SLEEP_SYSFAIL, bounce};
 use crate::log::{self, Line};
 use qmail_queue::{Scan, SubdirScan};
-use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 impl Daemon {
-    pub(super) fn addbounce(&mut self, id: u64, recip: &[u8], report: &[u8]) {
+    /// Appends the failure of `recip` to bounce/N. False when it could not: the
+    /// recipient is then not marked done, and the failure comes again at its next try.
+    /// (netqmail sleeps and tries again for ever, and with it every delivery waits: a
+    /// directory or a FIFO at bounce/N stopped it for good.)
+    pub(super) fn addbounce(&mut self, id: u64, recip: &[u8], report: &[u8]) -> bool {
         let text = bounce::record(
             recipient::strip_vdom_prepend(&self.cfg.route, recip),
             report,
         );
         let f = bounce_fn(id);
-        let mut file = loop {
-            match OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o600)
-                .open(&f)
-            {
-                Ok(file) => break file,
-                Err(_) => {
-                    log::text("alert: unable to append to bounce message; HELP! sleeping...\n");
-                    std::thread::sleep(std::time::Duration::from_secs(10));
-                }
-            }
+        let trouble = || {
+            warn(&[
+                "alert: unable to append to ",
+                &f,
+                "; will try again later\n",
+            ]);
+            false
         };
-        let mut pos = 0;
-        while pos < text.len() {
-            match file.write(&text[pos..]) {
-                Ok(n) if n > 0 => pos += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                _ => {
-                    log::text("alert: unable to append to bounce message; HELP! sleeping...\n");
-                    std::thread::sleep(std::time::Duration::from_secs(10));
-                }
-            }
+        let Ok(mut file) = control::open_nonblocking()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&f)
+        else {
+            return trouble();
+        };
+        if file.write_all(&text).is_err() {
+            return trouble();
         }
         // netqmail leaves bounce/N to the page cache; rqmail makes the failure durable
         // before the recipient is marked done: the data, and (rule 4) the name bounce/N,
         // since local/S/N or remote/S/N goes before the bounce is queued.
         let _ = file.sync_data();
         let _ = qmail_queue::fsync_parent(Path::new(&f));
+        true
     }
 
     /// Injects the bounce for message `id` if bounce/N exists, then removes bounce/N.

@@ -443,6 +443,14 @@ impl Scheduler {
         }
     }
 
+    /// A failure of job `j` that could not be recorded in bounce/N: its recipient is not
+    /// marked done, so the job still has it to do (its list is not removed).
+    pub fn not_done(&mut self, j: usize) {
+        if let Some(job) = self.jobs.get_mut(j).and_then(Option::as_mut) {
+            job.numtodo += 1;
+        }
+    }
+
     /// Drops one reference to job `j` (its pass ended, or one of its deliveries reported).
     pub fn close_job(&mut self, j: usize) -> Closed {
         let Some(job) = self.jobs.get_mut(j).and_then(Option::as_mut) else {
@@ -939,6 +947,23 @@ mod tests {
         }
         s.hit_eof(j);
         assert_eq!(s.close_job(j), Closed::Requeued, "two recipients left");
+    }
+
+    #[test]
+    fn a_failure_not_recorded_keeps_the_list() {
+        let mut s = sched(2, 2);
+        s.enqueue(1, [Some(T0), None], T0);
+        let j = pass(&mut s, 1, LOCAL, T0, T0);
+        let d = s.deliver(j, 0, b"a@here").unwrap();
+        let r = s
+            .report(LOCAL, d.slot, b"Dno such user\n".to_vec())
+            .unwrap();
+        assert_eq!(r.outcome, Outcome::Failure);
+        // bounce/N could not be appended to: the recipient is not done.
+        s.not_done(r.job);
+        s.close_job(r.job);
+        s.hit_eof(j);
+        assert_eq!(s.close_job(j), Closed::Requeued, "the recipient is left");
     }
 
     #[test]
