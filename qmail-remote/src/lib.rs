@@ -39,3 +39,8 @@ pub use qmqpc::{
 /// The parsers of untrusted input, for the fuzz targets.
 pub use reply::{Parser as ReplyParser, Reply, parse_all as parse_replies};
 pub use routes::{BadRoute, Route, Routes, parse_relay};
+
+/// The records of lock/tcpto (and tcpto6) as qmail-remote and qmail-tcpto read them.
+pub mod tcpto_table {
+    pub use crate::tcpto::{Layout, V4, V6, check, show, update};
+}

@@ -29,7 +29,14 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("netstring", netstring),
     ("mail_notice", mail_notice),
     ("srs", srs),
+    ("queue_todo", queue_todo),
+    ("queue_info", queue_info),
+    ("queue_channel", queue_channel),
+    ("queue_tcpto", queue_tcpto),
 ];
+
+mod queue;
+pub use queue::{queue_channel, queue_info, queue_tcpto, queue_todo};
 
 // ----------------------------------------------------------------- qmail-smtpd
 
