@@ -1,5 +1,6 @@
-//! The crash-consistency harness behind `rqmail-crashtest COUNT DURATION`, and (module
-//! [`powerloss`]) the power-loss test behind `rqmail-powerloss`.
+//! The crash-consistency harness behind `rqmail-crashtest COUNT DURATION`; (module
+//! [`powerloss`]) the power-loss test behind `rqmail-powerloss`; (module [`queuefuzz`])
+//! the differential queue fuzzer behind `rqmail-queuefuzz`.
 //!
 //! It lays out a qmail home with rqmail-install (single-user mode), runs qmail-smtpd
 //! under tcpserver and qmail-start (restarted whenever qmail-send exits), a sink standing
@@ -29,6 +30,7 @@ mod check;
 mod clients;
 mod killer;
 mod powerloss;
+pub mod queuefuzz;
 mod rng;
 pub mod targets;
 mod world;
@@ -104,7 +106,7 @@ fn parse() -> Result<Config, lexopt::Error> {
     Ok(c)
 }
 
-fn seed_from_clock() -> u64 {
+pub(crate) fn seed_from_clock() -> u64 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);

@@ -37,10 +37,10 @@ fn every_program_has_a_man_page_and_is_installed() {
             .iter()
             .any(|s| man_dir().join(format!("{p}.{s}")).exists());
         assert!(found, "no man page for {p} under man/");
-        // Test tools (the crash-consistency and power-loss harnesses) are built but
-        // never installed.
+        // Test tools (the crash-consistency and power-loss harnesses, the queue fuzzer)
+        // are built but never installed.
         assert!(
-            ["rqmail-crashtest", "rqmail-powerloss"].contains(&p.as_str())
+            ["rqmail-crashtest", "rqmail-powerloss", "rqmail-queuefuzz"].contains(&p.as_str())
                 || install::PROGRAMS.iter().any(|(n, _, _)| n == p),
             "rqmail-install does not know the program {p}"
         );

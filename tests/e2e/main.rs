@@ -17,6 +17,7 @@ mod privileges;
 mod qmgmt;
 mod qmqp;
 mod queue;
+mod queuefuzz;
 mod quickstart;
 mod rcpt_agreement;
 mod relsys;

@@ -1,0 +1,5 @@
+//! rqmail-queuefuzz: see rqmail-queuefuzz(8) and RELIABILITY.md.
+
+fn main() {
+    std::process::exit(rqmail_reliability::queuefuzz::main());
+}
