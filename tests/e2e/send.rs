@@ -1780,6 +1780,9 @@ fn links_to_devices_in_the_queue_are_refused() {
     let remote = qmail_queue::fmtqfn("remote", 4723, true);
     plant_link(&h, &format!("queue/{remote}"), "/dev/zero");
     plant_link(&h, "queue/lock/trigger", "/dev/zero");
+    // 4724: todo/ a dangling link (netqmail logs that it cannot open it).
+    plant(&h, "mess", 4724, b"Subject: bad\n\nx\n");
+    plant_link(&h, "queue/todo/4724", "/nonexistent/4724");
 
     let (code, out) = reader(&h, &["qmail-qread"]);
     assert_eq!(code, 0, "{out}");
@@ -1802,6 +1805,9 @@ fn links_to_devices_in_the_queue_are_refused() {
     });
     sys.wait_log("the list refused", |l| {
         l == format!("warning: trouble opening {remote}; will try again later")
+    });
+    sys.wait_log("the dangling todo/ link", |l| {
+        l == "warning: unable to open todo/4724"
     });
     stop(sys);
     for f in h.queue_files() {

@@ -97,11 +97,13 @@ impl Daemon {
             let Some(id) = message_id(e.file_name().as_encoded_bytes()) else {
                 continue;
             };
-            // A queue management request may have had it preprocessed already.
+            // A queue management request may have had it preprocessed already. Not
+            // followed: a dangling link at todo/N is netqmail's "unable to open".
             if self.work.is_underway(id)
                 || self.cleaner.is_busy(id)
                 || self.ending.contains(&id)
-                || matches!(file_exists(&todo_fn(id)), Ok(false))
+                || std::fs::symlink_metadata(todo_fn(id))
+                    .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
             {
                 continue;
             }
