@@ -148,6 +148,20 @@ impl Rig {
     fn local(
         &self,
         opts: &[&str],
+        args: (&str, &str, &str),
+        sender: &str,
+        defaultdelivery: &str,
+        msg: &[u8],
+    ) -> Run {
+        self.local_traced(None, opts, args, sender, defaultdelivery, msg)
+    }
+
+    /// [`Rig::local`], under `strace -f -y -e trace=TRACE -o FILE` when `strace` is
+    /// `Some((FILE, TRACE))`.
+    fn local_traced(
+        &self,
+        strace: Option<(&Path, &str)>,
+        opts: &[&str],
         (local, dash, ext): (&str, &str, &str),
         sender: &str,
         defaultdelivery: &str,
@@ -158,7 +172,19 @@ impl Rig {
         fs::write(&msgp, msg).expect("write message");
         let outp = self.dir.path().join(format!("out{n}"));
         let out = fs::File::create(&outp).expect("out file");
-        let mut c = as_user(self.uid, self.gid, &bin("qmail-local"));
+        let mut c = match strace {
+            None => as_user(self.uid, self.gid, &bin("qmail-local")),
+            Some((file, trace)) => {
+                let mut c = Command::new(tool("strace"));
+                c.args(["-f", "-qq", "-y", "-e"])
+                    .arg(format!("trace={trace}"))
+                    .arg("-o")
+                    .arg(file);
+                let inner = as_user(self.uid, self.gid, &bin("qmail-local"));
+                c.arg(inner.get_program()).args(inner.get_args());
+                c
+            }
+        };
         c.args(opts)
             .arg("--")
             .arg(&self.user)
@@ -340,6 +366,72 @@ fn mbox_delivery_with_from_line_quoting_and_blank_line() {
             111,
             "Unable to open ./no/such/dir/mbox: file does not exist. (#4.2.1)\n"
         )
+    );
+}
+
+/// The first delivery to an mbox that does not exist yet makes the file: its name is a
+/// new entry of the directory, which qmail-local fsyncs (after the data, before it
+/// reports success) so that a power loss cannot take the whole mbox away with the
+/// delivery reported (found with rqmail-powerloss's mbox recipient, see RELIABILITY.md).
+/// Later deliveries, to a file that already holds mail, need no directory fsync. The
+/// order is read from an strace of qmail-local.
+#[test]
+fn new_mbox_name_is_fsynced_before_success_is_reported() {
+    if !is_root() {
+        eprintln!("skipped: strace of a process of another user needs root");
+        return;
+    }
+    let r = Rig::new();
+    r.put(".qmail-mbox", "./Mailbox\n", 0o644);
+    let home = r.home();
+    let home = home.to_str().unwrap();
+    let mbox_fsync =
+        |l: &str| l.contains("fsync(") && l.ends_with(&format!("<{home}/Mailbox>) = 0"));
+    let dir_fsync = |l: &str| l.contains("fsync(") && l.ends_with(&format!("<{home}>) = 0"));
+    for (round, want_dir_fsync) in [(1, true), (2, false)] {
+        let trace = r.dir.path().join(format!("trace{round}"));
+        let run = r.local_traced(
+            Some((&trace, "openat,fsync,fdatasync,write,exit_group")),
+            &[],
+            ("joe-mbox", "-", "mbox"),
+            "s@x.example",
+            "",
+            MSG,
+        );
+        assert_eq!(
+            (run.code, run.out.as_str()),
+            (0, "did 1+0+0\n"),
+            "round {round}"
+        );
+        let t = fs::read_to_string(&trace).expect("strace's output");
+        let lines: Vec<&str> = t.lines().collect();
+        let data = lines
+            .iter()
+            .position(|l| mbox_fsync(l))
+            .unwrap_or_else(|| panic!("round {round}: no fsync of the mbox in:\n{t}"));
+        // qmail-local reports "did 1+0+0" on descriptor 1 when it is done.
+        let report = lines
+            .iter()
+            .position(|l| l.contains("write(1") && l.contains("did 1+0+0"))
+            .unwrap_or_else(|| panic!("round {round}: no report in:\n{t}"));
+        assert!(
+            data < report,
+            "round {round}: reported before the fsync:\n{t}"
+        );
+        let synced = lines[data..report].iter().any(|l| dir_fsync(l));
+        assert_eq!(
+            synced,
+            want_dir_fsync,
+            "round {round}: directory fsync between the mbox's fsync and the report:\n{}",
+            lines[data..=report].join("\n")
+        );
+    }
+    assert!(
+        String::from_utf8(r.read("Mailbox"))
+            .unwrap()
+            .matches("\nFrom ")
+            .count()
+            == 1
     );
 }
 

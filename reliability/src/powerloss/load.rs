@@ -2,10 +2,13 @@
 //! qmail-queue run directly, each sending one message after another until told to stop.
 //! Every message has one local recipient: `pl-ID@ME`, delivered into the Maildir, or
 //! (one in eight) `bx-ID@ME`, which fails, so that the message is bounced to its sender,
-//! whose bounce is delivered into the Maildir.
+//! whose bounce is delivered into the Maildir, or (one in `-x` of the others, 8 unless
+//! told) `mb-ID@ME`, appended to the mbox. A POP3 reader (qmail-pop3d, `-p`) meanwhile
+//! opens the Maildir again and again and quits, so that the messages in new/ are renamed
+//! to cur/ as a mail reader's are.
 
 use super::system::System;
-use super::verdict::{ME, Sent, Via, local_part, message};
+use super::verdict::{Dest, ME, Sent, Via, local_part, message};
 use crate::rng::Rng;
 use std::io::{Read, Write};
 use std::process::Stdio;
@@ -19,6 +22,11 @@ pub struct Senders {
     pub smtp: usize,
     pub inject: usize,
     pub queue: usize,
+    /// One message in this many of those not bounced goes to the mbox (0: none).
+    pub mbox_one_in: u64,
+    /// POP3 readers (each a qmail-pop3d session after another: QUIT renames every
+    /// message of new/ to cur/).
+    pub pop3: usize,
 }
 
 /// The running senders.
@@ -66,6 +74,7 @@ impl Load {
             .chain(std::iter::repeat_n(Via::Inject, n.inject))
             .chain(std::iter::repeat_n(Via::Queue, n.queue));
         let mut threads = Vec::new();
+        let n_mbox = n.mbox_one_in;
         for (t, via) in kinds.enumerate() {
             let (stop, ledger, next, sys) =
                 (stop.clone(), ledger.clone(), next.clone(), sys.clone());
@@ -78,7 +87,16 @@ impl Load {
                     }
                     let id = format!("c{case}m{n}");
                     let bounce = rng.below(BOUNCE_ONE_IN) == 0;
-                    let rcpt = format!("{}@{ME}", local_part(&id, bounce));
+                    // No draw when no mbox is wanted: the cases of a seed stay those
+                    // of the runs made before the mbox recipient existed.
+                    let dest = if bounce {
+                        Dest::Fails
+                    } else if n_mbox > 0 && rng.below(n_mbox) == 0 {
+                        Dest::Mbox
+                    } else {
+                        Dest::Maildir
+                    };
+                    let rcpt = format!("{}@{ME}", local_part(&id, dest));
                     let msg = message(&id, &rcpt, &sizes(&mut rng));
                     let r = match via {
                         Via::Smtp => crate::clients::smtp(port, std::slice::from_ref(&rcpt), &msg),
@@ -93,9 +111,21 @@ impl Load {
                         id,
                         via,
                         bounce,
+                        mbox: dest == Dest::Mbox,
                         accepted,
                         detail,
                     });
+                }
+            }));
+        }
+        for t in 0..n.pop3 {
+            let (stop, sys) = (stop.clone(), sys.clone());
+            // A generator of its own: the messages of a seed do not depend on -p.
+            let mut rng = Rng::new(seed ^ (case as u64).wrapping_mul(0x7033) ^ t as u64);
+            threads.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(50 + rng.below(250)));
+                    let _ = pop3_quit(&sys);
                 }
             }));
         }
@@ -140,6 +170,20 @@ fn finish_child(mut child: std::process::Child, msg: &[u8], what: &str) -> Resul
     } else {
         Err(format!("{what} {st}: {}", err.trim()))
     }
+}
+
+/// One POP3 session that only quits: qmail-pop3d renames each message of new/ to
+/// cur/NAME:2, (netqmail's and rqmail's QUIT). Killed with the mail system when the
+/// power goes.
+fn pop3_quit(sys: &System) -> Result<(), String> {
+    let child = sys
+        .pop3d_cmd()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("qmail-pop3d: {e}"))?;
+    finish_child(child, b"QUIT\r\n", "qmail-pop3d")
 }
 
 /// One qmail-inject run; accepted at exit 0.

@@ -64,7 +64,7 @@ pub struct Config {
     pub keep: bool,
 }
 
-const USAGE: &str = "usage: rqmail-powerloss -L lazyfs-dir [-b bindir | -n qmail-home] [-f faults] [-r repeat] [-m none|posix|ordered] [-s seed] [-w min-ms,max-ms] [-c smtp] [-i inject] [-q queue] [-M max-messages] [-t fire-seconds] [-d drain-seconds] [-K]\n       rqmail-powerloss -l";
+const USAGE: &str = "usage: rqmail-powerloss -L lazyfs-dir [-b bindir | -n qmail-home] [-f faults] [-r repeat] [-m none|posix|ordered] [-s seed] [-w min-ms,max-ms] [-c smtp] [-i inject] [-q queue] [-x mbox-one-in] [-p pop3] [-M max-messages] [-t fire-seconds] [-d drain-seconds] [-K]\n       rqmail-powerloss -l";
 
 enum Parsed {
     Run(Config),
@@ -90,6 +90,8 @@ fn parse() -> Result<Parsed, lexopt::Error> {
             smtp: 3,
             inject: 1,
             queue: 2,
+            mbox_one_in: 8,
+            pop3: 1,
         },
         fire_limit: Duration::from_secs(15),
         drain: Duration::from_secs(90),
@@ -119,6 +121,8 @@ fn parse() -> Result<Parsed, lexopt::Error> {
             Short('c') => c.senders.smtp = p.value()?.parse()?,
             Short('i') => c.senders.inject = p.value()?.parse()?,
             Short('q') => c.senders.queue = p.value()?.parse()?,
+            Short('x') => c.senders.mbox_one_in = p.value()?.parse()?,
+            Short('p') => c.senders.pop3 = p.value()?.parse()?,
             Short('t') => c.fire_limit = Duration::from_secs(p.value()?.parse()?),
             Short('d') => c.drain = Duration::from_secs(p.value()?.parse()?),
             Short('M') => c.max_messages = p.value()?.parse()?,
@@ -685,6 +689,7 @@ mod tests {
                 accepted: true,
                 logged: false,
                 cut: 0,
+                mbox: false,
             });
         }
         CaseReport {

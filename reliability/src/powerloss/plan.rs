@@ -38,6 +38,7 @@ pub enum Op {
     /// `reliability/lazyfs/` sees it.
     Fsyncdir,
     Link,
+    Rename,
     Unlink,
 }
 
@@ -49,13 +50,14 @@ impl Op {
             Op::Fsync => "fsync",
             Op::Fsyncdir => "fsyncdir",
             Op::Link => "link",
+            Op::Rename => "rename",
             Op::Unlink => "unlink",
         }
     }
 
     /// Operations with a source and a destination path.
     fn two_paths(self) -> bool {
-        matches!(self, Op::Link)
+        matches!(self, Op::Link | Op::Rename)
     }
 }
 
@@ -312,6 +314,41 @@ pub const POINTS: &[Point] = &[
         pattern: "/lm/tmp/",
         what: "qmail-local removes tmp/NAME",
     },
+    Point {
+        name: "local.mbox.create",
+        disk: Disk::Maildir,
+        op: Op::Create,
+        pattern: "/lm/mbox$",
+        what: "qmail-local creates the mbox (its first delivery)",
+    },
+    Point {
+        name: "local.mbox.write",
+        disk: Disk::Maildir,
+        op: Op::Write,
+        pattern: "/lm/mbox$",
+        what: "qmail-local appends a message to the mbox",
+    },
+    Point {
+        name: "local.mbox.fsync",
+        disk: Disk::Maildir,
+        op: Op::Fsync,
+        pattern: "/lm/mbox$",
+        what: "qmail-local fsyncs the mbox",
+    },
+    Point {
+        name: "local.mbox.dirsync",
+        disk: Disk::Maildir,
+        op: Op::Fsyncdir,
+        pattern: "/lm/?$",
+        what: "qmail-local fsyncs the directory of a new mbox",
+    },
+    Point {
+        name: "pop3.cur.rename",
+        disk: Disk::Maildir,
+        op: Op::Rename,
+        pattern: "/lm/cur/",
+        what: "qmail-pop3d renames new/NAME to cur/NAME:2, at QUIT",
+    },
 ];
 
 /// One fault: what cuts the power.
@@ -361,6 +398,12 @@ impl Fault {
         }
         c.push_str(p.pattern);
         Some((p.disk, c))
+    }
+
+    /// True for the faults at a step that happens once in a case (the mbox is made by
+    /// its first delivery): they are armed as the mail starts, with no warm-up.
+    pub fn at_first_delivery(&self) -> bool {
+        matches!(self, Fault::At(p, _) if matches!(p.name, "local.mbox.create" | "local.mbox.dirsync"))
     }
 
     /// True for the faults that need the fsyncdir patch of LazyFS.
@@ -473,17 +516,19 @@ pub struct Case {
 }
 
 /// The cases of a run: every fault `repeat` times, in order, each with a warm-up drawn
-/// from the seed in `min_ms..=max_ms`.
+/// from the seed in `min_ms..=max_ms` (none for the faults
+/// [at the first delivery](Fault::at_first_delivery)).
 pub fn cases(faults: &[Fault], repeat: usize, seed: u64, min_ms: u64, max_ms: u64) -> Vec<Case> {
     let mut rng = Rng::new(seed ^ 0x706c_616e);
     let span = max_ms.saturating_sub(min_ms) + 1;
     let mut v: Vec<Case> = Vec::new();
     for _ in 0..repeat {
         for f in faults {
+            let warmup_ms = min_ms + rng.below(span);
             v.push(Case {
                 number: v.len() + 1,
                 fault: *f,
-                warmup_ms: min_ms + rng.below(span),
+                warmup_ms: if f.at_first_delivery() { 0 } else { warmup_ms },
             });
         }
     }
@@ -536,6 +581,14 @@ mod tests {
                 "lazyfs::crash::timing=before::op=fsync::from_rgx=/lm/tmp/".into()
             ))
         );
+        let f = parse_faults("pop3.cur.rename:before").unwrap();
+        assert_eq!(
+            f[0].command(),
+            Some((
+                Disk::Maildir,
+                "lazyfs::crash::timing=before::op=rename::from_rgx=/lm/::to_rgx=/lm/cur/".into()
+            ))
+        );
         assert_eq!(Fault::Power.command(), None);
         assert!(parse_faults("queue.todo.dirsync:after").unwrap()[0].needs_fsyncdir());
         assert!(!parse_faults("queue.todo.link:after").unwrap()[0].needs_fsyncdir());
@@ -578,6 +631,22 @@ mod tests {
             assert_eq!(c.fault, faults[i % 2]);
         }
         assert_eq!(cases(&faults, 1, 7, 50, 50)[0].warmup_ms, 50);
+        // The mbox is made once: its faults are armed at once.
+        let f = parse_faults("local.mbox.*:before").unwrap();
+        let c = cases(&f, 1, 7, 50, 50);
+        let names: Vec<String> = c
+            .iter()
+            .map(|c| format!("{} {}", c.fault, c.warmup_ms))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "local.mbox.create:before 0",
+                "local.mbox.write:before 50",
+                "local.mbox.fsync:before 50",
+                "local.mbox.dirsync:before 0"
+            ]
+        );
     }
 
     #[test]

@@ -195,13 +195,18 @@ impl System {
         let fail = alias.join(".qmail-bx-default");
         fs::write(&fail, "|exit 100\n").map_err(|e| format!("{}: {e}", fail.display()))?;
         fs::set_permissions(&fail, fs::Permissions::from_mode(0o644)).map_err(|e| e.to_string())?;
+        // mb-ID is appended to an mbox on the Maildir's disk (made by its first delivery).
+        let mbox = alias.join(".qmail-mb-default");
+        fs::write(&mbox, format!("./Maildir/{}\n", super::verdict::MBOX))
+            .map_err(|e| format!("{}: {e}", mbox.display()))?;
+        fs::set_permissions(&mbox, fs::Permissions::from_mode(0o644)).map_err(|e| e.to_string())?;
         let md = alias.join("Maildir");
         match fs::create_dir(&md) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(format!("{}: {e}", md.display())),
         }
-        for p in [&dq, &fail, &md] {
+        for p in [&dq, &fail, &mbox, &md] {
             chown(p, Some(self.maildir_owner.0), Some(self.maildir_owner.1))
                 .map_err(|e| e.to_string())?;
         }
@@ -319,6 +324,18 @@ impl System {
         let mut c = Command::new(self.home.join("bin").join(program));
         self.env(&mut c);
         c.uid(self.client.0).gid(self.client.1);
+        c
+    }
+
+    /// qmail-pop3d on the Maildir, as its owner in `alias/` (what qmail-popup and a
+    /// checkpassword would start for a POP3 client).
+    pub fn pop3d_cmd(&self) -> Command {
+        let mut c = Command::new(self.home.join("bin/qmail-pop3d"));
+        self.env(&mut c);
+        c.arg("./Maildir/")
+            .current_dir(self.home.join("alias"))
+            .uid(self.maildir_owner.0)
+            .gid(self.maildir_owner.1);
         c
     }
 

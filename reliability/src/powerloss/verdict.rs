@@ -2,10 +2,11 @@
 //! from a truncated one), qmail-send's log (which deliveries it reported as successful,
 //! which as failed), the Maildir, and the verdict of one case.
 //!
-//! Most messages go to `pl-ID@ME`, delivered into the Maildir; some go to `bx-ID@ME`,
-//! whose `.qmail-bx-default` fails permanently (`|exit 100`), so that qmail-send
-//! bounces them to their sender, also delivered into the Maildir: for those the bounce
-//! (which quotes the message) is what must arrive.
+//! Most messages go to `pl-ID@ME`, delivered into the Maildir; some go to `mb-ID@ME`,
+//! appended to the mbox file `mbox` at the top of the Maildir's disk; some go to
+//! `bx-ID@ME`, whose `.qmail-bx-default` fails permanently (`|exit 100`), so that
+//! qmail-send bounces them to their sender, also delivered into the Maildir: for those
+//! the bounce (which quotes the message) is what must arrive.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -51,14 +52,36 @@ pub struct Sent {
     pub via: Via,
     /// Sent to a recipient that fails: the bounce must arrive.
     pub bounce: bool,
+    /// Sent to the mbox.
+    pub mbox: bool,
     pub accepted: bool,
     /// Why not, when not.
     pub detail: String,
 }
 
+/// Where a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dest {
+    /// `pl-ID`: the Maildir.
+    Maildir,
+    /// `mb-ID`: the mbox [`MBOX`].
+    Mbox,
+    /// `bx-ID`: a recipient that fails; the bounce goes to the Maildir.
+    Fails,
+}
+
+/// The mbox file, at the top of the Maildir's disk (`.qmail-mb-default` holds
+/// `./Maildir/mbox`).
+pub const MBOX: &str = "mbox";
+
 /// The local part of the (only) recipient of message `id`.
-pub fn local_part(id: &str, bounce: bool) -> String {
-    format!("{}-{id}", if bounce { "bx" } else { "pl" })
+pub fn local_part(id: &str, dest: Dest) -> String {
+    let prefix = match dest {
+        Dest::Maildir => "pl",
+        Dest::Mbox => "mb",
+        Dest::Fails => "bx",
+    };
+    format!("{prefix}-{id}")
 }
 
 /// FNV-1a, 64 bits: the check value of a body.
@@ -150,7 +173,7 @@ pub fn read_copy(m: &[u8]) -> Copy {
     Copy::Ours { id, whole }
 }
 
-/// The Maildir's contents (new/ and cur/).
+/// The Maildir's contents (new/ and cur/) and the mbox's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Mailbox {
     /// Whole copies by id.
@@ -224,8 +247,48 @@ impl Scanner {
             }
         }
         b.tmp = fs::read_dir(maildir.join("tmp")).map_or(0, Iterator::count);
+        if let Ok(m) = fs::read(maildir.join(MBOX)) {
+            for (i, copy) in mbox_messages(&m).into_iter().enumerate() {
+                match read_copy(copy) {
+                    Copy::Ours { id, whole: true } => *b.whole.entry(id).or_default() += 1,
+                    Copy::Ours { id, whole: false } => *b.cut.entry(id).or_default() += 1,
+                    // No bounce goes to the mbox.
+                    Copy::Bounce { .. } | Copy::Unreadable => {
+                        b.unreadable.push(format!("{MBOX} message {}", i + 1));
+                    }
+                }
+            }
+        }
         b
     }
+}
+
+/// The messages of an mbox as qmail-local appends them (mbox(5)): each starts with a
+/// `From ` line (every `From ` line of a message is quoted with `>`) and ends with a
+/// blank line, which is taken off; the `From ` line is left out.
+pub fn mbox_messages(m: &[u8]) -> Vec<&[u8]> {
+    let mut starts: Vec<usize> = Vec::new();
+    if m.starts_with(b"From ") {
+        starts.push(0);
+    }
+    starts.extend(
+        m.windows(6)
+            .enumerate()
+            .filter(|(_, w)| *w == b"\nFrom ")
+            .map(|(i, _)| i + 1),
+    );
+    let mut v = Vec::new();
+    for (k, &start) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).copied().unwrap_or(m.len());
+        let text = &m[start..end];
+        let Some(nl) = text.iter().position(|&c| c == b'\n') else {
+            v.push(&text[text.len()..]);
+            continue;
+        };
+        let body = &text[nl + 1..];
+        v.push(body.strip_suffix(b"\n").unwrap_or(body));
+    }
+    v
 }
 
 /// What qmail-send's log says (qmail-log(5): `starting delivery D: msg N to local R`,
@@ -244,7 +307,11 @@ pub struct LogFacts {
 fn id_of_recipient(r: &str) -> Option<String> {
     let at = r.rfind('@')?;
     let local = &r[..at];
-    let start = local.rfind("pl-").max(local.rfind("bx-"))? + 3;
+    let start = local
+        .rfind("pl-")
+        .max(local.rfind("bx-"))
+        .max(local.rfind("mb-"))?
+        + 3;
     let id = &local[start..];
     (!id.is_empty() && id.bytes().all(|c| c.is_ascii_alphanumeric())).then(|| id.to_string())
 }
@@ -341,6 +408,8 @@ pub struct Loss {
     pub logged: bool,
     /// Cut copies found (no whole one).
     pub cut: usize,
+    /// Sent to the mbox.
+    pub mbox: bool,
 }
 
 impl Loss {
@@ -361,14 +430,15 @@ impl Loss {
             Want::Delivery => "",
             Want::Bounce => "bounce ",
         };
+        let box_ = if self.mbox { "mbox" } else { "Maildir" };
         let found = if self.cut > 0 {
             format!(
-                "{} cut {what}cop{} in the Maildir",
+                "{} cut {what}cop{} in the {box_}",
                 self.cut,
                 if self.cut == 1 { "y" } else { "ies" }
             )
         } else {
-            format!("no {what}copy in the Maildir")
+            format!("no {what}copy in the {box_}")
         };
         format!("{}: {}, {found}", self.id, why.join(", "))
     }
@@ -430,6 +500,7 @@ pub fn judge(ledger: &[Sent], before: &LogFacts, mailbox: &Mailbox) -> Verdict {
             accepted: sent.is_some_and(|s| s.accepted),
             logged: before.success.contains(&id) || before.failure.contains(&id),
             cut: cut.copied().unwrap_or(0),
+            mbox: sent.is_some_and(|s| s.mbox),
             id,
         });
     }
@@ -490,7 +561,11 @@ mod tests {
     }
 
     fn m(id: &str, sizes: &[u8]) -> Vec<u8> {
-        message(id, &format!("{}@{ME}", local_part(id, false)), sizes)
+        message(
+            id,
+            &format!("{}@{ME}", local_part(id, Dest::Maildir)),
+            sizes,
+        )
     }
 
     #[test]
@@ -594,6 +669,42 @@ mod tests {
     }
 
     #[test]
+    fn mbox_copies_count_as_deliveries() {
+        // As qmail-local appends them: From_ line, its lines, the message, a blank line.
+        let mbox_copy = |m: &[u8]| {
+            let mut d = b"From sender@crash.example Thu Jan  1 00:00:00 2026\n".to_vec();
+            d.extend_from_slice(&delivered(m));
+            d.push(b'\n');
+            d
+        };
+        let a = mbox_copy(&message("c1m1", "mb-c1m1@crash.example", &[5; 10]));
+        let b = mbox_copy(&message("c1m2", "mb-c1m2@crash.example", &[60; 3]));
+        let mut all = a.clone();
+        all.extend_from_slice(&b);
+        all.extend_from_slice(&a);
+        assert_eq!(mbox_messages(&all).len(), 3);
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join(MBOX), &all).unwrap();
+        let mb = scan(t.path());
+        assert_eq!(mb.whole.get("c1m1"), Some(&2));
+        assert_eq!(mb.whole.get("c1m2"), Some(&1));
+        assert!(mb.cut.is_empty() && mb.unreadable.is_empty());
+        // The last message cut short, at any length past its header: cut, not whole.
+        let head = all.len() - a.len() + a.windows(2).position(|w| w == b"\n\n").unwrap() + 2;
+        for n in head..all.len() - 1 {
+            fs::write(t.path().join(MBOX), &all[..n]).unwrap();
+            let mb = scan(t.path());
+            assert_eq!(mb.whole.get("c1m1"), Some(&1), "{n}");
+            assert_eq!(mb.cut.get("c1m1"), Some(&1), "{n}");
+        }
+        // A From_ line alone is unreadable; an empty mbox holds nothing.
+        fs::write(t.path().join(MBOX), b"From x\n").unwrap();
+        assert_eq!(scan(t.path()).unreadable, ["mbox message 1"]);
+        fs::write(t.path().join(MBOX), b"").unwrap();
+        assert_eq!(scan(t.path()), Mailbox::default());
+    }
+
+    #[test]
     fn log_lines_are_matched_by_delivery_number() {
         let log = "\
 @400000 status: local 0/10 remote 0/20
@@ -625,6 +736,7 @@ starting delivery 4: msg 104 to local pl-c1m4@crash.example
             id: id.into(),
             via,
             bounce,
+            mbox: false,
             accepted,
             detail: String::new(),
         };
