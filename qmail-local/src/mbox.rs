@@ -246,8 +246,8 @@ fn lock_until(f: &File, deadline: Option<Instant>) -> Result<bool, LockTimeout> 
 
 /// Appends the message on `msg` (rewound by the caller) to the mbox file `path`: the
 /// `From_`, `Return-Path` and `Delivered-To` lines, the quoted message and a blank
-/// line; data fsynced. On a read or write failure the file is truncated back to its old
-/// length when it was locked.
+/// line; data fsynced, and the directory too when the file was empty (new). On a read
+/// or write failure the file is truncated back to its old length when it was locked.
 pub fn deliver(
     path: &[u8],
     msg: &mut File,
@@ -330,10 +330,21 @@ fn append(
             return Err(write_fail(name, &e));
         }
     }
+    // A file that held nothing before this delivery was most likely made by it (the open
+    // creates a missing mbox): its name is a new directory entry, durable only once the
+    // directory is fsynced too. Done under the lock, so that a delivery after this one
+    // never reports success while the name can still be lost.
     let done = q
         .finish()
         .and_then(|mut out| out.flush())
-        .and_then(|()| f.sync_all());
+        .and_then(|()| f.sync_all())
+        .and_then(|()| {
+            if pos == 0 {
+                qmail_queue::fsync_parent(std::path::Path::new(std::ffi::OsStr::from_bytes(name)))
+            } else {
+                Ok(())
+            }
+        });
     if let Err(e) = done {
         truncate(f);
         return Err(write_fail(name, &e));
