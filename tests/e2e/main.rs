@@ -13,6 +13,7 @@ mod load;
 mod local;
 mod mailtools;
 mod pop3;
+mod powerloss;
 mod privileges;
 mod qmgmt;
 mod qmqp;
