@@ -259,7 +259,7 @@ impl CaseReport {
                 self.dir.join("lost").display()
             );
         }
-        if !self.ok() {
+        if !self.ok() || self.timed_out {
             let _ = write!(t, "\n  kept: {}", self.dir.display());
         }
         t
@@ -414,14 +414,16 @@ pub fn run(cfg: &Config) -> Result<RunReport, String> {
         let r = run_case(cfg, &sys, &build, case, &dir, patched, model);
         println!("{}", r.line());
         let _ = std::io::stdout().flush();
-        if r.ok() && !cfg.keep {
+        // A case whose queue did not empty in time is kept too, to be looked at (what
+        // had to arrive did; see the verdict).
+        if r.ok() && !r.timed_out && !cfg.keep {
             let _ = fs::remove_dir_all(&dir);
         }
         reports.push(r);
     }
     let report = RunReport { cases: reports };
     print!("{}", report.summary());
-    let keep = cfg.keep || !report.ok();
+    let keep = cfg.keep || !report.ok() || report.cases.iter().any(|c| c.timed_out);
     sys.cleanup();
     if keep {
         let _ = tmp.keep();
@@ -716,6 +718,11 @@ mod tests {
             "case 1 power: cut; sent 10 accepted 8 (smtp 6, inject 0, qmail-queue 2); logged before the crash 3 deliveries, 1 failures; entries undone 2; lost 0;"
         ));
         assert!(!ok.line().contains("kept"));
+        // A case whose queue did not empty in time passes, and is kept to be looked at.
+        let mut slow = report(3, Fault::Power, Fired::Cut, 0);
+        slow.timed_out = true;
+        assert!(slow.ok());
+        assert!(slow.line().ends_with("(timed out)\n  kept: /w/case-3"));
         let f = plan::parse_faults("queue.todo.link:after").unwrap()[0];
         let bad = report(2, f, Fired::NotReached, 12);
         assert!(!bad.ok());
