@@ -25,7 +25,10 @@
 //! * `commands`, `checkpassword`: netqmail's command-line splitting and the
 //!   checkpassword interface, shared by the network servers;
 //! * `program`: how the short-lived programs start ([`program_main!`]), and whether
-//!   descriptor 2 is a place for diagnostics ([`stderr_is_private`]);
+//!   descriptor 2 is a place for diagnostics ([`stderr_is_private`],
+//!   [`stderr_is_not_output`]);
+//! * [`diag`]: the diagnostics subscriber every program installs (`tracing` events as
+//!   the lines the programs always wrote, and the verbose levels of control/loglevel);
 //! * `showctl`, `newmrh`: the programs qmail-showctl and qmail-newmrh.
 
 mod address;
@@ -36,6 +39,7 @@ mod commands;
 mod conf;
 mod constmap;
 mod datetime;
+mod diag;
 mod errstr;
 mod exit;
 mod file;
@@ -81,7 +85,7 @@ pub use maildir::{
     clean_tmp as clean_maildir_tmp, scan as scan_maildir,
 };
 pub use open::{nonblocking as open_nonblocking, open_read, open_write, reject_device};
-pub use program::{start as program_start, stderr_is_private};
+pub use program::{start as program_start, stderr_is_not_output, stderr_is_private};
 pub use rcpthosts::RcptHosts;
 
 /// Message headers as netqmail reads them: fields and body (its headerbody, with bounds),
@@ -95,6 +99,15 @@ pub mod rfc822 {
         Kind, Syntax, Token, addrlist, parse as parse_tokens, unparse as unparse_tokens,
         unquote as unquote_tokens,
     };
+}
+
+/// Diagnostics through `tracing`: the subscriber, its levels and where they are set.
+pub mod diagnostics {
+    pub use crate::diag::{
+        Diagnostics, LOGLEVEL_ENV, LOGLEVEL_FILE, MAX_LINE, choose_level, init, level_from_lines,
+        parse_level,
+    };
+    pub use tracing::level_filters::LevelFilter;
 }
 
 pub use newmrh::main as qmail_newmrh;

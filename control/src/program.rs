@@ -53,6 +53,27 @@ pub fn stderr_is_private() -> bool {
     })
 }
 
+/// True when descriptor 2 is not the pipe or socket that descriptor 1 is: qmail-rspawn
+/// gives qmail-remote (and qmail-lspawn gives qmail-local) one pipe as both, and what
+/// goes there is read as the program's report, so diagnostics must not. A terminal shared
+/// by both is a place for diagnostics. (Decided once per process.)
+pub fn stderr_is_not_output() -> bool {
+    use nix::sys::stat::{SFlag, fstat};
+    use std::os::fd::AsFd;
+    static APART: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *APART.get_or_init(|| {
+        let Ok(err) = fstat(std::io::stderr().as_fd()) else {
+            return false;
+        };
+        let Ok(out) = fstat(std::io::stdout().as_fd()) else {
+            return true;
+        };
+        let kind = SFlag::from_bits_truncate(err.st_mode) & SFlag::S_IFMT;
+        let shared = (err.st_dev, err.st_ino) == (out.st_dev, out.st_ino);
+        !shared || !(kind == SFlag::S_IFIFO || kind == SFlag::S_IFSOCK)
+    })
+}
+
 /// Defines a program's C `main`: [`start`], then the function given, whose
 /// [`Exit`](crate::Exit) is the exit code. The binary's crate root must say
 /// `#![cfg_attr(not(test), no_main)]`.

@@ -141,6 +141,7 @@ fn run() -> Exit {
         return Exit::QQ_BUG;
     };
     let home = control::qmail_home();
+    control::diagnostics::init("qmail-dkim", &home, log::stderr_is_private());
     if std::env::set_current_dir(&home).is_err() {
         log::line(&format!("unable to use {}", home.display()));
         return Exit::QQ_HOME;

@@ -42,12 +42,10 @@ pub(crate) const EXIT: control::Exit = control::Exit::FAILURE;
 /// The longest message from the worker to the parent.
 const MAX_LOGIN: usize = 2 * MAX_LINE + 3;
 
-/// Writes a diagnostic line to descriptor 2 when that is not the client's connection.
+/// A diagnostic line: `qmail-popup: MSG` on descriptor 2 when that is not the client's
+/// connection (see [`control::diagnostics`]).
 pub(crate) fn log(msg: &str) {
-    if control::stderr_is_private() {
-        let line = format!("qmail-popup: {}\n", msg.replace(['\r', '\n'], " "));
-        let _ = io::stderr().write_all(line.as_bytes());
-    }
+    tracing::warn!("{msg}");
 }
 
 /// The user name and password the worker hands to the parent.
@@ -128,12 +126,13 @@ fn refuse(pop3s: bool, msg: &[u8]) -> control::Exit {
 /// The program; returns the exit status.
 pub(crate) fn main() -> control::Exit {
     let args: Vec<OsString> = std::env::args_os().collect();
+    let home = control::qmail_home();
+    control::diagnostics::init("qmail-popup", &home, control::stderr_is_private());
     let var = |name: &str| std::env::var_os(name).map(OsString::into_vec);
     let pop3s = var("POP3S").is_some_and(|v| !v.is_empty());
     if args.len() < 3 {
         return refuse(pop3s, reply::USAGE);
     }
-    let home = control::qmail_home();
     let configured = qmail_tls::configured(&home);
     let server = match pop3s || configured {
         false => None,

@@ -196,15 +196,26 @@ impl Resolver {
                 let said = match udp(*server, &bytes, config.timeout, |m| {
                     matches(m, id, name, rtype)
                 }) {
-                    Said::Truncated => tcp(*server, &bytes, config.timeout, |m| {
-                        matches(m, id, name, rtype)
-                    }),
+                    Said::Truncated => {
+                        tracing::debug!(
+                            "DNS: {name} {rtype}: truncated answer from {server}, asking over TCP"
+                        );
+                        tcp(*server, &bytes, config.timeout, |m| {
+                            matches(m, id, name, rtype)
+                        })
+                    }
                     s => s,
                 };
                 let Said::Answer(m) = said else {
+                    tracing::debug!("DNS: {name} {rtype}: no answer from {server}");
                     continue;
                 };
-                match m.metadata.response_code {
+                let code = m.metadata.response_code;
+                tracing::debug!(
+                    "DNS: {name} {rtype}: {server} says {code:?}, answer records: {}",
+                    m.answers.len()
+                );
+                match code {
                     ResponseCode::NoError => {
                         if m.answers.is_empty() {
                             return Err(DnsError::Hard);
@@ -217,6 +228,9 @@ impl Resolver {
                 }
             }
         }
+        tracing::debug!(
+            "DNS: {name} {rtype}: no usable answer from any server (temporary failure)"
+        );
         Err(DnsError::Soft)
     }
 }
@@ -317,42 +331,80 @@ fn tcp(server: SocketAddr, query: &[u8], timeout: Duration, ok: impl Fn(&Message
     }
 }
 
+/// The end of a lookup, at the verbose level: what was found, or which kind of failure.
+fn noted<T>(
+    what: &str,
+    name: &str,
+    r: Result<T, DnsError>,
+    show: impl Fn(&T) -> String,
+) -> Result<T, DnsError> {
+    match &r {
+        Ok(v) => tracing::debug!("DNS: {what} {name}: {}", show(v)),
+        Err(DnsError::Soft) => tracing::debug!("DNS: {what} {name}: temporary failure"),
+        Err(DnsError::Hard) => tracing::debug!("DNS: {what} {name}: no such data"),
+    }
+    r
+}
+
+fn list<T: std::fmt::Display>(v: &[T]) -> String {
+    v.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Lookup for Resolver {
     fn mx(&mut self, name: &str) -> Result<Vec<(u16, String)>, DnsError> {
-        let n = to_name(name)?;
-        Ok(self
-            .query(&n, RecordType::MX)?
-            .into_iter()
-            .filter_map(|d| match d {
-                RData::MX(mx) => Some((mx.preference, name_text(&mx.exchange))),
-                _ => None,
-            })
-            .collect())
+        let r = to_name(name).and_then(|n| {
+            Ok(self
+                .query(&n, RecordType::MX)?
+                .into_iter()
+                .filter_map(|d| match d {
+                    RData::MX(mx) => Some((mx.preference, name_text(&mx.exchange))),
+                    _ => None,
+                })
+                .collect())
+        });
+        noted("MX", name, r, |v: &Vec<(u16, String)>| {
+            list(
+                &v.iter()
+                    .map(|(p, x)| format!("{p} {x}"))
+                    .collect::<Vec<_>>(),
+            )
+        })
     }
 
     fn addrs(&mut self, name: &str, v6: bool) -> Result<Vec<IpAddr>, DnsError> {
-        let n = to_name(name)?;
         let t = if v6 { RecordType::AAAA } else { RecordType::A };
-        Ok(self
-            .query(&n, t)?
-            .into_iter()
-            .filter_map(|d| match d {
-                RData::A(a) if !v6 => Some(IpAddr::V4(a.0)),
-                RData::AAAA(a) if v6 => Some(IpAddr::V6(a.0)),
-                _ => None,
-            })
-            .collect())
+        let r = to_name(name).and_then(|n| {
+            Ok(self
+                .query(&n, t)?
+                .into_iter()
+                .filter_map(|d| match d {
+                    RData::A(a) if !v6 => Some(IpAddr::V4(a.0)),
+                    RData::AAAA(a) if v6 => Some(IpAddr::V6(a.0)),
+                    _ => None,
+                })
+                .collect())
+        });
+        noted(if v6 { "AAAA" } else { "A" }, name, r, |v: &Vec<IpAddr>| {
+            list(v)
+        })
     }
 
     fn cname(&mut self, name: &str) -> Result<Option<String>, DnsError> {
-        let n = to_name(name)?;
-        Ok(self
-            .query(&n, RecordType::CNAME)?
-            .into_iter()
-            .find_map(|d| match d {
-                RData::CNAME(c) => Some(name_text(&c.0)),
-                _ => None,
-            }))
+        let r = to_name(name).and_then(|n| {
+            Ok(self
+                .query(&n, RecordType::CNAME)?
+                .into_iter()
+                .find_map(|d| match d {
+                    RData::CNAME(c) => Some(name_text(&c.0)),
+                    _ => None,
+                }))
+        });
+        noted("CNAME", name, r, |v: &Option<String>| {
+            v.clone().unwrap_or_else(|| "none".into())
+        })
     }
 }
 

@@ -181,6 +181,14 @@ fn try_deliver(
     if all_aliases {
         prefme = 500_000;
     }
+    tracing::debug!(
+        "targets: {}; this host's preference {prefme}",
+        targets
+            .iter()
+            .map(|t| format!("{} {} {}", t.pref, t.fqdn.as_deref().unwrap_or("-"), t.ip))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let usable: Vec<&Target> = targets.iter().filter(|t| t.pref < prefme).collect();
     if usable.is_empty() {
         return Err(Report::ambigmx());
@@ -189,10 +197,12 @@ fn try_deliver(
     let mut tables = Tables::new(home);
     for t in usable {
         if tables.skip(&t.ip) {
+            tracing::debug!("skipping {}: it timed out recently (qmail-tcpto)", t.ip);
             continue;
         }
         match conn::connect(t.ip, port, set.timeout_connect) {
             Ok(sock) => {
+                tracing::debug!("connected to {} port {port}", t.ip);
                 tables.record(&t.ip, false);
                 if use_qmtp {
                     let Some(mut msg) = msg else {
@@ -205,6 +215,11 @@ fn try_deliver(
                     return Ok(qmtp::deliver(sock, set.timeout, t.ip, &p, &mut msg, out));
                 }
                 let policy = tls::policy(home, t, &set.tlsverify).map_err(|_| Report::control())?;
+                tracing::debug!(
+                    "TLS policy for {}: {}",
+                    t.fqdn.as_deref().unwrap_or("an address literal"),
+                    policy.explain()
+                );
                 let Some(mut msg) = msg else {
                     return Err(Report::read());
                 };
@@ -224,7 +239,18 @@ fn try_deliver(
                     out,
                 ));
             }
-            Err(timed_out) => tables.record(&t.ip, timed_out),
+            Err(timed_out) => {
+                tracing::debug!(
+                    "no connection to {} port {port}: {}",
+                    t.ip,
+                    if timed_out {
+                        "timed out"
+                    } else {
+                        "refused or unreachable"
+                    }
+                );
+                tables.record(&t.ip, timed_out)
+            }
         }
     }
     Err(Report::noconn())
@@ -234,6 +260,7 @@ fn try_deliver(
 pub fn main() -> control::Exit {
     let args: Vec<OsString> = std::env::args_os().collect();
     let home: PathBuf = control::qmail_home();
+    control::diagnostics::init("qmail-remote", &home, control::stderr_is_not_output());
     // fd 0 as a File of its own (a duplicate), so it can be rewound after a look at it.
     let msg = std::io::stdin()
         .as_fd()

@@ -259,12 +259,21 @@ impl Session<'_, '_> {
         match self.c.handshake(cfg, tls::server_name(self.p.target)) {
             Ok(()) => {
                 if let Some(t) = self.c.tls() {
-                    self.tls_note = Some(tls::describe(t, policy));
+                    let note = tls::describe(t, policy);
+                    tracing::debug!("{}", note.trim_end());
+                    self.tls_note = Some(note);
                 }
                 Ok(())
             }
             Err(e) => {
                 self.text.clear();
+                tracing::debug!(
+                    "TLS: handshake with {} failed: {}",
+                    self.p.target.ip,
+                    match &e {
+                        HandshakeError::Certificate(why) | HandshakeError::Other(why) => why,
+                    }
+                );
                 let pre = match (e, policy) {
                     (HandshakeError::Certificate(why), Policy::CaFile(f)) => {
                         format!(

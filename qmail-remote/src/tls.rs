@@ -49,6 +49,16 @@ impl Policy {
         matches!(self, Policy::CaFile(_) | Policy::Roots)
     }
 
+    /// The policy in words, for the verbose diagnostics.
+    pub fn explain(&self) -> String {
+        match self {
+            Policy::Off => "no TLS (control/notlshosts or control/tlshosts/exhaustivelist)".into(),
+            Policy::Opportunistic => "STARTTLS when offered, certificate not checked".into(),
+            Policy::CaFile(f) => format!("TLS required, certificate checked with {f}"),
+            Policy::Roots => "TLS required, certificate checked with the system's roots".into(),
+        }
+    }
+
     /// The words the reports use for what requires TLS: `control/tlshosts/HOST.pem
     /// exists`.
     pub fn requirement(&self, host: &str) -> String {
@@ -163,6 +173,96 @@ impl ServerCertVerifier for Unchecked {
     }
 }
 
+/// Any verifier, with what it saw and decided written at the verbose level: the server
+/// certificate's subject and issuer, then the verdict (as Postfix's smtp_tls_loglevel
+/// shows them).
+#[derive(Debug)]
+struct Noted {
+    inner: Arc<dyn ServerCertVerifier>,
+    checked: bool,
+}
+
+impl ServerCertVerifier for Noted {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let r = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        tracing::debug!(
+            "TLS: server certificate {}, {} intermediate certificates",
+            match qmail_tls::cert_names(end_entity) {
+                Some((subject, issuer)) => format!("subject {subject}, issuer {issuer}"),
+                None => "unreadable".to_string(),
+            },
+            intermediates.len()
+        );
+        match (&r, self.checked) {
+            (Ok(_), true) => tracing::debug!("TLS: certificate verified for {server_name:?}"),
+            (Ok(_), false) => tracing::debug!("TLS: certificate not checked (opportunistic TLS)"),
+            (Err(e), _) => tracing::debug!("TLS: certificate verification failed: {e}"),
+        }
+        r
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.inner.requires_raw_public_keys()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[rustls::DistinguishedName]> {
+        self.inner.root_hint_subjects()
+    }
+}
+
+/// The checking verifier for `roots` (rustls' WebPKI one, as `with_root_certificates`
+/// makes it).
+fn webpki(
+    roots: RootCertStore,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ServerCertVerifier>, LoadError> {
+    let v = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| LoadError {
+        file: "rustls".into(),
+        why: e.to_string(),
+    })?;
+    Ok(v)
+}
+
 /// The client certificate and key of control/clientcert.pem, if the file exists.
 pub fn client_cert(
     home: &Path,
@@ -226,15 +326,17 @@ pub fn config(home: &Path, policy: &Policy) -> Result<Arc<ClientConfig>, LoadErr
             file: "rustls".into(),
             why: e.to_string(),
         })?;
-    let builder = match policy {
-        Policy::CaFile(f) => builder.with_root_certificates(ca_roots(home, f)?),
-        Policy::Roots => builder.with_root_certificates(system_roots()?),
-        Policy::Off | Policy::Opportunistic => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unchecked(
-                provider.signature_verification_algorithms,
-            ))),
+    let (inner, checked): (Arc<dyn ServerCertVerifier>, bool) = match policy {
+        Policy::CaFile(f) => (webpki(ca_roots(home, f)?, &provider)?, true),
+        Policy::Roots => (webpki(system_roots()?, &provider)?, true),
+        Policy::Off | Policy::Opportunistic => (
+            Arc::new(Unchecked(provider.signature_verification_algorithms)),
+            false,
+        ),
     };
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Noted { inner, checked }));
     let cfg = match client_cert(home)? {
         Some((certs, key)) => builder
             .with_client_auth_cert(certs, key)

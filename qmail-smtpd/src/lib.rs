@@ -55,7 +55,7 @@ use config::{Env, SetupError};
 use qmail_tls::{FdTransport, TlsTransport, Transport};
 use rcptcheck::RcptCheck;
 use session::Exit;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -103,7 +103,7 @@ impl Backend for QueueBackend {
         });
         let env = [(SMTPAUTHUSER, printable.as_deref())];
         qmail_queue::QueueClient::open_default_env(&self.home, &env).inspect_err(|e| {
-            log(&format!("unable to start qmail-queue: {e}"));
+            tracing::error!("unable to start qmail-queue: {e}");
         })
     }
 
@@ -124,7 +124,7 @@ impl Backend for QueueBackend {
         match &self.rcptcheck {
             None => Ok(rcptcheck::Verdict::Accept),
             Some(c) => c.check(rcpt).inspect_err(|e| {
-                log(&format!("unable to read {}: {e}", rcptcheck::VALIDRCPTTO));
+                tracing::error!("unable to read {}: {e}", rcptcheck::VALIDRCPTTO);
             }),
         }
     }
@@ -134,12 +134,10 @@ impl Backend for QueueBackend {
     }
 }
 
-/// Writes a diagnostic line to descriptor 2 when that is safe.
+/// A diagnostic line (`qmail-smtpd: MSG` on descriptor 2 when that is safe; see
+/// [`control::diagnostics`]).
 pub fn log(msg: &str) {
-    if control::stderr_is_private() {
-        let line = format!("qmail-smtpd: {}\n", msg.replace(['\r', '\n'], " "));
-        let _ = io::stderr().write_all(line.as_bytes());
-    }
+    tracing::warn!("{msg}");
 }
 
 /// Reads the configuration (after changing to the qmail home) and this host's addresses.
@@ -153,12 +151,28 @@ pub fn setup(home: &Path, env: &Env) -> Result<Config, SetupError> {
     Ok(cfg)
 }
 
+/// What a handshake negotiated, noted at the verbose level.
+fn tls_info<T: Transport>(tls: &TlsTransport<T>) -> qmail_tls::TlsInfo {
+    let i = tls.info();
+    tracing::debug!(
+        "TLS: {}, {}, client certificate {}",
+        i.version,
+        i.cipher,
+        match (i.client_verified, &i.client_email) {
+            (true, Some(e)) => format!("verified ({e})"),
+            (true, None) => "verified".to_string(),
+            (false, _) => "none or not verified".to_string(),
+        }
+    );
+    i
+}
+
 /// One whole connection over `t`: setup, greeting (after the TLS handshake for SMTPS),
 /// dialogue, and the switch to TLS after STARTTLS.
 pub fn run<T: Transport>(home: &Path, env: &Env, t: &mut T) -> Exit {
     let mut cfg = match setup(home, env) {
         Err(e) => {
-            log(&e.to_string());
+            tracing::error!("{e}");
             if env.smtps.as_ref().is_some_and(|v| !v.is_empty()) {
                 // No plaintext on a TLS port.
                 return Exit::Failure;
@@ -172,6 +186,17 @@ pub fn run<T: Transport>(home: &Path, env: &Env, t: &mut T) -> Exit {
         Ok(cfg) => cfg,
     };
     let timeout = Duration::from_secs(cfg.timeout);
+    tracing::debug!(
+        "connection from {} ({}), TLS {}",
+        String::from_utf8_lossy(env.tcp_remote_ip.as_deref().unwrap_or(b"unknown")),
+        String::from_utf8_lossy(env.tcp_remote_host.as_deref().unwrap_or(b"unknown")),
+        match &cfg.tls.server {
+            Some(Ok(_)) if cfg.tls.smtps => "from the first byte (SMTPS)",
+            Some(Ok(_)) => "offered (STARTTLS)",
+            Some(Err(_)) => "configured but not available",
+            None => "not configured",
+        }
+    );
     let server = match &cfg.tls.server {
         Some(Ok(s)) => Some(s.clone()),
         _ => None,
@@ -179,7 +204,7 @@ pub fn run<T: Transport>(home: &Path, env: &Env, t: &mut T) -> Exit {
     let backend = QueueBackend::new(home).with_rcptcheck(cfg.rcptcheck.take());
     let smtps = cfg.tls.smtps;
     if smtps && let Some(Err(e)) = &cfg.tls.server {
-        log(&format!("SMTPS: TLS not available: {e}"));
+        tracing::error!("SMTPS: TLS not available: {e}");
     }
     let mut s = Session::new(cfg, backend);
     // control/timeoutsession bounds every wait from here on, the TLS handshakes' too.
@@ -190,11 +215,11 @@ pub fn run<T: Transport>(home: &Path, env: &Env, t: &mut T) -> Exit {
         };
         return match TlsTransport::accept(&mut *t, &server, timeout) {
             Err(e) => {
-                log(&format!("SMTPS: TLS handshake failed: {e}"));
+                tracing::warn!("SMTPS: TLS handshake failed: {e}");
                 Exit::Failure
             }
             Ok(mut tls) => {
-                s.smtps_started(tls.info());
+                s.smtps_started(tls_info(&tls));
                 let e = match serve_session(&mut s, &mut tls) {
                     Served::Done(e) => e,
                     Served::StartTls => Exit::Failure,
@@ -212,11 +237,11 @@ pub fn run<T: Transport>(home: &Path, env: &Env, t: &mut T) -> Exit {
             };
             match TlsTransport::accept(&mut *t, &server, timeout) {
                 Err(e) => {
-                    log(&format!("STARTTLS: TLS handshake failed: {e}"));
+                    tracing::warn!("STARTTLS: TLS handshake failed: {e}");
                     Exit::Failure
                 }
                 Ok(mut tls) => {
-                    s.tls_started(tls.info());
+                    s.tls_started(tls_info(&tls));
                     let e = match serve_session(&mut s, &mut tls) {
                         Served::Done(e) => e,
                         Served::StartTls => Exit::Failure,
@@ -238,6 +263,7 @@ pub fn main() -> control::Exit {
         std::process::exit(Exit::Failure.code().code());
     }));
     let home = control::qmail_home();
+    control::diagnostics::init("qmail-smtpd", &home, control::stderr_is_private());
     let stdin = io::stdin();
     let stdout = io::stdout();
     let mut t = FdTransport::new(stdin.as_fd(), stdout.as_fd());

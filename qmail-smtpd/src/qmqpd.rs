@@ -157,6 +157,7 @@ fn request<R: Read, M: Message>(
 pub fn main() -> Exit {
     quick::watchdog(quick::CONNECTION_TIMEOUT);
     let home = control::qmail_home();
+    control::diagnostics::init("qmail-qmqpd", &home, control::stderr_is_private());
     let env = Env::from_process();
     if std::env::set_current_dir(&home).is_err() {
         quick::log("qmail-qmqpd", "unable to switch to the qmail home");

@@ -286,6 +286,7 @@ fn package<R: Read, M: Message>(
 pub fn main() -> Exit {
     quick::watchdog(quick::CONNECTION_TIMEOUT);
     let home = control::qmail_home();
+    control::diagnostics::init("qmail-qmtpd", &home, control::stderr_is_private());
     let env = Env::from_process();
     if std::env::set_current_dir(&home).is_err() {
         quick::log("qmail-qmtpd", "unable to switch to the qmail home");

@@ -5,7 +5,6 @@
 use crate::session::Message;
 use control::Exit;
 use qmail_queue::QueueError;
-use std::io;
 use std::time::Duration;
 
 /// netqmail's limit on a whole QMQP or QMTP connection.
@@ -45,15 +44,11 @@ pub fn abandon<M: Message>(m: Option<M>) {
     }
 }
 
-/// Writes a diagnostic line to descriptor 2, unless descriptor 2 is the client's
-/// connection (as under inetd).
-pub fn log(program: &str, msg: &str) {
-    use std::io::Write;
-    if !control::stderr_is_private() {
-        return;
-    }
-    let line = format!("{program}: {}\n", msg.replace(['\r', '\n'], " "));
-    let _ = io::stderr().write_all(line.as_bytes());
+/// A diagnostic line: `PROGRAM: MSG` on descriptor 2, unless descriptor 2 is the client's
+/// connection (as under inetd). The program's name is the one its main gave
+/// [`control::diagnostics::init`].
+pub fn log(_program: &str, msg: &str) {
+    tracing::error!("{msg}");
 }
 
 #[cfg(test)]

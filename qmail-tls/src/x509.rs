@@ -1,6 +1,7 @@
 //! The one fact qmail-smtpd reads from a client certificate: the e-mail address in its
 //! subject (the `emailAddress` attribute, OID 1.2.840.113549.1.9.1), which the qmail TLS
-//! patch compares with control/tlsclients.
+//! patch compares with control/tlsclients; and, for the verbose diagnostics only, the
+//! subject and issuer of a peer's certificate as text ([`cert_names`]).
 //!
 //! A small DER reader, enough to walk Certificate → TBSCertificate → subject: every length
 //! is checked against what is left, nesting is fixed (no recursion), and anything that is
@@ -92,6 +93,121 @@ pub fn subject_email(cert: &[u8]) -> Option<String> {
     None
 }
 
+/// The longest text [`cert_names`] gives for one name.
+pub const MAX_NAME_TEXT: usize = 512;
+
+/// The short names of the attribute types seen in certificates (their OIDs' DER).
+const ATTRIBUTES: &[(&[u8], &str)] = &[
+    (&[0x55, 0x04, 0x03], "CN"),
+    (&[0x55, 0x04, 0x05], "serialNumber"),
+    (&[0x55, 0x04, 0x06], "C"),
+    (&[0x55, 0x04, 0x07], "L"),
+    (&[0x55, 0x04, 0x08], "ST"),
+    (&[0x55, 0x04, 0x09], "street"),
+    (&[0x55, 0x04, 0x0a], "O"),
+    (&[0x55, 0x04, 0x0b], "OU"),
+    (EMAIL_OID, "emailAddress"),
+    (
+        &[0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x19],
+        "DC",
+    ),
+];
+
+/// An OID's dotted text (`2.5.4.42`), or `None` when it is malformed.
+fn dotted(oid: &[u8]) -> Option<String> {
+    if oid.last()? & 0x80 != 0 {
+        return None;
+    }
+    let mut arcs = Vec::new();
+    let mut n: u64 = 0;
+    for &b in oid {
+        n = n.checked_mul(128)? | u64::from(b & 0x7f);
+        if b & 0x80 == 0 {
+            arcs.push(n);
+            n = 0;
+        }
+    }
+    let first = arcs[0];
+    let top = (first / 40).min(2);
+    let mut out = format!("{top}.{}", first - 40 * top);
+    for a in &arcs[1..] {
+        out.push_str(&format!(".{a}"));
+    }
+    Some(out)
+}
+
+/// An attribute value as text: the string types decoded (BMPString as UTF-16), anything
+/// else as `#` and hexadecimal.
+fn value_text(tag: u8, v: &[u8]) -> String {
+    match tag {
+        // UTF8String, PrintableString, T61String, IA5String, VisibleString
+        0x0c | 0x13 | 0x14 | 0x16 | 0x1a => String::from_utf8_lossy(v).into_owned(),
+        // BMPString
+        0x1e => char::decode_utf16(
+            v.chunks(2)
+                .map(|c| u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])),
+        )
+        .map(|c| c.unwrap_or('?'))
+        .collect(),
+        _ => {
+            let mut s = String::from("#");
+            for b in v.iter().take(64) {
+                s.push_str(&format!("{b:02x}"));
+            }
+            s
+        }
+    }
+}
+
+/// A Name (SEQUENCE OF SET OF AttributeTypeAndValue) as `CN=x, O=y`, in the
+/// certificate's order, cut at [`MAX_NAME_TEXT`] characters.
+fn name_text(mut rdns: &[u8]) -> Option<String> {
+    let mut out = String::new();
+    while !rdns.is_empty() {
+        let (mut set, rest) = expect(rdns, SET)?;
+        rdns = rest;
+        while !set.is_empty() {
+            let (attr, rest) = expect(set, SEQUENCE)?;
+            set = rest;
+            let (oid, value) = expect(attr, OID)?;
+            let (tag, v, _) = element(value)?;
+            let key = match ATTRIBUTES.iter().find(|(o, _)| *o == oid) {
+                Some((_, k)) => (*k).to_string(),
+                None => dotted(oid)?,
+            };
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            out.push_str(&key);
+            out.push('=');
+            out.push_str(&value_text(tag, v));
+        }
+    }
+    if out.chars().count() > MAX_NAME_TEXT {
+        out = out.chars().take(MAX_NAME_TEXT).collect();
+    }
+    Some(out)
+}
+
+/// The subject and issuer of a DER certificate as text (`CN=mx.example, O=Example`), or
+/// `None` when it is not one. For diagnostics: the text may hold any character the
+/// certificate's author chose.
+pub fn cert_names(cert: &[u8]) -> Option<(String, String)> {
+    let (certificate, _) = expect(cert, SEQUENCE)?;
+    let (mut tbs, _) = expect(certificate, SEQUENCE)?;
+    if let Some((VERSION, _, rest)) = element(tbs) {
+        tbs = rest;
+    }
+    // serialNumber, signature
+    for _ in 0..2 {
+        tbs = element(tbs)?.2;
+    }
+    let (issuer, rest) = expect(tbs, SEQUENCE)?;
+    let validity_end = element(rest)?.2;
+    let (subject, _) = expect(validity_end, SEQUENCE)?;
+    Some((name_text(subject)?, name_text(issuer)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,10 +273,47 @@ ikuKPYxvxsVGUA==
         assert_eq!(subject_email(&bad), None);
     }
 
+    #[test]
+    fn subject_and_issuer() {
+        assert_eq!(
+            cert_names(&der(WITH_EMAIL)),
+            Some((
+                "C=DE, O=Example, CN=Client One, emailAddress=Client.One@Example.org".into(),
+                "CN=Test CA".into()
+            ))
+        );
+        assert_eq!(
+            cert_names(&der(WITHOUT_EMAIL)),
+            Some(("CN=No Mail".into(), "CN=No Mail".into()))
+        );
+        let d = der(WITH_EMAIL);
+        for n in 0..d.len() {
+            assert_eq!(cert_names(&d[..n]), None, "truncated at {n}");
+        }
+    }
+
+    #[test]
+    fn oids_and_values() {
+        assert_eq!(dotted(&[0x55, 0x04, 0x2a]).as_deref(), Some("2.5.4.42"));
+        assert_eq!(
+            dotted(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d]).as_deref(),
+            Some("1.2.840.113549")
+        );
+        assert_eq!(dotted(&[0x2a, 0x86]), None);
+        assert_eq!(dotted(&[]), None);
+        assert_eq!(value_text(0x1e, &[0, b'h', 0, b'i']), "hi");
+        assert_eq!(value_text(0x1e, &[0xd8, 0x00]), "?");
+        assert_eq!(value_text(0x04, &[1, 0xab]), "#01ab");
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
             let _ = subject_email(&data);
+            if let Some((s, i)) = cert_names(&data) {
+                prop_assert!(s.chars().count() <= MAX_NAME_TEXT);
+                prop_assert!(i.chars().count() <= MAX_NAME_TEXT);
+            }
         }
 
         #[test]

@@ -320,11 +320,16 @@ pub fn cdb(data: &[u8]) {
 }
 
 /// qmail-smtpd's reading of a client certificate's subject address (for
-/// control/tlsclients): what it returns goes into the Received field.
+/// control/tlsclients): what it returns goes into the Received field. And the subject
+/// and issuer texts of the verbose diagnostics (qmail-remote's peers), bounded.
 pub fn client_cert(data: &[u8]) {
     if let Some(e) = qmail_tls::subject_email(data) {
         assert!(!e.is_empty() && e.len() <= qmail_tls::MAX_EMAIL);
         assert!(e.bytes().all(|c| (0x21..=0x7e).contains(&c)), "{e:?}");
+    }
+    if let Some((s, i)) = qmail_tls::cert_names(data) {
+        assert!(s.chars().count() <= qmail_tls::MAX_NAME_TEXT);
+        assert!(i.chars().count() <= qmail_tls::MAX_NAME_TEXT);
     }
 }
 

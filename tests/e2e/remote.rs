@@ -1797,6 +1797,145 @@ fn smtps_on_port_465() {
     assert!(!t.commands.iter().any(|c| c == "STARTTLS"));
 }
 
+// ------------------------------------------------------------------ diagnostics
+
+/// Runs qmail-remote as `remote_env` does; its reports and its standard error.
+fn remote_diag(h: &Home, dns: &str, env: &[(&str, &str)], args: &[&str]) -> (Reports, String) {
+    let mut c = h.cmd("qmail-remote");
+    c.args(args).env("RQMAIL_NAMESERVERS", dns);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let (code, out, err) = run_with_input(c, MSG);
+    assert_eq!(code, 0);
+    (
+        Reports::parse(&out),
+        String::from_utf8_lossy(&err).into_owned(),
+    )
+}
+
+/// The verbose level (control/loglevel or QMAIL_LOGLEVEL) shows why a TLS handshake
+/// failed, the server certificate's subject and issuer, the TLS policy and the DNS steps;
+/// the default level writes nothing, and the reports are the same at every level.
+#[test]
+fn verbose_diagnostics_explain_a_failed_tls_handshake() {
+    let s = tls_server("127.1.38.2", "");
+    let dns = tls_dns("127.1.38.2");
+    let h = tls_home(&s);
+    fs::copy(
+        certs().join("ca2.pem"),
+        h.path().join("control/tlshosts/mx.tls.test.pem"),
+    )
+    .expect("cp");
+    let failed = (
+        'Z',
+        "TLS unable to verify server with control/tlshosts/mx.tls.test.pem: invalid peer certificate: \
+         UnknownIssuer; connected to 127.1.38.2.\n"
+            .to_string(),
+    );
+    let (r, err) = remote_diag(&h, &dns.addr(), &[], &TLS_ARGS);
+    assert_eq!((r.last().0, r.last().1.to_string()), failed);
+    assert_eq!(err, "", "nothing on stderr at the default level");
+
+    h.control("loglevel", "warn\nqmail-remote:debug\n");
+    let (r, err) = remote_diag(&h, &dns.addr(), &[], &TLS_ARGS);
+    assert_eq!((r.last().0, r.last().1.to_string()), failed);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("qmail-remote: debug: pid ")),
+        "{err}"
+    );
+    for want in [
+        "DNS: A mx.tls.test: 127.1.38.2",
+        &format!("connected to 127.1.38.2 port {}", s.port),
+        "TLS policy for mx.tls.test: TLS required, certificate checked with control/tlshosts/mx.tls.test.pem",
+        "TLS: server certificate subject CN=mx.tls.test, issuer CN=rqmail test CA, 0 intermediate certificates",
+        "TLS: certificate verification failed: invalid peer certificate: UnknownIssuer",
+        "TLS: handshake with 127.1.38.2 failed: invalid peer certificate: UnknownIssuer",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.ends_with(want)),
+            "no {want:?} in\n{err}"
+        );
+    }
+
+    // The environment wins over the file, in both directions.
+    let (_, err) = remote_diag(&h, &dns.addr(), &[("QMAIL_LOGLEVEL", "info")], &TLS_ARGS);
+    assert_eq!(err, "");
+    h.remove_control("loglevel");
+    let (r, err) = remote_diag(&h, &dns.addr(), &[("QMAIL_LOGLEVEL", "debug")], &TLS_ARGS);
+    assert_eq!((r.last().0, r.last().1.to_string()), failed);
+    assert!(
+        err.contains("TLS: certificate verification failed: "),
+        "{err}"
+    );
+
+    // A level word that is not one is a warning at the default level.
+    h.control("loglevel", "loud\n");
+    let (_, err) = remote_diag(&h, &dns.addr(), &[], &TLS_ARGS);
+    assert_eq!(err, "qmail-remote: control/loglevel: not a level: loud\n");
+}
+
+/// A successful handshake at the verbose level: protocol, cipher, the certificate's
+/// names and the verdict; and at trace level, nothing breaks.
+#[test]
+fn verbose_diagnostics_of_a_verified_tls_session() {
+    let s = tls_server("127.1.38.3", "");
+    let dns = tls_dns("127.1.38.3");
+    let h = tls_home(&s);
+    fs::copy(
+        certs().join("ca.pem"),
+        h.path().join("control/tlshosts/mx.tls.test.pem"),
+    )
+    .expect("cp");
+    let (r, err) = remote_diag(&h, &dns.addr(), &[("QMAIL_LOGLEVEL", "debug")], &TLS_ARGS);
+    assert_eq!(r.last().0, 'K', "{r:?}");
+    for want in [
+        "TLS: server certificate subject CN=mx.tls.test, issuer CN=rqmail test CA, 0 intermediate certificates",
+        "TLS: certificate verified for DnsName(\"mx.tls.test\")",
+        ", certificate verified with control/tlshosts/mx.tls.test.pem.",
+    ] {
+        assert!(
+            err.lines().any(|l| l.ends_with(want)),
+            "no {want:?} in\n{err}"
+        );
+    }
+    assert!(err.contains(": TLS: TLSv1.3, TLS13_"), "{err}");
+    let (r, err) = remote_diag(&h, &dns.addr(), &[("QMAIL_LOGLEVEL", "trace")], &TLS_ARGS);
+    assert_eq!(r.last().0, 'K', "{r:?}");
+    assert!(err.contains("qmail-remote: debug: pid "), "{err}");
+}
+
+/// qmail-rspawn gives qmail-remote one pipe as standard output and standard error: what
+/// is read there is the report, so no diagnostic line may go there at any level.
+#[test]
+fn no_diagnostics_on_the_report_pipe() {
+    let s = tls_server("127.1.38.4", "");
+    let dns = tls_dns("127.1.38.4");
+    let h = tls_home(&s);
+    h.control("loglevel", "trace\n");
+    let (mut read, write) = std::io::pipe().expect("pipe");
+    let mut c = h.cmd("qmail-remote");
+    c.args(TLS_ARGS)
+        .env("RQMAIL_NAMESERVERS", dns.addr())
+        .stdin(Stdio::null())
+        .stdout(write.try_clone().expect("dup"))
+        .stderr(write);
+    let mut child = c.spawn().expect("spawn");
+    drop(c);
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut read, &mut out).expect("read");
+    assert!(child.wait().expect("wait").success());
+    let r = Reports::parse(&out);
+    assert_eq!(r.letters(), "r", "{r:?}");
+    assert!(
+        r.last().1.starts_with("127.1.38.4 accepted message.\n"),
+        "{r:?}"
+    );
+}
+
 // ------------------------------------------------------------------ Postfix's smtp-sink
 
 /// Where scripts/test unpacks Debian's postfix package (RQMAIL_POSTFIX_DIR).

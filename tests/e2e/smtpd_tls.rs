@@ -1949,3 +1949,57 @@ fn unreadable_tlsclients_is_a_temporary_failure() {
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("220 "), "{out}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Diagnostics
+
+/// The diagnostic lines keep their text at the default level; QMAIL_LOGLEVEL=debug adds
+/// the connection and the TLS session, each line marked with its level and process id.
+#[test]
+fn diagnostics_default_lines_unchanged_and_verbose_level() {
+    let (home, _) = tls_home(Key::Ec);
+    // A client that sends STARTTLS and then no handshake: one line, netqmail-TLS style.
+    let input = "EHLO c\r\nSTARTTLS\r\n";
+    let (_, out, err) = dialogue(&home, &[], &[], input);
+    assert!(out.ends_with("220 ready for tls\r\n"), "{out}");
+    assert!(
+        err.starts_with("qmail-smtpd: STARTTLS: TLS handshake failed: ")
+            && err.ends_with('\n')
+            && err.lines().count() == 1,
+        "{err:?}"
+    );
+    let (_, _, verbose) = dialogue(&home, &[("QMAIL_LOGLEVEL", "debug")], &[], input);
+    let lines: Vec<&str> = verbose.lines().collect();
+    assert_eq!(lines.len(), 2, "{verbose}");
+    assert!(
+        lines[0].starts_with("qmail-smtpd: debug: pid ")
+            && lines[0].ends_with(": connection from unknown (unknown), TLS offered (STARTTLS)"),
+        "{verbose}"
+    );
+    assert_eq!(
+        format!("{}\n", lines[1]),
+        err,
+        "the same line at every level"
+    );
+    // control/loglevel turns it off for this program only.
+    home.control("loglevel", "qmail-remote:debug\nqmail-smtpd:off\n");
+    let (_, _, none) = dialogue(&home, &[], &[], input);
+    assert_eq!(none, "");
+    home.remove_control("loglevel");
+
+    // A whole TLS session under tcpserver, at the verbose level.
+    let srv = Server::start(&home, &[("QMAIL_LOGLEVEL", "debug")], &[]);
+    let (ok, out) = swaks(srv.port, &["--to", "rcpt@d.example", "--tls"]);
+    assert!(ok, "{out}");
+    let log = srv.wait_log("TLS: TLSv1.3, ");
+    assert!(
+        log.contains(": connection from 127.0.0.1 (")
+            && log.contains(", client certificate none or not verified\n"),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .all(|l| l.starts_with("qmail-smtpd: debug: pid ")),
+        "{log}"
+    );
+}
