@@ -207,7 +207,9 @@ impl ServerCertVerifier for Noted {
             intermediates.len()
         );
         match (&r, self.checked) {
-            (Ok(_), true) => tracing::debug!("TLS: certificate verified for {server_name:?}"),
+            (Ok(_), true) => {
+                tracing::debug!("TLS: certificate verified for {}", server_name.to_str())
+            }
             (Ok(_), false) => tracing::debug!("TLS: certificate not checked (opportunistic TLS)"),
             (Err(e), _) => tracing::debug!("TLS: certificate verification failed: {e}"),
         }

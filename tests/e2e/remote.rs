@@ -1894,7 +1894,7 @@ fn verbose_diagnostics_of_a_verified_tls_session() {
     assert_eq!(r.last().0, 'K', "{r:?}");
     for want in [
         "TLS: server certificate subject CN=mx.tls.test, issuer CN=rqmail test CA, 0 intermediate certificates",
-        "TLS: certificate verified for DnsName(\"mx.tls.test\")",
+        "TLS: certificate verified for mx.tls.test",
         ", certificate verified with control/tlshosts/mx.tls.test.pem.",
     ] {
         assert!(
