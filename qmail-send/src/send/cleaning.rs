@@ -204,6 +204,7 @@ impl Daemon {
     /// the files gone before it replies).
     pub(super) fn clean_sync(&mut self) {
         while self.cleaner.is_alive() && self.cleaner.is_waiting() {
+            crate::log::flush();
             {
                 let (out, inp) = self.cleaner.poll_fds();
                 let mut fds: Vec<PollFd> = Vec::with_capacity(2);

@@ -48,6 +48,7 @@ pub(super) fn file_exists(p: &str) -> io::Result<bool> {
 
 pub(super) fn pausedir(dir: &str) {
     warn(&["alert: unable to opendir ", dir, ", sleeping...\n"]);
+    log::flush();
     std::thread::sleep(std::time::Duration::from_secs(10));
 }
 

@@ -335,6 +335,7 @@ impl Daemon {
                 PollTimeout::try_from(i32::try_from(ms).unwrap_or(i32::MAX))
                     .unwrap_or(PollTimeout::MAX)
             };
+            log::flush();
             let (mut rin, mut wout, mut trig, mut sig) = ([false; 2], [false; 2], false, false);
             let (mut qlisten, mut qready) = (false, Vec::new());
             let result = {
@@ -445,11 +446,13 @@ impl Daemon {
         self.qctl_exit();
         self.pqfinish();
         log::text("status: exiting\n");
+        log::flush();
     }
 }
 
 fn cannot_start(why: &str) -> Exit {
     files::warn(&["alert: cannot start: ", why, "\n"]);
+    log::flush();
     Exit::TEMP
 }
 

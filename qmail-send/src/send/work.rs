@@ -287,6 +287,7 @@ impl Pool {
     /// Waits until `until(self)` holds (message `id` preprocessed, every removal done:
     /// queue management needs it now); returns every result that came in meanwhile.
     pub fn wait(&mut self, until: impl Fn(&Pool) -> bool) -> Vec<Done> {
+        crate::log::flush();
         let mut v = self.take_done();
         while !until(self) {
             match self.results.recv() {
