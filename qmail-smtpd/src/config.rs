@@ -9,11 +9,12 @@ use control::BadMailFrom;
 use control::Controls;
 use control::RcptHosts;
 use qmail_tls::TlsServer;
+use std::cell::OnceCell;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::ffi::OsStringExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Default for control/timeoutsmtpd, in seconds.
 pub const DEFAULT_TIMEOUT: u64 = 1200;
@@ -137,12 +138,26 @@ pub struct TlsSetting {
     pub offer: bool,
     /// SMTPS is set: the connection is TLS from the first byte.
     pub smtps: bool,
-    /// The server configuration, or why it could not be built (then STARTTLS gets 454 and
-    /// an SMTPS connection is closed).
-    pub server: Option<Result<TlsServer, String>>,
-    /// control/tlsclients, read when TLS is configured: the subject e-mail addresses of
-    /// client certificates (verified against clientca.pem) allowed to relay, lower case.
+    /// Where the server configuration comes from, when TLS is offered or SMTPS is set.
+    /// It is loaded the first time it is asked for ([`TlsSetting::server`]): when
+    /// STARTTLS is accepted, or before the handshake of an SMTPS connection, never for a
+    /// session that stays in plaintext.
+    pub source: Option<TlsSource>,
+    /// The configuration once loaded, or why it could not be built.
+    server: OnceCell<Result<TlsServer, String>>,
+    /// control/tlsclients, read at startup when TLS is offered or SMTPS is set: the
+    /// subject e-mail addresses of client certificates (verified against clientca.pem)
+    /// allowed to relay, lower case.
     pub clients: Vec<Vec<u8>>,
+}
+
+/// What the TLS server configuration is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSource {
+    /// The qmail home (control/servercert.pem, clientca.pem, tlsserverciphers).
+    pub home: PathBuf,
+    /// TLSCIPHERS, which overrides control/tlsserverciphers.
+    pub ciphers: Option<Vec<u8>>,
 }
 
 impl TlsSetting {
@@ -150,6 +165,19 @@ impl TlsSetting {
     pub fn client_may_relay(&self, email: &str) -> bool {
         let e = email.to_ascii_lowercase();
         self.clients.iter().any(|c| c == e.as_bytes())
+    }
+
+    /// The server configuration, loaded (key, certificates, rustls configuration) the
+    /// first time it is asked for: `None` without a [`source`](Self::source), else the
+    /// configuration or why it cannot be built (then STARTTLS gets 454 and an SMTPS
+    /// connection is closed).
+    pub fn server(&self) -> Option<&Result<TlsServer, String>> {
+        let src = self.source.as_ref()?;
+        Some(self.server.get_or_init(|| {
+            qmail_tls::load(&src.home, src.ciphers.as_deref(), true)
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.ok_or_else(|| format!("{} does not exist", qmail_tls::SERVERCERT)))
+        }))
     }
 }
 
@@ -279,18 +307,18 @@ impl Config {
         }
         let smtps = env.smtps.as_ref().is_some_and(|v| !v.is_empty());
         let offer = env.deny_tls.is_none() && qmail_tls::configured(home);
-        let server = (offer || smtps).then(|| {
-            qmail_tls::load(home, env.tls_ciphers.as_deref(), true)
-                .map_err(|e| e.to_string())
-                .and_then(|s| s.ok_or_else(|| format!("{} does not exist", qmail_tls::SERVERCERT)))
+        // The key and the certificates are read only when TLS starts (TlsSetting::server).
+        let source = (offer || smtps).then(|| TlsSource {
+            home: home.to_path_buf(),
+            ciphers: env.tls_ciphers.clone(),
         });
-        let clients = match &server {
-            Some(Ok(_)) => ctl("control/tlsclients", c.lines("tlsclients"))?
+        let clients = match source {
+            Some(_) => ctl("control/tlsclients", c.lines("tlsclients"))?
                 .unwrap_or_default()
                 .into_iter()
                 .map(|l| l.to_ascii_lowercase())
                 .collect(),
-            _ => Vec::new(),
+            None => Vec::new(),
         };
         let rcptcheck = ctl(
             "control/validrcptto.cdb, control/checklocalrcpt or the routing controls",
@@ -311,7 +339,8 @@ impl Config {
             tls: TlsSetting {
                 offer,
                 smtps,
-                server,
+                source,
+                server: OnceCell::new(),
                 clients,
             },
             auth: AuthConfig::from_env(env),
@@ -404,6 +433,39 @@ mod tests {
             ..Env::default()
         };
         assert_eq!(Config::load(d.path(), &env).unwrap().databytes, 0);
+    }
+
+    #[test]
+    fn tls_configuration_is_loaded_when_asked_for() {
+        let d = home();
+        fs::write(d.path().join("control/me"), "mx.example\n").unwrap();
+        let c = Config::load(d.path(), &Env::default()).unwrap();
+        assert!(!c.tls.offer);
+        assert!(
+            c.tls.server().is_none(),
+            "no servercert.pem: nothing to load"
+        );
+        // Not a key: the session still starts, STARTTLS is offered, and the
+        // configuration is tried (and found unusable) only when asked for.
+        fs::write(d.path().join("control/servercert.pem"), "not a key\n").unwrap();
+        fs::write(d.path().join("control/tlsclients"), "A@B.Example\n").unwrap();
+        let c = Config::load(d.path(), &Env::default()).unwrap();
+        assert!(c.tls.offer);
+        assert_eq!(c.tls.clients, vec![b"a@b.example".to_vec()]);
+        assert!(
+            c.tls.server.get().is_none(),
+            "loaded before it was asked for"
+        );
+        let e = c.tls.server().unwrap().as_ref().unwrap_err().clone();
+        assert!(e.contains("servercert.pem"), "{e}");
+        assert!(c.tls.server.get().is_some());
+        // DENY_TLS without SMTPS: nothing to load, tlsclients not read.
+        let env = Env {
+            deny_tls: Some(Vec::new()),
+            ..Env::default()
+        };
+        let c = Config::load(d.path(), &env).unwrap();
+        assert!(!c.tls.offer && c.tls.server().is_none() && c.tls.clients.is_empty());
     }
 
     #[test]

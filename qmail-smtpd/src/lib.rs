@@ -186,32 +186,30 @@ pub fn run<T: Transport>(home: &Path, env: &Env, t: &mut T) -> Exit {
         Ok(cfg) => cfg,
     };
     let timeout = Duration::from_secs(cfg.timeout);
+    // The TLS configuration itself is loaded only when TLS starts.
     tracing::debug!(
         "connection from {} ({}), TLS {}",
         String::from_utf8_lossy(env.tcp_remote_ip.as_deref().unwrap_or(b"unknown")),
         String::from_utf8_lossy(env.tcp_remote_host.as_deref().unwrap_or(b"unknown")),
-        match &cfg.tls.server {
-            Some(Ok(_)) if cfg.tls.smtps => "from the first byte (SMTPS)",
-            Some(Ok(_)) => "offered (STARTTLS)",
-            Some(Err(_)) => "configured but not available",
+        match &cfg.tls.source {
+            Some(_) if cfg.tls.smtps => "from the first byte (SMTPS)",
+            Some(_) => "offered (STARTTLS)",
             None => "not configured",
         }
     );
-    let server = match &cfg.tls.server {
-        Some(Ok(s)) => Some(s.clone()),
-        _ => None,
-    };
     let backend = QueueBackend::new(home).with_rcptcheck(cfg.rcptcheck.take());
     let smtps = cfg.tls.smtps;
-    if smtps && let Some(Err(e)) = &cfg.tls.server {
-        tracing::error!("SMTPS: TLS not available: {e}");
-    }
     let mut s = Session::new(cfg, backend);
     // control/timeoutsession bounds every wait from here on, the TLS handshakes' too.
     let t = &mut transport::Deadline::new(&mut *t, s.deadline());
     if smtps {
-        let Some(server) = server else {
-            return Exit::Failure;
+        let server = match s.config().tls.server() {
+            Some(Ok(server)) => server.clone(),
+            Some(Err(e)) => {
+                tracing::error!("SMTPS: TLS not available: {e}");
+                return Exit::Failure;
+            }
+            None => return Exit::Failure,
         };
         return match TlsTransport::accept(&mut *t, &server, timeout) {
             Err(e) => {
@@ -232,7 +230,9 @@ pub fn run<T: Transport>(home: &Path, env: &Env, t: &mut T) -> Exit {
     match serve_session(&mut s, t) {
         Served::Done(e) => e,
         Served::StartTls => {
-            let Some(server) = server else {
+            // Loaded when STARTTLS was accepted (a configuration that cannot be loaded
+            // got 454 and the session went on in plaintext).
+            let Some(Ok(server)) = s.config().tls.server().cloned() else {
                 return Exit::Failure;
             };
             match TlsTransport::accept(&mut *t, &server, timeout) {

@@ -762,7 +762,7 @@ impl<B: Backend> Session<B> {
             self.say(reply::TLS_NO_PARAMS);
             return;
         }
-        if let Some(Err(e)) = &self.cfg.tls.server {
+        if let Some(Err(e)) = self.cfg.tls.server() {
             let e = format!("TLS not available: {e}");
             self.backend.log(&e);
             self.say(reply::TLS_UNAVAILABLE);

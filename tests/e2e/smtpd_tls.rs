@@ -12,7 +12,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -639,6 +639,50 @@ fn broken_certificate_gives_454_and_plaintext_goes_on() {
         "{out}"
     );
     assert!(err.contains("servercert.pem"), "{err}");
+}
+
+#[test]
+fn a_plaintext_session_never_reads_the_key() {
+    // servercert.pem is a FIFO: opening it for reading waits for a writer, so a
+    // qmail-smtpd that read the key before its greeting would hang here. The key is read
+    // when TLS starts, which this session never asks for.
+    let home = Home::new();
+    let pem = home.path().join("control/servercert.pem");
+    nix::unistd::mkfifo(&pem, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Hang guard: after 20 s a writer opens the FIFO (only if a reader waits on it), which
+    // lets a blocked qmail-smtpd go on, and the test fails.
+    let watchdog = {
+        let (done, pem) = (done.clone(), pem.clone());
+        std::thread::spawn(move || {
+            for _ in 0..200 {
+                if done.load(std::sync::atomic::Ordering::SeqCst) {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&pem)
+                .is_ok()
+        })
+    };
+    let (code, out, _) = dialogue(
+        &home,
+        &[],
+        &[],
+        "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n",
+    );
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        !watchdog.join().expect("watchdog"),
+        "qmail-smtpd opened servercert.pem"
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("250-STARTTLS\r\n"), "{out}");
+    assert!(out.contains("250 ok "), "{out}");
+    assert!(out.ends_with("221 testhost.example\r\n"), "{out}");
 }
 
 // ---------------------------------------------------------------------------------------
