@@ -1,13 +1,14 @@
 //! Plain descriptors as a [`Transport`]: reads with a timeout, writes with a timeout.
 
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 /// The input buffer: the most bytes read at once.
 pub const READ_BUF: usize = 16 * 1024;
-/// Most bytes given to one write(2) call unless [`FdTransport::with_write_step`] says
-/// otherwise (netqmail's qmail-smtpd output buffer size).
+/// Most bytes given to one write(2) call on a descriptor that is not a socket, unless
+/// [`FdTransport::with_write_step`] says otherwise (netqmail's qmail-smtpd output buffer
+/// size). A socket takes everything at once (see [`FdTransport`]).
 pub const WRITE_STEP: usize = 512;
 
 /// A connection to the client: plain descriptors ([`FdTransport`]) or TLS over them
@@ -21,11 +22,19 @@ pub trait Transport {
 }
 
 /// Plain descriptors: input from one, output to the other (0 and 1 under tcpserver).
+///
+/// Output to a socket is sent without blocking (`MSG_DONTWAIT`), all of it in one call
+/// when the socket has room (a whole TLS flight, all the replies to a pipeline), and the
+/// timeout is waited for only when the socket is full. Any other descriptor (a pipe) is
+/// written in pieces of at most the write step, each after poll(2) said there is room,
+/// so that a blocking descriptor cannot hold a write past the timeout.
 #[derive(Debug, Clone, Copy)]
 pub struct FdTransport<'a> {
     input: BorrowedFd<'a>,
     output: BorrowedFd<'a>,
     write_step: usize,
+    /// Whether `output` is a socket: unknown until the first write.
+    output_socket: Option<bool>,
 }
 
 impl<'a> FdTransport<'a> {
@@ -35,10 +44,12 @@ impl<'a> FdTransport<'a> {
             input,
             output,
             write_step: WRITE_STEP,
+            output_socket: None,
         }
     }
 
-    /// Gives at most `n` bytes (at least 1) to each write(2) call.
+    /// Gives at most `n` bytes (at least 1) to each write(2) call on a descriptor that is
+    /// not a socket.
     pub fn with_write_step(mut self, n: usize) -> FdTransport<'a> {
         self.write_step = n.max(1);
         self
@@ -105,13 +116,33 @@ impl Transport for FdTransport<'_> {
     }
 
     fn write_all(&mut self, mut data: &[u8], timeout: Duration) -> io::Result<()> {
+        use nix::errno::Errno;
         while !data.is_empty() {
+            if self.output_socket != Some(false) {
+                let flags = nix::sys::socket::MsgFlags::MSG_DONTWAIT;
+                match nix::sys::socket::send(self.output.as_raw_fd(), data, flags) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(w) => {
+                        self.output_socket = Some(true);
+                        data = &data[w..];
+                    }
+                    // Full: wait until it has room, at most `timeout`.
+                    Err(Errno::EAGAIN) => {
+                        self.output_socket = Some(true);
+                        wait_ready(self.output, nix::poll::PollFlags::POLLOUT, timeout)?;
+                    }
+                    Err(Errno::EINTR) => {}
+                    Err(Errno::ENOTSOCK) => self.output_socket = Some(false),
+                    Err(e) => return Err(io::Error::from(e)),
+                }
+                continue;
+            }
             wait_ready(self.output, nix::poll::PollFlags::POLLOUT, timeout)?;
             let n = data.len().min(self.write_step);
             match nix::unistd::write(self.output, &data[..n]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(w) => data = &data[w..],
-                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
+                Err(Errno::EINTR | Errno::EAGAIN) => {}
                 Err(e) => return Err(io::Error::from(e)),
             }
         }
@@ -150,5 +181,36 @@ mod tests {
         assert!(got.iter().all(|&c| c == b'x'));
         drop(w1);
         assert_eq!(t.read(&mut buf, Duration::from_secs(5)).unwrap(), 0);
+        // A pipe is no socket: written in steps.
+        assert_eq!(t.output_socket, Some(false));
+    }
+
+    #[test]
+    fn socket_output_goes_whole_and_times_out_only_when_full() {
+        use std::io::Read;
+        use std::os::fd::AsFd;
+        use std::os::unix::net::UnixStream;
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let mut t = FdTransport::new(a.as_fd(), a.as_fd());
+        // More than the socket holds: written as the reader makes room.
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0u8; 1 << 20];
+            b.read_exact(&mut got).unwrap();
+            got.iter().all(|&c| c == b'y')
+        });
+        t.write_all(&vec![b'y'; 1 << 20], Duration::from_secs(30))
+            .unwrap();
+        assert!(reader.join().unwrap());
+        assert_eq!(t.output_socket, Some(true));
+        // A peer that reads nothing: the write ends at the timeout, the descriptor still
+        // blocking (MSG_DONTWAIT is per call).
+        let (a, _b) = UnixStream::pair().unwrap();
+        let mut t = FdTransport::new(a.as_fd(), a.as_fd());
+        let e = t
+            .write_all(&vec![0u8; 1 << 20], Duration::from_millis(100))
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        let fl = nix::fcntl::fcntl(a.as_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
+        assert_eq!(fl & nix::libc::O_NONBLOCK, 0);
     }
 }
