@@ -85,7 +85,9 @@ pub use maildir::{
     clean_tmp as clean_maildir_tmp, scan as scan_maildir,
 };
 pub use open::{nonblocking as open_nonblocking, open_read, open_write, reject_device};
-pub use program::{start as program_start, stderr_is_not_output, stderr_is_private};
+pub use program::{
+    start as program_start, stderr_is_not_output, stderr_is_private, stdin_fd, stdout_fd,
+};
 pub use rcpthosts::RcptHosts;
 
 /// Message headers as netqmail reads them: fields and body (its headerbody, with bounds),

@@ -13,7 +13,7 @@
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use std::fs::OpenOptions;
-use std::os::fd::IntoRawFd;
+use std::os::fd::{BorrowedFd, IntoRawFd};
 
 /// What every short-lived program does first; see the module documentation.
 pub fn start() {
@@ -36,20 +36,30 @@ pub fn start() {
     crate::sys::ignore_sigpipe();
 }
 
+/// Descriptor 0, without std's `io::stdin()` handle and its 8 KiB buffer (for programs
+/// that read their input with their own buffer and timeouts).
+pub fn stdin_fd() -> BorrowedFd<'static> {
+    crate::sys::std_fd(0)
+}
+
+/// Descriptor 1, without std's `io::stdout()` handle and its buffer.
+pub fn stdout_fd() -> BorrowedFd<'static> {
+    crate::sys::std_fd(1)
+}
+
 /// True when descriptor 2 leads somewhere other than descriptors 0 and 1. A network
 /// server started by inetd has its client on all three: its diagnostics must then go
 /// nowhere rather than to the client. (Decided once per process.)
 pub fn stderr_is_private() -> bool {
     use nix::sys::stat::{FileStat, fstat};
-    use std::os::fd::AsFd;
     static PRIVATE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *PRIVATE.get_or_init(|| {
         let id = |st: FileStat| (st.st_dev, st.st_ino);
-        let Ok(err) = fstat(std::io::stderr().as_fd()).map(id) else {
+        let Ok(err) = fstat(crate::sys::std_fd(2)).map(id) else {
             return false;
         };
         let same = |r: nix::Result<FileStat>| r.map(id).ok() == Some(err);
-        !same(fstat(std::io::stdin().as_fd())) && !same(fstat(std::io::stdout().as_fd()))
+        !same(fstat(stdin_fd())) && !same(fstat(stdout_fd()))
     })
 }
 

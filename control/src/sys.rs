@@ -30,6 +30,17 @@ pub(crate) fn closed_std_fds() -> [bool; 3] {
     }
 }
 
+/// Descriptor `fd` (0, 1 or 2) borrowed for the rest of the process, as std's
+/// `Stdin::as_fd` and `Stdout::as_fd` do it, without creating those handles (whose
+/// buffers, 8 KiB and 1 KiB, are allocated with them).
+pub(crate) fn std_fd(fd: std::os::fd::RawFd) -> std::os::fd::BorrowedFd<'static> {
+    assert!((0..=2).contains(&fd), "not a standard descriptor: {fd}");
+    // SAFETY: descriptors 0, 1 and 2 stay open for the whole process: program::start
+    // opens /dev/null on any of them that was closed, and nothing in these programs
+    // closes them (std's own handles rely on the same).
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
 /// Makes SIGPIPE ignored, so that writing to a peer that went away is an EPIPE error.
 pub(crate) fn ignore_sigpipe() {
     // SAFETY: SIG_IGN installs no handler function; signal(2) only records the

@@ -100,6 +100,12 @@ pub fn queue_program() -> PathBuf {
     }
 }
 
+/// The buffer in front of the program's descriptor 0: a few pipe writes per message
+/// are cheap, while every byte of this buffer is touched (and held by each receiving
+/// process: a qmail-smtpd session during DATA) once a message is larger than it.
+/// Larger pieces of the message bypass it.
+const MESSAGE_BUF: usize = 8 * 1024;
+
 enum State {
     /// Writing the message to the program's descriptor 0.
     Message(BufWriter<ChildStdin>),
@@ -162,7 +168,7 @@ impl QueueClient {
                 Ok(QueueClient {
                     child: Some(child),
                     envelope_w: Some(File::from(env_w)),
-                    state: State::Message(BufWriter::with_capacity(64 * 1024, stdin)),
+                    state: State::Message(BufWriter::with_capacity(MESSAGE_BUF, stdin)),
                     failed: false,
                 })
             }

@@ -56,7 +56,6 @@ use qmail_tls::{FdTransport, TlsTransport, Transport};
 use rcptcheck::RcptCheck;
 use session::Exit;
 use std::io;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use transport::{Served, serve_session};
@@ -264,8 +263,6 @@ pub fn main() -> control::Exit {
     }));
     let home = control::qmail_home();
     control::diagnostics::init("qmail-smtpd", &home, control::stderr_is_private());
-    let stdin = io::stdin();
-    let stdout = io::stdout();
-    let mut t = FdTransport::new(stdin.as_fd(), stdout.as_fd());
+    let mut t = FdTransport::new(control::stdin_fd(), control::stdout_fd());
     run(&home, &Env::from_process(), &mut t).code()
 }
