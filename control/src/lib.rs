@@ -22,6 +22,8 @@
 //! * `open`: opening queue files without ever waiting on a FIFO (netqmail's open_read
 //!   and open_write), devices refused;
 //! * `exit`: the exit codes, one type for every program;
+//! * `getopt`: netqmail's option rules (sgetopt), [`Getopt`], for every program's
+//!   command line;
 //! * `commands`, `checkpassword`: netqmail's command-line splitting and the
 //!   checkpassword interface, shared by the network servers;
 //! * `program`: how the short-lived programs start ([`program_main!`]), and whether
@@ -43,6 +45,7 @@ mod diag;
 mod errstr;
 mod exit;
 mod file;
+mod getopt;
 mod headerbody;
 mod hfield;
 mod home;
@@ -76,6 +79,7 @@ pub use file::{
     Controls, MAX_CONTROL_FILE, parse_lines, read_bytes, read_int, read_line, read_lines,
     scan_ulong,
 };
+pub use getopt::{Getopt, GetoptError, Opt, env_progname, progname};
 pub use home::{DEFAULT_HOME, home_from, privileged_exec, qmail_home};
 pub use ids::{
     ACCOUNTS, GROUP_NAMES, IdError, Ids, USER_NAMES, prepare_lookups, root_mode, uid_of,
