@@ -263,50 +263,25 @@ fn cstr(s: &[u8]) -> &[u8] {
 }
 
 /// Parses the command line (`aAhHnNf:`, netqmail's getopt rules) and completes `-f` and
-/// the recipient arguments.
-pub fn parse_args(args: Vec<OsString>, rw: &Rewriter) -> Result<Options, Fatal> {
-    let mut p = lexopt::Parser::from_args(args);
-    p.set_short_equals(false);
+/// the recipient arguments; `prog` names the program in getopt's complaints.
+pub fn parse_args(prog: &[u8], args: Vec<OsString>, rw: &Rewriter) -> Result<Options, Fatal> {
     let mut strategy = Strategy::Default;
     let mut queue = true;
     let mut sender = None;
-    let mut rest: Vec<OsString> = Vec::new();
-    loop {
-        let arg = match p.next() {
-            Ok(Some(a)) => a,
-            Ok(None) => break,
-            Err(e) => return Err(Fatal::usage(format!("qmail-inject: {e}"))),
-        };
-        match arg {
-            lexopt::Arg::Short('a') => strategy = Strategy::Args,
-            lexopt::Arg::Short('A') => strategy = Strategy::Default,
-            lexopt::Arg::Short('h') => strategy = Strategy::Header,
-            lexopt::Arg::Short('H') => strategy = Strategy::Both,
-            lexopt::Arg::Short('n') => queue = false,
-            lexopt::Arg::Short('N') => queue = true,
-            lexopt::Arg::Short('f') => {
-                let v = p
-                    .value()
-                    .map_err(|_| Fatal::usage("qmail-inject: option requires an argument -- f"))?;
-                sender = Some(complete_sender(v.as_bytes(), rw)?);
-            }
-            lexopt::Arg::Short(c) => {
-                return Err(Fatal::usage(format!("qmail-inject: illegal option -- {c}")));
-            }
-            lexopt::Arg::Long(_) => {
-                // getopt takes any "--word" for "--": the end of the options.
-                let _ = p.optional_value();
-                break;
-            }
-            lexopt::Arg::Value(v) => {
-                rest.push(v);
-                break;
-            }
+    let mut g = control::Getopt::new(args, "aAhHnNf:");
+    for opt in g.by_ref() {
+        let opt = opt.map_err(|e| Fatal::usage(e.complaint(prog)))?;
+        match (opt.letter, opt.arg) {
+            (b'a', _) => strategy = Strategy::Args,
+            (b'A', _) => strategy = Strategy::Default,
+            (b'h', _) => strategy = Strategy::Header,
+            (b'H', _) => strategy = Strategy::Both,
+            (b'n', _) => queue = false,
+            (b'N', _) => queue = true,
+            (_, v) => sender = Some(complete_sender(v.unwrap_or_default().as_bytes(), rw)?),
         }
     }
-    if let Ok(raw) = p.raw_args() {
-        rest.extend(raw);
-    }
+    let rest = g.operands();
     if strategy == Strategy::Default {
         strategy = if rest.is_empty() {
             Strategy::Header
@@ -810,7 +785,7 @@ pub fn run(args: Vec<OsString>) -> Result<(), Fatal> {
             home.display()
         ))
     })?;
-    let opts = parse_args(args, &cfg.rewriter)?;
+    let opts = parse_args(&control::env_progname(), args, &cfg.rewriter)?;
     let stdin = io::stdin().lock();
     if !opts.queue {
         let (mut out, _) = process(&cfg, &opts, stdin, || {

@@ -33,75 +33,41 @@ pub enum Action {
 
 /// The program name as getopt sees it: the last component of argv\[0\].
 pub fn progname(argv0: &OsStr) -> String {
-    let b = argv0.as_bytes();
-    let base = b.rsplit(|&c| c == b'/').next().unwrap_or(b);
-    String::from_utf8_lossy(base).into_owned()
+    String::from_utf8_lossy(control::progname(argv0.as_bytes())).into_owned()
 }
 
 /// Translates a sendmail command line (without argv\[0\]); `prog` is the name it was
 /// called by.
 pub fn translate(prog: &str, args: Vec<OsString>) -> Action {
-    let mut p = lexopt::Parser::from_args(args);
-    p.set_short_equals(false);
     let mut header = false;
     let mut sender: Option<OsString> = None;
     let mut env: Vec<(&'static str, Option<OsString>)> = Vec::new();
-    let mut rest: Vec<OsString> = Vec::new();
-    let missing =
-        |c: char| Action::Usage(Some(format!("{prog}: option requires an argument -- {c}")));
-    loop {
-        let arg = match p.next() {
-            Ok(Some(a)) => a,
-            Ok(None) => break,
-            Err(e) => return Action::Usage(Some(format!("{prog}: {e}"))),
+    let mut g = control::Getopt::new(args, "vimte:f:p:o:B:F:EJxb:");
+    while let Some(opt) = g.next() {
+        let opt = match opt {
+            Ok(o) => o,
+            Err(e) => {
+                let line = e.complaint(prog.as_bytes());
+                return Action::Usage(Some(String::from_utf8_lossy(&line).into_owned()));
+            }
         };
-        match arg {
-            // Accepted and ignored, as netqmail does.
-            lexopt::Arg::Short('v' | 'i' | 'm' | 'x') => {}
-            lexopt::Arg::Short('t') => header = true,
-            lexopt::Arg::Short(c @ ('e' | 'p' | 'o' | 'B')) => {
-                if p.value().is_err() {
-                    return missing(c);
-                }
-            }
-            lexopt::Arg::Short('f') => match p.value() {
-                Ok(v) => sender = Some(v),
-                Err(_) => return missing('f'),
+        match (opt.letter, opt.arg) {
+            // Accepted and ignored, as netqmail does (with -e, -p, -o and -B's argument).
+            (b't', _) => header = true,
+            (b'f', v) => sender = v,
+            (b'F', v) => env.push(("MAILNAME", v)),
+            // Sony NEWS-OS: an optional argument glued to the letter.
+            (b'E' | b'J', _) => g.skip_rest_of_word(),
+            (b'b', v) => match v.unwrap_or_default().as_bytes().first() {
+                Some(b'm') => {}
+                Some(b'p') => return Action::Qread,
+                Some(b's') => return Action::Smtpd,
+                _ => return Action::Usage(None),
             },
-            lexopt::Arg::Short('F') => match p.value() {
-                Ok(v) => env.push(("MAILNAME", Some(v))),
-                Err(_) => return missing('F'),
-            },
-            lexopt::Arg::Short('E' | 'J') => {
-                // Sony NEWS-OS: an optional argument glued to the letter.
-                let _ = p.optional_value();
-            }
-            lexopt::Arg::Short('b') => match p.value() {
-                Ok(v) => match v.as_bytes().first() {
-                    Some(b'm') => {}
-                    Some(b'p') => return Action::Qread,
-                    Some(b's') => return Action::Smtpd,
-                    _ => return Action::Usage(None),
-                },
-                Err(_) => return missing('b'),
-            },
-            lexopt::Arg::Short(c) => {
-                return Action::Usage(Some(format!("{prog}: illegal option -- {c}")));
-            }
-            lexopt::Arg::Long(_) => {
-                // getopt takes any "--word" for "--".
-                let _ = p.optional_value();
-                break;
-            }
-            lexopt::Arg::Value(v) => {
-                rest.push(v);
-                break;
-            }
+            _ => {}
         }
     }
-    if let Ok(raw) = p.raw_args() {
-        rest.extend(raw);
-    }
+    let rest = g.operands();
     if prog == "mailq" {
         return Action::Qread;
     }

@@ -65,28 +65,3 @@ pub fn warn(text: &[u8]) {
 pub fn cat(parts: &[&[u8]]) -> Vec<u8> {
     parts.concat()
 }
-
-/// The program's name as getopt reports it: the last component of argv[0].
-fn progname() -> Vec<u8> {
-    use std::os::unix::ffi::OsStrExt;
-    let a0 = std::env::args_os().next().unwrap_or_default();
-    let b = a0.as_bytes();
-    match b.iter().rposition(|&c| c == b'/') {
-        Some(i) => b[i + 1..].to_vec(),
-        None => b.to_vec(),
-    }
-}
-
-/// netqmail's getopt complaint for an unknown option: `prog: illegal option -- c`.
-pub fn illegal_option(c: char) {
-    let mut s = progname();
-    s.extend_from_slice(format!(": illegal option -- {c}").as_bytes());
-    warn(&s);
-}
-
-/// netqmail's getopt complaint for an option without its argument.
-pub fn missing_argument(c: char) {
-    let mut s = progname();
-    s.extend_from_slice(format!(": option requires an argument -- {c}").as_bytes());
-    warn(&s);
-}

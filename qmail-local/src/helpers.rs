@@ -220,33 +220,22 @@ pub fn preline_main() -> Exit {
         return usage();
     };
     let (mut uf, mut rp, mut dt) = (true, true, true);
-    let mut p = lexopt::Parser::from_env();
-    let mut argv: Vec<OsString> = Vec::new();
-    loop {
-        match p.next() {
-            Ok(None) => break,
-            Ok(Some(lexopt::Arg::Short(c))) => match c {
-                'f' => uf = false,
-                'r' => rp = false,
-                'd' => dt = false,
-                'F' => uf = true,
-                'R' => rp = true,
-                'D' => dt = true,
-                c => {
-                    crate::fail::illegal_option(c);
-                    return usage();
-                }
-            },
-            Ok(Some(lexopt::Arg::Value(v))) => {
-                argv.push(v);
-                if let Ok(raw) = p.raw_args() {
-                    argv.extend(raw);
-                }
-                break;
+    let mut g = control::Getopt::new(std::env::args_os().skip(1), "frdFRD");
+    for o in g.by_ref() {
+        match o.map(|o| o.letter) {
+            Ok(b'f') => uf = false,
+            Ok(b'r') => rp = false,
+            Ok(b'd') => dt = false,
+            Ok(b'F') => uf = true,
+            Ok(b'R') => rp = true,
+            Ok(_) => dt = true,
+            Err(e) => {
+                e.complain(&control::env_progname());
+                return usage();
             }
-            _ => return usage(),
         }
     }
+    let argv: Vec<OsString> = g.operands();
     if argv.is_empty() {
         return usage();
     }

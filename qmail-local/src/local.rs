@@ -48,33 +48,24 @@ where
     I: IntoIterator,
     I::Item: Into<OsString>,
 {
-    use lexopt::Arg;
     let usage = || Fail::perm(USAGE);
-    let mut p = lexopt::Parser::from_args(args);
+    let mut g = control::Getopt::new(args, "nN");
     let mut doit = true;
-    let mut pos: Vec<Vec<u8>> = Vec::new();
-    loop {
-        match p.next() {
-            Ok(None) => break,
-            Ok(Some(Arg::Short('n'))) => doit = false,
-            Ok(Some(Arg::Short('N'))) => doit = true,
-            Ok(Some(Arg::Value(v))) => {
-                pos.push(v.into_vec());
-                if let Ok(raw) = p.raw_args() {
-                    pos.extend(raw.map(OsStringExt::into_vec));
-                }
-                break;
-            }
-            Ok(Some(Arg::Short(c))) => {
-                crate::fail::illegal_option(c);
-                return Err(usage());
-            }
-            _ => {
-                crate::fail::illegal_option('-');
+    for o in g.by_ref() {
+        match o {
+            Ok(o) if o.letter == b'n' => doit = false,
+            Ok(_) => doit = true,
+            Err(e) => {
+                e.complain(&control::env_progname());
                 return Err(usage());
             }
         }
     }
+    let pos: Vec<Vec<u8>> = g
+        .operands()
+        .into_iter()
+        .map(OsStringExt::into_vec)
+        .collect();
     let Ok::<[Vec<u8>; 8], _>(
         [
             user,

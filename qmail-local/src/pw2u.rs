@@ -58,38 +58,27 @@ where
     I: IntoIterator,
     I::Item: Into<std::ffi::OsString>,
 {
-    use lexopt::Arg;
     let mut o = Options::default();
-    let mut p = lexopt::Parser::from_args(args);
-    loop {
-        match p.next() {
-            Ok(None) => return Some(o),
-            Ok(Some(Arg::Short('/'))) => o.dashcolon = b"-/:",
-            Ok(Some(Arg::Short('o'))) => o.home = HomeStrategy::Skip,
-            Ok(Some(Arg::Short('h'))) => o.home = HomeStrategy::Stop,
-            Ok(Some(Arg::Short('H'))) => o.home = HomeStrategy::Ignore,
-            Ok(Some(Arg::Short('u'))) => o.noupper = false,
-            Ok(Some(Arg::Short('U'))) => o.noupper = true,
-            Ok(Some(Arg::Short('C'))) => o.brk = None,
-            Ok(Some(Arg::Short('c'))) => {
-                let Ok(v) = p.value() else {
-                    crate::fail::missing_argument('c');
-                    return None;
-                };
-                o.brk = v.as_bytes().first().copied();
-            }
-            // Operands are ignored, as by netqmail.
-            Ok(Some(Arg::Value(_))) => return Some(o),
-            Ok(Some(Arg::Short(c))) => {
-                crate::fail::illegal_option(c);
-                return None;
-            }
-            _ => {
-                crate::fail::illegal_option('-');
+    // Operands are ignored, as by netqmail.
+    for opt in control::Getopt::new(args, "/ohHuUc:C") {
+        match opt {
+            Ok(opt) => match (opt.letter, opt.arg) {
+                (b'/', _) => o.dashcolon = b"-/:",
+                (b'o', _) => o.home = HomeStrategy::Skip,
+                (b'h', _) => o.home = HomeStrategy::Stop,
+                (b'H', _) => o.home = HomeStrategy::Ignore,
+                (b'u', _) => o.noupper = false,
+                (b'U', _) => o.noupper = true,
+                (b'C', _) => o.brk = None,
+                (_, v) => o.brk = v.and_then(|v| v.as_bytes().first().copied()),
+            },
+            Err(e) => {
+                e.complain(&control::env_progname());
                 return None;
             }
         }
     }
+    Some(o)
 }
 
 /// A case-insensitive map where the last entry for a key wins (netqmail's constmap).

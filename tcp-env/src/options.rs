@@ -55,55 +55,21 @@ where
     I: IntoIterator,
     I::Item: Into<OsString>,
 {
-    use lexopt::Arg::{Long, Short, Value};
-
     let mut o = Options::default();
-    let mut p = lexopt::Parser::from_args(args);
-    // netqmail's getopt hands "-t=5" the argument "=5".
-    p.set_short_equals(false);
-    loop {
-        let arg = match p.next() {
-            Ok(Some(arg)) => arg,
-            // The only error `next` reports is a value left over from `--name=value`,
-            // which `Long` below always consumes; treat anything else as the end.
-            Ok(None) | Err(_) => break,
-        };
-        match arg {
-            Short('r') => o.remote_info = true,
-            Short('R') => o.remote_info = false,
-            Short('h') => o.remote_lookup = true,
-            Short('H') => o.remote_lookup = false,
-            // A missing argument is ignored, as netqmail's getopt does; the command line is
-            // then exhausted, so no program is left either.
-            Short('t') => {
-                if let Ok(v) = p.value() {
-                    o.timeout = scan_ulong(&v);
-                }
-            }
-            Short('l') => {
-                if let Ok(v) = p.value() {
-                    o.local_name = Some(v);
-                }
-            }
-            Short(_) => {}
-            Long(_) => {
-                // netqmail's getopt ends the options at any word starting with "--" and
-                // drops that word.
-                let _ = p.optional_value();
-                if let Ok(rest) = p.raw_args() {
-                    o.program.extend(rest);
-                }
-                break;
-            }
-            Value(v) => {
-                o.program.push(v);
-                if let Ok(rest) = p.raw_args() {
-                    o.program.extend(rest);
-                }
-                break;
-            }
+    // netqmail's tcp-env uses the inner getopt (subgetopt), which complains about
+    // nothing: an unknown letter or a missing argument is skipped.
+    let mut g = control::Getopt::new(args, "rRt:hHl:");
+    for opt in g.by_ref().flatten() {
+        match (opt.letter, opt.arg) {
+            (b'r', _) => o.remote_info = true,
+            (b'R', _) => o.remote_info = false,
+            (b'h', _) => o.remote_lookup = true,
+            (b'H', _) => o.remote_lookup = false,
+            (b't', Some(v)) => o.timeout = scan_ulong(&v),
+            (_, v) => o.local_name = v,
         }
     }
+    o.program = g.operands();
     o
 }
 

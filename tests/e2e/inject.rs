@@ -382,12 +382,37 @@ fn sender_option_and_return_path() {
     assert_eq!(only(&home).sender(), b"");
 }
 
+/// netqmail's getopt: any word starting with "--" ends the options and is dropped, a
+/// lone "-" is a recipient, and so is every word after the first recipient.
+#[test]
+fn options_end_as_with_netqmails_getopt() {
+    let home = Home::new();
+    let o = inject(&home, &["-n", "--foo", "-x@a.example"], &[], "\n");
+    assert_eq!(o.code, 0, "{}", o.err);
+    let o = inject(&home, &["--foo", "-x@a.example", "y@b.example"], &[], "\n");
+    assert_eq!(o.code, 0, "{}", o.err);
+    assert_eq!(
+        strs(only(&home).recipients()),
+        ["-x@a.example", "y@b.example"]
+    );
+    let home = Home::new();
+    let o = inject(&home, &["-", "-n"], &[], "\n");
+    assert_eq!(o.code, 0, "{}", o.err);
+    assert_eq!(
+        strs(only(&home).recipients()),
+        ["-@testhost.example", "-n@testhost.example"]
+    );
+}
+
 #[test]
 fn bad_usage_and_bad_headers_are_permanent() {
     let home = Home::new();
     let o = inject(&home, &["-x"], &[], "\n");
     assert_eq!(o.code, 100);
     assert_eq!(o.err, "qmail-inject: illegal option -- x\n");
+    let o = inject(&home, &["-nf"], &[], "\n");
+    assert_eq!(o.code, 100);
+    assert_eq!(o.err, "qmail-inject: option requires an argument -- f\n");
     let o = inject(&home, &[], &[], "To: a@example.com>\n\n");
     assert_eq!(o.code, 100);
     assert_eq!(
@@ -684,6 +709,14 @@ fn sendmail_bp_bs_and_names_run_the_home_programs() {
     assert_eq!(o.code, 100);
     assert!(
         o.err.starts_with("sendmail: illegal option -- q\n"),
+        "{}",
+        o.err
+    );
+    let o = run(&home, "sendmail", &["-t", "-f"], &[], b"");
+    assert_eq!(o.code, 100);
+    assert!(
+        o.err
+            .starts_with("sendmail: option requires an argument -- f\n"),
         "{}",
         o.err
     );

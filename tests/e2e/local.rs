@@ -941,6 +941,49 @@ fn usage_errors() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(100));
+    // getopt as netqmail's: an unknown letter is named, a word starting with "--" ends
+    // the options silently (the one operand left is then too few).
+    let usage: &[u8] = b"qmail-local: usage: qmail-local [ -nN ] user homedir local dash ext domain sender aliasempty\n";
+    let out = Command::new(bin("qmail-local"))
+        .args(["-nx", "joe"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(100));
+    assert_eq!(
+        out.stderr,
+        [&b"qmail-local: illegal option -- x\n"[..], usage].concat()
+    );
+    let out = Command::new(bin("qmail-local"))
+        .args(["--x", "joe"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(100));
+    assert_eq!(out.stderr, usage);
+}
+
+/// preline's options, with netqmail's getopt: the complaint, then the usage; "--" ends
+/// the options.
+#[test]
+fn preline_options() {
+    let run = |args: &[&str]| {
+        Command::new(bin("preline"))
+            .args(args)
+            .env("UFLINE", "u")
+            .env("RPLINE", "r")
+            .env("DTLINE", "d")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["-q", "echo"]);
+    assert_eq!(out.status.code(), Some(100));
+    assert_eq!(
+        out.stderr,
+        b"preline: illegal option -- q\npreline: usage: preline cmd [ arg ... ]\n"
+    );
+    let out = run(&["-fr", "--", "echo", "-d"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, b"-d\n");
 }
 
 /// qmail-lspawn's reading of users/cdb (netqmail's nughde_get), written here from its

@@ -24,7 +24,11 @@ fn cfg() -> Config {
 }
 
 fn args(cfg: &Config, a: &[&str]) -> Result<Options, Fatal> {
-    parse_args(a.iter().map(OsString::from).collect(), &cfg.rewriter)
+    parse_args(
+        b"qmail-inject",
+        a.iter().map(OsString::from).collect(),
+        &cfg.rewriter,
+    )
 }
 
 /// qmail-inject -n ARGS on `input`: (output, envelope).
