@@ -31,6 +31,8 @@
 //!   [`stderr_is_not_output`]);
 //! * [`diag`]: the diagnostics subscriber every program installs (`tracing` events as
 //!   the lines the programs always wrote, and the verbose levels of control/loglevel);
+//! * [`confine`]: no_new_privs, the capability bounding set, Landlock and seccomp, applied
+//!   by each program after start-up with what its role needs;
 //! * `showctl`, `newmrh`: the programs qmail-showctl and qmail-newmrh.
 
 mod address;
@@ -39,6 +41,7 @@ mod cdb;
 mod checkpassword;
 mod commands;
 mod conf;
+pub mod confine;
 mod constmap;
 mod datetime;
 mod diag;

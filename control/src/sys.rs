@@ -78,3 +78,20 @@ pub(crate) fn nss_files_only() {
         unsafe { __nss_configure_lookup(db.as_ptr(), c"files".as_ptr()) };
     }
 }
+
+/// The Landlock ABI version of this kernel, 0 when it has no Landlock (or has it
+/// disabled): `landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)`.
+pub(crate) fn landlock_abi() -> i64 {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with the VERSION flag the kernel reads neither the (null) attribute pointer
+    // nor the size; the call creates nothing and returns the ABI version or -1.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    r.max(0)
+}

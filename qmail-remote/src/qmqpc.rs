@@ -260,9 +260,21 @@ pub fn run<M: Read, E: Read>(home: &Path, message: &mut M, envelope: &mut E) -> 
     last
 }
 
+/// qmail-qmqpc's confinement (qmail-qmqpc(8), CONFINEMENT): no_new_privs, reading
+/// control/ only, the system calls of a network client.
+pub fn confine(home: &Path) {
+    use control::confine::{Policy, syscalls};
+    let _ = Policy::new()
+        .no_new_privs()
+        .allow_control(home)
+        .syscalls(&[syscalls::RUNTIME, syscalls::FILES, syscalls::NETWORK])
+        .apply();
+}
+
 /// The program: the message on descriptor 0, the envelope on descriptor 1.
 pub fn main() -> Exit {
     let home = control::qmail_home();
+    confine(&home);
     let stdin = io::stdin();
     let mut m = stdin.lock();
     // Descriptor 1 is read, as qmail-queue reads it.

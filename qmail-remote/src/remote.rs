@@ -257,6 +257,22 @@ fn try_deliver(
 }
 
 /// The program: reads the message from fd 0, prints the reports on fd 1, exits 0.
+/// qmail-remote's confinement (qmail-remote(8), CONFINEMENT): no_new_privs; reading
+/// control/ (and what its symbolic links point to), the certificate directories and
+/// /etc/resolv.conf, writing the tcpto tables in queue/lock; the system calls of a
+/// network client that reads files. Nothing is logged: descriptor 1 is the report.
+pub fn confine(home: &Path) {
+    use control::confine::{FsAccess, Policy, syscalls};
+    let _ = Policy::new()
+        .no_new_privs()
+        .allow_control(home)
+        .allow_certificates()
+        .allow("/etc/resolv.conf", FsAccess::Read)
+        .allow(home.join("queue/lock"), FsAccess::ReadWrite)
+        .syscalls(&[syscalls::RUNTIME, syscalls::FILES, syscalls::NETWORK])
+        .apply();
+}
+
 pub fn main() -> control::Exit {
     let args: Vec<OsString> = std::env::args_os().collect();
     let home: PathBuf = control::qmail_home();
@@ -267,6 +283,7 @@ pub fn main() -> control::Exit {
         .try_clone_to_owned()
         .ok()
         .map(File::from);
+    confine(&home);
     let mut dns = Resolver::system();
     let bytes = run(&args, &home, msg, &mut dns);
     let mut o = std::io::stdout().lock();

@@ -54,6 +54,19 @@ fn close23456() {
     }
 }
 
+/// Empties the capability bounding set of a process about to take a qmail uid (only root
+/// can; qmail-lspawn, which stays root, keeps CAP_SETUID and CAP_SETGID), so that nothing
+/// it ever executes, setuid-root programs included, gains another capability.
+fn limit_bounding_set(name: &str) {
+    use caps::Capability::{CAP_SETGID, CAP_SETUID};
+    let keep: &[caps::Capability] = if name == "qmail-lspawn" {
+        &[CAP_SETUID, CAP_SETGID]
+    } else {
+        &[]
+    };
+    let _ = control::confine::Policy::new().bounding_set(keep).apply();
+}
+
 fn exec_daemon(home: &Path, name: &str, args: &[CString]) -> ! {
     sys::reset_signals_for_exec();
     let path = home.join("bin").join(name);
@@ -108,6 +121,9 @@ pub fn main() -> Exit {
         match sys::fork() {
             Err(_) => die(),
             Ok(Forked::Child) => {
+                if switch {
+                    limit_bounding_set("logger");
+                }
                 if switch && (!prot_gid(ids.nofiles) || !prot_uid(ids.qmaill)) {
                     die();
                 }
@@ -147,6 +163,9 @@ pub fn main() -> Exit {
         match sys::fork() {
             Err(_) => die(),
             Ok(Forked::Child) => {
+                if switch {
+                    limit_bounding_set(name);
+                }
                 if switch
                     && let Some(u) = uid
                     && !prot_uid(u)
@@ -169,6 +188,9 @@ pub fn main() -> Exit {
         }
     }
 
+    if switch {
+        limit_bounding_set("qmail-send");
+    }
     if switch && !prot_uid(ids.qmails) {
         die();
     }

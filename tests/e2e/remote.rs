@@ -1603,6 +1603,82 @@ fn starttls_refused() {
     );
 }
 
+/// qmail-remote's confinement (qmail-remote(8), CONFINEMENT): while it waits for a
+/// silent server, /proc shows no_new_privs and a seccomp filter.
+#[test]
+fn confined_while_it_delivers() {
+    let listener = std::net::TcpListener::bind("127.1.40.2:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let h = home();
+    h.control("smtproutes", &format!("confine.test:127.1.40.2:{port}\n"));
+    h.control("timeoutremote", "30\n");
+    let mut c = h.cmd("qmail-remote");
+    c.args(["confine.test", "s@here.example", "x@confine.test"])
+        .env("RQMAIL_NAMESERVERS", "127.0.0.1:9")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut child = KillOnDrop(c.spawn().expect("qmail-remote"));
+    let pid = child.0.id() as i32;
+    child
+        .0
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(MSG)
+        .expect("message");
+    // The connection is made only after start-up: then it is confined.
+    listener.set_nonblocking(true).expect("nonblocking");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let conn = loop {
+        match listener.accept() {
+            Ok((conn, _)) => break conn,
+            Err(_) if Instant::now() < deadline => {
+                if let Ok(Some(st)) = child.0.try_wait() {
+                    let mut out = String::new();
+                    if let Some(mut o) = child.0.stdout.take() {
+                        let _ = std::io::Read::read_to_string(&mut o, &mut out);
+                    }
+                    panic!("qmail-remote ended ({st}) without connecting: {out:?}");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("qmail-remote never connected: {e}"),
+        }
+    };
+    let st = rqmail_tests::proc_status(pid).expect("qmail-remote alive");
+    assert_eq!(st["NoNewPrivs"], "1");
+    assert_eq!(st["Seccomp"], "2");
+    drop(conn);
+    let status = child.0.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "qmail-remote always exits 0");
+}
+
+/// Landlock: a CA file for tlshosts that is a symbolic link to a file outside control/
+/// and the certificate directories cannot be read, so the delivery is deferred; the same
+/// file inside control/tlshosts/ works.
+#[test]
+fn tlshosts_file_outside_control_cannot_be_read() {
+    let s = tls_server("127.1.41.2", "");
+    let dns = tls_dns("127.1.41.2");
+    let h = tls_home(&s);
+    let outside = scratch();
+    let ca = outside.path().join("ca.pem");
+    fs::copy(certs().join("ca.pem"), &ca).expect("cp");
+    let pem = h.path().join("control/tlshosts/mx.tls.test.pem");
+    std::os::unix::fs::symlink(&ca, &pem).expect("symlink");
+    let r = remote(&h, &dns.addr(), &TLS_ARGS, MSG);
+    let (letter, text) = r.last();
+    assert_eq!(letter, 'Z', "{text}");
+    assert!(text.contains("control/tlshosts/mx.tls.test.pem"), "{text}");
+    assert!(text.contains("ermission denied"), "{text}");
+    // The file itself, in control/tlshosts/: delivered.
+    fs::remove_file(&pem).expect("rm");
+    fs::copy(&ca, &pem).expect("cp");
+    let r = remote(&h, &dns.addr(), &TLS_ARGS, MSG);
+    let (letter, text) = r.last();
+    assert_eq!(letter, 'K', "{text}");
+}
+
 #[test]
 fn tlshosts_certificate_verification() {
     let s = tls_server("127.1.32.2", "");

@@ -1354,6 +1354,36 @@ fn root_mode_runs_each_daemon_under_its_qmail_id() {
     assert_eq!(ls["CapAmb"], "0000000000000000");
     let rs = rqmail_tests::proc_status(kids["qmail-rspawn"]).expect("qmail-rspawn alive");
     assert_eq!(rs["CapEff"], "0000000000000000");
+    // Confinement (qmail-start(8) and each daemon's CONFINEMENT): (NoNewPrivs, Seccomp,
+    // CapBnd); the daemons confine themselves just after they start.
+    let confinement = |pid: i32| {
+        let st = rqmail_tests::proc_status(pid).expect("daemon alive");
+        (
+            st["NoNewPrivs"].clone(),
+            st["Seccomp"].clone(),
+            st["CapBnd"].clone(),
+        )
+    };
+    let none = "0000000000000000".to_string();
+    let expect = [
+        ("qmail-send", send, ("0", "0", none.clone())),
+        (
+            "qmail-lspawn",
+            kids["qmail-lspawn"],
+            ("0", "0", "00000000000000c0".into()),
+        ),
+        (
+            "qmail-rspawn",
+            kids["qmail-rspawn"],
+            ("1", "0", none.clone()),
+        ),
+        ("qmail-clean", kids["qmail-clean"], ("1", "2", none.clone())),
+        ("the logger", kids["cat"], ("0", "0", none)),
+    ];
+    for (name, pid, (nnp, sc, bnd)) in expect {
+        let want = (nnp.to_string(), sc.to_string(), bnd);
+        wait_until(&format!("{name} confined"), || confinement(pid) == want);
+    }
 
     // Messages come from qmail-queue running as qmailq.
     let mut qq = Command::new(tool("setpriv"));

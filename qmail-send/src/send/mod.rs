@@ -468,6 +468,10 @@ pub fn main() -> Exit {
     if std::env::set_current_dir("queue").is_err() {
         return cannot_start("unable to switch to queue directory");
     }
+    // Once for the whole mail system: the programs confine themselves silently.
+    if let Some(w) = control::confine::support_warning() {
+        log::text(&format!("warning: {w}\n"));
+    }
     let mut mask = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGALRM, Signal::SIGHUP] {
         mask.add(s);

@@ -238,13 +238,21 @@ impl super::Spawner for Local {
     }
 }
 
-/// Keeps only CAP_SETUID and CAP_SETGID (effective and permitted), clears the inheritable
-/// and ambient sets. Called once at start when running as root.
+/// Keeps only CAP_SETUID and CAP_SETGID (bounding, effective and permitted sets), clears
+/// the inheritable and ambient sets. Called once at start when running as root.
 pub fn drop_capabilities() -> Result<(), caps::errors::CapsError> {
     use caps::{CapSet, Capability, CapsHashSet};
-    let keep: CapsHashSet = [Capability::CAP_SETUID, Capability::CAP_SETGID]
-        .into_iter()
-        .collect();
+    let kept = [Capability::CAP_SETUID, Capability::CAP_SETGID];
+    // The bounding set first: changing it needs CAP_SETPCAP, which goes next. (Started
+    // by qmail-start it is already that; started as root otherwise, it becomes that.)
+    if let control::confine::Step::Failed(why) = control::confine::Policy::new()
+        .bounding_set(&kept)
+        .apply()
+        .bounding_set
+    {
+        return Err(caps::errors::CapsError::from(why));
+    }
+    let keep: CapsHashSet = kept.into_iter().collect();
     caps::clear(None, CapSet::Ambient)?;
     caps::clear(None, CapSet::Inheritable)?;
     caps::set(None, CapSet::Effective, &keep)?;

@@ -88,6 +88,13 @@ pub fn tcpto_clean() {
     }
 }
 
+/// qmail-rspawn's confinement (qmail-rspawn(8), CONFINEMENT): no_new_privs only. Landlock
+/// rules or a seccomp filter here would bind every qmail-remote it runs, which may be
+/// netqmail's or a site's own; the rqmail qmail-remote confines itself.
+pub fn confine() {
+    let _ = control::confine::Policy::new().no_new_privs().apply();
+}
+
 impl super::Spawner for Remote {
     type Stage = ();
 
@@ -156,6 +163,7 @@ pub fn main() -> Exit {
     };
     tcpto_clean();
     let wide = super::wide_max(super::raise_nofile());
+    confine();
     super::Server::new(Remote { home }, uidq, wide).run()
 }
 

@@ -1,0 +1,592 @@
+//! Confinement after start-up: what a program may still do once it knows its job.
+//!
+//! Four independent steps, each asked for by a [`Policy`] and each degrading on its own
+//! when the kernel or the process cannot do it (the program then runs as netqmail's
+//! would, with uids only):
+//!
+//! 1. `no_new_privs` (prctl `PR_SET_NO_NEW_PRIVS`): an executed setuid or setgid program
+//!    no longer gains its owner's ids. Only for programs that never run a setuid program
+//!    (qmail-queue is one), and required by the kernel for steps 3 and 4 in a process
+//!    without `CAP_SYS_ADMIN`.
+//! 2. The capability bounding set: every capability outside the kept list is dropped, so
+//!    that nothing this process executes, not even a setuid-root program, ever gets it.
+//!    Changing it needs `CAP_SETPCAP`, that is root: qmail-start does it for the
+//!    daemons it starts before they take their uids, qmail-lspawn for itself.
+//! 3. Landlock: file access limited to the listed paths, each with the access given;
+//!    optionally no TCP bind or connect at all (Landlock ABI 4).
+//! 4. seccomp: an allow-list of system calls; any other fails with `EPERM` (the program
+//!    sees an error it already handles, not a crash).
+//!
+//! [`kernel_support`] tells whether this kernel has Landlock and seccomp, for the one
+//! warning qmail-send logs at start when it lacks them.
+
+use caps::{CapSet, Capability};
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetStatus,
+};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The newest Landlock ABI this module asks for (older kernels get what they have).
+const LANDLOCK_ABI: ABI = ABI::V5;
+
+/// What a path is opened for under Landlock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsAccess {
+    /// Read files, list directories.
+    Read,
+    /// Read and execute (programs and their shared libraries).
+    Exec,
+    /// Read, write, create, rename and remove files and directories beneath.
+    ReadWrite,
+}
+
+/// At most this many symbolic links in control/ are followed by
+/// [`Policy::allow_control`].
+pub const MAX_CONTROL_LINKS: usize = 1000;
+
+/// Where systems keep certificate authorities (Debian, Red Hat, SUSE, Alpine, and
+/// OpenSSL's own directories).
+pub const CERT_DIRS: &[&str] = &[
+    "/etc/ssl",
+    "/etc/pki",
+    "/etc/ca-certificates",
+    "/usr/share/ca-certificates",
+    "/usr/local/share/ca-certificates",
+    "/usr/lib/ssl",
+    "/usr/local/ssl",
+    "/var/lib/ca-certificates",
+];
+
+/// How one step went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The policy does not ask for it.
+    NotAsked,
+    /// In force.
+    Done,
+    /// In force with what this kernel supports (an older Landlock ABI).
+    Partial,
+    /// This kernel cannot do it.
+    Unsupported,
+    /// The process may not do it (the reason), or it failed.
+    Failed(String),
+}
+
+/// How each step of [`Policy::apply`] went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub no_new_privs: Step,
+    pub bounding_set: Step,
+    pub landlock: Step,
+    pub seccomp: Step,
+}
+
+impl Outcome {
+    /// One phrase per step that was asked for and is not in force, e.g.
+    /// `landlock: unsupported by this kernel`.
+    pub fn problems(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for (name, s) in [
+            ("no_new_privs", &self.no_new_privs),
+            ("capability bounding set", &self.bounding_set),
+            ("landlock", &self.landlock),
+            ("seccomp", &self.seccomp),
+        ] {
+            match s {
+                Step::NotAsked | Step::Done | Step::Partial => {}
+                Step::Unsupported => v.push(format!("{name}: unsupported by this kernel")),
+                Step::Failed(why) => v.push(format!("{name}: {why}")),
+            }
+        }
+        v
+    }
+}
+
+/// What one program keeps after start-up. Built with the methods below, then
+/// [`apply`](Policy::apply)ed once.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    no_new_privs: bool,
+    bounding_keep: Option<Vec<Capability>>,
+    paths: Option<Vec<(PathBuf, FsAccess)>>,
+    deny_tcp: bool,
+    syscalls: Option<Vec<i64>>,
+}
+
+impl Policy {
+    /// A policy that asks for nothing.
+    pub fn new() -> Policy {
+        Policy::default()
+    }
+
+    /// Sets no_new_privs.
+    pub fn no_new_privs(mut self) -> Policy {
+        self.no_new_privs = true;
+        self
+    }
+
+    /// Drops every capability but `keep` from the bounding set.
+    pub fn bounding_set(mut self, keep: &[Capability]) -> Policy {
+        self.bounding_keep = Some(keep.to_vec());
+        self
+    }
+
+    /// Turns Landlock on (with no path allowed yet).
+    pub fn landlock(mut self) -> Policy {
+        self.paths.get_or_insert_with(Vec::new);
+        self
+    }
+
+    /// Allows `path` (a directory and everything beneath it, or one file) under
+    /// Landlock; turns Landlock on. A path that does not exist is left out.
+    pub fn allow(mut self, path: impl Into<PathBuf>, access: FsAccess) -> Policy {
+        self.paths
+            .get_or_insert_with(Vec::new)
+            .push((path.into(), access));
+        self
+    }
+
+    /// Allows reading `home/control` and, for each symbolic link directly in it (a
+    /// certificate kept elsewhere, a `tlshosts` directory, a file shared with another
+    /// system), what it points to: read where it lies at start-up.
+    pub fn allow_control(mut self, home: &Path) -> Policy {
+        let dir = home.join("control");
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten().take(MAX_CONTROL_LINKS) {
+                if e.file_type().is_ok_and(|t| t.is_symlink())
+                    && let Ok(real) = std::fs::canonicalize(e.path())
+                {
+                    self = self.allow(real, FsAccess::Read);
+                }
+            }
+        }
+        self.allow(dir, FsAccess::Read)
+    }
+
+    /// Allows reading the system's certificate directories and what `SSL_CERT_FILE` and
+    /// `SSL_CERT_DIR` name (rustls-native-certs reads them for qmail-remote's
+    /// control/tlsverify).
+    pub fn allow_certificates(mut self) -> Policy {
+        for d in CERT_DIRS {
+            self = self.allow(d, FsAccess::Read);
+        }
+        for v in ["SSL_CERT_FILE", "SSL_CERT_DIR"] {
+            if let Some(p) = std::env::var_os(v) {
+                self = self.allow(p, FsAccess::Read);
+            }
+        }
+        self
+    }
+
+    /// No TCP bind or connect at all (Landlock ABI 4 and later).
+    pub fn deny_tcp(self) -> Policy {
+        self.landlock().deny_tcp_flag()
+    }
+
+    fn deny_tcp_flag(mut self) -> Policy {
+        self.deny_tcp = true;
+        self
+    }
+
+    /// Turns the seccomp allow-list on with these system calls (see [`syscalls`]).
+    pub fn syscalls(mut self, sets: &[&[i64]]) -> Policy {
+        let v = self.syscalls.get_or_insert_with(Vec::new);
+        for set in sets {
+            v.extend_from_slice(set);
+        }
+        v.sort_unstable();
+        v.dedup();
+        self
+    }
+
+    /// Applies the steps in order: no_new_privs, bounding set, Landlock, seccomp.
+    pub fn apply(&self) -> Outcome {
+        // Asked before Landlock may hide /proc.
+        let support = kernel_support();
+        let no_new_privs = if self.no_new_privs {
+            match nix::sys::prctl::set_no_new_privs() {
+                Ok(()) => Step::Done,
+                Err(e) => Step::Failed(e.desc().to_string()),
+            }
+        } else {
+            Step::NotAsked
+        };
+        let bounding_set = match &self.bounding_keep {
+            None => Step::NotAsked,
+            Some(keep) => bounding(keep),
+        };
+        let landlock = match &self.paths {
+            None => Step::NotAsked,
+            Some(paths) => landlock(paths, self.deny_tcp),
+        };
+        let seccomp = match &self.syscalls {
+            None => Step::NotAsked,
+            Some(list) if support.seccomp => seccomp(list),
+            Some(_) => Step::Unsupported,
+        };
+        Outcome {
+            no_new_privs,
+            bounding_set,
+            landlock,
+            seccomp,
+        }
+    }
+}
+
+fn bounding(keep: &[Capability]) -> Step {
+    let Ok(now) = caps::read(None, CapSet::Bounding) else {
+        return Step::Unsupported;
+    };
+    let extra: Vec<Capability> = now.into_iter().filter(|c| !keep.contains(c)).collect();
+    if extra.is_empty() {
+        return Step::Done;
+    }
+    // Dropping needs CAP_SETPCAP in the effective set.
+    if !caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP).unwrap_or(false) {
+        return Step::Failed("no CAP_SETPCAP to change it".to_string());
+    }
+    for c in extra {
+        if let Err(e) = caps::drop(None, CapSet::Bounding, c) {
+            return Step::Failed(e.to_string());
+        }
+    }
+    Step::Done
+}
+
+fn landlock(paths: &[(PathBuf, FsAccess)], deny_tcp: bool) -> Step {
+    let abi = LANDLOCK_ABI;
+    let read = AccessFs::from_read(abi) & !AccessFs::Execute;
+    let file_only = AccessFs::from_file(abi);
+    let build = || -> Result<landlock::RestrictionStatus, landlock::RulesetError> {
+        let mut rs = Ruleset::default().handle_access(AccessFs::from_all(abi))?;
+        if deny_tcp {
+            rs = rs.handle_access(AccessNet::from_all(abi))?;
+        }
+        let mut created = rs.create()?.no_new_privs(false);
+        for (p, a) in paths {
+            let Ok(fd) = PathFd::new(p) else {
+                continue;
+            };
+            let mut access = match a {
+                FsAccess::Read => read,
+                FsAccess::Exec => read | AccessFs::Execute,
+                FsAccess::ReadWrite => AccessFs::from_all(abi),
+            };
+            if !is_dir(p) {
+                access &= file_only;
+            }
+            created = created.add_rule(PathBeneath::new(fd, access))?;
+        }
+        created.restrict_self()
+    };
+    match build() {
+        Ok(st) => match st.ruleset {
+            RulesetStatus::FullyEnforced => Step::Done,
+            RulesetStatus::PartiallyEnforced => Step::Partial,
+            RulesetStatus::NotEnforced => Step::Unsupported,
+        },
+        Err(e) => Step::Failed(e.to_string()),
+    }
+}
+
+fn is_dir(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_dir())
+}
+
+fn seccomp(list: &[i64]) -> Step {
+    let Ok(arch) = std::env::consts::ARCH.try_into() else {
+        return Step::Unsupported;
+    };
+    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
+        list.iter().map(|&n| (n, Vec::new())).collect();
+    let filter = match seccompiler::SeccompFilter::new(
+        rules,
+        seccompiler::SeccompAction::Errno(libc::EPERM as u32),
+        seccompiler::SeccompAction::Allow,
+        arch,
+    ) {
+        Ok(f) => f,
+        Err(e) => return Step::Failed(e.to_string()),
+    };
+    let prog: seccompiler::BpfProgram = match filter.try_into() {
+        Ok(p) => p,
+        Err(e) => return Step::Failed(format!("{e:?}")),
+    };
+    match seccompiler::apply_filter_all_threads(&prog) {
+        Ok(()) => Step::Done,
+        Err(e) => Step::Failed(e.to_string()),
+    }
+}
+
+/// What this kernel offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Support {
+    /// The Landlock ABI version, 0 when Landlock is not there (or not enabled).
+    pub landlock_abi: i64,
+    /// seccomp filters.
+    pub seccomp: bool,
+}
+
+/// Asks the kernel what it offers.
+pub fn kernel_support() -> Support {
+    let seccomp = std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Seccomp:")));
+    Support {
+        landlock_abi: crate::sys::landlock_abi(),
+        seccomp,
+    }
+}
+
+/// The one warning a program that starts the others logs when this kernel lacks
+/// Landlock or seccomp: `None` when it has both.
+pub fn support_warning() -> Option<String> {
+    let s = kernel_support();
+    let mut missing = Vec::new();
+    if s.landlock_abi < 1 {
+        missing.push("Landlock");
+    }
+    if !s.seccomp {
+        missing.push("seccomp");
+    }
+    (!missing.is_empty()).then(|| {
+        format!(
+            "this kernel has no {}: programs run without that confinement",
+            missing.join(" and ")
+        )
+    })
+}
+
+/// The fields of `/proc/PID/status` that show a process's confinement: NoNewPrivs,
+/// Seccomp (0 none, 2 filter) and CapBnd (hexadecimal), as text.
+pub fn status_of(pid: u32) -> Option<(String, String, String)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    Some((field("NoNewPrivs:")?, field("Seccomp:")?, field("CapBnd:")?))
+}
+
+/// System call sets for [`Policy::syscalls`]: numbers for this architecture.
+pub mod syscalls {
+    /// What every Rust program needs to run and end: memory, signals, time, threads'
+    /// futexes, randomness, reading and writing open descriptors, exiting.
+    pub const RUNTIME: &[i64] = &[
+        libc::SYS_read,
+        libc::SYS_write,
+        libc::SYS_readv,
+        libc::SYS_writev,
+        libc::SYS_pread64,
+        libc::SYS_pwrite64,
+        libc::SYS_close,
+        libc::SYS_fstat,
+        libc::SYS_newfstatat,
+        libc::SYS_statx,
+        libc::SYS_lseek,
+        libc::SYS_fcntl,
+        libc::SYS_ioctl,
+        libc::SYS_dup,
+        libc::SYS_dup3,
+        libc::SYS_mmap,
+        libc::SYS_munmap,
+        libc::SYS_mremap,
+        libc::SYS_mprotect,
+        libc::SYS_madvise,
+        libc::SYS_brk,
+        libc::SYS_rt_sigaction,
+        libc::SYS_rt_sigprocmask,
+        libc::SYS_rt_sigreturn,
+        libc::SYS_sigaltstack,
+        libc::SYS_futex,
+        libc::SYS_getrandom,
+        libc::SYS_clock_gettime,
+        libc::SYS_clock_getres,
+        libc::SYS_clock_nanosleep,
+        libc::SYS_nanosleep,
+        libc::SYS_gettimeofday,
+        libc::SYS_getpid,
+        libc::SYS_gettid,
+        libc::SYS_getuid,
+        libc::SYS_geteuid,
+        libc::SYS_getgid,
+        libc::SYS_getegid,
+        libc::SYS_sched_yield,
+        libc::SYS_sched_getaffinity,
+        libc::SYS_prlimit64,
+        libc::SYS_uname,
+        libc::SYS_ppoll,
+        libc::SYS_pselect6,
+        libc::SYS_restart_syscall,
+        libc::SYS_exit,
+        libc::SYS_exit_group,
+        libc::SYS_tgkill,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_poll,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_select,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_dup2,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_stat,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_lstat,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_time,
+    ];
+
+    /// Opening, listing, syncing, locking, truncating and removing files (Landlock
+    /// decides which).
+    pub const FILES: &[i64] = &[
+        libc::SYS_openat,
+        libc::SYS_getdents64,
+        libc::SYS_fsync,
+        libc::SYS_fdatasync,
+        libc::SYS_flock,
+        libc::SYS_ftruncate,
+        libc::SYS_unlinkat,
+        libc::SYS_readlinkat,
+        libc::SYS_faccessat,
+        libc::SYS_faccessat2,
+        libc::SYS_fchdir,
+        libc::SYS_chdir,
+        libc::SYS_getcwd,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_open,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_unlink,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_readlink,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_access,
+    ];
+
+    /// A network client: sockets, connecting, sending and receiving, waiting.
+    pub const NETWORK: &[i64] = &[
+        libc::SYS_socket,
+        libc::SYS_connect,
+        libc::SYS_bind,
+        libc::SYS_getsockname,
+        libc::SYS_getpeername,
+        libc::SYS_getsockopt,
+        libc::SYS_setsockopt,
+        libc::SYS_sendto,
+        libc::SYS_recvfrom,
+        libc::SYS_sendmsg,
+        libc::SYS_recvmsg,
+        libc::SYS_sendmmsg,
+        libc::SYS_recvmmsg,
+        libc::SYS_shutdown,
+    ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// Runs the test `name` in a child process of this test binary (confinement is for
+    /// the whole process, and cannot be undone), with RQMAIL_CONFINE_DIR=`dir`.
+    fn in_child(name: &str, dir: &Path) -> (bool, String) {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--ignored"])
+            .env("RQMAIL_CONFINE_CHILD", "1")
+            .env("RQMAIL_CONFINE_DIR", dir)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    }
+
+    #[test]
+    #[ignore = "runs only as the child of confinement_is_in_force"]
+    fn confined_child() {
+        if std::env::var_os("RQMAIL_CONFINE_CHILD").is_none() {
+            return;
+        }
+        let dir = std::env::var_os("RQMAIL_CONFINE_DIR").unwrap();
+        let dir = PathBuf::from(dir);
+        let allowed = dir.join("allowed");
+        let outside = dir.join("outside");
+        // This thread's status (the test harness runs the test in a thread of its own),
+        // opened now: /proc is not among the allowed paths.
+        let tid = nix::unistd::gettid();
+        let mut status = std::fs::File::open(format!("/proc/self/task/{tid}/status")).unwrap();
+        let o = Policy::new()
+            .no_new_privs()
+            .allow(&allowed, FsAccess::ReadWrite)
+            .syscalls(&[syscalls::RUNTIME, syscalls::FILES])
+            .apply();
+        if kernel_support().landlock_abi < 1 {
+            println!("SKIP no landlock");
+            return;
+        }
+        assert_eq!(o.no_new_privs, Step::Done);
+        assert_eq!(o.landlock, Step::Done);
+        assert_eq!(o.seccomp, Step::Done);
+        assert!(o.problems().is_empty());
+        // allowed: read and write beneath `allowed`
+        std::fs::write(allowed.join("new"), "x").unwrap();
+        assert_eq!(std::fs::read(allowed.join("f")).unwrap(), b"inside");
+        // forbidden by Landlock: a file outside, also through a symbolic link inside
+        let e = std::fs::read(outside.join("f")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EACCES), "{e}");
+        let e = std::fs::read(allowed.join("link")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EACCES), "{e}");
+        // forbidden by seccomp: a system call not in the list fails with EPERM
+        let e = std::net::TcpStream::connect("127.0.0.1:1").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+        let e = Command::new("/bin/true").status().unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+        let mut st = String::new();
+        std::io::Read::read_to_string(&mut status, &mut st).unwrap();
+        assert!(st.contains("\nNoNewPrivs:\t1\n"), "{st}");
+        assert!(st.contains("\nSeccomp:\t2\n"), "{st}");
+        println!("CONFINED OK");
+    }
+
+    #[test]
+    fn confinement_is_in_force() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("allowed")).unwrap();
+        std::fs::create_dir(d.path().join("outside")).unwrap();
+        std::fs::write(d.path().join("allowed/f"), "inside").unwrap();
+        std::fs::write(d.path().join("outside/f"), "secret").unwrap();
+        std::os::unix::fs::symlink(d.path().join("outside/f"), d.path().join("allowed/link"))
+            .unwrap();
+        let (ok, text) = in_child("confine::tests::confined_child", d.path());
+        assert!(ok, "{text}");
+        assert!(
+            text.contains("CONFINED OK") || text.contains("SKIP no landlock"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn problems_name_the_steps() {
+        let o = Outcome {
+            no_new_privs: Step::Done,
+            bounding_set: Step::Failed("no CAP_SETPCAP to change it".into()),
+            landlock: Step::Unsupported,
+            seccomp: Step::NotAsked,
+        };
+        assert_eq!(
+            o.problems(),
+            [
+                "capability bounding set: no CAP_SETPCAP to change it",
+                "landlock: unsupported by this kernel"
+            ]
+        );
+    }
+
+    #[test]
+    fn status_of_this_process() {
+        let (nnp, sc, bnd) = status_of(std::process::id()).unwrap();
+        assert!(nnp == "0" || nnp == "1");
+        assert!(sc.parse::<u32>().is_ok());
+        assert!(u64::from_str_radix(&bnd, 16).is_ok());
+    }
+}
