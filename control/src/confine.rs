@@ -180,6 +180,14 @@ impl Policy {
         self
     }
 
+    /// Allows reading `/dev/urandom` and `/dev/random`: a statically linked program's
+    /// random-number crates (rand, getrandom 0.3 and later) cannot find glibc's
+    /// getrandom there and read the devices instead.
+    pub fn allow_random_devices(self) -> Policy {
+        self.allow("/dev/urandom", FsAccess::Read)
+            .allow("/dev/random", FsAccess::Read)
+    }
+
     /// No TCP bind or connect at all (Landlock ABI 4 and later).
     pub fn deny_tcp(self) -> Policy {
         self.landlock().deny_tcp_flag()

@@ -267,6 +267,7 @@ pub fn confine(home: &Path) {
     let _ = Policy::new()
         .no_new_privs()
         .allow_control(home)
+        .allow_random_devices()
         .syscalls(&[syscalls::RUNTIME, syscalls::FILES, syscalls::NETWORK])
         .apply();
 }

@@ -268,6 +268,7 @@ pub fn confine(home: &Path) {
         .allow_control(home)
         .allow_certificates()
         .allow("/etc/resolv.conf", FsAccess::Read)
+        .allow_random_devices()
         .allow(home.join("queue/lock"), FsAccess::ReadWrite)
         .syscalls(&[syscalls::RUNTIME, syscalls::FILES, syscalls::NETWORK])
         .apply();

@@ -244,14 +244,9 @@ pub fn drop_capabilities() -> Result<(), caps::errors::CapsError> {
     use caps::{CapSet, Capability, CapsHashSet};
     let kept = [Capability::CAP_SETUID, Capability::CAP_SETGID];
     // The bounding set first: changing it needs CAP_SETPCAP, which goes next. (Started
-    // by qmail-start it is already that; started as root otherwise, it becomes that.)
-    if let control::confine::Step::Failed(why) = control::confine::Policy::new()
-        .bounding_set(&kept)
-        .apply()
-        .bounding_set
-    {
-        return Err(caps::errors::CapsError::from(why));
-    }
+    // by qmail-start it is already that; started as root otherwise, it becomes that; where
+    // root lacks CAP_SETPCAP, as in some containers, it stays as it was.)
+    let _ = control::confine::Policy::new().bounding_set(&kept).apply();
     let keep: CapsHashSet = kept.into_iter().collect();
     caps::clear(None, CapSet::Ambient)?;
     caps::clear(None, CapSet::Inheritable)?;
