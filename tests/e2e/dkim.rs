@@ -11,7 +11,10 @@
 //! pass without checking, as the root-mode tests do. The tests of failures (keys that
 //! cannot be read, messages that cannot be signed) run as anyone.
 
+use rqmail_tests::fakes::checkpassword;
+use rqmail_tests::queue::run_as_queue;
 use rqmail_tests::single::{nobody, queue_with};
+use rqmail_tests::smtp_peer::SmtpServer;
 use rqmail_tests::{Home, KillOnDrop, bin, is_root, python, tool};
 use std::fs;
 use std::io::Write;
@@ -403,22 +406,10 @@ fn dkim_direct(h: &Home, msg: &[u8], env: &[(&str, &str)]) -> (i32, String) {
     for (k, v) in env {
         c.env(k, v);
     }
-    let (env_r, env_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
-    fs::File::from(env_w)
-        .write_all(b"Fsender@example.com\0Trcpt@example.net\0\0")
-        .expect("envelope");
-    c.stdin(Stdio::piped())
-        .stdout(Stdio::from(env_r))
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().expect("run qmail-dkim");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let data = msg.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
-    });
-    let out = child.wait_with_output().expect("wait");
-    let _ = writer.join();
-    (out.status.code().unwrap_or(-1), text(&out.stderr))
+    c.stderr(Stdio::piped());
+    let envelope = b"Fsender@example.com\0Trcpt@example.net\0\0";
+    let (code, _, err) = run_as_queue(c, msg, envelope);
+    (code, text(&err))
 }
 
 /// The one message queued since the last call (ids in `seen`), which it adds to `seen`.
@@ -849,22 +840,6 @@ fn large_messages_stream_through_bounded_memory() {
 
 // ------------------------------------------------------------------ qmail-smtpd
 
-/// A checkpassword program accepting joe/secret (Python; reads descriptor 3).
-fn checkpassword(h: &Home) -> PathBuf {
-    let p = h.path().join("checkpw");
-    fs::write(
-        &p,
-        format!(
-            "#!{}\nimport os, sys\nd = b''\nwhile True:\n    b = os.read(3, 512)\n    if not b:\n        break\n    d += b\n\
-             if d.split(b'\\0')[:2] != [b'joe', b'secret']:\n    sys.exit(1)\nos.execvp(sys.argv[1], sys.argv[1:])\n",
-            python().display()
-        ),
-    )
-    .expect("write");
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
-    p
-}
-
 /// qmail-smtpd under tcpserver with QMAILQUEUE set to a wrapper that records
 /// SMTPAUTHUSER (or `-`) in `authuser.log` and execs qmail-dkim.
 fn smtpd(h: &Home, env: &[(&str, &str)], args: &[String]) -> (KillOnDrop, u16) {
@@ -910,7 +885,7 @@ fn smtp_auth_and_relay_clients_are_signed_strangers_are_not() {
     // authenticate.
     let auth = vec![
         "testhost.example".to_string(),
-        checkpassword(&h).display().to_string(),
+        checkpassword(h.path()).display().to_string(),
         "/bin/true".to_string(),
     ];
     let mut seen = Vec::new();
@@ -1051,52 +1026,6 @@ fn setuid_qmail_dkim_reads_keys_its_invoker_cannot() {
 
 // ------------------------------------------------------------------ on the wire
 
-/// A one-message SMTP server on 127.1.9.2 that keeps the DATA bytes exactly as they
-/// arrived (CR LF, dot-stuffing), up to the final `.` line; the thread returns them.
-fn raw_sink() -> (u16, std::thread::JoinHandle<Vec<u8>>) {
-    use std::io::{BufRead, BufReader};
-    let l = std::net::TcpListener::bind("127.1.9.2:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    let t = std::thread::spawn(move || {
-        let (conn, _) = l.accept().expect("accept");
-        conn.set_read_timeout(Some(std::time::Duration::from_secs(60)))
-            .expect("timeout");
-        let mut w = conn.try_clone().expect("clone");
-        let mut r = BufReader::new(conn);
-        let mut data = Vec::new();
-        w.write_all(b"220 raw.example ESMTP\r\n").expect("greet");
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            if r.read_until(b'\n', &mut line).expect("read") == 0 {
-                return data;
-            }
-            let cmd = text(&line).to_ascii_uppercase();
-            let reply: &[u8] = if cmd.starts_with("EHLO") {
-                b"250-raw.example\r\n250 8BITMIME\r\n"
-            } else if cmd.starts_with("DATA") {
-                w.write_all(b"354 go ahead\r\n").expect("354");
-                loop {
-                    line.clear();
-                    r.read_until(b'\n', &mut line).expect("data");
-                    if line == b".\r\n" || line.is_empty() {
-                        break;
-                    }
-                    data.extend_from_slice(&line);
-                }
-                b"250 ok\r\n"
-            } else if cmd.starts_with("QUIT") {
-                w.write_all(b"221 bye\r\n").expect("221");
-                return data;
-            } else {
-                b"250 ok\r\n"
-            };
-            w.write_all(reply).expect("reply");
-        }
-    });
-    (port, t)
-}
-
 #[test]
 fn what_qmail_remote_sends_is_what_was_signed() {
     // The signatures are computed on the message as qmail-remote will send it: every LF
@@ -1112,8 +1041,17 @@ fn what_qmail_remote_sends_is_what_was_signed() {
     let queued = take_new(&h, &mut Vec::new());
     assert!(!queued.contains(&b'\r'), "{}", text(&queued));
     assert!(text(&queued).contains("\nlone\nCR\ncaf\u{e9}  \t\n"));
-    let (port, sink) = raw_sink();
-    h.control("smtproutes", &format!("remote.example:127.1.9.2:{port}\n"));
+    // The fake SMTP server keeping the DATA bytes exactly as they arrive (CR LF,
+    // dot-stuffing), up to the final `.` line.
+    let sink = SmtpServer::start(
+        "127.1.9.2",
+        r#""greeting": "220 raw.example ESMTP", "name": "raw.example",
+        "extensions": ["8BITMIME"], "raw_data": true"#,
+    );
+    h.control(
+        "smtproutes",
+        &format!("remote.example:127.1.9.2:{}\n", sink.port),
+    );
     let mut c = h.cmd("qmail-remote");
     c.args(["remote.example", "sender@example.com", "r@remote.example"])
         .env("RQMAIL_NAMESERVERS", "127.0.0.1:9");
@@ -1124,7 +1062,7 @@ fn what_qmail_remote_sends_is_what_was_signed() {
         "{}",
         text(&out)
     );
-    let sent = sink.join().expect("sink");
+    let sent = sink.one().messages.remove(0).data;
     // Undo the dot-stuffing only: what a receiving MTA hands to its verifier.
     let mut received = Vec::new();
     for line in sent.split_inclusive(|&c| c == b'\n') {

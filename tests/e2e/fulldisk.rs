@@ -9,41 +9,10 @@
 use crate::relsys::{
     System, chown_tree, mail_home, maildir_messages, queue_empty, user_cmd, wait_until, walk,
 };
+use rqmail_tests::home::Tmpfs;
 use rqmail_tests::{is_root, run_with_input};
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// A tmpfs of `size` mounted on an existing directory; unmounted when dropped.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn tmpfs(dir: &Path, size: &str) -> Mount {
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755")])
-            .arg("tmpfs")
-            .arg(dir)
-            .status()
-            .expect("mount");
-        assert!(st.success(), "mount tmpfs on {}", dir.display());
-        Mount(dir.to_path_buf())
-    }
-
-    fn resize(&self, size: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .status()
-            .expect("remount");
-        assert!(st.success(), "remount {}", self.0.display());
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
+use std::path::Path;
 
 /// One SMTP session on pipes (as the single-user runner) sending one message of `body`;
 /// returns the reply to the final dot.
@@ -75,7 +44,7 @@ fn full_queue_filesystem_gives_451_and_qmail_send_sees_nothing() {
         return;
     }
     let h = mail_home();
-    let _m = Mount::tmpfs(&h.queue(), "256k");
+    let _m = Tmpfs::mount_on(&h.queue(), "size=256k,mode=0755");
     qmail_queue::create_queue(&h.queue(), &control::Ids::single_user()).expect("queue");
     chown_tree(&h.queue());
     let sys = System::start(h.path());
@@ -103,7 +72,7 @@ fn full_queue_filesystem_gives_451_and_qmail_send_sees_nothing() {
         !maildir_messages(&md).is_empty() && queue_empty(h.path())
     });
     let log = sys.lines();
-    assert_eq!(sys.stop(), Some(0));
+    assert_eq!(sys.terminate(), Some(0));
     assert_eq!(
         log.iter().filter(|l| l.starts_with("new msg ")).count(),
         1,
@@ -127,7 +96,7 @@ fn full_maildir_filesystem_defers_then_delivers_once_there_is_room() {
     }
     let h = mail_home();
     let md = h.path().join("alias/Maildir");
-    let m = Mount::tmpfs(&md, "64k");
+    let m = Tmpfs::mount_on(&md, "size=64k,mode=0755");
     for d in ["tmp", "new", "cur"] {
         fs::create_dir(md.join(d)).expect("maildir");
     }
@@ -147,15 +116,15 @@ fn full_maildir_filesystem_defers_then_delivers_once_there_is_room() {
     assert!(!queue_empty(h.path()), "the message must stay queued");
 
     // Room again; ALRM makes qmail-send retry now instead of at the next retry time.
-    m.resize("4m");
-    let pid = nix::unistd::Pid::from_raw(sys.pid());
+    m.remount("size=4m");
+    let pid = sys.pid();
     wait_until("the delivery after the disk got room", || {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGALRM);
         std::thread::sleep(std::time::Duration::from_millis(200));
         !maildir_messages(&md).is_empty() && queue_empty(h.path())
     });
     let log = sys.lines();
-    assert_eq!(sys.stop(), Some(0));
+    assert_eq!(sys.terminate(), Some(0));
     assert!(
         !log.iter()
             .any(|l| l.contains(": failure: ") || l.starts_with("bounce msg ")),

@@ -418,7 +418,7 @@ fn relay_tricks_never_relay_without_relayclient() {
     );
     wait_until("every delivery done", || queue_empty(h.path()));
     let log = sys.lines();
-    sys.stop();
+    sys.terminate();
     assert!(
         !h.path().join("remote.log").exists(),
         "qmail-remote was run: {:?}",

@@ -2,6 +2,7 @@
 //! input, options and environment variables, control files in a qmail home of their own,
 //! and the real qmail-queue writing a real queue (or $QMAILQUEUE pointing at a script).
 
+use rqmail_tests::home::write_executable;
 use rqmail_tests::{Home, Queued, bin, is_root, run_with_input, user_ids};
 use std::fs;
 use std::io::Write;
@@ -88,10 +89,9 @@ fn field<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
         .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(": ")))
 }
 
+/// Writes the shell script `body` as the executable `path`.
 fn script(path: &Path, body: &str) {
-    let _ = fs::remove_file(path);
-    fs::write(path, format!("#!/bin/sh\n{body}")).expect("write script");
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    write_executable(path, format!("#!/bin/sh\n{body}"));
 }
 
 /// YYYYMMDDhhmmss in UTC as a number, the way Message-IDs start.

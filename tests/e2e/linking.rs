@@ -4,7 +4,7 @@
 //! id missing from /etc/passwd gets "no such user" instead of loading an NSS module it
 //! cannot use.
 
-use rqmail_tests::{bin_dir, is_root, tool};
+use rqmail_tests::{bin_dir, is_root};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -67,16 +67,7 @@ fn readme_table() -> BTreeMap<String, String> {
 
 /// A command run as the stranger when the tests run as root, else as the caller.
 fn as_stranger(program: &Path) -> Command {
-    if is_root() {
-        let mut c = Command::new(tool("setpriv"));
-        c.arg(format!("--reuid={STRANGER}"))
-            .arg(format!("--regid={STRANGER}"))
-            .arg("--clear-groups")
-            .arg(program);
-        c
-    } else {
-        Command::new(program)
-    }
+    rqmail_tests::users::as_user(STRANGER, STRANGER, program)
 }
 
 /// A home installed by rqmail-install from this build, owned by the stranger (root) or

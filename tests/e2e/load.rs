@@ -8,14 +8,13 @@
 //! this module adds the resource accounting.
 
 use crate::relsys::{
-    System, children, mail_home, open_fds, proc_kb, proc_status, queue_empty, script, user_cmd,
-    wait_until,
+    System, children, mail_home, open_fds, proc_kb, proc_status, queue_empty, user_cmd, wait_until,
 };
+use rqmail_tests::fakes::{close_gate, fake_remote, running};
 use rqmail_tests::{Home, bin, tcpserver_opts};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::Duration;
 
 /// One reply line (the tests' dialogues have no multi-line replies).
@@ -128,15 +127,6 @@ fn hundreds_of_concurrent_smtp_sessions_bounded_and_returned() {
     );
 }
 
-/// A qmail-remote that announces itself in running/ and waits for a shared lock on
-/// `gate`, held exclusively by the test until it lets every delivery finish.
-const GATED_REMOTE: &str = r#"#!/bin/sh
-cat > /dev/null
-touch "$QMAIL_HOME/running/$$"
-flock -s "$QMAIL_HOME/gate" true
-printf 'r\0Kok\0'
-"#;
-
 /// What each descriptor of `pid` refers to (socket:[inode], pipe:[..], a path), sorted.
 fn fd_targets(pid: i32) -> Option<Vec<String>> {
     let mut v: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
@@ -162,31 +152,16 @@ fn settled_fds(pid: i32) -> Vec<String> {
     last
 }
 
-fn count(dir: &Path) -> usize {
-    fs::read_dir(dir).map_or(0, Iterator::count)
-}
-
 #[test]
 fn hundreds_of_remote_deliveries_in_flight_return_their_descriptors() {
     let n = 400usize;
     let h = mail_home();
     h.control("concurrencyremote", &format!("{n}\n"));
-    script(&h, "qmail-remote", GATED_REMOTE);
-    let running = h.path().join("running");
-    fs::create_dir(&running).expect("mkdir");
-    crate::relsys::chown_user(&running);
-    let gate = h.path().join("gate");
-    fs::write(&gate, "").expect("gate");
-    crate::relsys::chown_user(&gate);
-    let held = nix::fcntl::Flock::lock(
-        fs::File::open(&gate).expect("gate"),
-        nix::fcntl::FlockArg::LockExclusive,
-    )
-    .map_err(|(_, e)| e)
-    .expect("lock");
+    fake_remote(&h);
+    let held = close_gate(&h);
 
     let sys = System::start(h.path());
-    let send = sys.pid();
+    let send = sys.pid().as_raw();
     let rspawn = {
         let mut p = 0;
         wait_until("qmail-rspawn", || {
@@ -219,7 +194,7 @@ fn hundreds_of_remote_deliveries_in_flight_return_their_descriptors() {
     fs::File::from(w).write_all(&env).expect("env");
     assert!(child.wait().expect("wait").success());
 
-    wait_until("n remote deliveries in flight", || count(&running) == n);
+    wait_until("n remote deliveries in flight", || running(&h).len() == n);
     let full = format!("status: local 0/10 remote {n}/{n}");
     wait_until("the limit in the log", || sys.lines().contains(&full));
     let peak = (open_fds(send).expect("fds"), open_fds(rspawn).expect("fds"));
@@ -252,5 +227,5 @@ fn hundreds_of_remote_deliveries_in_flight_return_their_descriptors() {
     wait_until("descriptors returned", || {
         (open_fds(send), open_fds(rspawn)) == (Some(base.0), Some(base.1))
     });
-    assert_eq!(sys.stop(), Some(0));
+    assert_eq!(sys.terminate(), Some(0));
 }

@@ -7,6 +7,8 @@
 //! root mode) or as nobody (single-user mode); qmail-local itself refuses to deliver as
 //! root. Not as root, they run as the invoking user.
 
+use rqmail_tests::home::Tmpfs;
+use rqmail_tests::users::as_user;
 use rqmail_tests::{Home, bin, ensure_qmail_users, is_root, tool, user_ids};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -46,20 +48,6 @@ fn delivery_user() -> (String, u32, u32) {
             .map(|u| u.name)
             .unwrap_or_else(|| "me".into());
         (name, uid.as_raw(), nix::unistd::getgid().as_raw())
-    }
-}
-
-/// `program` run as `uid`/`gid` (through setpriv when the tests run as root).
-fn as_user(uid: u32, gid: u32, program: &Path) -> Command {
-    if is_root() {
-        let mut c = Command::new(tool("setpriv"));
-        c.arg(format!("--reuid={uid}"))
-            .arg(format!("--regid={gid}"))
-            .arg("--clear-groups")
-            .arg(program);
-        c
-    } else {
-        Command::new(program)
     }
 }
 
@@ -1378,36 +1366,15 @@ fn single_user_mode_as_nobody() {
     assert_eq!(queued[0].recipients(), [b"fwd@remote.example".to_vec()]);
 }
 
-/// A 64 KiB tmpfs mounted on `dir`, unmounted when dropped.
-struct SmallFs(PathBuf);
-
-impl SmallFs {
-    fn mount(dir: &Path, uid: u32, gid: u32) -> SmallFs {
-        fs::create_dir_all(dir).expect("mkdir mount point");
-        let st = Command::new(tool("mount"))
-            .args(["-t", "tmpfs", "-o"])
-            .arg(format!("size=64k,mode=0755,uid={uid},gid={gid}"))
-            .arg("tmpfs")
-            .arg(dir)
-            .status()
-            .expect("mount");
-        assert!(st.success(), "mount tmpfs on {}", dir.display());
-        SmallFs(dir.to_path_buf())
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn full_disk_defers_and_leaves_no_partial_mail() {
     assert!(is_root(), "this test mounts a small tmpfs and needs root");
     let r = Rig::new();
     let full = r.home().join("full");
-    let _fs = SmallFs::mount(&full, r.uid, r.gid);
+    let _fs = Tmpfs::mount_on(
+        &full,
+        &format!("size=64k,mode=0755,uid={},gid={}", r.uid, r.gid),
+    );
     r.maildir("full/Maildir");
     r.put("full/Mailbox", "From old\n\nkept\n\n", 0o600);
     let big: Vec<u8> = (0..200_000u32)

@@ -17,7 +17,7 @@
 
 use crate::relsys::{System, mail_home, maildir_messages};
 use rqmail_tests::single::{
-    WAIT, chown_tree, chown_user, nobody, runner_ids, user_cmd, wait_until,
+    WAIT, chown_tree, chown_user, nobody, runner_name, user_cmd, wait_until,
 };
 use rqmail_tests::{Home, bin, is_root, run_with_input, tool};
 use std::fs;
@@ -65,15 +65,6 @@ fn set_time(p: &Path, atime: u64, mtime: u64) {
 fn put(p: &Path, data: &[u8], mtime: u64) {
     fs::write(p, data).expect("write");
     set_time(p, mtime, mtime);
-}
-
-/// The name of the user the tools run as.
-fn runner_name() -> String {
-    let (uid, _) = runner_ids();
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map_or_else(|| "nobody".into(), |u| u.name)
 }
 
 /// Delivers `msg` from `sender` to `local` with the real qmail-local into `home`'s
@@ -856,7 +847,7 @@ Notice-Requested-Upon-Delivery-To: someone@testhost.example\n\nhello\n",
     wait_until("the notice in the sender's Maildir", || {
         !maildir_messages(&inbox).is_empty()
     });
-    assert_eq!(sys.stop(), Some(0));
+    assert_eq!(sys.terminate(), Some(0));
     let got = maildir_messages(&inbox);
     assert_eq!(got.len(), 1, "one notice only");
     let n = &got[0];

@@ -7,6 +7,8 @@
 use crate::smtpd_tls::{
     Key, common_service_checks, py, services, tls_home, xinetd_env, xinetd_get,
 };
+use rqmail_tests::fakes::checkpassword;
+use rqmail_tests::net::LoggedServer;
 use rqmail_tests::single::{chown_tree, runner_ids, wait_until};
 use rqmail_tests::{Home, KillOnDrop, Piped, bin, free_port, is_root, tool, wait_for_port};
 use std::fs;
@@ -20,41 +22,6 @@ use std::time::Duration;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-/// The checkpassword program of these tests (Python). It reads `user\0password\0
-/// timestamp\0` on descriptor 3 and accepts the user joe with the password "secret" or
-/// with the APOP digest md5(timestamp + "secret"); it exits 111 for the user "tempfail",
-/// kills itself for "crash", and exits 1 for anything else. On success it changes to the
-/// directory it lives in (the mailbox owner's home), sets USER and HOME, and runs its
-/// arguments. It never switches users, so it serves single-user mode and root mode alike.
-/// Each attempt is appended to checkpw.log beside it: user, password, timestamp.
-const CHECKPW: &str = r#"#!/usr/bin/python3
-import hashlib, os, signal, sys
-data = b""
-while len(data) < 4096:
-    b = os.read(3, 4096)
-    if not b:
-        break
-    data += b
-f = data.split(b"\0")
-if len(f) != 4 or f[3] != b"":
-    sys.exit(2)
-user, pw, ts = f[0], f[1], f[2]
-here = os.path.dirname(os.path.abspath(__file__))
-with open(os.path.join(here, "checkpw.log"), "ab") as log:
-    log.write(user + b" " + pw + b" " + ts + b"\n")
-if user == b"tempfail":
-    sys.exit(111)
-if user == b"crash":
-    os.kill(os.getpid(), signal.SIGKILL)
-apop = hashlib.md5(ts + b"secret").hexdigest().encode()
-if user != b"joe" or pw not in (b"secret", apop):
-    sys.exit(1)
-os.chdir(here)
-os.environ["USER"] = "joe"
-os.environ["HOME"] = here
-os.execvp(sys.argv[1], sys.argv[1:])
-"#;
 
 /// The messages of a test Maildir: (file name below the Maildir, modification time,
 /// contents). Listed oldest first, which is the order qmail-pop3d numbers them in.
@@ -94,9 +61,7 @@ fn mailbox(dir: &Path) -> PathBuf {
         fs::write(&p, text).expect("message");
         set_times(&p, t, t);
     }
-    let cp = h.join("checkpw");
-    fs::write(&cp, CHECKPW).expect("checkpw");
-    fs::set_permissions(&cp, fs::Permissions::from_mode(0o755)).expect("chmod");
+    checkpassword(&h);
     fs::set_permissions(&h, fs::Permissions::from_mode(0o755)).expect("chmod");
     chown_tree(&h);
     h
@@ -118,14 +83,10 @@ fn maildir_names(home: &Path) -> Vec<String> {
 /// qmail-popup under tcpserver on 127.0.0.1 for the mailbox `owner` (whose checkpw it
 /// runs), its descriptor 2 in popup.log of the home. In single-user mode when the
 /// tests run as root (tcpserver -u), unless `root` is set.
-struct Server {
-    _tcpserver: KillOnDrop,
-    port: u16,
-    log: PathBuf,
-}
+struct Server;
 
 impl Server {
-    fn start(home: &Home, env: &[(&str, &str)], owner: &Path, root: bool) -> Server {
+    fn start(home: &Home, env: &[(&str, &str)], owner: &Path, root: bool) -> LoggedServer {
         Server::start_with(home, env, owner, root, &owner.join("checkpw"))
     }
 
@@ -135,7 +96,7 @@ impl Server {
         owner: &Path,
         root: bool,
         checkpw: &Path,
-    ) -> Server {
+    ) -> LoggedServer {
         static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let log = home.path().join(format!("popup-{n}.log"));
@@ -153,18 +114,7 @@ impl Server {
             pop3d.as_os_str(),
             "Maildir".as_ref(),
         ];
-        let stderr = Stdio::from(fs::File::create(&log).expect("log"));
-        let (k, port) =
-            rqmail_tests::tcpserver_with(home.path(), env, &opts, &program, stderr, Some(owner));
-        Server {
-            _tcpserver: k,
-            port,
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
+        LoggedServer::start(home.path(), env, &opts, &program, log, Some(owner))
     }
 }
 
@@ -986,7 +936,7 @@ fn root_mode_with_debian_checkpw_and_checkapoppw() {
     let mut c = Client::connect(s.port);
     assert_greeting(&c.line());
     // the parent keeps root; the worker that reads the client runs as qmaild
-    let tcpserver = s._tcpserver.0.id() as i32;
+    let tcpserver = s.pid();
     let popup = only_child(tcpserver, "qmail-popup");
     assert_eq!(uid_of(popup), 0);
     let worker = only_child(popup, "qmail-popup");

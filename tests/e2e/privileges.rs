@@ -9,10 +9,11 @@
 //! hand-made home with stand-ins for qmail-local and qmail-remote; this test uses the
 //! installed programs end to end.
 
-use crate::relsys::{children, nobody, proc_status, wait_until};
+use crate::relsys::{nobody, proc_status, wait_until};
 use crate::rootmode::{
     SETUID_HOME, install_root_home, lock_root_home, smtpd_as_qmaild, start_root_system,
 };
+use rqmail_tests::process::child_named;
 use rqmail_tests::{Sink, Smtp, ensure_qmail_users, is_root, user_ids};
 use std::collections::HashMap;
 use std::fs;
@@ -23,19 +24,6 @@ use std::process::Command;
 /// CAP_SETGID (6) and CAP_SETUID (7).
 const SETID_CAPS: &str = "00000000000000c0";
 const NO_CAPS: &str = "0000000000000000";
-
-/// The one child of `parent` called `name`, once it exists.
-fn child_named(parent: i32, name: &str) -> i32 {
-    let mut pid = 0;
-    wait_until(&format!("{name} under {parent}"), || {
-        pid = children(parent)
-            .into_iter()
-            .find(|(_, n)| n == name)
-            .map_or(0, |(p, _)| p);
-        pid != 0
-    });
-    pid
-}
 
 /// Asserts the real/effective/saved/fs uids and gids, the supplementary groups and the
 /// effective and permitted capabilities of a process.
@@ -119,7 +107,7 @@ fn whole_system_as_root_each_process_with_its_ids_and_capabilities() {
 
     // qmail-start as root with a logger: it drops each daemon to its ids.
     let sys = start_root_system(&home, top.path());
-    let send = sys.pid();
+    let send = sys.pid().as_raw();
     let lspawn = child_named(send, "qmail-lspawn");
     let rspawn = child_named(send, "qmail-rspawn");
     let clean = child_named(send, "qmail-clean");
@@ -204,7 +192,7 @@ fn whole_system_as_root_each_process_with_its_ids_and_capabilities() {
     for (name, pid, uids, gid, caps) in daemons {
         assert_ids(name, &status(pid, name), uids, gid, caps);
     }
-    assert_eq!(sys.stop(), Some(0));
+    assert_eq!(sys.terminate(), Some(0));
     drop(server);
 
     // The home, queue included, is as rqmail-install lays it out.

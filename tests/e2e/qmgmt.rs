@@ -10,6 +10,10 @@
 //! Single-user tests run every program, qmail-qctl included, as `nobody` when the suite
 //! runs as root; the root-mode test uses the qmail users.
 
+use rqmail_tests::fakes::{
+    FAKE_REMOTE, close_gate, delivered_locals, fake_getpw, fake_local, fake_remote, gated,
+    remote_recipients, running,
+};
 use rqmail_tests::single::*;
 use rqmail_tests::{Home, bin, is_root, python, tool, user_ids};
 use std::collections::BTreeSet;
@@ -23,78 +27,15 @@ use std::time::{Duration, Instant};
 
 // ------------------------------------------------------------------------ helpers
 
-/// Stand-in for qmail-local: announces itself in running/, waits at the gate, then
-/// defers when `defer-LOCAL` exists, else records `LOCAL` in delivered.
-const GATED_LOCAL: &str = r#"#!/bin/sh
-# -- user home local dash ext domain sender aliasempty
-cat > /dev/null
-touch "$QMAIL_HOME/running/$4"
-flock -s "$QMAIL_HOME/gate" true
-if [ -e "$QMAIL_HOME/defer-$4" ]; then echo "Deferring $4 for now. (#4.2.1)"; exit 111; fi
-echo "$4" >> "$QMAIL_HOME/delivered"
-echo "did 0+0+1"
-"#;
-
-/// Stand-in for qmail-remote: the same, failing permanently when `fail-remote` exists,
-/// and recording the recipient in delivered-remote.
-const GATED_REMOTE: &str = r#"#!/bin/sh
-# qmail-remote host sender recip
-cat > /dev/null
-touch "$QMAIL_HOME/running/remote-$3"
-flock -s "$QMAIL_HOME/gate" true
-if [ -e "$QMAIL_HOME/fail-remote" ]; then
-  printf 'h%s does not like recipient.\nRemote host said: 550 no such user\n\0DGiving up on 10.0.0.1.\n\0' "$1"
-  exit 0
-fi
-echo "$3" >> "$QMAIL_HOME/delivered-remote"
-printf 'r\0K%s accepted message.\nRemote host said: 250 ok\n\0' "$1"
-"#;
-
-/// Every local part belongs to the test user.
-const FAKE_GETPW: &str = r#"#!/bin/sh
-printf '%s\0' nobody 65534 65534 "$QMAIL_HOME" - "$1"
-"#;
-
-/// A single-user home with the gated stand-ins, owned by nobody when root.
+/// A single-user home with the fake qmail-local, qmail-remote and qmail-getpw and an open
+/// gate ([`rqmail_tests::fakes`]).
 fn gated_home() -> Home {
-    let h = Home::new();
-    fs::set_permissions(h.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-    fs::create_dir(h.path().join("running")).expect("mkdir");
-    fs::write(h.path().join("gate"), b"").expect("gate");
-    if is_root() {
-        let (u, g) = nobody();
-        h.chown_all(u, g);
-    }
-    script(&h, "qmail-local", GATED_LOCAL);
-    script(&h, "qmail-remote", GATED_REMOTE);
-    script(&h, "qmail-getpw", FAKE_GETPW);
+    let h = user_home();
+    gated(&h);
+    fake_local(&h);
+    fake_remote(&h);
+    fake_getpw(&h);
     h
-}
-
-/// Holds the gate: deliveries wait until the returned lock is dropped.
-fn close_gate(h: &Home) -> nix::fcntl::Flock<fs::File> {
-    let f = fs::File::open(h.path().join("gate")).expect("gate");
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .expect("lock gate")
-}
-
-fn running(h: &Home) -> BTreeSet<String> {
-    fs::read_dir(h.path().join("running"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn delivered(h: &Home) -> Vec<String> {
-    file_lines(&h.path().join("delivered"))
-}
-
-fn remote_delivered(h: &Home) -> Vec<String> {
-    file_lines(&h.path().join("delivered-remote"))
 }
 
 /// The number of the message whose `info msg` line names `sender`.
@@ -278,7 +219,7 @@ fn hold_racing_a_local_delivery_in_progress_then_release() {
 
     // The delivery in progress completed and was recorded; nothing else starts, not even
     // when everything is made due.
-    wait_until("a delivered", || delivered(&h) == vec!["a"]);
+    wait_until("a delivered", || delivered_locals(&h) == vec!["a"]);
     sys.signal(nix::sys::signal::Signal::SIGALRM);
     let o = qctl(&h, &["retry", "-a"]);
     assert_eq!(o.code, 0, "{o:?}");
@@ -289,7 +230,7 @@ fn hold_racing_a_local_delivery_in_progress_then_release() {
     let log = sys.lines();
     let since = after(&log, &format!("qctl: hold msg {id} uid {}", user_uid()));
     assert_eq!(starts_of(since, id), 0, "{since:#?}");
-    assert_eq!(delivered(&h), vec!["a"]);
+    assert_eq!(delivered_locals(&h), vec!["a"]);
     let o = qctl(&h, &["list", "--held"]);
     assert_eq!(
         o.stdout
@@ -318,7 +259,7 @@ fn hold_racing_a_local_delivery_in_progress_then_release() {
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(o.stdout, format!("#{id}: released, delivery resumes now\n"));
     wait_end(&sys, id);
-    let mut d = delivered(&h);
+    let mut d = delivered_locals(&h);
     d.sort();
     assert_eq!(d, vec!["a", "b", "c"]);
     let log = sys.stop();
@@ -377,8 +318,8 @@ fn delete_racing_a_remote_delivery_in_progress() {
     // y was never attempted, and nothing is left to attempt.
     sys.signal(nix::sys::signal::Signal::SIGALRM);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(remote_delivered(&h), vec!["x@far.example"]);
-    assert_eq!(delivered(&h), vec!["l"]);
+    assert_eq!(remote_recipients(&h), vec!["x@far.example"]);
+    assert_eq!(delivered_locals(&h), vec!["l"]);
     let log = sys.stop();
     assert_eq!(starts_of(&log, id), 2, "{log:#?}");
     assert!(!log.iter().any(|l| l.starts_with("bounce msg")));
@@ -461,7 +402,7 @@ fn a_hold_survives_a_restart_and_release_delivers() {
     let o = qctl(&h, &["release", "-s", "keep@far.example"]);
     assert_eq!(o.code, 0, "{o:?}");
     wait_end(&sys, id);
-    assert_eq!(delivered(&h), vec!["d"]);
+    assert_eq!(delivered_locals(&h), vec!["d"]);
     let o = qctl(&h, &["release", &id.to_string()]);
     assert_eq!(o.code, 100, "gone: {o:?}");
     sys.stop();
@@ -505,7 +446,7 @@ fn pause_and_resume_remote_while_delivering() {
         &["loc@testhost.example"],
     );
     msg_id(&sys, "three@far.example");
-    wait_until("the local delivery", || delivered(&h) == vec!["loc"]);
+    wait_until("the local delivery", || delivered_locals(&h) == vec!["loc"]);
     sys.signal(nix::sys::signal::Signal::SIGALRM);
     std::thread::sleep(Duration::from_millis(300));
     // (Numbers are inode numbers: "two" may reuse the number of "one", so only the
@@ -536,9 +477,9 @@ fn pause_and_resume_remote_while_delivering() {
     );
     let o = qctl(&h, &["resume", "remote"]);
     assert_eq!(o.stdout, "remote deliveries: resumed\n");
-    wait_until("r2 delivered", || remote_delivered(&h).len() == 2);
+    wait_until("r2 delivered", || remote_recipients(&h).len() == 2);
     assert_eq!(
-        remote_delivered(&h),
+        remote_recipients(&h),
         vec!["r1@far.example", "r2@far.example"]
     );
     let o = qctl(&h, &["resume", "remote"]);
@@ -582,7 +523,7 @@ fn retry_makes_a_deferred_message_due_now_and_reports_one_in_progress() {
     );
     drop(gate);
     wait_end(&sys, id);
-    assert_eq!(delivered(&h), vec!["joe"]);
+    assert_eq!(delivered_locals(&h), vec!["joe"]);
     let log = sys.stop();
     assert!(log.contains(&format!("qctl: retry msg {id} uid {}", user_uid())));
 }
@@ -790,7 +731,7 @@ fn without_qmail_send_requests_apply_to_the_files_and_the_next_start_finishes() 
     sys.wait_log("the new one's end", |l| l == format!("end msg {new}"));
     assert_eq!(starts_of(&sys.lines(), gone), 0);
     assert_eq!(starts_of(&sys.lines(), kept), 0);
-    assert_eq!(delivered(&h), vec!["k", "k"]);
+    assert_eq!(delivered_locals(&h), vec!["k", "k"]);
     // An ended message's files go after its "end msg" line (qmail-clean removes mess/S/N,
     // then info/S/N goes), so the listing settles a moment later.
     wait_until("the ended messages to leave the listing", || {
@@ -968,9 +909,7 @@ fn root_mode_qmail_qctl_becomes_qmails_and_qmail_send_serves_it() {
     )
     .expect("chmod");
     let remote = h.path().join("bin/qmail-remote");
-    let _ = fs::remove_file(&remote);
-    fs::write(&remote, GATED_REMOTE).expect("script");
-    fs::set_permissions(&remote, fs::Permissions::from_mode(0o755)).expect("chmod");
+    rqmail_tests::home::write_executable(&remote, FAKE_REMOTE);
     let gate = close_gate(&h);
     let mut c = Command::new(h.path().join("bin/qmail-start"));
     c.env_clear()
@@ -1134,7 +1073,7 @@ fn requests_for_messages_not_yet_preprocessed_have_them_preprocessed_first() {
     let o = qctl(&h, &["release", &n1.to_string()]);
     assert_eq!(o.code, 0, "{o:?}");
     sys.wait_log("the end of n1", |l| l == format!("end msg {n1}"));
-    assert_eq!(delivered(&h), vec!["p"]);
+    assert_eq!(delivered_locals(&h), vec!["p"]);
     // Nothing went wrong on the way.
     let log = sys.stop();
     assert!(!log.iter().any(|l| l.starts_with("warning:")), "{log:#?}");

@@ -7,6 +7,8 @@
 //! As root every server runs as `nobody` (tcpserver's -u/-g, setpriv for qmail-send), the
 //! single-user mode of the rest of the suite.
 
+use rqmail_tests::fakes::{fake_getpw, fake_local, mail_dir, mail_files};
+use rqmail_tests::net::tcpserver_as_qmaild;
 use rqmail_tests::single::*;
 use rqmail_tests::{Home, KillOnDrop, Smtp, bin, free_port, is_root, tcpserver_opts};
 use std::fs;
@@ -17,17 +19,6 @@ use std::path::Path;
 use std::time::Duration;
 
 // ------------------------------------------------------------------------ helpers
-
-/// A home owned by the single-user runner.
-fn user_home() -> Home {
-    let h = Home::new();
-    fs::set_permissions(h.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-    if is_root() {
-        let (u, g) = nobody();
-        h.chown_all(u, g);
-    }
-    h
-}
 
 /// Runs `program` of `home` under tcpserver as the single-user runner.
 fn serve(home: &Home, program: &str, env: &[(&str, &str)]) -> (KillOnDrop, u16) {
@@ -95,26 +86,13 @@ fn assert_kok(reply: &[u8]) {
     );
 }
 
-/// A fake qmail-local that keeps each message in $QMAIL_HOME/mail/ and succeeds.
-const FAKE_LOCAL: &str = r#"#!/bin/sh
-# -- user home local dash ext domain sender aliasempty
-cat > "$QMAIL_HOME/mail/$4@$7.$$"
-echo "did 0+0+1"
-exit 0
-"#;
-
-/// A fake qmail-getpw: every local part belongs to the test user, home $QMAIL_HOME.
-const FAKE_GETPW: &str = r#"#!/bin/sh
-printf '%s\0' nobody 65534 65534 "$QMAIL_HOME" - "$1"
-"#;
-
-/// A home whose local deliveries land in mail/.
+/// A home whose local deliveries land in mail/ (the fake qmail-local and qmail-getpw of
+/// [`rqmail_tests::fakes`]).
 fn delivery_home() -> Home {
     let h = user_home();
-    fs::create_dir(h.path().join("mail")).expect("mkdir");
-    chown_user(&h.path().join("mail"));
-    script(&h, "qmail-local", FAKE_LOCAL);
-    script(&h, "qmail-getpw", FAKE_GETPW);
+    mail_dir(&h);
+    fake_local(&h);
+    fake_getpw(&h);
     h
 }
 
@@ -123,14 +101,9 @@ fn pid_empty(h: &Home) -> bool {
     fs::read_dir(h.queue().join("pid")).map_or(true, |rd| rd.count() == 0)
 }
 
+/// The messages the fake qmail-local kept.
 fn mail_texts(h: &Home) -> Vec<String> {
-    fs::read_dir(h.path().join("mail"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| fs::read_to_string(e.path()).unwrap_or_default())
-                .collect()
-        })
-        .unwrap_or_default()
+    mail_files(h).into_iter().map(|(_, text)| text).collect()
 }
 
 // ------------------------------------------------------------------ qmail-qmqpd
@@ -697,35 +670,6 @@ fn clients_handle_servers_that_break_the_protocol() {
     assert!(hub.queued().is_empty());
 }
 
-/// `program` of a root-mode home under tcpserver as qmaild:nofiles, as FAQ 5.6 runs it.
-fn as_qmaild(home: &Path, program: &str) -> (KillOnDrop, u16) {
-    let (uid, _) = rqmail_tests::user_ids("qmaild");
-    let gid = nix::unistd::Group::from_name("nofiles")
-        .ok()
-        .flatten()
-        .expect("nofiles")
-        .gid
-        .as_raw();
-    let port = free_port();
-    let child = std::process::Command::new(rqmail_tests::tool("tcpserver"))
-        .env_clear()
-        .env("QMAIL_HOME", home)
-        .args(["-q", "-R", "-H", "-l", "roothost.example", "-u"])
-        .arg(uid.to_string())
-        .arg("-g")
-        .arg(gid.to_string())
-        .arg("127.0.0.1")
-        .arg(port.to_string())
-        .arg(home.join("bin").join(program))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("tcpserver");
-    let server = KillOnDrop(child);
-    rqmail_tests::wait_for_port(port);
-    (server, port)
-}
-
 #[test]
 fn root_mode_servers_as_qmaild_through_setuid_qmail_queue() {
     if !is_root() {
@@ -737,8 +681,8 @@ fn root_mode_servers_as_qmaild_through_setuid_qmail_queue() {
     fs::write(home.join("control/rcpthosts"), "roothost.example\n").expect("rcpthosts");
     let (qmaild, _) = rqmail_tests::user_ids("qmaild");
     let (qmailq, _) = rqmail_tests::user_ids("qmailq");
-    let (_qmqp, p1) = as_qmaild(&home, "qmail-qmqpd");
-    let (_qmtp, p2) = as_qmaild(&home, "qmail-qmtpd");
+    let (_qmqp, p1) = tcpserver_as_qmaild(&home, "qmail-qmqpd", &[]);
+    let (_qmtp, p2) = tcpserver_as_qmaild(&home, "qmail-qmtpd", &[]);
     assert_kok(&exchange(
         p1,
         &qmqp_request(

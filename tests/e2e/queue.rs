@@ -1,35 +1,20 @@
 //! qmail-queue through its descriptors: the message on fd 0, the envelope on fd 1, the
 //! files it leaves in a real queue directory, its exit codes.
 
+pub use rqmail_tests::home::Tmpfs;
+use rqmail_tests::queue::run_as_queue;
 use rqmail_tests::{Home, bin, is_root, walk};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// Runs `cmd` as qmail-queue is run: `msg` on fd 0, `env` readable on fd 1.
+/// Runs `cmd` as qmail-queue is run: `msg` on fd 0, `env` readable on fd 1, fd 2
+/// inherited. Returns the exit code and the pid.
 fn queue_with(mut cmd: Command, msg: &[u8], env: &[u8]) -> (i32, u32) {
-    let (env_r, env_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::from(env_r))
-        .stderr(Stdio::inherit());
-    let mut child = cmd.spawn().expect("spawn qmail-queue");
-    let pid = child.id();
-    let mut stdin = child.stdin.take().expect("stdin");
-    let msg = msg.to_vec();
-    let env = env.to_vec();
-    let t1 = std::thread::spawn(move || {
-        let _ = stdin.write_all(&msg);
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut f = fs::File::from(env_w);
-        let _ = f.write_all(&env);
-    });
-    let st = child.wait().expect("wait");
-    let _ = t1.join();
-    let _ = t2.join();
-    (st.code().unwrap_or(-1), pid)
+    cmd.stderr(Stdio::inherit());
+    let (code, pid, _) = run_as_queue(cmd, msg, env);
+    (code, pid)
 }
 
 fn queue(home: &Home, msg: &[u8], env: &[u8]) -> (i32, u32) {
@@ -269,52 +254,6 @@ fn no_free_inode_exits_64_and_leaves_no_pid_file() {
     let mut c = Command::new(bin("qmail-queue"));
     c.env_clear().env("QMAIL_HOME", homedir);
     assert_eq!(queue_with(c, b"x\n", b"Fa@b\0Tc@d\0\0").0, 0);
-}
-
-/// A tmpfs of a given size mounted on a temporary directory; unmounted when dropped.
-pub struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    pub fn new(size: &str) -> Tmpfs {
-        Tmpfs::with_options(&format!("size={size},mode=0755"))
-    }
-
-    /// A tmpfs with mount options `opts` (size=, nr_inodes=, mode=).
-    pub fn with_options(opts: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().expect("tmp");
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("mount");
-        assert!(st.success(), "mount tmpfs -o {opts} failed");
-        Tmpfs { dir }
-    }
-
-    /// Changes mount options (`nr_inodes=N`, `size=S`) in place.
-    pub fn remount(&self, opts: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,{opts}")])
-            .arg(self.dir.path())
-            .status()
-            .expect("remount");
-        assert!(st.success(), "remount -o {opts} failed");
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
 }
 
 /// The 24-hour limit: SIGALRM (what alarm(86400) delivers) makes qmail-queue exit 52

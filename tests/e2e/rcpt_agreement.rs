@@ -44,15 +44,6 @@ fn user_home(h: &Home, name: &str, mode: u32) -> String {
     p.display().to_string()
 }
 
-/// The runner's account name (qmail-getpw's only user in single-user mode).
-fn runner_name() -> String {
-    let (uid, _) = runner_ids();
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .expect("getpwuid")
-        .expect("account")
-        .name
-}
-
 #[test]
 fn recipient_validation_refuses_exactly_what_delivery_bounces() {
     let h = Home::new();

@@ -6,175 +6,23 @@
 //! Each test uses addresses of its own in 127.0.0.0/8 (127.1.N.x), so that an address with
 //! nothing listening really refuses connections whatever the other tests do.
 
-use rqmail_tests::{Home, KillOnDrop, certs, is_root, python, run_with_input, tool};
+use rqmail_tests::certs::test_pki;
+use rqmail_tests::home::scratch;
+use rqmail_tests::process::start_python;
+use rqmail_tests::smtp_peer::SmtpServer;
+use rqmail_tests::{Home, KillOnDrop, is_root, run_with_input, tool};
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Hang guard for anything waited for (never a timing assertion).
 const GUARD: Duration = Duration::from_secs(120);
 
 // ------------------------------------------------------------------ the test peers
-
-/// A scripted SMTP server. The configuration is JSON (see the keys read below); every
-/// connection leaves `conn-N.log` in the transcript directory: `> command` lines, `tls
-/// VERSION CIPHER`, `client CN`, `pipelined True|False`, `error ...`, `end`; the message
-/// data (unstuffed, LF line ends) goes to `conn-N.data`.
-const SMTP_SERVER: &str = r#"
-import json, os, select, socket, ssl, sys, threading, time
-cfg = json.load(open(sys.argv[1]))
-out = cfg["dir"]
-lock = threading.Lock()
-counter = [0]
-
-def tls_context():
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cfg["cert"], cfg["key"])
-    if cfg.get("client_ca"):
-        ctx.load_verify_locations(cfg["client_ca"])
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-    return ctx
-
-class Conn:
-    def __init__(self, sock):
-        self.sock, self.buf = sock, b""
-    def line(self):
-        while b"\n" not in self.buf:
-            d = self.sock.recv(65536)
-            if not d:
-                return None
-            self.buf += d
-        l, self.buf = self.buf.split(b"\n", 1)
-        return l.rstrip(b"\r")
-    def more_within(self, secs):
-        end = time.time() + secs
-        while b"\n" not in self.buf:
-            left = end - time.time()
-            if left <= 0:
-                return False
-            if not (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
-                if not select.select([self.sock], [], [], left)[0]:
-                    return False
-            d = self.sock.recv(65536)
-            if not d:
-                return False
-            self.buf += d
-        return True
-    def reply(self, r):
-        if not isinstance(r, list):
-            r = [r]
-        self.sock.sendall(b"".join(x.encode() + b"\r\n" for x in r))
-
-def serve(sock, n):
-    log = open(os.path.join(out, "conn-%d.tmp" % n), "w")
-    def note(s):
-        log.write(s + "\n"); log.flush()
-    c = Conn(sock)
-    tls = False
-    try:
-        if cfg.get("smtps"):
-            c.sock = tls_context().wrap_socket(sock, server_side=True)
-            tls = True
-            note("tls %s %s" % (c.sock.version(), c.sock.cipher()[0]))
-        if cfg.get("silent"):
-            time.sleep(3600)
-        if cfg.get("flood"):
-            while True:
-                c.sock.sendall(b"220-flood flood flood flood flood flood flood flood flood\r\n" * 100)
-        time.sleep(cfg.get("greeting_delay", 0))
-        c.reply(cfg.get("greeting", "220 test.example ESMTP"))
-        while True:
-            l = c.line()
-            if l is None:
-                break
-            note("> " + l.decode("latin-1"))
-            verb = l.split(b" ")[0].upper()
-            if verb == b"EHLO":
-                if not cfg.get("ehlo", True):
-                    c.reply("502 unimplemented")
-                    continue
-                exts = [e for e in cfg.get("extensions", ["PIPELINING", "8BITMIME"]) if not (tls and e == "STARTTLS")]
-                lines = ["250-test.example"] + ["250-" + e for e in exts]
-                lines[-1] = "250 " + lines[-1][4:]
-                c.reply(lines)
-            elif verb == b"HELO":
-                c.reply(cfg.get("helo", "250 test.example"))
-            elif verb == b"STARTTLS":
-                r = cfg.get("starttls", "220 ready")
-                c.reply(r)
-                if r.startswith("220"):
-                    if cfg.get("tls_broken"):
-                        c.sock.sendall(b"this is not TLS at all\r\n" * 20)
-                        time.sleep(1)
-                        break
-                    c.buf = b""
-                    c.sock = tls_context().wrap_socket(c.sock, server_side=True)
-                    tls = True
-                    note("tls %s %s" % (c.sock.version(), c.sock.cipher()[0]))
-                    cert = c.sock.getpeercert()
-                    if cert:
-                        note("client " + dict(x[0] for x in cert["subject"])["commonName"])
-            elif verb == b"MAIL":
-                if "pipeline_wait" in cfg:
-                    note("pipelined %s" % c.more_within(cfg["pipeline_wait"]))
-                c.reply(cfg.get("mail", "250 ok"))
-            elif verb == b"RCPT":
-                addr = l.decode("latin-1").split("<", 1)[1].rsplit(">", 1)[0]
-                c.reply(cfg.get("rcpt", {}).get(addr, "250 ok"))
-            elif verb == b"DATA":
-                r = cfg.get("data", "354 go ahead")
-                c.reply(r)
-                if not r.startswith("354"):
-                    continue
-                data = b""
-                while True:
-                    l = c.line()
-                    if l is None:
-                        note("data incomplete")
-                        raise EOFError()
-                    if l == b".":
-                        break
-                    data += (l[1:] if l.startswith(b".") else l) + b"\n"
-                open(os.path.join(out, "conn-%d.data" % n), "wb").write(data)
-                time.sleep(cfg.get("final_delay", 0))
-                c.reply(cfg.get("final", "250 ok queued"))
-            elif verb == b"QUIT":
-                c.reply("221 bye")
-                break
-            else:
-                c.reply("502 unimplemented")
-    except Exception as e:
-        note("error %r" % e)
-    finally:
-        note("end")
-        log.close()
-        os.rename(os.path.join(out, "conn-%d.tmp" % n), os.path.join(out, "conn-%d.log" % n))
-        try:
-            c.sock.close()
-        except Exception:
-            pass
-
-ls = socket.socket(socket.AF_INET6 if ":" in cfg["bind"] else socket.AF_INET)
-ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-try:
-    ls.bind((cfg["bind"], cfg.get("port", 0)))
-except OSError:
-    print("busy", flush=True)
-    sys.exit(1)
-ls.listen(16)
-print(ls.getsockname()[1], flush=True)
-while True:
-    s, _ = ls.accept()
-    with lock:
-        counter[0] += 1
-        n = counter[0]
-    threading.Thread(target=serve, args=(s, n), daemon=True).start()
-"#;
 
 /// A DNS server answering from a JSON zone: `{"name": {"MX": [[10, "mx.name"]], "A":
 /// [...], "AAAA": [...], "CNAME": "target"}}`, or `{"rcode": "SERVFAIL"}`; unknown names
@@ -227,137 +75,11 @@ while True:
         pass
 "#;
 
-/// A private directory for the peers' files (readable by everyone: smtp-sink and
-/// single-user tests run as nobody).
-fn scratch() -> tempfile::TempDir {
-    let d = tempfile::Builder::new()
-        .prefix("rqmail-remote-")
-        .tempdir()
-        .expect("tempdir");
-    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
-    d
-}
-
-/// Starts a Python helper with `script` and `args`; returns it and the port it printed.
-fn start_python(dir: &Path, name: &str, script: &str, args: &[&Path]) -> Option<(KillOnDrop, u16)> {
-    let p = dir.join(name);
-    fs::write(&p, script).expect("write script");
-    let mut c = Command::new(python());
-    c.arg(&p)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = c.spawn().expect("start python");
-    let out = child.stdout.take().expect("stdout");
-    let k = KillOnDrop(child);
-    let mut line = String::new();
-    BufReader::new(out).read_line(&mut line).expect("port line");
-    line.trim().parse().ok().map(|port| (k, port))
-}
-
-/// A running scripted SMTP server.
-struct Server {
-    _proc: KillOnDrop,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-/// One connection as the server saw it.
-#[derive(Debug, Default)]
-struct Transcript {
-    commands: Vec<String>,
-    tls: Option<String>,
-    client: Option<String>,
-    pipelined: Option<bool>,
-    errors: Vec<String>,
-    data: Option<String>,
-}
-
-impl Server {
-    /// Starts a server on `bind` (port 0: any) with the extra JSON members `cfg` (a
-    /// fragment such as `"greeting": "554 no"`, or empty). `None` when the port is taken.
-    fn try_start(bind: &str, port: u16, cfg: &str) -> Option<Server> {
-        let dir = scratch();
-        let sep = if cfg.trim().is_empty() { "" } else { "," };
-        let json = format!(
-            r#"{{"bind": "{bind}", "port": {port}, "dir": "{}", "cert": "{}", "key": "{}"{sep} {cfg}}}"#,
-            dir.path().display(),
-            certs().join("mx.pem").display(),
-            certs().join("mx.key").display(),
-        );
-        let cfgfile = dir.path().join("cfg.json");
-        fs::write(&cfgfile, json).expect("write cfg");
-        let (proc, port) = start_python(dir.path(), "smtp.py", SMTP_SERVER, &[&cfgfile])?;
-        Some(Server {
-            _proc: proc,
-            dir,
-            port,
-        })
-    }
-
-    fn start(bind: &str, cfg: &str) -> Server {
-        Server::try_start(bind, 0, cfg).expect("start the SMTP server")
-    }
-
-    /// The connections so far, waiting until `n` of them have ended.
-    fn transcripts(&self, n: usize) -> Vec<Transcript> {
-        let deadline = Instant::now() + GUARD;
-        loop {
-            let done = (1..=n).all(|i| self.dir.path().join(format!("conn-{i}.log")).exists());
-            if done {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not see {n} connections"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let mut v = Vec::new();
-        for i in 1.. {
-            let p = self.dir.path().join(format!("conn-{i}.log"));
-            let Ok(text) = fs::read_to_string(&p) else {
-                break;
-            };
-            let mut t = Transcript::default();
-            for l in text.lines() {
-                if let Some(c) = l.strip_prefix("> ") {
-                    t.commands.push(c.to_string());
-                } else if let Some(x) = l.strip_prefix("tls ") {
-                    t.tls = Some(x.to_string());
-                } else if let Some(x) = l.strip_prefix("client ") {
-                    t.client = Some(x.to_string());
-                } else if let Some(x) = l.strip_prefix("pipelined ") {
-                    t.pipelined = Some(x == "True");
-                } else if let Some(x) = l.strip_prefix("error ") {
-                    t.errors.push(x.to_string());
-                }
-            }
-            t.data = fs::read_to_string(self.dir.path().join(format!("conn-{i}.data"))).ok();
-            v.push(t);
-        }
-        v
-    }
-
-    /// The only connection.
-    fn one(&self) -> Transcript {
-        let mut v = self.transcripts(1);
-        assert_eq!(v.len(), 1, "{v:?}");
-        v.remove(0)
-    }
-
-    /// True when no connection came.
-    fn untouched(&self) -> bool {
-        !self.dir.path().join("conn-1.tmp").exists() && !self.dir.path().join("conn-1.log").exists()
-    }
-}
-
 /// Two servers on the same port at two addresses.
-fn servers_on_one_port(a: &str, cfg_a: &str, b: &str, cfg_b: &str) -> (Server, Server) {
+fn servers_on_one_port(a: &str, cfg_a: &str, b: &str, cfg_b: &str) -> (SmtpServer, SmtpServer) {
     for _ in 0..20 {
-        let first = Server::start(a, cfg_a);
-        if let Some(second) = Server::try_start(b, first.port, cfg_b) {
+        let first = SmtpServer::start(a, cfg_a);
+        if let Some(second) = SmtpServer::try_start(b, first.port, cfg_b) {
             return (first, second);
         }
     }
@@ -373,7 +95,7 @@ struct Dns {
 
 impl Dns {
     fn start(zone: &str) -> Dns {
-        let dir = scratch();
+        let dir = scratch("rqmail-remote-");
         let z = dir.path().join("zone.json");
         fs::write(&z, zone).expect("write zone");
         let log = dir.path().join("queries");
@@ -398,43 +120,6 @@ impl Dns {
             .map(str::to_string)
             .collect()
     }
-}
-
-/// The test certificates: a CA, a server certificate for mx.tls.test (and one for
-/// other.test) signed by it, a client certificate (`clientcert.pem`, key included), and a
-/// second, unrelated CA.
-fn certs() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("remote-certs-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).expect("mkdir certs");
-        let ca = certs::authority(&d, "ca", "/CN=rqmail test CA");
-        certs::authority(&d, "ca2", "/CN=another test CA");
-        for (name, cn, usage) in [
-            ("mx", "mx.tls.test", "serverAuth"),
-            ("other", "other.test", "serverAuth"),
-            ("client", "client.rqmail.test", "clientAuth"),
-        ] {
-            certs::signed(
-                &d,
-                name,
-                &format!("/CN={cn}"),
-                &ca,
-                &format!(
-                    "basicConstraints=CA:FALSE\nsubjectAltName=DNS:{cn}\nextendedKeyUsage={usage}\n"
-                ),
-            );
-        }
-        let mut both = fs::read(d.join("client.pem")).expect("client.pem");
-        both.extend(fs::read(d.join("client.key")).expect("client.key"));
-        fs::write(d.join("clientcert.pem"), both).expect("clientcert.pem");
-        for e in fs::read_dir(&d).expect("certs").flatten() {
-            let _ = fs::set_permissions(e.path(), fs::Permissions::from_mode(0o644));
-        }
-        d
-    })
 }
 
 // ------------------------------------------------------------------ running qmail-remote
@@ -521,7 +206,7 @@ fn remote_file(h: &Home, dns: &str, args: &[&str], msg: &[u8]) -> Reports {
 const MSG: &[u8] = b"Subject: test\n\nhello\n";
 
 /// A home routing `domain` to the server.
-fn routed(s: &Server, domain: &str, bind: &str) -> Home {
+fn routed(s: &SmtpServer, domain: &str, bind: &str) -> Home {
     let h = home();
     h.control("smtproutes", &format!("{domain}:{bind}:{}\n", s.port));
     h
@@ -531,7 +216,7 @@ fn routed(s: &Server, domain: &str, bind: &str) -> Home {
 
 #[test]
 fn delivers_with_netqmails_reports_and_message_conversion() {
-    let s = Server::start("127.1.1.2", "");
+    let s = SmtpServer::start("127.1.1.2", "");
     let h = routed(&s, "far.example", "127.1.1.2");
     let msg = b"Subject: dots\n\n.leading dot\n..two\n.\nend\n";
     let r = remote(
@@ -577,7 +262,7 @@ fn delivers_with_netqmails_reports_and_message_conversion() {
 
 #[test]
 fn helohost_null_sender_and_empty_message() {
-    let s = Server::start("127.1.2.2", "");
+    let s = SmtpServer::start("127.1.2.2", "");
     let h = routed(&s, "far.example", "127.1.2.2");
     h.control("helohost", "out.example\n");
     let r = remote(&h, NO_DNS, &["far.example", "", "x@far.example"], b"");
@@ -590,7 +275,7 @@ fn helohost_null_sender_and_empty_message() {
 
 #[test]
 fn recipients_rejected_permanently_and_temporarily() {
-    let s = Server::start(
+    let s = SmtpServer::start(
         "127.1.3.2",
         r#""rcpt": {"bad@far.example": "550 no such user", "later@far.example": ["451-try", "451 again"]}"#,
     );
@@ -642,7 +327,7 @@ fn recipients_rejected_permanently_and_temporarily() {
 #[test]
 fn sender_rejected_permanently_or_temporarily() {
     for (code, letter) in [("553", 'D'), ("451", 'Z')] {
-        let s = Server::start("127.1.4.2", &format!(r#""mail": "{code} sender refused""#));
+        let s = SmtpServer::start("127.1.4.2", &format!(r#""mail": "{code} sender refused""#));
         let h = routed(&s, "far.example", "127.1.4.2");
         let r = remote(
             &h,
@@ -688,7 +373,7 @@ fn data_command_and_message_rejections() {
         ),
     ];
     for (cfg, letter, text) in cases {
-        let s = Server::start("127.1.5.2", cfg);
+        let s = SmtpServer::start("127.1.5.2", cfg);
         let h = routed(&s, "far.example", "127.1.5.2");
         let r = remote(
             &h,
@@ -703,7 +388,7 @@ fn data_command_and_message_rejections() {
 
 #[test]
 fn greeting_failure_and_helo_fallback() {
-    let s = Server::start("127.1.6.2", r#""greeting": ["554-go away", "554 really"]"#);
+    let s = SmtpServer::start("127.1.6.2", r#""greeting": ["554-go away", "554 really"]"#);
     let h = routed(&s, "far.example", "127.1.6.2");
     let r = remote(
         &h,
@@ -721,7 +406,7 @@ fn greeting_failure_and_helo_fallback() {
     assert_eq!(s.one().commands, ["QUIT"]);
 
     // EHLO refused: HELO instead, no extensions.
-    let s = Server::start("127.1.6.3", r#""ehlo": false"#);
+    let s = SmtpServer::start("127.1.6.3", r#""ehlo": false"#);
     let h = routed(&s, "far.example", "127.1.6.3");
     let r = remote(
         &h,
@@ -740,7 +425,7 @@ fn greeting_failure_and_helo_fallback() {
     );
 
     // Both refused.
-    let s = Server::start("127.1.6.4", r#""ehlo": false, "helo": "501 bad name""#);
+    let s = SmtpServer::start("127.1.6.4", r#""ehlo": false, "helo": "501 bad name""#);
     let h = routed(&s, "far.example", "127.1.6.4");
     let r = remote(
         &h,
@@ -759,7 +444,7 @@ fn greeting_failure_and_helo_fallback() {
 
 #[test]
 fn malformed_replies_are_temporary_failures() {
-    let s = Server::start(
+    let s = SmtpServer::start(
         "127.1.7.2",
         r#""rcpt": {"x@far.example": "xyz what"}, "final": "ok?""#,
     );
@@ -787,7 +472,7 @@ fn malformed_replies_are_temporary_failures() {
 
 #[test]
 fn pipelining_on_and_off() {
-    let s = Server::start("127.1.8.2", r#""pipeline_wait": 10"#);
+    let s = SmtpServer::start("127.1.8.2", r#""pipeline_wait": 10"#);
     let h = routed(&s, "far.example", "127.1.8.2");
     let r = remote(
         &h,
@@ -812,7 +497,7 @@ fn pipelining_on_and_off() {
         ["RCPT TO:<a@far.example>", "RCPT TO:<b@far.example>", "DATA"]
     );
 
-    let s = Server::start(
+    let s = SmtpServer::start(
         "127.1.8.3",
         r#""pipeline_wait": 0.5, "extensions": ["8BITMIME"]"#,
     );
@@ -836,7 +521,7 @@ fn pipelining_on_and_off() {
     );
 
     // Many recipients go in several groups, in order, with every reply read.
-    let s = Server::start("127.1.8.4", r#""rcpt": {"r77@far.example": "550 no"}"#);
+    let s = SmtpServer::start("127.1.8.4", r#""rcpt": {"r77@far.example": "550 no"}"#);
     let h = routed(&s, "far.example", "127.1.8.4");
     let rcpts: Vec<String> = (0..300).map(|i| format!("r{i}@far.example")).collect();
     let mut args = vec!["far.example", "s@here.example"];
@@ -858,7 +543,7 @@ fn pipelining_on_and_off() {
 
 #[test]
 fn eightbitmime_declared_for_8bit_messages_only() {
-    let s = Server::start("127.1.9.2", "");
+    let s = SmtpServer::start("127.1.9.2", "");
     let h = routed(&s, "far.example", "127.1.9.2");
     let eight = "Subject: caf\u{e9}\n\n\u{e9}t\u{e9}\n".as_bytes();
     remote_file(
@@ -879,7 +564,7 @@ fn eightbitmime_declared_for_8bit_messages_only() {
     assert_eq!(t[1].commands[1], "MAIL FROM:<s@here.example>");
 
     // Not offered: not declared.
-    let s = Server::start("127.1.9.3", r#""extensions": ["PIPELINING"]"#);
+    let s = SmtpServer::start("127.1.9.3", r#""extensions": ["PIPELINING"]"#);
     let h = routed(&s, "far.example", "127.1.9.3");
     remote_file(
         &h,
@@ -892,7 +577,7 @@ fn eightbitmime_declared_for_8bit_messages_only() {
 
 #[test]
 fn partial_final_line_is_permanent() {
-    let s = Server::start("127.1.10.2", "");
+    let s = SmtpServer::start("127.1.10.2", "");
     let h = routed(&s, "far.example", "127.1.10.2");
     let r = remote(
         &h,
@@ -915,7 +600,7 @@ fn partial_final_line_is_permanent() {
 #[test]
 fn timeouts_and_dropped_connections() {
     // No greeting at all.
-    let s = Server::start("127.1.11.2", r#""silent": true"#);
+    let s = SmtpServer::start("127.1.11.2", r#""silent": true"#);
     let h = routed(&s, "far.example", "127.1.11.2");
     h.control("timeoutremote", "1\n");
     let r = remote(
@@ -933,7 +618,7 @@ fn timeouts_and_dropped_connections() {
     );
 
     // Silence after the message: possibly delivered.
-    let s = Server::start("127.1.11.3", r#""final_delay": 30"#);
+    let s = SmtpServer::start("127.1.11.3", r#""final_delay": 30"#);
     let h = routed(&s, "far.example", "127.1.11.3");
     h.control("timeoutremote", "1\n");
     let r = remote(
@@ -952,7 +637,7 @@ fn timeouts_and_dropped_connections() {
     );
 
     // A server that never stops talking.
-    let s = Server::start("127.1.11.4", r#""flood": true"#);
+    let s = SmtpServer::start("127.1.11.4", r#""flood": true"#);
     let h = routed(&s, "far.example", "127.1.11.4");
     let r = remote(
         &h,
@@ -993,7 +678,7 @@ time.sleep(3600)
 
 #[test]
 fn connect_timeout_is_recorded_in_tcpto() {
-    let dir = scratch();
+    let dir = scratch("rqmail-remote-");
     let (_hole, port) = start_python(dir.path(), "hole.py", BLACKHOLE, &[Path::new("127.1.12.2")])
         .expect("start the black hole");
     let h = home();
@@ -1026,7 +711,7 @@ fn connect_timeout_is_recorded_in_tcpto() {
 
 #[test]
 fn tcpto_skips_hosts_that_timed_out_until_qmail_tcpok() {
-    let s = Server::start("127.1.13.2", "");
+    let s = SmtpServer::start("127.1.13.2", "");
     let h = routed(&s, "far.example", "127.1.13.2");
     // netqmail's record: address, 2 timeouts, the time of the last one (now).
     let now = std::time::SystemTime::now()
@@ -1112,7 +797,7 @@ fn tcpto_and_tcpok_failures() {
 
 #[test]
 fn ipv6_relay_and_ipv6_tcpto_table() {
-    let s = Server::start("::1", "");
+    let s = SmtpServer::start("::1", "");
     let h = home();
     h.control("smtproutes", &format!("six.example:[::1]:{}\n", s.port));
     let r = remote(
@@ -1131,7 +816,7 @@ fn ipv6_relay_and_ipv6_tcpto_table() {
     assert_eq!(s.one().commands[2], "RCPT TO:<x@six.example>");
 
     // A timeout to an IPv6 host goes to lock/tcpto6 when it exists.
-    let dir = scratch();
+    let dir = scratch("rqmail-remote-");
     let (_hole, port) = start_python(dir.path(), "hole.py", BLACKHOLE, &[Path::new("::1")])
         .expect("start the black hole");
     h.control("smtproutes", &format!("six.example:[IPv6:::1]:{port}\n"));
@@ -1232,7 +917,7 @@ fn usage_and_configuration_failures() {
 
 #[test]
 fn addresses_with_line_breaks_are_never_sent() {
-    let s = Server::start("127.1.14.2", "");
+    let s = SmtpServer::start("127.1.14.2", "");
     let h = routed(&s, "far.example", "127.1.14.2");
     let r = remote(
         &h,
@@ -1317,7 +1002,7 @@ fn mx_preference_order_and_connection_refused_then_next_mx() {
 
 #[test]
 fn no_mx_uses_the_address_records() {
-    let s = Server::start("127.1.21.2", "");
+    let s = SmtpServer::start("127.1.21.2", "");
     let dns = Dns::start(r#"{"plain.test": {"A": ["127.1.21.2"]}}"#);
     let h = home();
     h.control("smtproutes", &format!("plain.test::{}\n", s.port));
@@ -1436,7 +1121,7 @@ fn nxdomain_is_permanent_and_servfail_defers() {
 
 #[test]
 fn recipients_domains_are_canonicalised_unless_relayed() {
-    let s = Server::start("127.1.23.2", "");
+    let s = SmtpServer::start("127.1.23.2", "");
     let dns = Dns::start(
         r#"{"alias.test": {"CNAME": "real.test"}, "real.test": {"A": ["127.1.23.2"]},
             "relay.test": {"A": ["127.1.23.2"]}}"#,
@@ -1498,7 +1183,7 @@ fn recipients_domains_are_canonicalised_unless_relayed() {
 fn ipv6_through_dns_when_every_recipient_is_an_alias() {
     // ::1 is this host; netqmail's rule still allows it when every recipient's domain
     // is an alias (the canonical name may be handled here by another route).
-    let s = Server::start("::1", "");
+    let s = SmtpServer::start("::1", "");
     let dns = Dns::start(r#"{"v6.test": {"AAAA": ["::1"]}, "alias6.test": {"CNAME": "v6.test"}}"#);
     let h = home();
     h.control("smtproutes", &format!("v6.test::{}\n", s.port));
@@ -1520,14 +1205,14 @@ fn ipv6_through_dns_when_every_recipient_is_an_alias() {
 
 // ------------------------------------------------------------------ TLS
 
-fn tls_server(bind: &str, cfg: &str) -> Server {
+fn tls_server(bind: &str, cfg: &str) -> SmtpServer {
     let ext = r#""extensions": ["PIPELINING", "STARTTLS", "8BITMIME"]"#;
     let sep = if cfg.is_empty() { "" } else { ", " };
-    Server::start(bind, &format!("{ext}{sep}{cfg}"))
+    SmtpServer::start(bind, &format!("{ext}{sep}{cfg}"))
 }
 
 /// A home that routes tls.test to the relay mx.tls.test (127.1.N.2 through the test DNS).
-fn tls_home(s: &Server) -> Home {
+fn tls_home(s: &SmtpServer) -> Home {
     let h = home();
     h.control("smtproutes", &format!("tls.test:mx.tls.test:{}\n", s.port));
     fs::create_dir_all(h.path().join("control/tlshosts")).expect("mkdir");
@@ -1588,7 +1273,7 @@ fn starttls_refused() {
     assert_eq!(t.commands[2], "MAIL FROM:<s@here.example>");
     // Required: deferred.
     fs::copy(
-        certs().join("ca.pem"),
+        test_pki().join("ca.pem"),
         h.path().join("control/tlshosts/mx.tls.test.pem"),
     )
     .expect("cp");
@@ -1685,7 +1370,7 @@ fn tlshosts_certificate_verification() {
     let dns = tls_dns("127.1.32.2");
     let h = tls_home(&s);
     let pem = h.path().join("control/tlshosts/mx.tls.test.pem");
-    fs::copy(certs().join("ca.pem"), &pem).expect("cp");
+    fs::copy(test_pki().join("ca.pem"), &pem).expect("cp");
     let r = remote(&h, &dns.addr(), &TLS_ARGS, MSG);
     let (letter, text) = r.last();
     assert_eq!(letter, 'K', "{text}");
@@ -1694,7 +1379,7 @@ fn tlshosts_certificate_verification() {
         "{text:?}"
     );
     // The wrong authority.
-    fs::copy(certs().join("ca2.pem"), &pem).expect("cp");
+    fs::copy(test_pki().join("ca2.pem"), &pem).expect("cp");
     let r = remote(&h, &dns.addr(), &TLS_ARGS, MSG);
     assert_eq!(
         r.last(),
@@ -1705,13 +1390,13 @@ fn tlshosts_certificate_verification() {
         )
     );
     // The right authority, the wrong name.
-    fs::copy(certs().join("ca.pem"), &pem).expect("cp");
+    fs::copy(test_pki().join("ca.pem"), &pem).expect("cp");
     let other = tls_server(
         "127.1.32.3",
         &format!(
             r#""cert": "{}", "key": "{}""#,
-            certs().join("other.pem").display(),
-            certs().join("other.key").display()
+            test_pki().join("other.pem").display(),
+            test_pki().join("other.key").display()
         ),
     );
     let dns2 = tls_dns("127.1.32.3");
@@ -1731,7 +1416,7 @@ fn tlshosts_certificate_verification() {
         "{text:?}"
     );
     // STARTTLS not offered at all.
-    let plain = Server::start("127.1.32.4", "");
+    let plain = SmtpServer::start("127.1.32.4", "");
     let dns3 = tls_dns("127.1.32.4");
     h.control(
         "smtproutes",
@@ -1789,12 +1474,12 @@ fn notlshosts_and_exhaustivelist_turn_tls_off() {
 fn client_certificate_is_offered() {
     let s = tls_server(
         "127.1.35.2",
-        &format!(r#""client_ca": "{}""#, certs().join("ca.pem").display()),
+        &format!(r#""client_ca": "{}""#, test_pki().join("ca.pem").display()),
     );
     let dns = tls_dns("127.1.35.2");
     let h = tls_home(&s);
     fs::copy(
-        certs().join("clientcert.pem"),
+        test_pki().join("clientcert.pem"),
         h.path().join("control/clientcert.pem"),
     )
     .expect("cp");
@@ -1822,7 +1507,7 @@ fn tlsverify_checks_against_the_system_roots() {
     let dns = tls_dns("127.1.36.2");
     let h = tls_home(&s);
     h.control("tlsverify", ".tls.test\n");
-    let ca = certs().join("ca.pem");
+    let ca = test_pki().join("ca.pem");
     let ca = ca.to_str().expect("path");
     let r = remote_env(&h, &dns.addr(), &[("SSL_CERT_FILE", ca)], &TLS_ARGS, MSG);
     let (letter, text) = r.last();
@@ -1831,7 +1516,7 @@ fn tlsverify_checks_against_the_system_roots() {
         text.ends_with(", certificate verified with the system's roots.\n"),
         "{text:?}"
     );
-    let other = certs().join("ca2.pem");
+    let other = test_pki().join("ca2.pem");
     let r = remote_env(
         &h,
         &dns.addr(),
@@ -1853,7 +1538,7 @@ fn smtps_on_port_465() {
         eprintln!("smtps_on_port_465 needs root (it listens on port 465); skipped");
         return;
     }
-    let Some(s) = Server::try_start("127.1.37.2", 465, r#""smtps": true"#) else {
+    let Some(s) = SmtpServer::try_start("127.1.37.2", 465, r#""smtps": true"#) else {
         panic!("port 465 on 127.1.37.2 is taken");
     };
     let h = home();
@@ -1899,7 +1584,7 @@ fn verbose_diagnostics_explain_a_failed_tls_handshake() {
     let dns = tls_dns("127.1.38.2");
     let h = tls_home(&s);
     fs::copy(
-        certs().join("ca2.pem"),
+        test_pki().join("ca2.pem"),
         h.path().join("control/tlshosts/mx.tls.test.pem"),
     )
     .expect("cp");
@@ -1962,7 +1647,7 @@ fn verbose_diagnostics_of_a_verified_tls_session() {
     let dns = tls_dns("127.1.38.3");
     let h = tls_home(&s);
     fs::copy(
-        certs().join("ca.pem"),
+        test_pki().join("ca.pem"),
         h.path().join("control/tlshosts/mx.tls.test.pem"),
     )
     .expect("cp");
@@ -2030,7 +1715,7 @@ fn postfix_dir() -> PathBuf {
 /// smtp-sink on `bind` with `opts`, dumping each message into a directory.
 fn smtp_sink(bind: &str, opts: &[&str]) -> (KillOnDrop, u16, tempfile::TempDir) {
     let pf = postfix_dir();
-    let dump = scratch();
+    let dump = scratch("rqmail-remote-");
     for _ in 0..20 {
         let port = {
             let l = std::net::TcpListener::bind((bind, 0)).expect("bind");
@@ -2211,7 +1896,7 @@ fn user_cmd(h: &Home, prog: &str) -> Command {
 
 #[test]
 fn delivered_through_qmail_send_and_qmail_rspawn() {
-    let s = Server::start(
+    let s = SmtpServer::start(
         "127.1.50.2",
         r#""rcpt": {"nobody@far.example": "550 5.1.1 no such user"}"#,
     );
@@ -2335,8 +2020,8 @@ fn root_mode_runs_as_qmailr() {
             .current_dir("/");
         c
     };
-    let s = Server::start("127.1.60.2", "");
-    let dir = scratch();
+    let s = SmtpServer::start("127.1.60.2", "");
+    let dir = scratch("rqmail-remote-");
     let (_hole, hole_port) =
         start_python(dir.path(), "hole.py", BLACKHOLE, &[Path::new("127.1.60.3")])
             .expect("start the black hole");

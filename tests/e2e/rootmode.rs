@@ -6,14 +6,10 @@
 //! compiled-in home [`SETUID_HOME`] (the README's test command does this and exports
 //! `RQMAIL_SETUID_QUEUE` with its path).
 
-use rqmail_tests::{
-    KillOnDrop, Smtp, bin, ensure_qmail_users, free_port, is_root, tool, user_ids, wait_for_port,
-};
+use rqmail_tests::{KillOnDrop, Smtp, bin, ensure_qmail_users, is_root, lock_file, user_ids};
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 /// The compiled-in home of the setuid test build of qmail-queue.
@@ -30,17 +26,8 @@ pub(crate) struct RootHomeLock {
 
 pub(crate) fn lock_root_home() -> RootHomeLock {
     let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/var/tmp/rqmail-setuid-home.lock")
-        .expect("lock file");
-    let flock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .expect("flock");
     RootHomeLock {
-        _flock: flock,
+        _flock: lock_file("/var/tmp/rqmail-setuid-home.lock"),
         _guard: guard,
     }
 }
@@ -96,25 +83,9 @@ pub(crate) fn install_root_home() -> PathBuf {
 
 pub(crate) fn run_as(user: &str, home_env: &Path, prog: &Path, msg: &[u8], env: &[u8]) -> i32 {
     let (uid, gid) = user_ids(user);
-    let (env_r, env_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
-    let mut c = Command::new(tool("setpriv"));
-    c.args([
-        &format!("--reuid={uid}"),
-        &format!("--regid={gid}"),
-        "--clear-groups",
-    ])
-    .arg(prog)
-    .env_clear()
-    .env("QMAIL_HOME", home_env)
-    .current_dir("/")
-    .stdin(Stdio::piped())
-    .stdout(Stdio::from(env_r));
-    let mut child = c.spawn().expect("spawn");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(msg).expect("msg");
-    drop(stdin);
-    fs::File::from(env_w).write_all(env).expect("env");
-    child.wait().expect("wait").code().unwrap_or(-1)
+    let mut c = rqmail_tests::users::as_user(uid, gid, prog);
+    c.env_clear().env("QMAIL_HOME", home_env).current_dir("/");
+    rqmail_tests::queue::run_as_queue(c, msg, env).0
 }
 
 pub(crate) fn todo_ids(home: &Path) -> Vec<u64> {
@@ -235,45 +206,18 @@ fn smtpd_as_qmaild_through_setuid_qmail_queue() {
 }
 
 /// qmail-start as root from the installed home, with `cat` as the logger and
-/// ./Maildir/ as the default delivery; its log and state go to `dir`.
+/// ./Maildir/ as the default delivery, in `dir`.
 pub(crate) fn start_root_system(home: &Path, dir: &Path) -> crate::relsys::System {
     let mut c = std::process::Command::new(home.join("bin/qmail-start"));
     c.env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("QMAIL_HOME", home)
-        .current_dir(home);
-    crate::relsys::System::start_cmd(c, dir, &["./Maildir/", "cat"])
+        .current_dir(dir);
+    crate::relsys::System::start_cmd(c, &["./Maildir/", "cat"])
 }
 
 /// qmail-smtpd of the root-mode home under tcpserver as qmaild:nofiles on 127.0.0.1, with
 /// `env` added to its environment; returns the server (killed when dropped) and the port.
 pub(crate) fn smtpd_as_qmaild(home: &Path, env: &[(&str, &str)]) -> (KillOnDrop, u16) {
-    let (uid, _) = user_ids("qmaild");
-    let gid = nix::unistd::Group::from_name("nofiles")
-        .ok()
-        .flatten()
-        .expect("nofiles")
-        .gid
-        .as_raw();
-    let port = free_port();
-    let mut c = Command::new(tool("tcpserver"));
-    c.env_clear().env("QMAIL_HOME", home);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let child = c
-        .args(["-q", "-R", "-H", "-l", "roothost.example", "-u"])
-        .arg(uid.to_string())
-        .arg("-g")
-        .arg(gid.to_string())
-        .arg("127.0.0.1")
-        .arg(port.to_string())
-        .arg(home.join("bin/qmail-smtpd"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("tcpserver");
-    let server = KillOnDrop(child);
-    wait_for_port(port);
-    (server, port)
+    rqmail_tests::net::tcpserver_as_qmaild(home, "qmail-smtpd", env)
 }

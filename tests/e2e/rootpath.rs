@@ -98,7 +98,7 @@ fn root_mode_smtp_to_mbox_program_maildir_forward_and_bounce_for_a_real_user() {
     });
     wait_until("an empty queue", || queue_empty(&home));
     let log = sys.lines();
-    assert_eq!(sys.stop(), Some(0));
+    assert_eq!(sys.terminate(), Some(0));
 
     // mbox: a From_ line with the envelope sender, >From quoting, owned by the user.
     let mbox = fs::read_to_string(h.join("Mailbox")).expect("Mailbox");

@@ -8,8 +8,12 @@
 //! Tests run as root in CI; single-user mode then runs every program as `nobody` (setpriv),
 //! so that no id switching happens, and root mode uses the qmail users.
 
+use rqmail_tests::fakes::{
+    close_gate, delivered, fake_getpw, fake_local, fake_remote, mail_dir, mail_files,
+    remote_delivered, running,
+};
 use rqmail_tests::single::*;
-use rqmail_tests::{Home, bin, fmt_match, is_root, qmail_log_line, tool, user_ids};
+use rqmail_tests::{Home, bin, children, fmt_match, is_root, qmail_log_line, tool, user_ids};
 use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
@@ -21,17 +25,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 // ------------------------------------------------------------------------ helpers
-
-/// A home for single-user mode: owned by `nobody` when the tests run as root.
-fn user_home() -> Home {
-    let h = Home::new();
-    fs::set_permissions(h.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-    if is_root() {
-        let (u, g) = nobody();
-        h.chown_all(u, g);
-    }
-    h
-}
 
 /// Stops qmail-send (TERM) and checks its whole log against qmail-log(5)'s formats.
 fn stop(sys: System) -> Vec<String> {
@@ -48,52 +41,6 @@ fn assert_log_formats(lines: &[String]) {
             "log line not in qmail-log(5) format, or unprintable: {l:?}"
         );
     }
-}
-
-/// A fake qmail-local that appends `local@domain sender` to $QMAIL_HOME/delivered and
-/// keeps the message in $QMAIL_HOME/mail/, then succeeds.
-const FAKE_LOCAL: &str = r#"#!/bin/sh
-# -- user home local dash ext domain sender aliasempty
-cat > "$QMAIL_HOME/mail/$4@$7.$$"
-echo "$4@$7 $8" >> "$QMAIL_HOME/delivered"
-echo "did 0+0+1"
-exit 0
-"#;
-
-/// A fake qmail-getpw: every local part belongs to the test user, home $QMAIL_HOME.
-const FAKE_GETPW: &str = r#"#!/bin/sh
-printf '%s\0' nobody 65534 65534 "$QMAIL_HOME" - "$1"
-"#;
-
-/// A home with the fake qmail-local/qmail-getpw and a mail/ directory.
-fn delivery_home() -> Home {
-    let h = user_home();
-    fs::create_dir(h.path().join("mail")).expect("mkdir");
-    chown_user(&h.path().join("mail"));
-    script(&h, "qmail-local", FAKE_LOCAL);
-    script(&h, "qmail-getpw", FAKE_GETPW);
-    h
-}
-
-fn delivered(h: &Home) -> Vec<String> {
-    file_lines(&h.path().join("delivered"))
-}
-
-fn mail_files(h: &Home) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = fs::read_dir(h.path().join("mail"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| {
-                    (
-                        e.file_name().to_string_lossy().to_string(),
-                        fs::read_to_string(e.path()).unwrap_or_default(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 // ---------------------------------------------------------------- qmail-clean
@@ -382,7 +329,7 @@ while [ ! -e "$QMAIL_HOME/release" ]; do sleep 0.1; done
 echo "done $4"
 "#,
     );
-    script(&h, "qmail-getpw", FAKE_GETPW);
+    fake_getpw(&h);
     fs::create_dir(h.path().join("running")).expect("mkdir");
     chown_user(&h.path().join("running"));
     let m = mess_file(&h, 102, b"x\n");
@@ -506,44 +453,15 @@ fn spawn_refuses_messages_of_the_wrong_owner_when_root() {
 
 // ------------------------------------------------------------ the whole system
 
-/// A fake qmail-local with behaviours chosen by files in the home:
-/// `nosuch*` fails permanently, `fail-LOCAL` fails permanently, `defer-LOCAL` defers,
-/// anything else is delivered into mail/ and listed in `delivered`.
-const FAKE_LOCAL2: &str = r#"#!/bin/sh
-# -- user home local dash ext domain sender aliasempty
-case "$4" in
-  nosuch*) echo "Sorry, no mailbox here by that name. (#5.1.1)"; exit 100 ;;
-esac
-if [ -e "$QMAIL_HOME/fail-$4" ]; then echo "Sorry, $4 is failing. (#5.1.1)"; exit 100; fi
-if [ -e "$QMAIL_HOME/defer-$4" ]; then echo "Deferring $4 for now. (#4.2.1)"; exit 111; fi
-cat > "$QMAIL_HOME/mail/$4@$7.$$"
-echo "$4@$7 $8" >> "$QMAIL_HOME/delivered"
-echo "did 0+0+1"
-exit 0
-"#;
-
-/// A fake qmail-remote: accepts, or rejects permanently when `fail-remote` exists.
-const FAKE_REMOTE: &str = r#"#!/bin/sh
-# qmail-remote host sender recip
-if [ -e "$QMAIL_HOME/fail-remote" ]; then
-  printf 'h%s does not like recipient.\nRemote host said: 550 no such user\n\0DGiving up on 10.0.0.1.\n\0' "$1"
-  exit 0
-fi
-cat > "$QMAIL_HOME/mail/remote-$3.$$"
-echo "$3 $2" >> "$QMAIL_HOME/delivered-remote"
-printf 'r\0K%s accepted message.\nRemote host said: 250 ok\n\0' "$1"
-exit 0
-"#;
-
+/// A single-user home with the fake qmail-local, qmail-remote and qmail-getpw, which keep
+/// messages in mail/ ([`rqmail_tests::fakes`]).
 fn system_home() -> Home {
-    let h = delivery_home();
-    script(&h, "qmail-local", FAKE_LOCAL2);
-    script(&h, "qmail-remote", FAKE_REMOTE);
+    let h = user_home();
+    mail_dir(&h);
+    fake_local(&h);
+    fake_remote(&h);
+    fake_getpw(&h);
     h
-}
-
-fn remote_delivered(h: &Home) -> Vec<String> {
-    file_lines(&h.path().join("delivered-remote"))
 }
 
 /// The message number of the first `new msg` line after `after` lines.
@@ -1089,7 +1007,7 @@ fn deliveries_keep_going_while_messages_keep_arriving() {
 #[test]
 fn arrivals_are_preprocessed_while_deliveries_are_busy() {
     let h = system_home();
-    let held = gate(&h);
+    let held = close_gate(&h);
     let sys = System::start(&h);
     let rcpts: Vec<String> = (0..30)
         .map(|i| format!("slow{i}@testhost.example"))
@@ -1097,7 +1015,7 @@ fn arrivals_are_preprocessed_while_deliveries_are_busy() {
     let r: Vec<&str> = rcpts.iter().map(String::as_str).collect();
     inject(&h, "Subject: big\n\nx\n", "s@far.example", &r);
     // Every delivery slot is taken by a delivery that cannot finish yet.
-    wait_until("ten deliveries running", || running(&h) == 10);
+    wait_until("ten deliveries running", || running(&h).len() == 10);
     inject(
         &h,
         "Subject: small\n\nx\n",
@@ -1210,32 +1128,6 @@ fn children_named(parent: i32, names: &[&str]) -> HashMap<String, i32> {
         names.iter().all(|n| m.contains_key(*n))
     });
     m
-}
-
-/// The (pid, command name) of every child of `parent`.
-fn children(parent: i32) -> Vec<(i32, String)> {
-    let mut v = Vec::new();
-    for e in fs::read_dir("/proc").expect("proc").flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = stat[open + 1..close].to_string();
-        let ppid: i32 = stat[close + 2..]
-            .split(' ')
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        if ppid == parent && !stat[close + 2..].starts_with('Z') {
-            v.push((pid, name));
-        }
-    }
-    v
 }
 
 #[test]
@@ -1846,33 +1738,6 @@ fn links_to_devices_in_the_queue_are_refused() {
     }
 }
 
-/// A fake qmail-local that announces itself in running/ and then waits for the shared
-/// lock on `gate`, which the test holds exclusively until it releases every delivery.
-const GATED_LOCAL: &str = r#"#!/bin/sh
-cat > /dev/null
-touch "$QMAIL_HOME/running/$4"
-flock -s "$QMAIL_HOME/gate" true
-echo "$4" >> "$QMAIL_HOME/delivered"
-echo "did 0+0+1"
-"#;
-
-/// Sets up [`GATED_LOCAL`]; returns the held gate (drop it to release).
-fn gate(h: &Home) -> nix::fcntl::Flock<fs::File> {
-    script(h, "qmail-local", GATED_LOCAL);
-    let running = h.path().join("running");
-    fs::create_dir(&running).expect("mkdir");
-    chown_user(&running);
-    let g = user_file(h, "gate", b"");
-    let f = fs::File::open(g).expect("gate");
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .expect("lock gate")
-}
-
-fn running(h: &Home) -> usize {
-    fs::read_dir(h.path().join("running")).map_or(0, Iterator::count)
-}
-
 #[test]
 fn thousands_of_local_deliveries_at_once() {
     let h = system_home();
@@ -1886,7 +1751,7 @@ fn thousands_of_local_deliveries_at_once() {
     let cdb = h.path().join("users/cdb");
     control::write_cdb(&cdb, &h.path().join("users/cdb.tmp"), entries).expect("cdb");
     chown_user(&cdb);
-    let held = gate(&h);
+    let held = close_gate(&h);
     let sys = System::start(&h);
     assert!(
         sys.lines()
@@ -1899,7 +1764,7 @@ fn thousands_of_local_deliveries_at_once() {
         .collect();
     let r: Vec<&str> = rcpts.iter().map(String::as_str).collect();
     inject(&h, "Subject: many\n\nx\n", "s@far.example", &r);
-    wait_until("2000 deliveries in flight", || running(&h) == n);
+    wait_until("2000 deliveries in flight", || running(&h).len() == n);
     let full = format!("status: local {n}/{n} remote 0/20");
     sys.wait_log("the limit reached", |l| l == full);
     drop(held);
@@ -1921,7 +1786,7 @@ fn thousands_of_local_deliveries_at_once() {
 #[test]
 fn term_lets_deliveries_in_progress_finish() {
     let h = system_home();
-    let held = gate(&h);
+    let held = close_gate(&h);
     let sys = System::start(&h);
     inject(
         &h,
@@ -1929,7 +1794,7 @@ fn term_lets_deliveries_in_progress_finish() {
         "s@far.example",
         &["a@testhost.example", "b@testhost.example"],
     );
-    wait_until("two deliveries running", || running(&h) == 2);
+    wait_until("two deliveries running", || running(&h).len() == 2);
     sys.signal(nix::sys::signal::Signal::SIGTERM);
     // qmail-send waits for them (a hang guard, not a timing assertion: it must still be
     // there after half a second, with nothing to stop it but the two deliveries).
@@ -2130,7 +1995,7 @@ fn spawns_raise_their_descriptor_limit_but_not_their_childrens() {
         "qmail-local",
         "#!/bin/sh\necho \"$(ulimit -n) $(ulimit -H -n)\"\n",
     );
-    script(&h, "qmail-getpw", FAKE_GETPW);
+    fake_getpw(&h);
     let m = mess_file(&h, 105, b"x\n");
     let mut c = Command::new(tool("prlimit"));
     c.arg("--nofile=1024:4096").arg(if is_root() {

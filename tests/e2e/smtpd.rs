@@ -39,8 +39,7 @@ fn dialogue(home: &Home, env: &[(&str, &str)], input: &str) -> (i32, String, Str
 /// Writes an executable script into the home and returns its path.
 fn script(home: &Home, name: &str, body: &str) -> std::path::PathBuf {
     let p = home.path().join(name);
-    fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write script");
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+    rqmail_tests::home::write_executable(&p, format!("#!/bin/sh\n{body}\n"));
     p
 }
 

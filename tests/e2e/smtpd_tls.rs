@@ -4,6 +4,8 @@
 //! recipient validation; SIZE; IPv6 literals and addresses. Certificates are made with
 //! openssl in each test's own home.
 
+use rqmail_tests::fakes::checkpassword;
+use rqmail_tests::net::LoggedServer;
 use rqmail_tests::{
     Home, KillOnDrop, Smtp, bin, certs, free_port, is_root, python, run_with_input, tool, user_ids,
     wait_for_port,
@@ -20,143 +22,27 @@ use std::time::Duration;
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-/// The kind of key of a test certificate.
-#[derive(Clone, Copy)]
-pub(crate) enum Key {
-    /// ECDSA P-256 (quick to make).
-    Ec,
-    Rsa,
-}
-
-/// Makes a self-signed certificate for testhost.example, 127.0.0.1 and ::1 in `dir`;
-/// returns (key path, certificate path).
-fn make_cert(dir: &Path, name: &str, key: Key, subject: &str) -> (PathBuf, PathBuf) {
-    let k = dir.join(format!("{name}.key"));
-    let c = dir.join(format!("{name}.crt"));
-    let mut cmd = Command::new(tool("openssl"));
-    cmd.args(["req", "-x509", "-nodes", "-days", "2", "-newkey"]);
-    match key {
-        Key::Ec => cmd.args(["ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]),
-        Key::Rsa => cmd.arg("rsa:2048"),
-    };
-    cmd.arg("-keyout")
-        .arg(&k)
-        .arg("-out")
-        .arg(&c)
-        .args(["-subj", subject])
-        .args([
-            "-addext",
-            "subjectAltName=DNS:testhost.example,IP:127.0.0.1,IP:::1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    assert!(cmd.status().expect("openssl").success(), "openssl req");
-    (k, c)
-}
-
-/// A home whose control/servercert.pem holds a key and its certificate (in that order,
-/// as the qmail TLS patch has it). Returns the home and the certificate, which clients
-/// use as their trust anchor.
-pub(crate) fn tls_home(key: Key) -> (Home, PathBuf) {
-    let home = Home::new();
-    let (k, c) = make_cert(home.path(), "server", key, "/CN=testhost.example");
-    let mut pem = fs::read(&k).expect("key");
-    pem.extend(fs::read(&c).expect("cert"));
-    fs::write(home.path().join("control/servercert.pem"), pem).expect("servercert");
-    (home, c)
-}
-
-/// A test checkpassword program (Python): reads `user\0password\0timestamp\0` from
-/// descriptor 3, logs the user and the timestamp to checkpw.log beside itself, accepts
-/// joe/secret (the password itself, or the CRAM-MD5 digest of the timestamp with it),
-/// exits 111 for the user "tempfail", and runs its arguments on success, as
-/// checkpassword does.
-fn checkpassword(home: &Home) -> PathBuf {
-    let p = home.path().join("checkpw");
-    fs::write(
-        &p,
-        r#"#!/usr/bin/python3
-import hashlib, hmac, os, sys
-data = b""
-while True:
-    b = os.read(3, 4096)
-    if not b:
-        break
-    data += b
-f = data.split(b"\0")
-if len(f) != 4 or f[3] != b"":
-    sys.exit(2)
-user, pw, ts = f[0], f[1], f[2]
-with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpw.log"), "ab") as log:
-    log.write(user + b" " + ts + b"\n")
-if user == b"tempfail":
-    sys.exit(111)
-good = {b"joe": b"secret"}.get(user)
-if good is None:
-    sys.exit(1)
-digest = hmac.new(good, ts, hashlib.md5).hexdigest().encode()
-if pw != good and not hmac.compare_digest(pw, digest):
-    sys.exit(1)
-os.execvp(sys.argv[1], sys.argv[1:])
-"#,
-    )
-    .expect("write checkpw");
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
-    p
-}
+pub(crate) use rqmail_tests::certs::{Key, tls_home};
 
 /// The arguments that turn SMTP AUTH on: hostname, checkpassword, subprogram.
 fn auth_args(home: &Home) -> Vec<String> {
     vec![
         "testhost.example".to_string(),
-        checkpassword(home).display().to_string(),
+        checkpassword(home.path()).display().to_string(),
         "/bin/true".to_string(),
     ]
 }
 
 /// qmail-smtpd under tcpserver on 127.0.0.1, its descriptor 2 in smtpd.log of the home.
-struct Server {
-    _tcpserver: KillOnDrop,
-    port: u16,
-    log: PathBuf,
-}
+struct Server;
 
 impl Server {
-    fn start(home: &Home, env: &[(&str, &str)], args: &[String]) -> Server {
-        let log = home.path().join("smtpd.log");
+    fn start(home: &Home, env: &[(&str, &str)], args: &[String]) -> LoggedServer {
         let smtpd = bin("qmail-smtpd");
         let mut program = vec![smtpd.as_os_str()];
         program.extend(args.iter().map(std::ffi::OsStr::new));
-        let (k, port) = rqmail_tests::tcpserver_with(
-            home.path(),
-            env,
-            &[],
-            &program,
-            Stdio::from(fs::File::create(&log).expect("log")),
-            None,
-        );
-        Server {
-            _tcpserver: k,
-            port,
-            log,
-        }
-    }
-
-    /// What the connections wrote to descriptor 2 so far.
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits (hang guard: 20 s) until the log contains `what`.
-    fn wait_log(&self, what: &str) -> String {
-        for _ in 0..400 {
-            let l = self.log();
-            if l.contains(what) {
-                return l;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("{what:?} never logged; log: {}", self.log());
+        let log = home.path().join("smtpd.log");
+        LoggedServer::start(home.path(), env, &[], &program, log, None)
     }
 }
 
@@ -876,7 +762,8 @@ print(s.quit())
     );
     // the checkpassword program got a timestamp of the CRAM-MD5 challenge's form
     let fields = fs::read_to_string(home.path().join("checkpw.log")).expect("checkpw.log");
-    let (user, ts) = fields.trim_end().split_once(' ').expect("two fields");
+    let fields: Vec<&str> = fields.trim_end().split(' ').collect();
+    let (user, ts) = (fields[0], fields[fields.len() - 1]);
     assert_eq!(user, "joe");
     assert!(
         ts.starts_with('<') && ts.ends_with("@testhost.example>") && ts.contains('.'),
@@ -1780,7 +1667,7 @@ fn start_service(
 #[test]
 fn daemontools_run_scripts_serve_a_test_home() {
     let (home, cert) = tls_home(Key::Ec);
-    let checkpw = checkpassword(&home);
+    let checkpw = checkpassword(home.path());
     home.control("rcpthosts", "testhost.example\n");
     for r in ["tcp.smtp", "tcp.submission"] {
         let st = Command::new(tool("tcprules"))

@@ -6,10 +6,11 @@
 
 use crate::relsys::{chown_tree, mail_home};
 use rqmail_tests::single::{System, WAIT, user_cmd, wait_until};
+use rqmail_tests::smtp_peer::SmtpServer;
 use rqmail_tests::{Home, KillOnDrop, Sink, SinkMessage, is_root, run_with_input, tool};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -31,50 +32,15 @@ fn rewriter(secrets: &[&str]) -> ::srs::Srs {
     .expect("srs")
 }
 
-/// An SMTP server that refuses every recipient with 550: a remote MX whose user is gone.
-struct Refuser {
-    port: u16,
-}
-
-impl Refuser {
-    fn start() -> Refuser {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().expect("addr").port();
-        std::thread::spawn(move || {
-            for conn in l.incoming().flatten() {
-                std::thread::spawn(move || {
-                    let _ = Refuser::serve(conn);
-                });
-            }
-        });
-        Refuser { port }
-    }
-
-    fn serve(conn: TcpStream) -> std::io::Result<()> {
-        conn.set_read_timeout(Some(WAIT))?;
-        let mut w = conn.try_clone()?;
-        let mut r = BufReader::new(conn);
-        w.write_all(b"220 refuser.example ESMTP\r\n")?;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if r.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            let cmd = line.to_ascii_uppercase();
-            let reply: &[u8] = if cmd.starts_with("RCPT") {
-                b"550 5.1.1 no such user here\r\n"
-            } else if cmd.starts_with("QUIT") {
-                w.write_all(b"221 bye\r\n")?;
-                return Ok(());
-            } else if cmd.starts_with("DATA") {
-                b"503 no valid recipients\r\n"
-            } else {
-                b"250 ok\r\n"
-            };
-            w.write_all(reply)?;
-        }
-    }
+/// The fake SMTP server refusing every recipient with 550: a remote MX whose user is
+/// gone.
+fn refuser() -> SmtpServer {
+    SmtpServer::start(
+        "127.0.0.1",
+        r#""greeting": "220 refuser.example ESMTP", "name": "refuser.example", "extensions": [],
+        "rcpt_default": "550 5.1.1 no such user here", "data": "503 no valid recipients",
+        "unknown": "250 ok""#,
+    )
 }
 
 /// A single-user home with SRS on: the SRS domain in virtualdomains for `alias-srs`,
@@ -161,7 +127,7 @@ fn alias_mail_with(h: &Home, needle: &str) -> Option<String> {
 
 #[test]
 fn forward_gets_an_srs_sender_and_its_bounce_comes_back_to_the_sender() {
-    let far = Refuser::start();
+    let far = refuser();
     let sink = Sink::start(None);
     let h = srs_home(far.port, sink.port);
     let sys = System::start(&h);
@@ -712,7 +678,7 @@ fn root_mode_secrets_read_as_the_user_and_as_alias() {
     let _g = lock_root_home();
     let home = install_root_home();
     let (uid, gid) = make_user();
-    let far = Refuser::start();
+    let far = refuser();
     let sink = Sink::start(None);
     let srsdomain = "srs.roothost.example";
     for (name, text) in [
@@ -783,11 +749,7 @@ fn root_mode_secrets_read_as_the_user_and_as_alias() {
 
     // Readable by all (as srsreverse(8) says), and retried now.
     fs::set_permissions(&secrets, fs::Permissions::from_mode(0o644)).expect("chmod");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(sys.pid()),
-        nix::sys::signal::Signal::SIGALRM,
-    )
-    .expect("ALRM");
+    nix::sys::signal::kill(sys.pid(), nix::sys::signal::Signal::SIGALRM).expect("ALRM");
     let deadline = Instant::now() + WAIT;
     while sink.messages().is_empty() {
         assert!(
@@ -805,7 +767,7 @@ fn root_mode_secrets_read_as_the_user_and_as_alias() {
     assert!(text.contains("550 5.1.1 no such user here"), "{text}");
     wait_until("an empty queue", || crate::relsys::queue_empty(&home));
     let log = sys.lines();
-    assert_eq!(sys.stop(), Some(0));
+    assert_eq!(sys.terminate(), Some(0));
     // The forward's sender was SRS, and srsreverse ran as alias and forwarded.
     let info = log
         .iter()

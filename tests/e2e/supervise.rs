@@ -4,6 +4,7 @@
 //! systemd unit's command logs it on standard output (the journal), passing the whole of
 //! control/defaultdelivery to qmail-lspawn.
 
+use rqmail_tests::users::as_user;
 use rqmail_tests::{Home, KillOnDrop, is_root, tool, user_ids};
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -32,12 +33,7 @@ fn single_user_home() -> Home {
 fn as_single_user(prog: &Path) -> Command {
     let mut c = if is_root() {
         let (uid, gid) = user_ids("nobody");
-        let mut c = Command::new(tool("setpriv"));
-        c.arg(format!("--reuid={uid}"))
-            .arg(format!("--regid={gid}"))
-            .arg("--clear-groups")
-            .arg(prog);
-        c
+        as_user(uid, gid, prog)
     } else {
         Command::new(prog)
     };
