@@ -1346,9 +1346,9 @@ fn tlshosts_file_outside_control_cannot_be_read() {
     let s = tls_server("127.1.41.2", "");
     let dns = tls_dns("127.1.41.2");
     let h = tls_home(&s);
-    let outside = scratch();
+    let outside = scratch("rqmail-remote-");
     let ca = outside.path().join("ca.pem");
-    fs::copy(certs().join("ca.pem"), &ca).expect("cp");
+    fs::copy(test_pki().join("ca.pem"), &ca).expect("cp");
     let pem = h.path().join("control/tlshosts/mx.tls.test.pem");
     std::os::unix::fs::symlink(&ca, &pem).expect("symlink");
     let r = remote(&h, &dns.addr(), &TLS_ARGS, MSG);
