@@ -172,10 +172,22 @@ pub fn main() -> Exit {
                 {
                     die();
                 }
+                // qmail-rspawn's descriptor 2 is the log (qmail-send's descriptor 0), where
+                // it lets qmail-remote write the diagnostics control/loglevel asks for;
+                // the other daemons have none, as in netqmail.
+                if name == "qmail-rspawn" && sys::dup_to(1, 2).is_err() {
+                    die();
+                }
                 if sys::dup_to(fd0, 0).is_err() || sys::dup_to(fd1, 1).is_err() {
                     die();
                 }
-                close23456();
+                if name == "qmail-rspawn" {
+                    for fd in 3..=6 {
+                        sys::close_raw(fd);
+                    }
+                } else {
+                    close23456();
+                }
                 closepipes();
                 let args = if name == "qmail-lspawn" {
                     vec![lspawn_arg.clone()]

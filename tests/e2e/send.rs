@@ -2093,3 +2093,50 @@ fn qmail_send_sleeps_when_idle_after_the_trigger() {
     );
     stop(sys);
 }
+
+/// control/loglevel asking qmail-remote for `debug`: qmail-start gives qmail-rspawn the
+/// log as its descriptor 2 and qmail-rspawn hands it to qmail-remote, so the verbose lines
+/// reach the mail log beside qmail-send's; at the default level the log holds qmail-send's
+/// lines only, as before.
+#[test]
+fn qmail_remote_verbose_lines_reach_the_log_only_when_asked() {
+    for verbose in [false, true] {
+        let sink = rqmail_tests::Sink::start(None);
+        let h = rqmail_tests::home::mail_home();
+        h.control("smtproutes", &format!(":127.0.0.1:{}\n", sink.port));
+        if verbose {
+            h.control("loglevel", "qmail-remote:debug\n");
+        }
+        let sys = System::start(&h);
+        inject(
+            &h,
+            "Subject: x\n\nbody\n",
+            "a@testhost.example",
+            &["b@far.example"],
+        );
+        sys.wait_log("the remote delivery", |l| {
+            l.starts_with("delivery ") && l.contains(": success: ")
+        });
+        let lines = sys.stop();
+        let debug: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with("qmail-remote: debug: pid "))
+            .collect();
+        if verbose {
+            assert!(
+                debug.iter().any(|l| l.contains("127.0.0.1")),
+                "verbose: {lines:#?}"
+            );
+            let rest: Vec<String> = lines
+                .iter()
+                .filter(|l| !l.starts_with("qmail-remote: "))
+                .cloned()
+                .collect();
+            assert_log_formats(&rest);
+        } else {
+            assert!(debug.is_empty(), "{lines:#?}");
+            assert_log_formats(&lines);
+        }
+        assert_eq!(sink.messages().len(), 1);
+    }
+}

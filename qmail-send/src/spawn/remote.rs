@@ -77,6 +77,11 @@ pub fn report(status: Status, s: &[u8]) -> Vec<u8> {
 #[derive(Debug)]
 pub struct Remote {
     pub home: PathBuf,
+    /// control/loglevel asks qmail-remote for more than its default level (read when
+    /// qmail-rspawn starts): qmail-remote then gets qmail-rspawn's descriptor 2 (the log,
+    /// under qmail-start) for its diagnostics, instead of a copy of its report pipe, where
+    /// it writes none.
+    pub verbose: bool,
 }
 
 /// Resets lock/tcpto (1024 zero bytes), as qmail-rspawn does when it starts. Run from
@@ -109,8 +114,12 @@ impl super::Spawner for Remote {
             .arg(OsStr::from_bytes(sender))
             .arg(OsStr::from_bytes(recip))
             .stdin(Stdio::from(mess))
-            .stdout(Stdio::from(w))
-            .stderr(Stdio::from(w2));
+            .stdout(Stdio::from(w));
+        if self.verbose {
+            c.stderr(Stdio::inherit());
+        } else {
+            c.stderr(Stdio::from(w2));
+        }
         super::child_limits(&mut c);
         match c.spawn() {
             Ok(child) => Step::Run(running(child, r), ()),
@@ -163,8 +172,10 @@ pub fn main() -> Exit {
     };
     tcpto_clean();
     let wide = super::wide_max(super::raise_nofile());
+    let (level, _) = control::diagnostics::choose_level("qmail-remote", &home, None);
+    let verbose = level > control::diagnostics::LevelFilter::INFO;
     confine();
-    super::Server::new(Remote { home }, uidq, wide).run()
+    super::Server::new(Remote { home, verbose }, uidq, wide).run()
 }
 
 #[cfg(test)]
