@@ -153,13 +153,16 @@ pub fn main() -> Exit {
             sys::close_raw(*w);
         }
     };
-    // (program, descriptor 0, descriptor 1, uid to take)
-    let daemons: [(&str, RawFd, RawFd, Option<Uid>); 3] = [
-        ("qmail-lspawn", p[0].0, p[1].1, None),
-        ("qmail-rspawn", p[2].0, p[3].1, Some(ids.qmailr)),
-        ("qmail-clean", p[4].0, p[5].1, Some(ids.qmailq)),
+    // (program, descriptor 0, descriptor 1, uid to take, whether descriptor 2 is the log)
+    // qmail-rspawn's descriptor 2 is the log (qmail-send's descriptor 0), where it lets
+    // qmail-remote write the diagnostics control/loglevel asks for; the other daemons
+    // have none, as in netqmail.
+    let daemons: [(&str, RawFd, RawFd, Option<Uid>, bool); 3] = [
+        ("qmail-lspawn", p[0].0, p[1].1, None, false),
+        ("qmail-rspawn", p[2].0, p[3].1, Some(ids.qmailr), true),
+        ("qmail-clean", p[4].0, p[5].1, Some(ids.qmailq), false),
     ];
-    for (name, fd0, fd1, uid) in daemons {
+    for (name, fd0, fd1, uid, log_on_2) in daemons {
         match sys::fork() {
             Err(_) => die(),
             Ok(Forked::Child) => {
@@ -172,21 +175,14 @@ pub fn main() -> Exit {
                 {
                     die();
                 }
-                // qmail-rspawn's descriptor 2 is the log (qmail-send's descriptor 0), where
-                // it lets qmail-remote write the diagnostics control/loglevel asks for;
-                // the other daemons have none, as in netqmail.
-                if name == "qmail-rspawn" && sys::dup_to(1, 2).is_err() {
+                if log_on_2 && sys::dup_to(1, 2).is_err() {
                     die();
                 }
                 if sys::dup_to(fd0, 0).is_err() || sys::dup_to(fd1, 1).is_err() {
                     die();
                 }
-                if name == "qmail-rspawn" {
-                    for fd in 3..=6 {
-                        sys::close_raw(fd);
-                    }
-                } else {
-                    close23456();
+                for fd in if log_on_2 { 3 } else { 2 }..=6 {
+                    sys::close_raw(fd);
                 }
                 closepipes();
                 let args = if name == "qmail-lspawn" {
