@@ -12,9 +12,15 @@
 //! exist (NXDOMAIN), or exists without any record in the answer, or cannot be a DNS
 //! name. Temporary ([`DnsError::Soft`]): no server answered in time, or every answer was
 //! SERVFAIL, REFUSED or another error code, or was malformed.
+//!
+//! With DANE (control/dane, see [`crate::dane`]) every query goes to the validating
+//! resolvers named there instead, with the DO and AD bits set, and the AD bit of each
+//! answer is remembered: [`Lookup::secure`] says whether an RRset (or its absence) was
+//! validated by DNSSEC. A bogus answer is the resolver's SERVFAIL: a temporary failure.
 
-use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
+use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::serialize::binary::BinEncodable;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
@@ -40,6 +46,18 @@ pub trait Lookup {
     fn addrs(&mut self, name: &str, v6: bool) -> Result<Vec<IpAddr>, DnsError>;
     /// The target of `name`'s CNAME record, if it has one.
     fn cname(&mut self, name: &str) -> Result<Option<String>, DnsError>;
+    /// From now on, ask only `servers` (validating resolvers, trusted for their AD bit).
+    fn validate_with(&mut self, _servers: Vec<SocketAddr>) {}
+    /// Whether the last answer for `name` and `rtype` (data or no data) carried the AD bit
+    /// of a trusted validating resolver. Always false without [`Lookup::validate_with`].
+    fn secure(&self, _name: &str, _rtype: RecordType) -> bool {
+        false
+    }
+    /// The TLSA records of `name` (each record's data in wire form), and whether the
+    /// answer was validated.
+    fn tlsa(&mut self, _name: &str) -> Result<(Vec<Vec<u8>>, bool), DnsError> {
+        Err(DnsError::Hard)
+    }
 }
 
 /// Where and how to ask.
@@ -154,6 +172,10 @@ pub struct Resolver {
     /// Read on the first query: a delivery routed by smtproutes to an IP address never
     /// reads resolv.conf.
     config: std::cell::OnceCell<Config>,
+    /// Set by [`Lookup::validate_with`]: queries carry DO and AD, answers' AD is kept.
+    validating: bool,
+    /// The AD bit of each answer, by lower-cased name and type.
+    secure: std::cell::RefCell<std::collections::HashMap<(String, RecordType), bool>>,
 }
 
 /// What one server said.
@@ -172,6 +194,8 @@ impl Resolver {
     fn new(config: Config) -> Resolver {
         Resolver {
             config: std::cell::OnceCell::from(config),
+            validating: false,
+            secure: Default::default(),
         }
     }
 
@@ -180,6 +204,8 @@ impl Resolver {
     pub fn system() -> Resolver {
         Resolver {
             config: std::cell::OnceCell::new(),
+            validating: false,
+            secure: Default::default(),
         }
     }
 
@@ -188,6 +214,15 @@ impl Resolver {
         let mut msg = Message::query();
         msg.add_query(Query::query(name.clone(), rtype));
         msg.metadata.recursion_desired = true;
+        if self.validating {
+            // RFC 6840 5.7: AD in the query asks for AD in the answer; DO (RFC 3225)
+            // as well, for resolvers that only look at it.
+            msg.metadata.authentic_data = true;
+            let mut edns = Edns::new();
+            edns.set_dnssec_ok(true);
+            edns.set_max_payload(1232);
+            msg.set_edns(edns);
+        }
         let id = msg.metadata.id;
         let bytes = msg.to_vec().map_err(|_| DnsError::Hard)?;
         let config = self.config.get_or_init(system_config);
@@ -215,6 +250,21 @@ impl Resolver {
                     "DNS: {name} {rtype}: {server} says {code:?}, answer records: {}",
                     m.answers.len()
                 );
+                if self.validating && matches!(code, ResponseCode::NoError | ResponseCode::NXDomain)
+                {
+                    let ad = m.metadata.authentic_data;
+                    tracing::debug!(
+                        "DNS: {name} {rtype}: AD bit {}",
+                        if ad {
+                            "set (DNSSEC-validated)"
+                        } else {
+                            "clear (insecure)"
+                        }
+                    );
+                    self.secure
+                        .borrow_mut()
+                        .insert((name.to_ascii().to_ascii_lowercase(), rtype), ad);
+                }
                 match code {
                     ResponseCode::NoError => {
                         if m.answers.is_empty() {
@@ -405,6 +455,45 @@ impl Lookup for Resolver {
         noted("CNAME", name, r, |v: &Option<String>| {
             v.clone().unwrap_or_else(|| "none".into())
         })
+    }
+
+    fn validate_with(&mut self, servers: Vec<SocketAddr>) {
+        let base = self.config.get().cloned().unwrap_or_else(system_config);
+        self.config = std::cell::OnceCell::from(Config { servers, ..base });
+        self.validating = true;
+    }
+
+    fn secure(&self, name: &str, rtype: RecordType) -> bool {
+        let Ok(n) = to_name(name) else {
+            return false;
+        };
+        self.secure
+            .borrow()
+            .get(&(n.to_ascii().to_ascii_lowercase(), rtype))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    fn tlsa(&mut self, name: &str) -> Result<(Vec<Vec<u8>>, bool), DnsError> {
+        let r = to_name(name).and_then(|n| {
+            let found: Vec<Vec<u8>> = self
+                .query(&n, RecordType::TLSA)?
+                .into_iter()
+                .filter_map(|d| match d {
+                    RData::TLSA(t) => t.to_bytes().ok(),
+                    _ => None,
+                })
+                .collect();
+            if found.is_empty() {
+                // Only a CNAME, or other types: no TLSA records.
+                return Err(DnsError::Hard);
+            }
+            Ok(found)
+        });
+        let r = noted("TLSA", name, r, |v: &Vec<Vec<u8>>| {
+            format!("{} records", v.len())
+        })?;
+        Ok((r, self.secure(name, RecordType::TLSA)))
     }
 }
 
