@@ -15,6 +15,7 @@
 
 mod addr;
 mod conn;
+pub mod dane;
 mod dns;
 mod ipme;
 mod mx;

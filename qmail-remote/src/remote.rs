@@ -13,10 +13,10 @@ use crate::report::{Output, Report};
 use crate::routes::{Route, Routes};
 use crate::smtp::{self, Params};
 use crate::tcpto::Tables;
-use crate::{addr, ipme, qmtp, routes, tls};
+use crate::{addr, dane, ipme, qmtp, routes, tls};
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -35,6 +35,8 @@ pub struct Settings {
     /// control/qmtproutes: hosts reached by QMTP; consulted before smtproutes.
     pub qmtproutes: Routes,
     pub tlsverify: Vec<Vec<u8>>,
+    /// control/dane: the validating resolvers whose AD bit is trusted (none: no DANE).
+    pub dane: Vec<std::net::SocketAddr>,
 }
 
 fn seconds(n: u64) -> Duration {
@@ -56,6 +58,8 @@ pub fn settings(home: &Path) -> Result<Settings, Report> {
     let routes = Routes::new(c.lines("smtproutes").map_err(bad)?.unwrap_or_default());
     let qmtproutes = Routes::new(c.lines("qmtproutes").map_err(bad)?.unwrap_or_default());
     let tlsverify = c.lines("tlsverify").map_err(bad)?.unwrap_or_default();
+    let dane = dane::resolvers(&c.lines("dane").map_err(bad)?.unwrap_or_default())
+        .map_err(|_| Report::control())?;
     Ok(Settings {
         timeout,
         timeout_connect,
@@ -63,6 +67,7 @@ pub fn settings(home: &Path) -> Result<Settings, Report> {
         routes,
         qmtproutes,
         tlsverify,
+        dane,
     })
 }
 
@@ -89,7 +94,7 @@ fn deliver(
 fn try_deliver(
     args: &[OsString],
     home: &Path,
-    msg: Option<File>,
+    mut msg: Option<File>,
     dns: &mut dyn Lookup,
     out: &mut Output,
 ) -> Result<Report, Report> {
@@ -114,6 +119,9 @@ fn try_deliver(
         Route::Mx { port } => (*port, None),
         Route::Relay { host, port } => (*port, Some(host.clone())),
     };
+    if !set.dane.is_empty() {
+        dns.validate_with(set.dane.clone());
+    }
     let sender_arg = args[2].as_bytes();
     if !addr::command_safe(sender_arg) {
         return Err(Report::perm(
@@ -195,11 +203,30 @@ fn try_deliver(
     }
 
     let mut tables = Tables::new(home);
+    // The hosts DANE refused, a line each, for the report if no other host takes the mail.
+    let mut refused = Vec::new();
+    let mx_domain = std::str::from_utf8(host).ok().filter(|_| relay.is_none());
     for t in usable {
         if tables.skip(&t.ip) {
             tracing::debug!("skipping {}: it timed out recently (qmail-tcpto)", t.ip);
             continue;
         }
+        let tlsa = if set.dane.is_empty() || use_qmtp {
+            None
+        } else {
+            match dane::decide(dns, t, port, mx_domain) {
+                dane::Decision::None(why) => {
+                    tracing::debug!("DANE does not apply to {}: {why}", t.ip);
+                    None
+                }
+                dane::Decision::Use(d) => Some(d),
+                dane::Decision::Skip(line) => {
+                    tracing::debug!("{}", line.trim_end());
+                    refused.extend_from_slice(line.as_bytes());
+                    continue;
+                }
+            }
+        };
         match conn::connect(t.ip, port, set.timeout_connect) {
             Ok(sock) => {
                 tracing::debug!("connected to {} port {port}", t.ip);
@@ -214,13 +241,22 @@ fn try_deliver(
                     };
                     return Ok(qmtp::deliver(sock, set.timeout, t.ip, &p, &mut msg, out));
                 }
-                let policy = tls::policy(home, t, &set.tlsverify).map_err(|_| Report::control())?;
+                let mut policy =
+                    tls::policy(home, t, &set.tlsverify).map_err(|_| Report::control())?;
+                // Validated TLSA records win over everything but the administrator's
+                // own word for this host (notlshosts, tlshosts/HOST.pem).
+                if let Some(d) = tlsa
+                    && !matches!(policy, tls::Policy::Off | tls::Policy::CaFile(_))
+                {
+                    policy = tls::Policy::Dane(d);
+                }
+                let dane = matches!(policy, tls::Policy::Dane(_));
                 tracing::debug!(
                     "TLS policy for {}: {}",
                     t.fqdn.as_deref().unwrap_or("an address literal"),
                     policy.explain()
                 );
-                let Some(mut msg) = msg else {
+                let Some(msg) = msg.as_mut() else {
                     return Err(Report::read());
                 };
                 let p = Params {
@@ -232,12 +268,18 @@ fn try_deliver(
                     policy,
                     smtps: port == PORT_SMTPS,
                 };
-                return Ok(smtp::deliver(
-                    Conn::new(sock, set.timeout),
-                    &p,
-                    &mut msg,
-                    out,
-                ));
+                let start = msg.stream_position().ok();
+                let (r, tls_failed) = smtp::deliver(Conn::new(sock, set.timeout), &p, msg, out);
+                // A host that fails its DANE policy gets no mail: try the next one (the
+                // message was not read, but rewind anyway when it can be).
+                if dane && tls_failed && r.letter == b'Z' {
+                    refused.extend_from_slice(&r.text);
+                    if let Some(pos) = start {
+                        let _ = msg.seek(std::io::SeekFrom::Start(pos));
+                    }
+                    continue;
+                }
+                return Ok(r);
             }
             Err(timed_out) => {
                 tracing::debug!(
@@ -252,6 +294,12 @@ fn try_deliver(
                 tables.record(&t.ip, timed_out)
             }
         }
+    }
+    if !refused.is_empty() {
+        return Err(Report {
+            letter: b'Z',
+            text: refused,
+        });
     }
     Err(Report::noconn())
 }

@@ -92,11 +92,14 @@ struct Session<'a, 'b> {
     /// netqmail's smtptext: the last reply, until a report prints it.
     text: Vec<u8>,
     tls_note: Option<String>,
+    /// A required TLS failed (no STARTTLS, a refused certificate) before MAIL.
+    tls_failed: bool,
 }
 
 /// Talks to the server on `conn` and delivers the message in `msg` (read from its current
-/// position). Recipient reports go to `out`; the message report is returned.
-pub fn deliver(conn: Conn, p: &Params<'_>, msg: &mut File, out: &mut Output) -> Report {
+/// position). Recipient reports go to `out`; the message report is returned, and whether
+/// a TLS policy failed before any mail was sent (DANE then tries the next MX).
+pub fn deliver(conn: Conn, p: &Params<'_>, msg: &mut File, out: &mut Output) -> (Report, bool) {
     let mut s = Session {
         c: conn,
         p,
@@ -105,10 +108,12 @@ pub fn deliver(conn: Conn, p: &Params<'_>, msg: &mut File, out: &mut Output) -> 
         critical: false,
         text: Vec::new(),
         tls_note: None,
+        tls_failed: false,
     };
-    match s.run(msg) {
+    let r = match s.run(msg) {
         Ok(r) | Err(r) => r,
-    }
+    };
+    (r, s.tls_failed)
 }
 
 /// Whether the rest of `f` has a byte above 127; `None` when `f` cannot be rewound.
@@ -219,6 +224,7 @@ impl Session<'_, '_> {
         let offered = ehlo.num() == 250 && ehlo.has_keyword("STARTTLS");
         if !offered {
             if policy.required() {
+                self.tls_failed = true;
                 self.text.clear();
                 let pre = format!(
                     "No TLS achieved while {}; connecting to ",
@@ -230,6 +236,7 @@ impl Session<'_, '_> {
         }
         if self.command(b"STARTTLS", b"")?.num() != 220 {
             if policy.required() {
+                self.tls_failed = true;
                 let pre = format!(
                     "STARTTLS rejected while {}; connecting to ",
                     policy.requirement(&host)
@@ -267,6 +274,7 @@ impl Session<'_, '_> {
             }
             Err(e) => {
                 self.text.clear();
+                self.tls_failed = policy.required();
                 tracing::debug!(
                     "TLS: handshake with {} failed: {}",
                     self.p.target.ip,
@@ -281,6 +289,11 @@ impl Session<'_, '_> {
                             clean(&why)
                         )
                     }
+                    (HandshakeError::Certificate(why), Policy::Dane(d)) => format!(
+                        "TLS unable to verify server with the DANE TLSA records of {}: {}; connected to ",
+                        d.name,
+                        clean(&d.failure().unwrap_or(why))
+                    ),
                     (HandshakeError::Certificate(why), Policy::Roots) => format!(
                         "TLS unable to verify server with the system's roots: {}; connected to ",
                         clean(&why)

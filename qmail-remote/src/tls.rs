@@ -42,11 +42,13 @@ pub enum Policy {
     CaFile(String),
     /// Required, checked against the system's trusted roots.
     Roots,
+    /// Required by validated TLSA records, checked with them (see [`crate::dane`]).
+    Dane(crate::dane::Dane),
 }
 
 impl Policy {
     pub fn required(&self) -> bool {
-        matches!(self, Policy::CaFile(_) | Policy::Roots)
+        matches!(self, Policy::CaFile(_) | Policy::Roots | Policy::Dane(_))
     }
 
     /// The policy in words, for the verbose diagnostics.
@@ -56,6 +58,7 @@ impl Policy {
             Policy::Opportunistic => "STARTTLS when offered, certificate not checked".into(),
             Policy::CaFile(f) => format!("TLS required, certificate checked with {f}"),
             Policy::Roots => "TLS required, certificate checked with the system's roots".into(),
+            Policy::Dane(d) => d.explain(),
         }
     }
 
@@ -64,6 +67,7 @@ impl Policy {
     pub fn requirement(&self, host: &str) -> String {
         match self {
             Policy::CaFile(f) => format!("{f} exists"),
+            Policy::Dane(d) => d.requirement(),
             _ => format!("control/tlsverify lists {host}"),
         }
     }
@@ -331,6 +335,10 @@ pub fn config(home: &Path, policy: &Policy) -> Result<Arc<ClientConfig>, LoadErr
     let (inner, checked): (Arc<dyn ServerCertVerifier>, bool) = match policy {
         Policy::CaFile(f) => (webpki(ca_roots(home, f)?, &provider)?, true),
         Policy::Roots => (webpki(system_roots()?, &provider)?, true),
+        Policy::Dane(d) => (
+            Arc::new(crate::dane::Verifier::new(d.clone(), provider.clone())),
+            !d.records.is_empty(),
+        ),
         Policy::Off | Policy::Opportunistic => (
             Arc::new(Unchecked(provider.signature_verification_algorithms)),
             false,
@@ -375,6 +383,7 @@ pub fn describe(conn: &rustls::ClientConnection, policy: &Policy) -> String {
     let how = match policy {
         Policy::CaFile(f) => format!("certificate verified with {f}"),
         Policy::Roots => "certificate verified with the system's roots".to_string(),
+        Policy::Dane(d) => d.how(),
         _ => "certificate not verified".to_string(),
     };
     format!("TLS: {version}, {suite}, {how}.\n")
