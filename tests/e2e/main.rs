@@ -2,6 +2,7 @@
 //! binary, one module per program or path (ripgrep's layout).
 
 mod crash;
+mod dane;
 mod dkim;
 mod docs;
 mod fulldisk;
