@@ -22,6 +22,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("control_files", control_files),
     ("cdb", cdb),
     ("remote_reply", remote_reply),
+    ("tlsa", tlsa),
     ("inject_header", inject_header),
     ("client_cert", client_cert),
     ("pop3", pop3),
@@ -472,6 +473,32 @@ pub fn remote_reply(data: &[u8]) {
                 }
             }
         }
+    }
+}
+
+/// qmail-remote's TLSA records (DANE): the record data, and a certificate to match it
+/// against (the first byte says how long the record is).
+pub fn tlsa(data: &[u8]) {
+    use qmail_remote::dane::{Tlsa, spki};
+    let Some((&n, rest)) = data.split_first() else {
+        return;
+    };
+    let (rdata, cert) = rest.split_at(usize::from(n).min(rest.len()));
+    match Tlsa::parse(rdata) {
+        Err(_) => assert!(rdata.len() < 4, "a record of 4 bytes or more parses"),
+        Ok(t) => {
+            assert_eq!(t.data.len() + 3, rdata.len());
+            let _ = t.usable();
+            let _ = t.to_string();
+            let m = t.matches(cert);
+            // The exact full-certificate record matches its own certificate only.
+            if t.selector == 0 && t.mtype == 0 {
+                assert_eq!(m, t.data == cert);
+            }
+        }
+    }
+    if let Some(k) = spki(cert) {
+        assert!(k.len() <= cert.len() && cert.windows(k.len()).any(|w| w == k));
     }
 }
 
