@@ -2140,3 +2140,30 @@ fn qmail_remote_verbose_lines_reach_the_log_only_when_asked() {
         assert_eq!(sink.messages().len(), 1);
     }
 }
+
+/// A sender longer than 64 KiB (qmail-send reads records up to 1 MiB): the spawn keeps it
+/// whole and the message is delivered, as netqmail's spawns do, rather than deferred as
+/// "qmail-spawn out of memory" until queuelifetime.
+#[test]
+fn a_sender_longer_than_64_kib_is_delivered() {
+    let h = rqmail_tests::home::mail_home();
+    let sender = format!("{}@far.example", "s".repeat(100_000));
+    let sys = System::start(&h);
+    inject(
+        &h,
+        "Subject: long\n\nbody\n",
+        &sender,
+        &["joe@testhost.example"],
+    );
+    sys.wait_log("the delivery", |l| {
+        l.starts_with("delivery ") && l.contains(": success: ")
+    });
+    let lines = sys.stop();
+    assert!(
+        !lines.iter().any(|l| l.contains("out of memory")),
+        "{lines:#?}"
+    );
+    let msgs = rqmail_tests::home::maildir_messages(&h.path().join("alias/Maildir"));
+    assert_eq!(msgs.len(), 1);
+    assert!(String::from_utf8_lossy(&msgs[0]).contains(&format!("Return-Path: <{sender}>")));
+}

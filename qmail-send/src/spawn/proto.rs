@@ -88,8 +88,10 @@ pub struct Command {
     pub overflow: bool,
 }
 
-/// The longest field a spawn keeps.
-pub const MAX_FIELD: usize = 64 * 1024;
+/// The longest field a spawn keeps: as long as the longest record qmail-send reads from
+/// the queue (1 MiB, with its type byte), so that every sender and recipient qmail-send
+/// hands over arrives whole (netqmail's spawns keep any length).
+pub const MAX_FIELD: usize = 1024 * 1024;
 
 /// Encodes a command.
 pub fn command(width: Width, delnum: u32, messid: &[u8], sender: &[u8], recip: &[u8]) -> Vec<u8> {
