@@ -2141,29 +2141,95 @@ fn qmail_remote_verbose_lines_reach_the_log_only_when_asked() {
     }
 }
 
-/// A sender longer than 64 KiB (qmail-send reads records up to 1 MiB): the spawn keeps it
-/// whole and the message is delivered, as netqmail's spawns do, rather than deferred as
-/// "qmail-spawn out of memory" until queuelifetime.
-#[test]
-fn a_sender_longer_than_64_kib_is_delivered() {
+// ---------------------------------------------- senders beyond qmail-queue's limit
+
+/// A mail home with control/smtproutes to `sink` and one message queued by the real
+/// qmail-queue for joe@testhost.example (into alias/Maildir) and b@far.example (to the
+/// sink), whose todo/ file then names `sender` instead: qmail-queue takes addresses of at
+/// most 1002 bytes, but a todo/ file written by another program, a hand edit or a disk
+/// error may hold anything up to qmail-send's record limit of 1 MiB.
+fn home_with_long_sender(sink: &rqmail_tests::Sink, sender: &str) -> Home {
     let h = rqmail_tests::home::mail_home();
-    let sender = format!("{}@far.example", "s".repeat(100_000));
-    let sys = System::start(&h);
+    h.control("smtproutes", &format!(":127.0.0.1:{}\n", sink.port));
     inject(
         &h,
         "Subject: long\n\nbody\n",
-        &sender,
-        &["joe@testhost.example"],
+        "s@far.example",
+        &["joe@testhost.example", "b@far.example"],
     );
-    sys.wait_log("the delivery", |l| {
+    let q = h.queued();
+    assert_eq!(q.len(), 1);
+    let todo = qmail_queue::Queue::in_home(h.path()).todo(q[0].id);
+    let old = fs::read(&todo).expect("todo");
+    let long = String::from_utf8_lossy(&old).replace("Fs@far.example\0", &format!("F{sender}\0"));
+    assert_ne!(long.as_bytes(), &old[..]);
+    // Rewritten in place: owner and mode stay qmail-queue's.
+    fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&todo)
+        .and_then(|mut f| f.write_all(long.as_bytes()))
+        .expect("rewrite todo");
+    h
+}
+
+/// A sender of 100,000 bytes (over the 64 KiB the spawns kept before, under the 131071
+/// bytes a program argument may hold): qmail-lspawn and qmail-rspawn keep it whole, and
+/// qmail-local writes it into the Maildir's Return-Path and qmail-remote into MAIL FROM,
+/// as netqmail 1.06 does, rather than the delivery being deferred as "qmail-spawn out of
+/// memory" until queuelifetime.
+#[test]
+fn a_sender_longer_than_64_kib_is_delivered_locally_and_remotely() {
+    let sink = rqmail_tests::Sink::start(None);
+    let sender = format!("{}@far.example", "s".repeat(100_000));
+    let h = home_with_long_sender(&sink, &sender);
+    let sys = System::start(&h);
+    sys.wait_count("both deliveries", 2, |l| {
         l.starts_with("delivery ") && l.contains(": success: ")
     });
-    let lines = sys.stop();
+    sys.wait_log("the end of the message", |l| l.starts_with("end msg "));
+    let lines = stop(sys);
     assert!(
         !lines.iter().any(|l| l.contains("out of memory")),
         "{lines:#?}"
     );
     let msgs = rqmail_tests::home::maildir_messages(&h.path().join("alias/Maildir"));
     assert_eq!(msgs.len(), 1);
-    assert!(String::from_utf8_lossy(&msgs[0]).contains(&format!("Return-Path: <{sender}>")));
+    assert!(String::from_utf8_lossy(&msgs[0]).starts_with(&format!("Return-Path: <{sender}>\n")));
+    let sent = sink.messages();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].from, format!("<{sender}>"));
+    assert_eq!(sent[0].rcpts, ["<b@far.example>"]);
+}
+
+/// A sender of 200,000 bytes, longer than Linux lets a program argument be: neither
+/// qmail-local nor qmail-remote can be started with it (E2BIG, which netqmail's spawns
+/// report as "Unable to run qmail-local." and "Unable to run qmail-remote."), so each
+/// delivery fails for good with a report that says why; no retry, nothing delivered. The
+/// bounce cannot be queued either (qmail-queue refuses a recipient over 1002 bytes, as
+/// netqmail's does), and qmail-send keeps the message and says so, as netqmail does.
+#[test]
+fn a_sender_longer_than_an_argument_fails_with_a_clear_report() {
+    let sink = rqmail_tests::Sink::start(None);
+    let sender = format!("{}@far.example", "s".repeat(200_000));
+    let h = home_with_long_sender(&sink, &sender);
+    let sys = System::start(&h);
+    sys.wait_count("both failures", 2, |l| {
+        l.starts_with("delivery ") && l.contains(": failure: ")
+    });
+    sys.wait_log("the bounce refused", |l| {
+        l == "warning: trouble injecting bounce message, will try later"
+    });
+    let lines = stop(sys);
+    for prog in ["qmail-local", "qmail-remote"] {
+        let want = format!(
+            ": failure: Unable_to_run_{prog}:_the_sender_or_recipient_is_longer_than_a_program_argument_may_be_(131071_bytes)._(#5.1.0)/"
+        );
+        assert!(
+            lines.iter().any(|l| l.ends_with(&want)),
+            "{want}: {lines:#?}"
+        );
+    }
+    assert!(rqmail_tests::home::maildir_messages(&h.path().join("alias/Maildir")).is_empty());
+    assert!(sink.messages().is_empty());
 }

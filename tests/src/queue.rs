@@ -112,6 +112,10 @@ pub fn run_as_queue(mut cmd: Command, msg: &[u8], envelope: &[u8]) -> (i32, u32,
     let (env_r, env_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
     cmd.stdin(Stdio::piped()).stdout(Stdio::from(env_r));
     let mut child = cmd.spawn().expect("spawn qmail-queue");
+    // `cmd` holds the envelope pipe's read end: without dropping it, a qmail-queue that
+    // stops reading early (exit 11 on an address over 1002 bytes) would leave the writer
+    // thread blocked for ever.
+    drop(cmd);
     let pid = child.id();
     let mut stdin = child.stdin.take().expect("stdin");
     let msg = msg.to_vec();

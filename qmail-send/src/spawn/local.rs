@@ -4,7 +4,7 @@
 //! As in netqmail, a failure on the way is an exit code of the "child" mapped to a report
 //! (qlx.h: control's `Exit::QLX_*`).
 
-use super::{Status, Step, error_temp, output_pipe, running};
+use super::{Status, Step, args_too_long, error_temp, output_pipe, running};
 use control::Cdb;
 use control::Exit;
 use nix::unistd::{Gid, Uid};
@@ -21,6 +21,15 @@ pub const TRUNCREPORT: usize = 3000;
 const TRUNCMESS: &[u8] = b"\nError report too long, sorry.\n";
 /// The most of qmail-getpw's answer kept.
 pub const GETPW_LIMIT: usize = 64 * 1024;
+
+/// The report when qmail-local's arguments are too long for the kernel (netqmail's
+/// qmail-lspawn reports `DUnable to run qmail-local.` for the same failure).
+pub const LOCAL_ARGS_TOO_LONG: &[u8] = b"DUnable to run qmail-local: the sender or recipient \
+is longer than a program argument may be (131071 bytes). (#5.1.0)\n";
+/// The report when the local part is too long to be qmail-getpw's argument (netqmail's
+/// qmail-lspawn reports the temporary `ZUnable to run qmail-getpw.` until queuelifetime).
+pub const GETPW_ARGS_TOO_LONG: &[u8] = b"DUnable to run qmail-getpw: the recipient's local \
+part is longer than a program argument may be (131071 bytes). (#5.1.0)\n";
 
 /// The report for a finished delivery, from the exit status and qmail-local's output
 /// (netqmail's qmail-lspawn report()).
@@ -127,6 +136,7 @@ impl Local {
                     at,
                 },
             ),
+            Err(e) if args_too_long(&e) => Step::Done(GETPW_ARGS_TOO_LONG.to_vec()),
             Err(_) => Self::done(Exit::QLX_EXECPW),
         }
     }
@@ -172,6 +182,7 @@ impl Local {
         super::child_limits(&mut c);
         match c.spawn() {
             Ok(child) => Step::Run(running(child, r), Stage::Local),
+            Err(e) if args_too_long(&e) => Step::Done(LOCAL_ARGS_TOO_LONG.to_vec()),
             Err(e) if error_temp(&e) => Self::done(Exit::QLX_EXECSOFT),
             Err(_) => Self::done(Exit::QLX_EXECHARD),
         }

@@ -70,6 +70,14 @@ pub trait Spawner {
 
 pub use control::error_temp;
 
+/// True when starting a child failed because its arguments were too long (E2BIG), a
+/// failure that no retry mends. Linux takes at most MAX_ARG_STRLEN (32 pages, 131072
+/// bytes on x86-64) per argument with its `\0`: a longer sender or recipient cannot be
+/// given to qmail-getpw, qmail-local or qmail-remote at all.
+pub fn args_too_long(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::E2BIG)
+}
+
 /// A pipe for a child's output: (read end, write end for stdout, copy for stderr).
 pub fn output_pipe() -> io::Result<(OwnedFd, OwnedFd, OwnedFd)> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;

@@ -1,7 +1,7 @@
 //! qmail-rspawn's part: run bin/qmail-remote for one recipient and turn its recipient and
 //! message reports (qmail-remote(8)) into one delivery report.
 
-use super::{Status, Step, error_temp, output_pipe, running};
+use super::{Status, Step, args_too_long, error_temp, output_pipe, running};
 use control::Exit;
 use std::ffi::OsStr;
 use std::fs::File;
@@ -9,6 +9,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+
+/// The report when qmail-remote's arguments are too long for the kernel (netqmail's
+/// qmail-rspawn reports `DUnable to run qmail-remote.` for the same failure).
+pub const REMOTE_ARGS_TOO_LONG: &[u8] = b"DUnable to run qmail-remote: the sender or recipient \
+is longer than a program argument may be (131071 bytes). (#5.1.0)\n";
 
 /// The most of qmail-remote's output kept (netqmail keeps all of it; qmail-send cuts
 /// reports at 10000 bytes anyway).
@@ -130,6 +135,7 @@ impl super::Spawner for Remote {
                 )
                 .into_bytes(),
             ),
+            Err(e) if args_too_long(&e) => Step::Done(REMOTE_ARGS_TOO_LONG.to_vec()),
             Err(e) if error_temp(&e) => Step::Done(b"ZUnable to run qmail-remote.\n".to_vec()),
             Err(_) => Step::Done(b"DUnable to run qmail-remote.\n".to_vec()),
         }
