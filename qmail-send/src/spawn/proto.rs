@@ -302,6 +302,24 @@ mod tests {
     }
 
     #[test]
+    fn fields_up_to_one_mib_are_kept() {
+        let mut p = CommandParser::new();
+        let sender = vec![b's'; MAX_FIELD];
+        let (_, c) = p.feed_one(&command(Width::Narrow, 1, b"1/24", &sender, b"r@h"));
+        let c = c.unwrap();
+        assert!(!c.overflow);
+        assert_eq!(c.sender, sender);
+        let recip = vec![b'r'; MAX_FIELD + 1];
+        let (_, c) = p.feed_one(&command(Width::Narrow, 2, b"1/24", b"s", &recip));
+        let c = c.unwrap();
+        assert!(c.overflow);
+        assert_eq!(c.delnum, 2);
+        // The next command is read as usual.
+        let (_, c) = p.feed_one(&command(Width::Narrow, 3, b"1/24", b"s", b"r@h"));
+        assert!(!c.unwrap().overflow);
+    }
+
+    #[test]
     fn long_reports_are_cut() {
         let mut r = ReportParser::new(Width::Narrow);
         let mut out = Vec::new();
