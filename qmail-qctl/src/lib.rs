@@ -33,3 +33,6 @@ mod privs;
 mod scan;
 
 pub use cli::main as qmail_qctl;
+/// What `show` makes of bounce/N and mess/N, for the fuzz targets.
+pub use output::{human_text, json_str, tsv_field};
+pub use scan::header as message_header;

@@ -218,13 +218,20 @@ pub fn message_text(q: &Queue, id: u64, whole: bool, max: u64) -> io::Result<Vec
         .take(max)
         .read_to_end(&mut data)?;
     if !whole {
-        let end = data
-            .windows(2)
-            .position(|w| w == b"\n\n")
-            .map_or(data.len(), |p| p + 2);
+        let end = header(&data).len();
         data.truncate(end);
     }
     Ok(data)
+}
+
+/// The header of a message file's text: up to and including the first empty line, or
+/// all of it when it has none.
+pub fn header(data: &[u8]) -> &[u8] {
+    let end = data
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map_or(data.len(), |p| p + 2);
+    &data[..end]
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! * `start` - qmail-start's descriptor plumbing and ids;
 //! * `splogger` - the syslog logger.
 //!
-//! Other crates use the programs only.
+//! Other crates use the programs, and `bounce` (for its fuzz target).
 
 mod bounded;
 mod clean;
@@ -19,6 +19,8 @@ mod start;
 mod sys;
 
 pub use clean::main as qmail_clean;
+/// qmail-send's bounce composition, for the fuzz targets.
+pub use send::bounce;
 pub use send::main as qmail_send;
 pub use spawn::local::main as qmail_lspawn;
 pub use spawn::remote::main as qmail_rspawn;

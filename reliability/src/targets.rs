@@ -34,10 +34,12 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("queue_info", queue_info),
     ("queue_channel", queue_channel),
     ("queue_tcpto", queue_tcpto),
+    ("queue_bounce", queue_bounce),
+    ("queue_mess", queue_mess),
 ];
 
 mod queue;
-pub use queue::{queue_channel, queue_info, queue_tcpto, queue_todo};
+pub use queue::{queue_bounce, queue_channel, queue_info, queue_mess, queue_tcpto, queue_todo};
 
 // ----------------------------------------------------------------- qmail-smtpd
 

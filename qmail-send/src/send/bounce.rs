@@ -57,6 +57,77 @@ This is a permanent error; I've given up. Sorry it didn't work out.\n\n",
     v
 }
 
+/// What becomes of a message's collected failures, decided from the sender of
+/// info/S/N.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// The sender is `#@[]` (the message was itself a double bounce): bounce/N is
+    /// discarded with a `triple bounce` line.
+    Discard,
+    /// A bounce from `sender` (empty, or `#@[]` for a double bounce) to `recip`.
+    Inject {
+        /// The original sender, without a trailing `-@[]` (the Return-Path of the copy).
+        orig: Vec<u8>,
+        sender: Vec<u8>,
+        recip: Vec<u8>,
+        double: bool,
+    },
+}
+
+/// netqmail's injectbounce: `owner-@host-@[]` becomes `owner-@host`; `#@[]` is not
+/// bounced again; the empty sender's failures go to doublebounceto as a double bounce.
+pub fn plan(sender: &[u8], doublebounceto: &[u8]) -> Plan {
+    let orig = sender.strip_suffix(b"-@[]").unwrap_or(sender);
+    if orig == b"#@[]" {
+        return Plan::Discard;
+    }
+    let double = orig.is_empty();
+    let (sender, recip) = if double {
+        (b"#@[]".to_vec(), doublebounceto.to_vec())
+    } else {
+        (Vec::new(), orig.to_vec())
+    };
+    Plan::Inject {
+        orig: orig.to_vec(),
+        sender,
+        recip,
+        double,
+    }
+}
+
+/// The text of a bounce: [`head`], bounce/N as it is, [`middle`], mess/N as it is, each
+/// handed to `put` as read. An error reading either file is returned (the bounce must
+/// then not be queued).
+#[allow(clippy::too_many_arguments)]
+pub fn compose(
+    put: &mut impl FnMut(&[u8]),
+    date: u64,
+    bouncefrom: &[u8],
+    bouncehost: &[u8],
+    orig: &[u8],
+    recip: &[u8],
+    double: bool,
+    bounce: &mut impl std::io::Read,
+    mess: &mut impl std::io::Read,
+) -> std::io::Result<()> {
+    put(&head(date, bouncefrom, bouncehost, recip, double));
+    copy(put, bounce)?;
+    put(&middle(orig, double));
+    copy(put, mess)
+}
+
+fn copy(put: &mut impl FnMut(&[u8]), r: &mut impl std::io::Read) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => put(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The separator between the failure paragraphs and the original message.
 pub fn middle(sender: &[u8], double: bool) -> Vec<u8> {
     let mut v = Vec::with_capacity(80 + sender.len());
@@ -126,6 +197,48 @@ This is a permanent error; I've given up. Sorry it didn't work out.\n\n"
             middle(b"", true),
             b"--- Below this line is the original bounce.\n\nReturn-Path: <>\n"
         );
+    }
+
+    #[test]
+    fn plans() {
+        use super::{Plan, plan};
+        assert_eq!(plan(b"#@[]", b"dbl"), Plan::Discard);
+        assert_eq!(plan(b"#@[]-@[]", b"dbl"), Plan::Discard);
+        let inject = |orig: &[u8], sender: &[u8], recip: &[u8], double| Plan::Inject {
+            orig: orig.to_vec(),
+            sender: sender.to_vec(),
+            recip: recip.to_vec(),
+            double,
+        };
+        assert_eq!(plan(b"", b"dbl"), inject(b"", b"#@[]", b"dbl", true));
+        assert_eq!(plan(b"-@[]", b"dbl"), inject(b"", b"#@[]", b"dbl", true));
+        assert_eq!(
+            plan(b"owner-@list.example-@[]", b"dbl"),
+            inject(b"owner-@list.example", b"", b"owner-@list.example", false)
+        );
+        assert_eq!(plan(b"a@b", b"dbl"), inject(b"a@b", b"", b"a@b", false));
+    }
+
+    #[test]
+    fn composed_text() {
+        let mut out = Vec::new();
+        let r = super::compose(
+            &mut |d: &[u8]| out.extend_from_slice(d),
+            812_090_814,
+            b"MAILER-DAEMON",
+            b"me.example",
+            b"a@b",
+            b"a@b",
+            false,
+            &mut &b"<x@y>:\nno\n\n"[..],
+            &mut &b"Subject: s\n\nbody\n"[..],
+        );
+        assert!(r.is_ok());
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with(
+            "<x@y>:\nno\n\n--- Below this line is a copy of the message.\n\n\
+Return-Path: <a@b>\nSubject: s\n\nbody\n"
+        ));
     }
 
     proptest! {

@@ -9,7 +9,7 @@ use super::work::Task;
 use super::{Daemon, OSSIFIED, SLEEP_CLEANUP, SLEEP_SYSFAIL, bounce};
 use crate::log::{self, Line};
 use qmail_queue::{Scan, SubdirScan};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -54,13 +54,9 @@ impl Daemon {
     /// Injects the bounce for message `id` if bounce/N exists, then removes bounce/N.
     /// False when it must be tried again later.
     pub(super) fn injectbounce(&mut self, id: u64) -> bool {
-        let Some((mut sender, _)) = getinfo(id) else {
+        let Some((sender, _)) = getinfo(id) else {
             return false;
         };
-        // owner-@host-@[] -> owner-@host
-        if sender.len() >= 4 && sender.ends_with(b"-@[]") {
-            sender.truncate(sender.len() - 4);
-        }
         let bf = bounce_fn(id);
         match std::fs::metadata(&bf) {
             Ok(_) => {}
@@ -70,44 +66,52 @@ impl Daemon {
                 return false;
             }
         }
-        if sender == b"#@[]" {
-            warn(&["triple bounce: discarding ", &bf, "\n"]);
-        } else {
-            let Ok(mut qq) = qmail_queue::QueueClient::open_default(&self.home) else {
-                log::text("warning: unable to start qmail-queue, will try later\n");
-                return false;
-            };
-            let qp = qq.pid();
-            let double = sender.is_empty();
-            let (bsender, brecip): (&[u8], Vec<u8>) = if double {
-                (b"#@[]", self.cfg.doublebounceto.clone())
-            } else {
-                (b"", sender.clone())
-            };
-            qq.put(&bounce::head(
-                control::now(),
-                &self.cfg.bouncefrom,
-                &self.cfg.bouncehost,
-                &brecip,
+        match bounce::plan(&sender, &self.cfg.doublebounceto) {
+            bounce::Plan::Discard => warn(&["triple bounce: discarding ", &bf, "\n"]),
+            bounce::Plan::Inject {
+                orig,
+                sender: bsender,
+                recip: brecip,
                 double,
-            ));
-            copy_into(&mut qq, &bf);
-            qq.put(&bounce::middle(&sender, double));
-            copy_into(&mut qq, &mess_fn(id));
-            qq.from(bsender);
-            qq.to(&brecip);
-            if qq.close().is_err() {
-                log::text("warning: trouble injecting bounce message, will try later\n");
-                return false;
+            } => {
+                let Ok(mut qq) = qmail_queue::QueueClient::open_default(&self.home) else {
+                    log::text("warning: unable to start qmail-queue, will try later\n");
+                    return false;
+                };
+                let qp = qq.pid();
+                let composed = match (control::open_read(&bf), control::open_read(mess_fn(id))) {
+                    (Ok(mut b), Ok(mut m)) => bounce::compose(
+                        &mut |d: &[u8]| qq.put(d),
+                        control::now(),
+                        &self.cfg.bouncefrom,
+                        &self.cfg.bouncehost,
+                        &orig,
+                        &brecip,
+                        double,
+                        &mut b,
+                        &mut m,
+                    )
+                    .is_ok(),
+                    _ => false,
+                };
+                if !composed {
+                    qq.fail();
+                }
+                qq.from(&bsender);
+                qq.to(&brecip);
+                if qq.close().is_err() {
+                    log::text("warning: trouble injecting bounce message, will try later\n");
+                    return false;
+                }
+                log::line(
+                    Line::new()
+                        .s("bounce msg ")
+                        .n(id)
+                        .s(" qp ")
+                        .n(u64::from(qp))
+                        .s("\n"),
+                );
             }
-            log::line(
-                Line::new()
-                    .s("bounce msg ")
-                    .n(id)
-                    .s(" qp ")
-                    .n(u64::from(qp))
-                    .s("\n"),
-            );
         }
         if std::fs::remove_file(&bf).is_err() {
             warn(&["warning: unable to unlink ", &bf, "\n"]);
@@ -245,24 +249,5 @@ impl Daemon {
             }
         }
         self.clean_request(Purpose::Abandoned(id));
-    }
-}
-
-fn copy_into(qq: &mut qmail_queue::QueueClient, path: &str) {
-    let Ok(mut f) = control::open_read(path) else {
-        qq.fail();
-        return;
-    };
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => qq.put(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                qq.fail();
-                return;
-            }
-        }
     }
 }

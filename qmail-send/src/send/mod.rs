@@ -30,7 +30,7 @@
 //! finish what the threads did; answer queue management; hand out new messages from todo/;
 //! start the deliveries that are due; end finished messages; clean up.
 
-mod bounce;
+pub mod bounce;
 mod cleaning;
 mod config;
 mod prioq;

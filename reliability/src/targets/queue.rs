@@ -226,3 +226,217 @@ pub fn queue_tcpto(data: &[u8]) {
         }
     }
 }
+
+/// A reader that hands out at most `chunk` bytes per read and, when `fail_at` is set,
+/// fails once that many bytes have been read (a disk error in the middle of the file).
+struct Chunked<'a> {
+    data: &'a [u8],
+    chunk: usize,
+    fail_at: Option<usize>,
+    pos: usize,
+}
+
+impl std::io::Read for Chunked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.fail_at.is_some_and(|f| self.pos >= f) {
+            return Err(std::io::Error::from_raw_os_error(libc::EIO));
+        }
+        let end = self.data.len().min(self.pos + self.chunk.min(buf.len()));
+        let end = self.fail_at.map_or(end, |f| end.min(f.max(self.pos + 1)));
+        let n = end.saturating_sub(self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// bounce/N and mess/N as qmail-send's injectbounce reads them (`bounce::plan` on
+/// info/S/N's sender, then `bounce::compose` copying both files into the bounce). Input:
+/// a mode byte (read size, which file fails and where), the sender up to the first NUL
+/// (info/S/N's record holds none), a two-byte length of bounce/N, bounce/N, and mess/N.
+/// Checks: `#@[]` (with or without `-@[]`) is discarded and nothing else; the empty
+/// sender's failures go from `#@[]` to doublebounceto, the others from `<>` to the
+/// sender without `-@[]`; the bounce is the fixed text with bounce/N and mess/N in it
+/// byte for byte (NULs, bare CRs, anything), whatever the size of the reads; a read error
+/// in either file is an error of the whole (the bounce is then not queued); the fixed text
+/// holds no NUL.
+pub fn queue_bounce(data: &[u8]) {
+    use qmail_send::bounce::{Plan, compose, head, middle, plan};
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let (sender, rest) = match rest.iter().position(|&c| c == 0) {
+        Some(p) => (&rest[..p], &rest[p + 1..]),
+        None => (rest, &[][..]),
+    };
+    let (blen, rest) = match rest {
+        [a, b, r @ ..] => (usize::from(u16::from_be_bytes([*a, *b])), r),
+        _ => (0, rest),
+    };
+    let (bounce, mess) = rest.split_at(blen.min(rest.len()));
+    let dbl = b"dbl@testhost.example";
+    let stripped = sender.strip_suffix(b"-@[]").unwrap_or(sender);
+    let (orig, bsender, recip, double) = match plan(sender, dbl) {
+        Plan::Discard => {
+            assert_eq!(stripped, b"#@[]");
+            return;
+        }
+        Plan::Inject {
+            orig,
+            sender,
+            recip,
+            double,
+        } => (orig, sender, recip, double),
+    };
+    assert_ne!(stripped, b"#@[]");
+    assert_eq!(orig, stripped);
+    assert_eq!(double, stripped.is_empty());
+    if double {
+        assert_eq!((&bsender[..], &recip[..]), (&b"#@[]"[..], &dbl[..]));
+    } else {
+        assert_eq!((&bsender[..], &recip[..]), (&b""[..], stripped));
+    }
+    let chunk = usize::from(mode & 0x1f) + 1;
+    let fail = |len: usize, on: bool| on.then(|| usize::from(mode >> 5) * len / 8);
+    let (fail_b, fail_m) = (mode & 0x40 != 0 && mode & 0x80 != 0, mode & 0x80 != 0);
+    let mut b = Chunked {
+        data: bounce,
+        chunk,
+        fail_at: fail(bounce.len(), fail_b),
+        pos: 0,
+    };
+    let mut m = Chunked {
+        data: mess,
+        chunk,
+        fail_at: fail(mess.len(), fail_m && !fail_b),
+        pos: 0,
+    };
+    let mut out = Vec::new();
+    let r = compose(
+        &mut |d: &[u8]| out.extend_from_slice(d),
+        1_700_000_000,
+        b"MAILER-DAEMON",
+        b"testhost.example",
+        &orig,
+        &recip,
+        double,
+        &mut b,
+        &mut m,
+    );
+    if fail_b || fail_m {
+        assert!(r.is_err(), "a read error must not give a bounce");
+        return;
+    }
+    assert!(r.is_ok());
+    let h = head(
+        1_700_000_000,
+        b"MAILER-DAEMON",
+        b"testhost.example",
+        &recip,
+        double,
+    );
+    let mid = middle(&orig, double);
+    assert!(!h.contains(&0) && !mid.contains(&0));
+    let mut want = h;
+    want.extend_from_slice(bounce);
+    want.extend_from_slice(&mid);
+    want.extend_from_slice(mess);
+    assert_eq!(out, want);
+}
+
+/// Undoes [`qmail_qctl::json_str`]: `None` unless `s` is one JSON string literal of
+/// printable ASCII whose escapes are `\"`, `\\` and `\u00XX`.
+fn json_bytes(s: &str) -> Option<Vec<u8>> {
+    let inner = s.strip_prefix('"')?.strip_suffix('"')?;
+    let b = inner.as_bytes();
+    let mut v = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => match b.get(i + 1)? {
+                b'"' | b'\\' => {
+                    v.push(b[i + 1]);
+                    i += 2;
+                }
+                b'u' => {
+                    let hex = std::str::from_utf8(b.get(i + 2..i + 6)?).ok()?;
+                    v.push(u8::try_from(u16::from_str_radix(hex, 16).ok()?).ok()?);
+                    i += 6;
+                }
+                _ => return None,
+            },
+            b'"' => return None,
+            c if (0x20..=0x7e).contains(&c) => {
+                v.push(c);
+                i += 1;
+            }
+            _ => return None,
+        }
+    }
+    Some(v)
+}
+
+/// Undoes [`qmail_qctl::tsv_field`]; `None` for a tab, line end or unknown escape.
+fn tsv_bytes(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut v = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => {
+                match b.get(i + 1)? {
+                    b'\\' => v.push(b'\\'),
+                    b't' => v.push(b'\t'),
+                    b'n' => v.push(b'\n'),
+                    b'r' => v.push(b'\r'),
+                    b'x' => {
+                        let hex = std::str::from_utf8(b.get(i + 2..i + 4)?).ok()?;
+                        v.push(u8::from_str_radix(hex, 16).ok()?);
+                        i += 2;
+                    }
+                    _ => return None,
+                }
+                i += 2;
+            }
+            b'\t' | b'\n' | b'\r' => return None,
+            c => {
+                v.push(c);
+                i += 1;
+            }
+        }
+    }
+    Some(v)
+}
+
+/// mess/N and bounce/N as qmail-qctl's `show` reads them: the header of the message file
+/// (up to its first empty line) and both texts for a terminal, as JSON and as TSV. The
+/// first byte says whether the input is the message or the failures (it only picks the
+/// name in the failure messages). Checks: the header is a prefix of the file that ends
+/// at the first empty line or is the whole file; for a terminal no control character
+/// but newline and tab survives (nothing can drive the terminal); the JSON string and
+/// the TSV field are one line of printable ASCII and give back the file's bytes.
+pub fn queue_mess(data: &[u8]) {
+    let Some((&which, file)) = data.split_first() else {
+        return;
+    };
+    let what = if which & 1 == 0 { "mess" } else { "bounce" };
+    let h = qmail_qctl::message_header(file);
+    assert!(file.starts_with(h));
+    match file.windows(2).position(|w| w == b"\n\n") {
+        Some(p) => assert_eq!(h.len(), p + 2, "{what}: the header ends at the empty line"),
+        None => assert_eq!(h.len(), file.len()),
+    }
+    for text in [h, file] {
+        let human = qmail_qctl::human_text(text);
+        assert!(
+            human
+                .chars()
+                .all(|c| c == '\n' || c == '\t' || !c.is_control()),
+            "{what}: a control character for the terminal"
+        );
+        let j = qmail_qctl::json_str(text);
+        assert_eq!(json_bytes(&j).as_deref(), Some(text), "{what}: {j}");
+        let t = qmail_qctl::tsv_field(text);
+        assert_eq!(tsv_bytes(&t).as_deref(), Some(text), "{what}: {t}");
+    }
+}

@@ -1,0 +1,4 @@
+#![no_main]
+//! See rqmail_reliability::targets::queue_mess.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rqmail_reliability::targets::queue_mess(data));
