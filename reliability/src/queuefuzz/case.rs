@@ -287,7 +287,22 @@ fn mutate_bytes(rng: &mut Rng, data: &[u8], records: bool) -> (String, Vec<u8>) 
             "no-type",
         ]
     } else {
-        &["truncate", "empty", "garbage", "flip", "huge", "appended"]
+        // Message texts and collected failures: what qmail-send copies into a bounce.
+        &[
+            "truncate",
+            "empty",
+            "garbage",
+            "flip",
+            "huge",
+            "appended",
+            "nul-bytes",
+            "bare-cr",
+            "no-final-newline",
+            "long-line",
+            "dot-lines",
+            "8bit",
+            "blank-lines",
+        ]
     };
     let m = choices[pick(rng, choices.len())];
     let mut v = data.to_vec();
@@ -327,6 +342,47 @@ fn mutate_bytes(rng: &mut Rng, data: &[u8], records: bool) -> (String, Vec<u8>) 
         }
         "huge" => v.extend(std::iter::repeat_n(b'x', (2 << 20) + pick(rng, 4096))),
         "appended" => v.extend_from_slice(b"\0\0trailing\0garbage"),
+        "nul-bytes" => {
+            for _ in 0..1 + pick(rng, 8) {
+                let at = pick(rng, v.len() + 1);
+                v.insert(at, 0);
+            }
+        }
+        "bare-cr" => {
+            // Some line ends CR LF, some a CR alone.
+            v = v
+                .iter()
+                .flat_map(|&c| match c {
+                    b'\n' if rng.below(2) == 0 => vec![b'\r', b'\n'],
+                    b'\n' => vec![b'\r'],
+                    c => vec![c],
+                })
+                .collect();
+        }
+        "no-final-newline" => {
+            while v.last() == Some(&b'\n') {
+                v.pop();
+            }
+            v.extend_from_slice(b"no newline at the end");
+        }
+        "long-line" => {
+            // Longer than any line buffer of 64 KiB, shorter than a record's bound.
+            let at = pick(rng, v.len() + 1);
+            let line = std::iter::repeat_n(b'L', 200_000 + pick(rng, 4096));
+            v.splice(at..at, line);
+        }
+        "dot-lines" => v.extend_from_slice(b".\n..\n. \n.\r\n.x\n\n.\n"),
+        "8bit" => {
+            for c in &mut v {
+                if rng.below(4) == 0 {
+                    *c |= 0x80;
+                }
+            }
+        }
+        "blank-lines" => {
+            // Paragraphs as in bounce/N: `<addr>:`, the report, an empty line.
+            v.extend_from_slice(b"\n\n\n<x@y>:\n\n\nreport\n\n");
+        }
         "garbage" => {
             let n = 1 + pick(rng, 4096);
             v = (0..n).map(|_| rng.next_u64() as u8).collect();

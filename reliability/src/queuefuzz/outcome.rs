@@ -188,6 +188,8 @@ pub fn differences(a: &Run, b: &Run) -> Vec<String> {
             .collect()
     };
     diff_sets(&mut v, "deliveries", &deliveries(a), &deliveries(b));
+    let bounces = |r: &Run| r.bounces.iter().cloned().collect::<BTreeSet<_>>();
+    diff_sets(&mut v, "bounce texts", &bounces(a), &bounces(b));
     let queue = |r: &Run| r.queue_after.iter().cloned().collect::<BTreeSet<_>>();
     diff_sets(&mut v, "queue after", &queue(a), &queue(b));
     let outcome = |r: &Run| -> String {

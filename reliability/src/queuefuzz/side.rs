@@ -89,6 +89,9 @@ pub struct Run {
     pub delivered: Vec<String>,
     /// Whether the good message was delivered to both its recipients.
     pub good_delivered: bool,
+    /// Each bounce delivered: `bounce ADDR <SENDER> CKSUM SIZE` of its text after the
+    /// header (the collected failures and the copy of the message).
+    pub bounces: Vec<String>,
     /// Problems of the harness's own checks (qmail-send died, hung, ...).
     pub failures: Vec<String>,
     /// The queue readers after qmail-send stopped, qmail-clean and qmail-remote.
@@ -129,7 +132,12 @@ printf '%s\0' USER UID GID SPOOL - "$1"
 
 const FAKE_LOCAL: &str = r#"#!/bin/sh
 # qmail-local -- user home local dash ext domain sender aliasempty
-cat > /dev/null
+# A bounce (sender empty or #@[]): the checksum and size of its text after the header,
+# which is the collected failures (bounce/N) and the copy of the message (mess/N).
+case "$8" in
+  ''|'#@[]') echo "bounce $4@$7 <$8> $(sed '1,/^$/d' | cksum)" >> SPOOL/bodies ;;
+  *) cat > /dev/null ;;
+esac
 case "$4" in
   fail*) echo "Sorry, no mailbox here by that name. (#5.1.1)"; exit 100 ;;
 esac
@@ -140,7 +148,10 @@ exit 0
 
 const FAKE_REMOTE: &str = r#"#!/bin/sh
 # qmail-remote host sender recip
-cat > /dev/null
+case "$2" in
+  ''|'#@[]') echo "bounce $3 <$2> $(sed '1,/^$/d' | cksum)" >> SPOOL/bodies ;;
+  *) cat > /dev/null ;;
+esac
 echo "remote $3 $2" >> SPOOL/delivered
 printf 'r\0K%s accepted message.\nRemote host said: 250 ok\n\0' "$1"
 exit 0
@@ -438,13 +449,15 @@ impl Side {
         if let Some((u, g)) = self.runner {
             chown_tree(&q, u, g);
         }
-        let d = self.spool.join("delivered");
-        let _ = fs::remove_file(&d);
-        io("spool", fs::write(&d, b""))?;
-        io(
-            "chmod",
-            fs::set_permissions(&d, fs::Permissions::from_mode(0o666)),
-        )?;
+        for name in ["delivered", "bodies"] {
+            let d = self.spool.join(name);
+            let _ = fs::remove_file(&d);
+            io("spool", fs::write(&d, b""))?;
+            io(
+                "chmod",
+                fs::set_permissions(&d, fs::Permissions::from_mode(0o666)),
+            )?;
+        }
         Ok(())
     }
 
@@ -710,6 +723,9 @@ impl Side {
         }
         run.log = read_log();
         run.delivered = self.delivered();
+        run.bounces = fs::read_to_string(self.spool.join("bodies"))
+            .map(|s| s.lines().map(str::to_string).collect())
+            .unwrap_or_default();
 
         run.post = self.readers(lim.tool);
         let clean_in = format!("todo/{BAD}\0foop/{BAD}\0");
