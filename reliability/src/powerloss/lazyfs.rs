@@ -47,6 +47,24 @@ impl Build {
 }
 
 /// A mounted LazyFS.
+/// What [`LazyFs::wait_idle`] waited for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdleWait {
+    /// The most processes seen using the file system.
+    pub users: usize,
+    /// Processes killed because they still used it.
+    pub killed: usize,
+    /// The most unanswered requests seen.
+    pub requests: u64,
+    /// Whether fusectl's count could be read.
+    pub fusectl: bool,
+    /// Bytes the namespace journal grew by while the harness waited: operations LazyFS
+    /// carried out after the mail system was killed.
+    pub late: u64,
+    /// How long it took.
+    pub waited: Duration,
+}
+
 pub struct LazyFs {
     pub mountpoint: PathBuf,
     /// The tree LazyFS keeps its data in (its `subdir`).
@@ -232,6 +250,125 @@ impl LazyFs {
         // One command per read: give LazyFS time to take it before the next.
         std::thread::sleep(Duration::from_millis(50));
         Ok(())
+    }
+
+    /// The pid of the LazyFS process, while it runs.
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The processes, other than LazyFS, with a descriptor, a working directory or a root
+    /// on this file system: a killed program keeps its descriptors (and sends their last
+    /// requests, FUSE's flush on close) until it has exited.
+    pub fn users(&self) -> Vec<i32> {
+        let me = self.pid().and_then(|p| i32::try_from(p).ok());
+        let under = |p: &Path| p.starts_with(&self.mountpoint);
+        let mut v = Vec::new();
+        let Ok(rd) = fs::read_dir("/proc") else {
+            return v;
+        };
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if Some(pid) == me {
+                continue;
+            }
+            let proc = e.path();
+            let mut uses = ["cwd", "root"]
+                .iter()
+                .any(|l| fs::read_link(proc.join(l)).is_ok_and(|t| under(&t)));
+            if !uses && let Ok(fds) = fs::read_dir(proc.join("fd")) {
+                uses = fds
+                    .flatten()
+                    .any(|fd| fs::read_link(fd.path()).is_ok_and(|t| under(&t)));
+            }
+            if uses {
+                v.push(pid);
+            }
+        }
+        v
+    }
+
+    /// The number of requests the kernel has sent or queued to LazyFS and that are not
+    /// answered yet (fusectl's `waiting`, which counts every request a process waits
+    /// for; FUSE's release, sent in the background after the last close, is not
+    /// counted). `None` when fusectl cannot be read.
+    pub fn waiting(&self) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let dev = fs::metadata(&self.mountpoint).ok()?.dev();
+        let conns = Path::new("/sys/fs/fuse/connections");
+        let f = conns.join(libc::minor(dev).to_string()).join("waiting");
+        if !f.exists() {
+            // fusectl is not mounted by every system; mounting it changes nothing else.
+            let _ = nix::mount::mount(
+                Some("fusectl"),
+                conns,
+                Some("fusectl"),
+                nix::mount::MsFlags::empty(),
+                None::<&str>,
+            );
+        }
+        fs::read_to_string(f).ok()?.trim().parse().ok()
+    }
+
+    /// Waits until nothing uses the file system any more and LazyFS has answered every
+    /// request (and its journal and log have stopped growing for `quiet`): so that no
+    /// operation of a program the harness killed reaches LazyFS after what comes next
+    /// (a clear-cache). A program that still uses the file system after `limit` is
+    /// killed (it can only be one the mail system started). Returns what was waited for.
+    pub fn wait_idle(&self, quiet: Duration, limit: Duration) -> Result<IdleWait, String> {
+        let start = Instant::now();
+        let mut w = IdleWait::default();
+        let size = |n: &str| fs::metadata(self.dir.join(n)).map_or(0, |m| m.len());
+        let first = size("dirops");
+        loop {
+            let users = self.users();
+            if users.is_empty() {
+                break;
+            }
+            w.users = w.users.max(users.len());
+            if start.elapsed() > limit {
+                for pid in users {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    w.killed += 1;
+                }
+                if start.elapsed() > limit * 2 {
+                    return Err(format!(
+                        "processes still use {} after {:?}",
+                        self.mountpoint.display(),
+                        limit * 2
+                    ));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut last = (size("dirops"), size("lazyfs.log"));
+        let mut still = Instant::now();
+        loop {
+            let waiting = self.waiting();
+            w.fusectl = waiting.is_some();
+            let now = (size("dirops"), size("lazyfs.log"));
+            if now != last || waiting.is_some_and(|n| n > 0) {
+                w.requests = w.requests.max(waiting.unwrap_or(0));
+                last = now;
+                still = Instant::now();
+            } else if still.elapsed() >= quiet {
+                w.waited = start.elapsed();
+                w.late = now.0.saturating_sub(first);
+                return Ok(w);
+            }
+            if start.elapsed() > limit * 3 {
+                return Err(format!(
+                    "LazyFS on {} did not become idle ({waiting:?} requests waiting)",
+                    self.mountpoint.display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Drops the unsynced data and waits until LazyFS says it has.

@@ -200,6 +200,9 @@ pub struct CaseReport {
     pub fired: Fired,
     /// Directory entries undone (the journal), one line each.
     pub undone: Vec<String>,
+    /// For `clear` and `checkpoint`: what was waited for before LazyFS was told, per
+    /// disk (processes still on it, requests unanswered, time).
+    pub idle: Vec<String>,
     pub verdict: Verdict,
     /// The drain ran out of time with accepted mail still missing and the queue busy.
     pub timed_out: bool,
@@ -244,6 +247,9 @@ impl CaseReport {
         );
         if v.unreadable > 0 {
             let _ = write!(t, "; unreadable files {}", v.unreadable);
+        }
+        if !self.idle.is_empty() {
+            let _ = write!(t, "; idle before the fault: {}", self.idle.join(", "));
         }
         if let Some(e) = &self.error {
             let _ = write!(t, "; ERROR {e}");
@@ -446,6 +452,7 @@ fn run_case(
         case: case.clone(),
         fired: Fired::Cut,
         undone: Vec::new(),
+        idle: Vec::new(),
         verdict: Verdict::default(),
         timed_out: false,
         drained_in: Duration::ZERO,
@@ -576,6 +583,22 @@ fn case_steps(
     load.signal_stop();
     if fault.is_ok() && matches!(case.fault, Fault::Clear | Fault::Checkpoint) {
         fault = sys.kill_all().and_then(|()| {
+            // The killed programs' last requests (and those of any other process still
+            // on the disks) are answered before the cache is dropped: an operation that
+            // reached LazyFS after its clear-cache would be one made after the power
+            // went (run A3's case 74).
+            for (l, name) in [(&disks.queue, "queue"), (&disks.maildir, "Maildir")] {
+                let w = l.wait_idle(Duration::from_millis(200), Duration::from_secs(10))?;
+                r.idle.push(format!(
+                    "{name}: {} users, {} killed, {} requests, {} journal bytes{}, {} ms",
+                    w.users,
+                    w.killed,
+                    w.requests,
+                    w.late,
+                    if w.fusectl { "" } else { " (no fusectl)" },
+                    w.waited.as_millis()
+                ));
+            }
             for l in [&disks.queue, &disks.maildir] {
                 if case.fault == Fault::Clear {
                     l.clear_cache()?;
@@ -710,6 +733,7 @@ mod tests {
             },
             fired,
             undone: vec!["removed x".into(); 2],
+            idle: Vec::new(),
             verdict: v,
             timed_out: false,
             drained_in: Duration::from_millis(1500),
