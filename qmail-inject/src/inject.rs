@@ -803,9 +803,9 @@ pub fn run(args: Vec<OsString>) -> Result<(), Fatal> {
     }
     qq.close().map_err(|e| {
         if e.permanent {
-            Fatal::perm(e.text)
+            Fatal::perm(e.text.into_owned())
         } else {
-            Fatal::temp(e.text)
+            Fatal::temp(e.text.into_owned())
         }
     })
 }

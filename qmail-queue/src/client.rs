@@ -5,9 +5,17 @@
 //! home with the message on its descriptor 0 and the envelope on its descriptor 1. Its exit
 //! code becomes a [`QueueError`] carrying netqmail's exact text, so that SMTP replies and
 //! bounces read the same.
+//!
+//! Custom errors (the convention of the qmail-queue-custom-error patch, opt-in through
+//! [`QueueClient::with_custom_error`]): the program gets a pipe on descriptor
+//! [`CUSTOM_ERROR_FD`] (4) and `ERROR_FD=4` in its environment; when it exits
+//! [`CUSTOM_ERROR_EXIT`] (82) after writing `D` (permanent) or `Z` (temporary) and a text
+//! there, that text is the verdict. Exit 82 without such a text keeps netqmail's meaning
+//! ("qq temporary problem").
 
+use std::borrow::Cow;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -18,15 +26,15 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 pub struct QueueError {
     /// True for a permanent failure (netqmail's "D" prefix): SMTP 554, a bounce.
     pub permanent: bool,
-    /// The text, e.g. `qq write error or disk full (#4.3.0)`.
-    pub text: &'static str,
+    /// The text, e.g. `qq write error or disk full (#4.3.0)`, or a custom error's.
+    pub text: Cow<'static, str>,
     /// The exit code, when the program exited.
     pub code: Option<i32>,
 }
 
 impl std::fmt::Display for QueueError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.text)
+        f.write_str(&self.text)
     }
 }
 
@@ -36,15 +44,75 @@ impl QueueError {
     const fn z(text: &'static str, code: Option<i32>) -> QueueError {
         QueueError {
             permanent: false,
-            text,
+            text: Cow::Borrowed(text),
             code,
         }
     }
     const fn d(text: &'static str, code: Option<i32>) -> QueueError {
         QueueError {
             permanent: true,
-            text,
+            text: Cow::Borrowed(text),
             code,
+        }
+    }
+
+    /// The verdict of a custom error (exit [`CUSTOM_ERROR_EXIT`]) from what the program
+    /// wrote on its error descriptor: `D` or `Z` and a text, of which the first line is
+    /// kept (at most [`CUSTOM_ERROR_MAX`] bytes, bytes outside printable ASCII made `?`).
+    /// `None` when there is no such text.
+    pub fn custom(written: &[u8]) -> Option<QueueError> {
+        let (&kind, rest) = written.split_first()?;
+        let permanent = match kind {
+            b'D' => true,
+            b'Z' => false,
+            _ => return None,
+        };
+        let line = rest
+            .split(|&c| c == b'\n' || c == b'\r')
+            .next()
+            .unwrap_or(b"");
+        let line = &line[..line.len().min(CUSTOM_ERROR_MAX)];
+        let text: String = line
+            .iter()
+            .map(|&c| {
+                if (b' '..=b'~').contains(&c) {
+                    c as char
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        let text = text.trim();
+        if text.is_empty() {
+            return None;
+        }
+        Some(QueueError {
+            permanent,
+            text: Cow::Owned(text.to_string()),
+            code: Some(CUSTOM_ERROR_EXIT),
+        })
+    }
+
+    /// The SMTP reply line (with CRLF): 554 or 451 and the text, as netqmail's
+    /// qmail-smtpd says it; a custom error's text that already starts with a reply code
+    /// of the right kind (`550 5.7.1 ...` for a permanent one, `4xx ...` for a temporary
+    /// one) is the reply as it is.
+    pub fn smtp_reply(&self) -> String {
+        let first = if self.permanent { b'5' } else { b'4' };
+        let t = self.text.as_bytes();
+        let coded = self.code == Some(CUSTOM_ERROR_EXIT)
+            && t.len() > 4
+            && t[0] == first
+            && t[1..3].iter().all(u8::is_ascii_digit)
+            && t[3] == b' ';
+        if coded {
+            format!("{}\r\n", self.text)
+        } else {
+            format!(
+                "{} {}\r\n",
+                if self.permanent { "554" } else { "451" },
+                self.text
+            )
         }
     }
 
@@ -91,6 +159,13 @@ impl QueueError {
     }
 }
 
+/// The descriptor on which a queue program may write a custom error.
+pub const CUSTOM_ERROR_FD: i32 = 4;
+/// The exit code that says "my verdict is on the custom error descriptor".
+pub const CUSTOM_ERROR_EXIT: i32 = 82;
+/// The most bytes of a custom error's text that are kept.
+pub const CUSTOM_ERROR_MAX: usize = 512;
+
 /// Which program to run: `$QMAILQUEUE` if set and non-empty, else `bin/qmail-queue`
 /// (relative to the qmail home, where it runs).
 pub fn queue_program() -> PathBuf {
@@ -120,6 +195,8 @@ pub struct QueueClient {
     envelope_w: Option<File>,
     state: State,
     failed: bool,
+    /// The read end of the custom error pipe, when the program got one.
+    custom_r: Option<File>,
 }
 
 impl std::fmt::Debug for QueueClient {
@@ -145,9 +222,39 @@ impl QueueClient {
         program: &Path,
         env: &[(&str, Option<&[u8]>)],
     ) -> io::Result<QueueClient> {
+        QueueClient::open_with(home, program, env, false)
+    }
+
+    /// As [`open_env`](Self::open_env), and the program may answer with a custom error
+    /// (see the module documentation): qmail-smtpd's way to give a queue front end's
+    /// own reply to the client.
+    pub fn with_custom_error(
+        home: &Path,
+        program: &Path,
+        env: &[(&str, Option<&[u8]>)],
+    ) -> io::Result<QueueClient> {
+        QueueClient::open_with(home, program, env, true)
+    }
+
+    fn open_with(
+        home: &Path,
+        program: &Path,
+        env: &[(&str, Option<&[u8]>)],
+        custom: bool,
+    ) -> io::Result<QueueClient> {
         let (env_r, env_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
         let mut cmd = Command::new(program);
+        let mut custom_r = None;
+        if custom {
+            let (r, w) =
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+            crate::sys::on_exec_move_fd(&mut cmd, w, CUSTOM_ERROR_FD);
+            cmd.env("ERROR_FD", CUSTOM_ERROR_FD.to_string());
+            custom_r = Some(File::from(r));
+        } else {
+            cmd.env_remove("ERROR_FD");
+        }
         for (name, value) in env {
             match value {
                 Some(v) => cmd.env(name, std::ffi::OsStr::from_bytes(v)),
@@ -170,6 +277,7 @@ impl QueueClient {
                     envelope_w: Some(File::from(env_w)),
                     state: State::Message(BufWriter::with_capacity(MESSAGE_BUF, stdin)),
                     failed: false,
+                    custom_r,
                 })
             }
             Err(e) if is_exec_error(&e) => Ok(QueueClient {
@@ -177,6 +285,7 @@ impl QueueClient {
                 envelope_w: None,
                 state: State::Closed,
                 failed: true,
+                custom_r: None,
             }),
             Err(e) => Err(e),
         }
@@ -290,12 +399,31 @@ impl QueueClient {
             }
         };
         match status.code() {
+            Some(CUSTOM_ERROR_EXIT) => Err(self
+                .read_custom_error()
+                .unwrap_or_else(|| QueueError::z("qq temporary problem (#4.3.0)", Some(82)))),
             Some(code) => QueueError::from_exit(code, self.failed),
             None => {
                 let _ = status.signal();
                 Err(QueueError::crashed())
             }
         }
+    }
+}
+
+impl QueueClient {
+    /// What the program left in the custom error pipe, read after it exited without
+    /// waiting (a process it left behind may hold the write end open).
+    fn read_custom_error(&mut self) -> Option<QueueError> {
+        let f = self.custom_r.take()?;
+        nix::fcntl::fcntl(
+            &f,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .ok()?;
+        let mut buf = Vec::new();
+        let _ = (&f).take(CUSTOM_ERROR_MAX as u64 + 2).read_to_end(&mut buf);
+        QueueError::custom(&buf)
     }
 }
 
@@ -422,5 +550,66 @@ mod tests {
         c.put(b"x");
         c.from(b"");
         assert_eq!(c.close().unwrap_err().code, Some(53));
+    }
+
+    #[test]
+    fn custom_errors() {
+        let e = QueueError::custom(b"D550 5.7.1 rejected by policy\nmore").unwrap();
+        assert!(e.permanent);
+        assert_eq!(e.smtp_reply(), "550 5.7.1 rejected by policy\r\n");
+        let e = QueueError::custom(b"Zbusy \x01 now").unwrap();
+        assert_eq!(e.smtp_reply(), "451 busy ? now\r\n");
+        // A code of the wrong kind is text, not the reply's code.
+        let e = QueueError::custom(b"D451 4.0.0 odd").unwrap();
+        assert_eq!(e.smtp_reply(), "554 451 4.0.0 odd\r\n");
+        assert_eq!(QueueError::custom(b"Xwhat"), None);
+        assert_eq!(QueueError::custom(b"D  \n"), None);
+        assert_eq!(QueueError::custom(b""), None);
+        let long = QueueError::custom(&[b'D'; 2000]).unwrap();
+        assert_eq!(long.text.len(), CUSTOM_ERROR_MAX);
+        // netqmail's codes keep their replies.
+        let e = QueueError::from_exit(31, false).unwrap_err();
+        assert_eq!(
+            e.smtp_reply(),
+            "554 mail server permanently rejected message (#5.3.0)\r\n"
+        );
+    }
+
+    #[test]
+    fn a_program_gives_its_own_reply_on_descriptor_4() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let script = d.path().join("fakeqq");
+        let run = |body: &str, custom: bool| {
+            std::fs::write(&script, format!("#!/bin/sh\ncat >/dev/null\n{body}\n")).unwrap();
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let mut c = if custom {
+                QueueClient::with_custom_error(d.path(), &script, &[]).unwrap()
+            } else {
+                QueueClient::open(d.path(), &script).unwrap()
+            };
+            c.put(b"x\n");
+            c.from(b"a@b");
+            c.to(b"c@d");
+            c.close()
+        };
+        let e = run("printf 'D550 5.7.1 no (#5.7.1)' >&$ERROR_FD; exit 82", true).unwrap_err();
+        assert_eq!(e.smtp_reply(), "550 5.7.1 no (#5.7.1)\r\n");
+        let e = run("echo 'Ztry later' >&4; exit 82", true).unwrap_err();
+        assert_eq!(e.smtp_reply(), "451 try later\r\n");
+        // Exit 82 without a text, or a text without exit 82: netqmail's meaning.
+        let e = run("exit 82", true).unwrap_err();
+        assert_eq!(e.smtp_reply(), "451 qq temporary problem (#4.3.0)\r\n");
+        let e = run("echo 'D550 no' >&4; exit 31", true).unwrap_err();
+        assert_eq!(e.text, "mail server permanently rejected message (#5.3.0)");
+        // Without the convention the program has no descriptor 4 and no ERROR_FD.
+        let e = run(
+            "[ -z \"${ERROR_FD-}\" ] || exit 99; echo D >&4 || exit 82; exit 0",
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, Some(82));
+        assert!(!e.permanent);
+        run("exit 0", true).unwrap();
     }
 }

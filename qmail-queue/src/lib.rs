@@ -31,7 +31,9 @@ mod scan;
 mod sys;
 mod trigger;
 
-pub use client::{QueueClient, QueueError, queue_program};
+pub use client::{
+    CUSTOM_ERROR_EXIT, CUSTOM_ERROR_FD, CUSTOM_ERROR_MAX, QueueClient, QueueError, queue_program,
+};
 pub use durable::{fsync_dir, fsync_parent};
 pub use envelope::{
     Envelope, EnvelopeError, MAX_ADDR, RecordWriter, Records, copy as copy_envelope,

@@ -1,4 +1,5 @@
-//! The one place in this crate that uses `unsafe`: qmail-queue's 24-hour alarm.
+//! The one place in this crate that uses `unsafe`: qmail-queue's 24-hour alarm, and the
+//! custom error descriptor a queue program gets.
 //!
 //! netqmail's qmail-queue calls alarm(86400) and exits 52 from its SIGALRM handler,
 //! without cleaning up (the main flow may be halfway through a step; qmail-send removes
@@ -25,4 +26,32 @@ pub fn arm_death_alarm(secs: u64) {
     // SIGALRM.
     let _ = unsafe { sigaction(Signal::SIGALRM, &action) };
     nix::unistd::alarm::set(u32::try_from(secs).unwrap_or(u32::MAX));
+}
+
+/// Makes `fd` descriptor `target` of `cmd`'s child (without close-on-exec) just before
+/// exec; the parent's `fd` is closed when `cmd` is dropped. If that fails the child exits
+/// 81 (qmail-queue's internal bug) without running anything.
+pub fn on_exec_move_fd(cmd: &mut std::process::Command, fd: std::os::fd::OwnedFd, target: i32) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let raw = fd.as_raw_fd();
+    let fail = control::Exit::QQ_BUG.code();
+    // SAFETY: the closure runs in the child between fork and exec and calls only dup2,
+    // fcntl and _exit (async-signal-safe) on descriptor numbers copied into it; it
+    // allocates nothing. `fd` is moved into the closure, so it stays open in the parent
+    // until the Command is dropped, which is after the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let keep = &fd;
+            let _ = keep;
+            if raw == target {
+                if libc::fcntl(target, libc::F_SETFD, 0) == -1 {
+                    libc::_exit(fail);
+                }
+            } else if libc::dup2(raw, target) == -1 {
+                libc::_exit(fail);
+            }
+            Ok(())
+        });
+    }
 }

@@ -64,12 +64,26 @@ use transport::{Served, serve_session};
 /// authenticated with SMTP AUTH, and as whom.
 pub const SMTPAUTHUSER: &str = "SMTPAUTHUSER";
 
+/// The variable that tells the queue program (qmail-authverify, say) the client's last
+/// HELO/EHLO argument.
+pub const SMTPHELO: &str = "SMTPHELO";
+
+/// A client's string for the queue program's environment: at most 255 bytes, each byte
+/// outside printable ASCII replaced by `?`.
+fn printable_var(s: &[u8]) -> Vec<u8> {
+    s.iter()
+        .take(255)
+        .map(|&c| if c.is_ascii_graphic() { c } else { b'?' })
+        .collect()
+}
+
 /// Messages go to `$QMAILQUEUE` or `bin/qmail-queue`, run in the qmail home; passwords to
 /// the checkpassword program; recipients to the configured checks.
 #[derive(Debug)]
 pub struct QueueBackend {
     home: PathBuf,
     rcptcheck: Option<RcptCheck>,
+    helo: Option<Vec<u8>>,
 }
 
 impl QueueBackend {
@@ -78,6 +92,7 @@ impl QueueBackend {
         QueueBackend {
             home: home.to_path_buf(),
             rcptcheck: None,
+            helo: None,
         }
     }
 
@@ -94,16 +109,26 @@ impl Backend for QueueBackend {
     /// The queue program learns who authenticated from `SMTPAUTHUSER` (the user name,
     /// each byte outside printable ASCII replaced by `?`); for any other client the
     /// variable is removed, so that an inherited one never vouches for a stranger.
+    /// Likewise `SMTPHELO` (see [`printable_var`]), removed before any HELO. The program
+    /// may answer with a custom error (qmail-queue's `CUSTOM_ERROR_EXIT`).
     fn open_message(&mut self, auth_user: Option<&[u8]>) -> io::Result<qmail_queue::QueueClient> {
         let printable = auth_user.map(|u| {
             u.iter()
                 .map(|&c| if c.is_ascii_graphic() { c } else { b'?' })
                 .collect::<Vec<u8>>()
         });
-        let env = [(SMTPAUTHUSER, printable.as_deref())];
-        qmail_queue::QueueClient::open_default_env(&self.home, &env).inspect_err(|e| {
+        let env = [
+            (SMTPAUTHUSER, printable.as_deref()),
+            (SMTPHELO, self.helo.as_deref()),
+        ];
+        let program = qmail_queue::queue_program();
+        qmail_queue::QueueClient::with_custom_error(&self.home, &program, &env).inspect_err(|e| {
             tracing::error!("unable to start qmail-queue: {e}");
         })
+    }
+
+    fn helo(&mut self, arg: &[u8]) {
+        self.helo = Some(printable_var(arg));
     }
 
     fn now(&mut self) -> u64 {

@@ -150,6 +150,10 @@ pub trait Backend {
         let _ = rcpt;
         Ok(rcptcheck::Verdict::Accept)
     }
+    /// The client said HELO or EHLO with `arg` (the queue program may want to know).
+    fn helo(&mut self, arg: &[u8]) {
+        let _ = arg;
+    }
     /// A line for the administrator's log (descriptor 2).
     fn log(&mut self, line: &str) {
         let _ = line;
@@ -578,6 +582,7 @@ impl<B: Backend> Session<B> {
 
     /// Remembers the HELO argument when it is not the remote host name.
     fn dohelo(&mut self, arg: &[u8]) {
+        self.backend.helo(arg);
         self.fakehelo = if arg.eq_ignore_ascii_case(&self.cfg.remote.host) {
             None
         } else {
@@ -1027,10 +1032,7 @@ impl<B: Backend> Session<B> {
             }
             Err(_) if hops => self.say(reply::HOPS),
             Err(_) if self.cfg.databytes > 0 && d.blast.overflowed() => self.say(reply::DATABYTES),
-            Err(e) => {
-                let s = format!("{} {}\r\n", if e.permanent { "554" } else { "451" }, e.text);
-                self.say(&s);
-            }
+            Err(e) => self.say(&e.smtp_reply()),
         }
     }
 }
