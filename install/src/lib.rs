@@ -72,6 +72,8 @@ pub const PROGRAMS: &[(&str, Who, u32)] = &[
     ("qmail-queue", Who::Qmailq, 0o4711),
     // A qmail-queue front end: setuid qmailq only to read the DKIM keys (qmail-dkim(8)).
     ("qmail-dkim", Who::Qmailq, 0o4711),
+    // A qmail-queue front end run by qmail-smtpd as qmaild: no privilege of its own.
+    ("qmail-authverify", Who::Owner, 0o755),
     ("qmail-lspawn", Who::Owner, 0o700),
     ("qmail-start", Who::Owner, 0o700),
     ("qmail-getpw", Who::Owner, 0o711),

@@ -36,6 +36,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("queue_tcpto", queue_tcpto),
     ("queue_bounce", queue_bounce),
     ("queue_mess", queue_mess),
+    ("auth_results", auth_results),
 ];
 
 mod queue;
@@ -823,6 +824,55 @@ pub fn srs(data: &[u8]) {
         Some(_) => assert!(back == data || back.starts_with(b"SRS0")),
         None => assert_eq!(back, data),
     }
+}
+
+/// qmail-authverify's reading of a received message: where the header section ends, its
+/// fields, the Authentication-Results fields that claim to be this host's (removed), and
+/// mail-auth's parse of the message (DKIM-Signature fields, From:) in its wire form; the
+/// first line of the input is the authserv-id, and the input's lines are also read as
+/// control/authreject and as `RQMAIL_NAMESERVERS`. The fields cover the header section
+/// exactly; stripping keeps every other field in order and is idempotent; the wire form
+/// has no bare LF.
+pub fn auth_results(data: &[u8]) {
+    let (id, msg) = match data.iter().position(|&c| c == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (&b"mx.example"[..], data),
+    };
+    let hlen = qmail_authverify::header_len(msg);
+    assert!(hlen <= msg.len());
+    let header = &msg[..hlen];
+    let fields = qmail_authverify::header_fields(header);
+    let joined: Vec<u8> = fields
+        .iter()
+        .flat_map(|r| header[r.clone()].to_vec())
+        .collect();
+    assert_eq!(joined, header, "the fields cover the header section");
+    let (kept, removed) = qmail_authverify::strip_results(header, id);
+    assert!(removed <= fields.len());
+    let want: Vec<u8> = fields
+        .iter()
+        .map(|r| &header[r.clone()])
+        .filter(|f| !qmail_authverify::authserv_id(f).is_some_and(|a| a.eq_ignore_ascii_case(id)))
+        .flatten()
+        .copied()
+        .collect();
+    assert_eq!(kept, want);
+    // Removing whole fields never joins two others: a second pass finds nothing.
+    let (again, n) = qmail_authverify::strip_results(&kept, id);
+    assert_eq!((n, again), (0, kept));
+    let wire = qmail_authverify::to_crlf(msg);
+    for (i, &c) in wire.iter().enumerate() {
+        if c == b'\n' {
+            assert!(i > 0 && wire[i - 1] == b'\r', "bare LF in the wire form");
+        }
+    }
+    // Each signature, good or malformed, is one of the fields read.
+    if let Some((headers, sigs, errors)) = qmail_authverify::parse_counts(msg) {
+        assert!(sigs + errors <= headers, "{sigs} + {errors} > {headers}");
+    }
+    let lines: Vec<Vec<u8>> = data.split(|&c| c == b'\n').map(<[u8]>::to_vec).collect();
+    let _ = qmail_authverify::Reject::parse(&lines);
+    let _ = qmail_authverify::parse_nameservers(&String::from_utf8_lossy(data));
 }
 
 #[cfg(test)]

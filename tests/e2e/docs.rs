@@ -183,6 +183,7 @@ fn imports_point_down_the_floors_and_no_program_imports_another() {
         "qmail-inject",
         "qmail-qctl",
         "qmail-dkim",
+        "qmail-authverify",
         "tcp-env",
         "install",
     ] {

@@ -1,6 +1,7 @@
 //! End-to-end tests: the built programs driven the way a user drives them. One test
 //! binary, one module per program or path (ripgrep's layout).
 
+mod authverify;
 mod crash;
 mod dane;
 mod dkim;
