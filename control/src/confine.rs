@@ -96,13 +96,39 @@ impl Outcome {
         ] {
             match s {
                 Step::NotAsked | Step::Done | Step::Partial => {}
-                Step::Unsupported => v.push(format!("{name}: unsupported by this kernel")),
+                Step::Unsupported => v.push(format!("{name}: {UNSUPPORTED}")),
                 Step::Failed(why) => v.push(format!("{name}: {why}")),
             }
         }
         v
     }
 }
+
+impl Outcome {
+    /// The problems that are neither this kernel's lack nor a bounding set left alone
+    /// for want of root (an unprivileged process asks for it when it might be root):
+    /// what a program started per connection notes at the debug level.
+    pub fn unexpected(&self) -> Vec<String> {
+        let mut o = self.clone();
+        if o.bounding_set == Step::Failed(NO_SETPCAP.to_string()) {
+            o.bounding_set = Step::NotAsked;
+        }
+        o.problems()
+            .into_iter()
+            .filter(|p| !p.ends_with(UNSUPPORTED))
+            .collect()
+    }
+
+    /// Writes each of [`unexpected`](Outcome::unexpected) as a debug diagnostic.
+    pub fn note_unexpected(&self) {
+        for p in self.unexpected() {
+            tracing::debug!("confinement: {p}");
+        }
+    }
+}
+
+const NO_SETPCAP: &str = "no CAP_SETPCAP to change it";
+const UNSUPPORTED: &str = "unsupported by this kernel";
 
 /// What one program keeps after start-up. Built with the methods below, then
 /// [`apply`](Policy::apply)ed once.
@@ -151,18 +177,25 @@ impl Policy {
     /// Allows reading `home/control` and, for each symbolic link directly in it (a
     /// certificate kept elsewhere, a `tlshosts` directory, a file shared with another
     /// system), what it points to: read where it lies at start-up.
-    pub fn allow_control(mut self, home: &Path) -> Policy {
-        let dir = home.join("control");
+    pub fn allow_control(self, home: &Path) -> Policy {
+        self.allow_with_links(home.join("control"), FsAccess::Read)
+    }
+
+    /// Allows `dir` with `access` and, for each symbolic link directly in it (at most
+    /// [`MAX_CONTROL_LINKS`]), what it points to now, with the same access: a bin/ whose
+    /// programs are links to where they were built or packaged, a control/ whose files
+    /// are kept elsewhere.
+    pub fn allow_with_links(mut self, dir: PathBuf, access: FsAccess) -> Policy {
         if let Ok(rd) = std::fs::read_dir(&dir) {
             for e in rd.flatten().take(MAX_CONTROL_LINKS) {
                 if e.file_type().is_ok_and(|t| t.is_symlink())
                     && let Ok(real) = std::fs::canonicalize(e.path())
                 {
-                    self = self.allow(real, FsAccess::Read);
+                    self = self.allow(real, access);
                 }
             }
         }
-        self.allow(dir, FsAccess::Read)
+        self.allow(dir, access)
     }
 
     /// Allows reading the system's certificate directories and what `SSL_CERT_FILE` and
@@ -253,7 +286,7 @@ fn bounding(keep: &[Capability]) -> Step {
     }
     // Dropping needs CAP_SETPCAP in the effective set.
     if !caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP).unwrap_or(false) {
-        return Step::Failed("no CAP_SETPCAP to change it".to_string());
+        return Step::Failed(NO_SETPCAP.to_string());
     }
     for c in extra {
         if let Err(e) = caps::drop(None, CapSet::Bounding, c) {
@@ -469,6 +502,32 @@ pub mod syscalls {
         libc::SYS_readlink,
         #[cfg(target_arch = "x86_64")]
         libc::SYS_access,
+    ];
+
+    /// Renaming files (a Maildir's new/ to cur/; Landlock decides where).
+    pub const RENAME: &[i64] = &[
+        libc::SYS_renameat,
+        libc::SYS_renameat2,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_rename,
+    ];
+
+    /// Waiting for and signalling a child started before confinement (qmail-qmqpd's
+    /// qmail-queue).
+    pub const CHILDREN: &[i64] = &[libc::SYS_wait4, libc::SYS_waitid, libc::SYS_kill];
+
+    /// Talking over descriptors already open (a socket pair, the client's connection):
+    /// sending, receiving and shutting down, no new socket.
+    pub const SOCKET_IO: &[i64] = &[
+        libc::SYS_getsockname,
+        libc::SYS_getpeername,
+        libc::SYS_getsockopt,
+        libc::SYS_setsockopt,
+        libc::SYS_sendto,
+        libc::SYS_recvfrom,
+        libc::SYS_sendmsg,
+        libc::SYS_recvmsg,
+        libc::SYS_shutdown,
     ];
 
     /// A network client: sockets, connecting, sending and receiving, waiting.

@@ -24,6 +24,7 @@
 mod blast;
 mod checkpw;
 mod command;
+mod confine;
 mod maildir;
 mod pop3d;
 mod popup;
@@ -60,6 +61,7 @@ pub fn qmail_pop3d() -> control::Exit {
         let _ = t.write_all(pop3d::reply::NO_MAILDIR, TIMEOUT);
         return control::Exit::OK;
     }
+    confine::pop3d();
     let now = i64::try_from(control::now()).unwrap_or(i64::MAX);
     control::clean_maildir_tmp(now);
     let Ok(entries) = scan(now) else {

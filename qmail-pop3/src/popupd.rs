@@ -218,12 +218,16 @@ fn run(setup: &Setup) -> control::Exit {
         Ok(Forked::Child) => {
             drop(login_r);
             let plain = pair.map(|(worker_end, _)| worker_end);
+            if ids.is_some() {
+                crate::confine::worker_bounding_set();
+            }
             if let Some((uid, gid)) = ids
                 && let Err(e) = drop_privileges(uid, gid)
             {
                 log(&format!("unable to switch to qmaild: {e}"));
                 std::process::exit(EXIT.code());
             }
+            crate::confine::worker();
             std::process::exit(worker(setup, login_w, plain).code())
         }
         Ok(Forked::Parent(pid)) => {

@@ -67,6 +67,37 @@ fn limit_bounding_set(name: &str) {
     let _ = control::confine::Policy::new().bounding_set(keep).apply();
 }
 
+/// Where the system keeps programs and their libraries: qmail-send may execute
+/// bin/qmail-queue, which may be a script or a dynamically linked program.
+const SYSTEM_EXEC: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+];
+
+/// qmail-send's Landlock rules (qmail-send(8), CONFINEMENT): reading and writing the
+/// queue, reading control/ and executing bin/ (and what their symbolic links point to
+/// now), executing the system's programs and libraries, reading /etc and the random devices, writing
+/// /dev/null. `None` when `QMAILQUEUE` names another program for the bounces (it runs in
+/// qmail-send's domain and may need anything). Set by qmail-start, which as root may
+/// (CAP_SYS_ADMIN) without no_new_privs, so that the setuid qmail-queue keeps working;
+/// in single-user mode with no_new_privs (no program is setuid there).
+pub fn send_policy(home: &Path, root: bool) -> Option<control::confine::Policy> {
+    use control::confine::{FsAccess, Policy};
+    if std::env::var_os("QMAILQUEUE").is_some_and(|v| !v.is_empty()) {
+        return None;
+    }
+    let mut p = Policy::new()
+        .allow(home.join("queue"), FsAccess::ReadWrite)
+        .allow_control(home)
+        .allow_with_links(home.join("bin"), FsAccess::Exec)
+        .allow("/etc", FsAccess::Read)
+        .allow("/dev/null", FsAccess::ReadWrite)
+        .allow_random_devices();
+    for d in SYSTEM_EXEC {
+        p = p.allow(d, FsAccess::Exec);
+    }
+    Some(if root { p } else { p.no_new_privs() })
+}
+
 fn exec_daemon(home: &Path, name: &str, args: &[CString]) -> ! {
     sys::reset_signals_for_exec();
     let path = home.join("bin").join(name);
@@ -198,6 +229,10 @@ pub fn main() -> Exit {
 
     if switch {
         limit_bounding_set("qmail-send");
+    }
+    // Before qmails: without no_new_privs only root may install Landlock rules.
+    if let Some(policy) = send_policy(&home, switch) {
+        let _ = policy.apply();
     }
     if switch && !prot_uid(ids.qmails) {
         die();

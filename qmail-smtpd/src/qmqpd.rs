@@ -152,6 +152,22 @@ fn request<R: Read, M: Message>(
     Ok(quick::verdict(result, now(), qp))
 }
 
+/// qmail-qmqpd's confinement (qmail-qmqpd(8), CONFINEMENT), once its qmail-queue runs:
+/// no_new_privs, an empty capability bounding set when it can (as root), Landlock with
+/// no file at all and no TCP, and the system calls of a program that reads and writes
+/// open descriptors and waits for its child; no system call opens a file.
+fn confine() {
+    use control::confine::{Policy, syscalls};
+    Policy::new()
+        .no_new_privs()
+        .bounding_set(&[])
+        .landlock()
+        .deny_tcp()
+        .syscalls(&[syscalls::RUNTIME, syscalls::CHILDREN, syscalls::SOCKET_IO])
+        .apply()
+        .note_unexpected();
+}
+
 /// The program: the request on descriptor 0, the reply on descriptor 1, the connection's
 /// facts in the tcp-environ(5) variables. Returns the exit code.
 pub fn main() -> Exit {
@@ -163,14 +179,16 @@ pub fn main() -> Exit {
         quick::log("qmail-qmqpd", "unable to switch to the qmail home");
         return EXIT_RESOURCES;
     }
+    // The one qmail-queue a request needs starts before anything is read, so that the
+    // rest can run confined (a setuid program cannot be started afterwards).
+    let queue = qmail_queue::QueueClient::open_default(Path::new(".")).inspect_err(|e| {
+        quick::log("qmail-qmqpd", &format!("unable to start qmail-queue: {e}"));
+    });
+    confine();
     let mut input = Input::new(io::stdin().lock(), 512);
     let remote = Remote::from_env(&env);
     let mut out = io::stdout().lock();
-    let open = || {
-        qmail_queue::QueueClient::open_default(Path::new(".")).inspect_err(|e| {
-            quick::log("qmail-qmqpd", &format!("unable to start qmail-queue: {e}"));
-        })
-    };
+    let open = || queue;
     match serve(&mut input, &mut out, &remote, open, control::now) {
         Outcome::Replied(_) => EXIT_OK,
         Outcome::Exit(c) => c,

@@ -287,6 +287,10 @@ pub fn main() -> Exit {
     quick::watchdog(quick::CONNECTION_TIMEOUT);
     let home = control::qmail_home();
     control::diagnostics::init("qmail-qmtpd", &home, control::stderr_is_private());
+    // Confinement (qmail-qmtpd(8), CONFINEMENT): the bounding set when it runs as root;
+    // no more, as each message needs a new setuid qmail-queue.
+    let bounding = control::confine::Policy::new().bounding_set(&[]);
+    bounding.apply().note_unexpected();
     let env = Env::from_process();
     if std::env::set_current_dir(&home).is_err() {
         quick::log("qmail-qmtpd", "unable to switch to the qmail home");

@@ -815,6 +815,51 @@ fn now() -> i64 {
     i64::try_from(d.as_secs()).expect("time")
 }
 
+/// qmail-pop3d(8), CONFINEMENT, in single-user mode: no_new_privs and seccomp while it
+/// serves, and a message linked to a file outside the Maildir (readable by the user) is
+/// listed but cannot be read; the others are served and moved to cur/ at QUIT.
+#[test]
+fn pop3d_is_confined_to_the_maildir() {
+    let home = Home::new();
+    let dir = home.path().join("confined");
+    mailbox(&dir);
+    fs::write(dir.join("secret"), "not for POP3\n").expect("write");
+    set_times(&dir.join("secret"), 1_000_000_004, 1_000_000_004);
+    std::os::unix::fs::symlink(
+        "../../secret",
+        dir.join("Maildir/cur/1000000004.4.testhost"),
+    )
+    .expect("symlink");
+    chown_tree(&dir);
+    let mut c = rqmail_tests::single::user_cmd(&dir, &bin("qmail-pop3d"));
+    c.arg("Maildir");
+    let mut p = Piped::start(c, Duration::from_secs(120));
+    let mut greeting = [0u8; 6];
+    p.read_exact(&mut greeting).expect("greeting");
+    assert_eq!(&greeting, b"+OK \r\n");
+    let (nnp, seccomp, _) = confinement(p.pid());
+    assert_eq!((nnp.as_str(), seccomp.as_str()), ("1", "2"));
+    p.write_all(b"LIST 4\r\nRETR 4\r\nRETR 3\r\nQUIT\r\n")
+        .expect("write");
+    p.close_input();
+    let mut out = Vec::new();
+    p.read_to_end(&mut out).expect("read");
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "+OK 4 13\r\n-ERR unable to open that message\r\n\
+         +OK \r\nSubject: third\r\n\r\nlast line without a newline\r\n\r\n.\r\n+OK \r\n"
+    );
+    assert_eq!(
+        maildir_names(&dir),
+        [
+            "cur/1000000001.1.testhost:2,",
+            "cur/1000000002.2.testhost:2,S",
+            "cur/1000000003.3.testhost:2,",
+            "cur/1000000004.4.testhost",
+        ]
+    );
+}
+
 #[test]
 fn a_maildir_with_odd_names() {
     let home = Home::new();
@@ -835,7 +880,8 @@ fn a_maildir_with_odd_names() {
     file(b"new/104.caf\xe9", 104, "dddd\n");
     // a message from the future (or from this very second) waits for a later session
     file(b"new/999.future", 4_000_000_000, "future\n");
-    // a dangling symbolic link is left out; a link counts as what it points to
+    // a dangling symbolic link is left out; a link is listed as what it points to, but
+    // one that leads out of the Maildir cannot be read (qmail-pop3d(8), CONFINEMENT)
     std::os::unix::fs::symlink("/nonexistent", md.join("new/105.dangling")).expect("ln");
     fs::write(dir.join("elsewhere"), "eeeee\n").expect("write");
     set_times(&dir.join("elsewhere"), 106, 106);
@@ -861,7 +907,7 @@ fn a_maildir_with_odd_names() {
               +OK \r\n1 2\r\n2 3\r\n3 4\r\n4 5\r\n5 6\r\n6 0\r\n.\r\n\
               +OK \r\n1 100.with space.host\r\n2 101.no-colon\r\n3 102.two\r\n4 104.caf\xe9\r\n\
               5 106.link\r\n6 107.fifo\r\n.\r\n\
-              +OK \r\neeeee\r\n\r\n.\r\n\
+              -ERR unable to open that message\r\n\
               +OK \r\n\r\n.\r\n\
               +OK \r\n"
         )
@@ -941,11 +987,20 @@ fn root_mode_with_debian_checkpw_and_checkapoppw() {
     assert_eq!(uid_of(popup), 0);
     let worker = only_child(popup, "qmail-popup");
     assert_eq!(uid_of(worker), qmaild);
+    // qmail-popup(8), CONFINEMENT: the parent as it was started (it runs checkpw), the
+    // worker with no_new_privs, seccomp and an empty bounding set
+    let full = confinement(popup).2;
+    assert_eq!(confinement(popup), ("0".into(), "0".into(), full.clone()));
+    assert_eq!(
+        confinement(worker),
+        ("1".into(), "2".into(), "0000000000000000".into())
+    );
     assert_eq!(c.cmd(&format!("USER {POP_USER}")), "+OK \r\n");
     assert_eq!(c.cmd("PASS secret"), "+OK \r\n");
-    // qmail-pop3d runs as the user, under qmail-popup
+    // qmail-pop3d runs as the user, under qmail-popup, confined (qmail-pop3d(8))
     let pop3d = only_child(popup, "qmail-pop3d");
     assert_eq!(uid_of(pop3d), uid);
+    assert_eq!(confinement(pop3d), ("1".into(), "2".into(), full));
     assert_eq!(c.cmd("STAT"), "+OK 3 135\r\n");
     assert_eq!(c.cmd("DELE 2"), "+OK \r\n");
     assert_eq!(c.cmd("QUIT"), "+OK \r\n");
@@ -1021,6 +1076,16 @@ fn only_child(parent: i32, name: &str) -> i32 {
         v.len() == 1
     });
     found
+}
+
+/// (NoNewPrivs, Seccomp, CapBnd) of `pid`.
+fn confinement(pid: i32) -> (String, String, String) {
+    let st = rqmail_tests::proc_status(pid).expect("alive");
+    (
+        st["NoNewPrivs"].clone(),
+        st["Seccomp"].clone(),
+        st["CapBnd"].clone(),
+    )
 }
 
 fn uid_of(pid: i32) -> u32 {

@@ -728,3 +728,136 @@ fn root_mode_servers_as_qmaild_through_setuid_qmail_queue() {
     assert!(texts[0].contains(" with QMQP; ") && texts[0].contains("Subject: qmqp as root"));
     assert!(texts[1].contains(" with QMTP; ") && texts[1].contains("Subject: qmtp as root"));
 }
+
+// ------------------------------------------------------------------ confinement
+
+/// (NoNewPrivs, Seccomp, CapBnd) of `pid`.
+fn confinement(pid: i32) -> (String, String, String) {
+    let st = rqmail_tests::proc_status(pid).expect("alive");
+    (
+        st["NoNewPrivs"].clone(),
+        st["Seccomp"].clone(),
+        st["CapBnd"].clone(),
+    )
+}
+
+/// Connects to `port`, sends `head`, and returns the process of `server` (a tcpserver)
+/// named `program` with the connection.
+fn mid_request(server: &KillOnDrop, port: u16, program: &str, head: &[u8]) -> (i32, TcpStream) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    s.write_all(head).expect("write");
+    let pid = rqmail_tests::process::child_named(server.0.id() as i32, program);
+    (pid, s)
+}
+
+/// Sends the rest of a request, half-closes and reads the answer.
+fn finish(mut s: TcpStream, rest: &[u8]) -> Vec<u8> {
+    s.write_all(rest).expect("write");
+    let _ = s.shutdown(Shutdown::Write);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// qmail-qmqpd(8), CONFINEMENT, in single-user mode: its qmail-queue runs before it
+/// reads anything, outside the confinement; qmail-qmqpd itself has no_new_privs and a
+/// seccomp filter while it reads the request, which is then queued.
+#[test]
+fn qmqpd_confines_itself_once_its_qmail_queue_runs() {
+    let h = user_home();
+    let (server, port) = serve(&h, "qmail-qmqpd", &[]);
+    let req = qmqp_request(b"Subject: confined\n\nx\n", b"a@x", &[b"b@y.example"]);
+    let (pid, s) = mid_request(&server, port, "qmail-qmqpd", &req[..4]);
+    wait_until("qmail-qmqpd confined", || {
+        let (nnp, sc, _) = confinement(pid);
+        nnp == "1" && sc == "2"
+    });
+    let qq = rqmail_tests::process::child_named(pid, "qmail-queue");
+    assert_eq!(confinement(qq).0, "0", "qmail-queue was started before");
+    assert_kok(&finish(s, &req[4..]));
+    assert_eq!(h.queued().len(), 1);
+}
+
+/// tcpserver started by setpriv as qmaild:nofiles with an empty capability bounding set
+/// (on a port above 1023 it needs no capability), running `program`.
+fn tcpserver_bounded(home: &Path, program: &str) -> (KillOnDrop, u16) {
+    let port = free_port();
+    let mut c = std::process::Command::new(rqmail_tests::tool("setpriv"));
+    c.env_clear()
+        .env("QMAIL_HOME", home)
+        .args([
+            "--bounding-set",
+            "-all",
+            "--reuid=qmaild",
+            "--regid=nofiles",
+        ])
+        .arg("--clear-groups")
+        .arg(rqmail_tests::tool("tcpserver"))
+        .args(["-q", "-R", "-H", "-l", "roothost.example", "127.0.0.1"])
+        .arg(port.to_string())
+        .arg(home.join("bin").join(program))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    let server = KillOnDrop(c.spawn().expect("tcpserver"));
+    rqmail_tests::wait_for_port(port);
+    (server, port)
+}
+
+/// qmail-qmqpd(8) and qmail-qmtpd(8), CONFINEMENT, in root mode: as qmaild under an
+/// empty capability bounding set their setuid qmail-queue still queues as qmailq;
+/// qmail-qmqpd adds no_new_privs and seccomp (its qmail-queue, started before, keeps
+/// qmailq), qmail-qmtpd cannot.
+#[test]
+fn root_mode_servers_with_an_empty_bounding_set_still_queue_as_qmailq() {
+    if !is_root() {
+        eprintln!("root_mode_servers_with_an_empty_bounding_set_still_queue_as_qmailq: needs root");
+        return;
+    }
+    let _g = crate::rootmode::lock_root_home();
+    let home = crate::rootmode::install_root_home();
+    fs::write(home.join("control/rcpthosts"), "roothost.example\n").expect("rcpthosts");
+    let (qmailq, _) = rqmail_tests::user_ids("qmailq");
+    let none = "0000000000000000".to_string();
+
+    let (server, port) = tcpserver_bounded(&home, "qmail-qmqpd");
+    let req = qmqp_request(
+        b"Subject: bounded qmqp\n\n",
+        b"a@x",
+        &[b"b@anywhere.example"],
+    );
+    let (pid, s) = mid_request(&server, port, "qmail-qmqpd", &req[..4]);
+    wait_until("qmail-qmqpd confined", || {
+        confinement(pid) == ("1".into(), "2".into(), none.clone())
+    });
+    let qq = rqmail_tests::process::child_named(pid, "qmail-queue");
+    let st = rqmail_tests::proc_status(qq).expect("qmail-queue alive");
+    assert_eq!(st["NoNewPrivs"], "0");
+    assert_eq!(st["CapBnd"], none);
+    let euid = st["Uid"].split_whitespace().nth(1).map(str::to_string);
+    assert_eq!(euid, Some(qmailq.to_string()), "setuid qmailq");
+    assert_kok(&finish(s, &req[4..]));
+
+    let (server, port) = tcpserver_bounded(&home, "qmail-qmtpd");
+    let pkg = qmtp_package(
+        b"\nSubject: bounded qmtp\n\n",
+        b"a@x",
+        &[b"u@roothost.example"],
+    );
+    let (pid, s) = mid_request(&server, port, "qmail-qmtpd", &pkg[..4]);
+    assert_eq!(confinement(pid), ("0".into(), "0".into(), none.clone()));
+    let reply = finish(s, &pkg[4..]);
+    assert!(
+        String::from_utf8_lossy(&reply).contains(":Kok "),
+        "{reply:?}"
+    );
+
+    let q = qmail_queue::Queue::in_home(&home);
+    let ids = crate::rootmode::todo_ids(&home);
+    assert_eq!(ids.len(), 2);
+    for id in ids {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(fs::metadata(q.mess(id)).expect("mess").uid(), qmailq);
+    }
+}

@@ -1047,6 +1047,52 @@ fn a_second_qmail_send_refuses_to_start() {
     stop(sys);
 }
 
+/// Makes control/locals a symbolic link to a file outside control/ (readable by every
+/// user), sends HUP and waits for qmail-send to refuse it: its Landlock rules
+/// (qmail-send(8), CONFINEMENT) allow control/ and the links found when qmail-start ran.
+fn locals_linked_outside_is_refused(h: &Home, sys: &System) {
+    if control::confine::kernel_support().landlock_abi < 1 {
+        eprintln!("no Landlock in this kernel: qmail-send's rules not checked");
+        return;
+    }
+    let outside = h.path().join("elsewhere");
+    fs::write(&outside, "testhost.example\n").expect("write");
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let locals = h.path().join("control/locals");
+    let _ = fs::remove_file(&locals);
+    std::os::unix::fs::symlink(&outside, &locals).expect("symlink");
+    sys.signal(nix::sys::signal::Signal::SIGHUP);
+    sys.wait_log("the refused reread", |l| {
+        l == "alert: unable to reread control/locals"
+    });
+}
+
+/// qmail-send in single-user mode (qmail-send(8), CONFINEMENT): qmail-start sets
+/// no_new_privs and the Landlock rules before it becomes qmail-send, which still queues
+/// bounces through bin/qmail-queue under them.
+#[test]
+fn single_user_qmail_send_runs_under_no_new_privs_and_landlock() {
+    let h = system_home();
+    let sys = System::start(&h);
+    let send = sys.pid().as_raw();
+    wait_until("qmail-send with no_new_privs", || {
+        rqmail_tests::proc_status(send).is_some_and(|st| st["NoNewPrivs"] == "1")
+    });
+    let st = rqmail_tests::proc_status(send).expect("qmail-send alive");
+    assert_eq!(st["Seccomp"], "0");
+    assert_eq!(st["Name"], "qmail-send");
+    // a bounce through bin/qmail-queue, from inside the rules
+    inject(
+        &h,
+        "Subject: a\n\nx\n",
+        "s@far.example",
+        &["nosuch@testhost.example"],
+    );
+    sys.wait_log("the bounce", |l| l.starts_with("bounce msg "));
+    locals_linked_outside_is_refused(&h, &sys);
+    stop(sys);
+}
+
 #[test]
 fn hup_rereads_locals_virtualdomains_and_concurrency() {
     let h = system_home();
@@ -1319,6 +1365,8 @@ fn root_mode_runs_each_daemon_under_its_qmail_id() {
         file_lines(&out.join("remote")),
         vec![q("qmailr").to_string()]
     );
+    // qmail-send's Landlock rules, installed by qmail-start as root without no_new_privs
+    locals_linked_outside_is_refused(&h, &sys);
     stop(sys);
 }
 
