@@ -244,7 +244,6 @@ impl Policy {
 
     /// Applies the steps in order: no_new_privs, bounding set, Landlock, seccomp.
     pub fn apply(&self) -> Outcome {
-        // Asked before Landlock may hide /proc.
         let support = kernel_support();
         let no_new_privs = if self.no_new_privs {
             match nix::sys::prctl::set_no_new_privs() {
@@ -372,11 +371,9 @@ pub struct Support {
 
 /// Asks the kernel what it offers.
 pub fn kernel_support() -> Support {
-    let seccomp = std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Seccomp:")));
     Support {
         landlock_abi: crate::sys::landlock_abi(),
-        seccomp,
+        seccomp: crate::sys::seccomp_supported(),
     }
 }
 
