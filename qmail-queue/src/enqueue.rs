@@ -14,6 +14,7 @@
 
 use crate::durable::fsync_parent;
 use crate::envelope::{self, EnvelopeError, RecordWriter};
+use crate::fdio::Fill;
 use crate::layout::Queue;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -59,14 +60,9 @@ impl Invocation {
     /// Describes the current process, naming the invoker as netqmail does: the alias user
     /// "by alias", qmaild "from network", qmails "for bounce", anyone else "by uid N".
     pub fn current() -> Invocation {
-        let uid = nix::unistd::getuid();
-        // One password-database lookup (the invoker's name), not one per qmail user.
-        control::prepare_lookups();
-        let name = nix::unistd::User::from_uid(uid)
-            .ok()
-            .flatten()
-            .map(|u| u.name);
-        let uid = uid.as_raw();
+        let uid = nix::unistd::getuid().as_raw();
+        // One read of /etc/passwd (the invoker's name), not one lookup per qmail user.
+        let name = crate::passwd::user_name(uid);
         Invocation {
             pid: std::process::id(),
             uid,
@@ -76,14 +72,16 @@ impl Invocation {
         }
     }
 
-    /// `Received: (qmail PID invoked ...); DATE\n`
-    pub fn received(&self) -> String {
-        format!(
-            "Received: (qmail {} invoked {}); {}\n",
+    /// Appends `Received: (qmail PID invoked ...); DATE\n` to `buf`.
+    fn write_received(&self, buf: &mut Vec<u8>) {
+        // Writing to a Vec cannot fail.
+        let _ = writeln!(
+            buf,
+            "Received: (qmail {} invoked {}); {}",
             self.pid,
             self.invoked,
             control::date822(self.now)
-        )
+        );
     }
 }
 
@@ -120,7 +118,7 @@ fn open_excl(p: &Path) -> io::Result<File> {
 const BUF: usize = 64 * 1024;
 
 /// Queues one message: the message from `msg`, the envelope from `env`.
-pub fn enqueue<M: Read, E: Read>(home: &Path, msg: M, env: E, inv: &Invocation) -> Exit {
+pub fn enqueue<M: Fill, E: Read>(home: &Path, msg: M, env: E, inv: &Invocation) -> Exit {
     match fs::metadata(home) {
         Ok(m) if m.is_dir() => {}
         _ => return Exit::QQ_HOME,
@@ -171,17 +169,8 @@ pub fn enqueue<M: Read, E: Read>(home: &Path, msg: M, env: E, inv: &Invocation) 
         mess: None,
         intd: None,
     };
-    let write_file = match mess_file.try_clone() {
-        Ok(f) => f,
-        Err(_) => {
-            made.mess = Some((mess_path, mess_file));
-            made.cleanup();
-            return Exit::QQ_MESS;
-        }
-    };
-    made.mess = Some((mess_path.clone(), mess_file));
-
-    let r = write_message(write_file, msg, inv, &mess_path);
+    let r = write_message(&mess_file, msg, inv, &mess_path);
+    made.mess = Some((mess_path, mess_file));
     if let Err(code) = r {
         made.cleanup();
         return code;
@@ -196,16 +185,9 @@ pub fn enqueue<M: Read, E: Read>(home: &Path, msg: M, env: E, inv: &Invocation) 
             return Exit::QQ_INTD;
         }
     };
-    let intd_write = match intd_file.try_clone() {
-        Ok(f) => f,
-        Err(_) => {
-            made.intd = Some((intd_path, intd_file));
-            made.cleanup();
-            return Exit::QQ_INTD;
-        }
-    };
+    let r = write_intd(&intd_file, env, inv);
     made.intd = Some((intd_path.clone(), intd_file));
-    if let Err(code) = write_intd(intd_write, env, inv) {
+    if let Err(code) = r {
         made.cleanup();
         return code;
     }
@@ -228,32 +210,36 @@ pub fn enqueue<M: Read, E: Read>(home: &Path, msg: M, env: E, inv: &Invocation) 
     Exit::OK
 }
 
-fn write_message<M: Read>(
-    file: File,
+/// Step 3: the Received line and the message, through one buffer that the reads fill
+/// directly (no copy between buffers, nothing zeroed first), written when full and at the
+/// end; then the file and its directory made durable.
+fn write_message<M: Fill>(
+    mut file: &File,
     mut msg: M,
     inv: &Invocation,
     path: &Path,
 ) -> Result<(), Exit> {
-    let mut out = BufWriter::with_capacity(BUF, file);
-    out.write_all(inv.received().as_bytes())
-        .map_err(|_| Exit::QQ_WRITE)?;
-    let mut buf = vec![0u8; BUF];
+    let mut buf = Vec::with_capacity(BUF);
+    inv.write_received(&mut buf);
     loop {
-        let n = match msg.read(&mut buf) {
+        if buf.len() == buf.capacity() {
+            file.write_all(&buf).map_err(|_| Exit::QQ_WRITE)?;
+            buf.clear();
+        }
+        match msg.fill(&mut buf) {
             Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return Err(Exit::QQ_READ),
-        };
-        out.write_all(&buf[..n]).map_err(|_| Exit::QQ_WRITE)?;
+        }
     }
-    let file = out.into_inner().map_err(|_| Exit::QQ_WRITE)?;
+    file.write_all(&buf).map_err(|_| Exit::QQ_WRITE)?;
     file.sync_all().map_err(|_| Exit::QQ_WRITE)?;
     fsync_parent(path).map_err(|_| Exit::QQ_WRITE)?;
     Ok(())
 }
 
-fn write_intd<E: Read>(file: File, env: E, inv: &Invocation) -> Result<(), Exit> {
+fn write_intd<E: Read>(file: &File, env: E, inv: &Invocation) -> Result<(), Exit> {
     let mut out = BufWriter::with_capacity(BUF, file);
     write!(out, "u{}\0p{}\0", inv.uid, inv.pid).map_err(|_| Exit::QQ_WRITE)?;
     let mut w = RecordWriter {
@@ -279,13 +265,18 @@ pub fn main() -> Exit {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o033));
     crate::sys::arm_death_alarm(DEATH_SECS);
     let home = control::qmail_home();
+    // As netqmail: into the home first (exit 61 when that fails), so that every later
+    // path is short and relative (fewer components for the kernel to walk per step).
+    if std::env::set_current_dir(&home).is_err() {
+        return Exit::QQ_HOME;
+    }
     let inv = Invocation::current();
     let stdin = io::stdin();
     let stdout = io::stdout();
     use std::os::fd::AsFd;
     let msg = crate::fdio::FdReader::new(stdin.as_fd());
     let env = crate::fdio::FdReader::new(stdout.as_fd());
-    enqueue(&home, msg, env, &inv)
+    enqueue(Path::new("."), msg, env, &inv)
 }
 
 #[cfg(test)]
@@ -364,6 +355,26 @@ mod tests {
     }
 
     #[test]
+    fn message_longer_than_the_buffer() {
+        let (d, inv) = setup();
+        let body: Vec<u8> = (0..3 * BUF + 17).map(|i| b'a' + (i % 26) as u8).collect();
+        let code = enqueue(d.path(), &body[..], &b"Fa@b\0Tc@d\0\0"[..], &inv);
+        assert_eq!(code, Exit::OK);
+        let todo = files(&d.path().join("queue/todo"));
+        let id: u64 = todo[0]
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut want = Vec::new();
+        inv.write_received(&mut want);
+        want.extend_from_slice(&body);
+        assert_eq!(fs::read(Queue::in_home(d.path()).mess(id)).unwrap(), want);
+    }
+
+    #[test]
     fn faults_leave_nothing() {
         for (env, want) in [
             (&b"Xa\0\0"[..], Exit::QQ_FORMAT),
@@ -421,8 +432,10 @@ mod tests {
     #[test]
     fn received_line_format() {
         let (_d, inv) = setup();
+        let mut v = Vec::new();
+        inv.write_received(&mut v);
         assert_eq!(
-            inv.received(),
+            String::from_utf8(v).unwrap(),
             "Received: (qmail 4242 invoked by uid 1000); 26 Sep 1995 04:46:54 -0000\n"
         );
     }

@@ -17,6 +17,28 @@ impl<'a> FdReader<'a> {
     }
 }
 
+/// A source of bytes that can fill the spare capacity of a buffer without it being zeroed
+/// first (qmail-queue's message copy).
+pub trait Fill {
+    /// Appends at most `buf`'s spare capacity; 0 at end of input.
+    fn fill(&mut self, buf: &mut Vec<u8>) -> io::Result<usize>;
+}
+
+impl Fill for FdReader<'_> {
+    fn fill(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        crate::sys::read_spare(self.fd, buf)
+    }
+}
+
+impl Fill for &[u8] {
+    fn fill(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        let n = self.len().min(buf.capacity() - buf.len());
+        buf.extend_from_slice(&self[..n]);
+        *self = &self[n..];
+        Ok(n)
+    }
+}
+
 impl Read for FdReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {

@@ -8,6 +8,7 @@
 //!   read its verdict (netqmail's qmail.c);
 //! * `durable`, `trigger`, `fdio`: fsync of files and directories, lock/trigger, reading
 //!   the descriptors the protocol hands over;
+//! * `passwd`: the invoker's name from /etc/passwd (qmail-queue's Received line);
 //! * `scan`: the one rule for message numbers in file names, and the walks over the
 //!   queue's directories;
 //! * `records`: the records of todo/, info/, local/ and remote/ files, read with a bound,
@@ -23,6 +24,7 @@ mod envelope;
 mod fdio;
 mod layout;
 mod mark;
+mod passwd;
 mod proto;
 mod qread;
 mod qstat;

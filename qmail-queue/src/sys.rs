@@ -1,5 +1,6 @@
-//! The one place in this crate that uses `unsafe`: qmail-queue's 24-hour alarm, and the
-//! custom error descriptor a queue program gets.
+//! The one place in this crate that uses `unsafe`: qmail-queue's 24-hour alarm, the custom
+//! error descriptor a queue program gets, and its reads of the message into a buffer that
+//! is not zeroed first.
 //!
 //! netqmail's qmail-queue calls alarm(86400) and exits 52 from its SIGALRM handler,
 //! without cleaning up (the main flow may be halfway through a step; qmail-send removes
@@ -54,4 +55,20 @@ pub fn on_exec_move_fd(cmd: &mut std::process::Command, fd: std::os::fd::OwnedFd
             Ok(())
         });
     }
+}
+
+/// Reads from `fd` into the spare capacity of `buf` (at most that much) and adds what was
+/// read to its length; 0 at end of input (or when `buf` has no spare capacity). The
+/// buffer is not zeroed first: qmail-queue's message buffer is filled by the kernel only.
+pub fn read_spare(fd: std::os::fd::BorrowedFd<'_>, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: the pointer and length describe `spare`, memory owned by `buf` and valid for
+    // writes of `spare.len()` bytes; read(2) writes at most that many and nothing else.
+    let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+    let n = usize::try_from(n).map_err(|_| std::io::Error::last_os_error())?;
+    // SAFETY: read(2) initialized the first `n` bytes of the spare capacity (n is at most
+    // its length), so the new length covers initialized bytes only.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
 }
