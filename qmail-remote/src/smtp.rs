@@ -298,6 +298,12 @@ impl Session<'_, '_> {
                         "TLS unable to verify server with the system's roots: {}; connected to ",
                         clean(&why)
                     ),
+                    (HandshakeError::Other(why), Policy::Dane(d)) => format!(
+                        "TLS connect failed with the DANE TLSA records of {} \
+                         (result-type=validation-failure): {}; connected to ",
+                        d.name,
+                        clean(&why)
+                    ),
                     (HandshakeError::Certificate(why) | HandshakeError::Other(why), _) => {
                         format!("TLS connect failed: {}; connected to ", clean(&why))
                     }

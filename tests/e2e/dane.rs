@@ -15,11 +15,12 @@
 //!
 //! Each test uses addresses of its own in 127.74.N.x.
 
-use rqmail_tests::certs::test_pki;
+use rqmail_tests::certs::{signed, test_pki};
 use rqmail_tests::home::scratch;
 use rqmail_tests::smtp_peer::SmtpServer;
 use rqmail_tests::{Home, KillOnDrop, free_port, run_with_input, tool, wait_for_port};
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -404,4 +405,74 @@ fn dnssec_bogus_insecure_and_silent() {
         (l, text.as_str()),
         ('Z', "Unable to read control files. (#4.3.0)\n")
     );
+}
+
+/// DANE-TA: a record that matches the certificate authority the server sends in its chain
+/// (full certificate or public key) makes a verified delivery when the server's
+/// certificate chains to it and names the MX host; a host name the certificate does not
+/// have is certificate-host-mismatch; a record for another authority is
+/// certificate-not-trusted.
+#[test]
+fn dane_ta_chain_and_name() {
+    let pki = test_pki();
+    let dir = scratch("rqmail-dane-ta-");
+    let d = dir.path();
+    let (key, leaf) = signed(
+        d,
+        "mxta",
+        "/CN=mx.ta.example",
+        &(pki.join("ca.key"), pki.join("ca.pem")),
+        "basicConstraints=CA:FALSE\nsubjectAltName=DNS:mx.ta.example\nextendedKeyUsage=serverAuth\n",
+    );
+    let mut chain = fs::read(&leaf).expect("leaf");
+    chain.extend(fs::read(pki.join("ca.pem")).expect("ca"));
+    fs::write(d.join("chain.pem"), chain).expect("chain");
+    for f in ["chain.pem", "mxta.key"] {
+        fs::set_permissions(d.join(f), fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let s = SmtpServer::start(
+        "127.74.4.2",
+        &format!(
+            r#"{STARTTLS}, "cert": "{}", "key": "{}""#,
+            d.join("chain.pem").display(),
+            key.display()
+        ),
+    );
+    let p = s.port;
+    let ca_full = digest(&pki.join("ca.pem"), true, "sha256");
+    let ca_key = digest(&pki.join("ca.pem"), false, "sha512");
+    let other_ca = digest(&pki.join("ca2.pem"), true, "sha256");
+    let z = format!(
+        "ta IN MX 10 mx.ta.example.\nmx.ta IN A 127.74.4.2\n_{p}._tcp.mx.ta IN TLSA 2 0 1 {ca_full}\n\
+         name IN MX 10 mx.name.example.\nmx.name IN A 127.74.4.2\n_{p}._tcp.mx.name IN TLSA 2 1 2 {ca_key}\n\
+         wrong IN MX 10 mx.wrong.example.\nmx.wrong IN A 127.74.4.2\n_{p}._tcp.mx.wrong IN TLSA 2 0 1 {other_ca}\n"
+    );
+    let dns = Resolver::start(&z, "", |t| t);
+    let h = home(
+        &["ta.example", "name.example", "wrong.example"],
+        p,
+        Some(&dns),
+    );
+    let (l, text) = remote(&h, NO_DNS, "ta.example");
+    assert_eq!(l, 'K', "{text}");
+    assert!(
+        text.contains(&format!(
+            "certificate verified with the DANE TLSA records of _{p}._tcp.mx.ta.example.\n"
+        )),
+        "{text}"
+    );
+    let (l, text) = remote(&h, NO_DNS, "name.example");
+    assert_eq!(l, 'Z', "{text}");
+    assert!(
+        text.contains("result-type=certificate-host-mismatch"),
+        "{text}"
+    );
+    let (l, text) = remote(&h, NO_DNS, "wrong.example");
+    assert_eq!(l, 'Z', "{text}");
+    assert!(
+        text.contains("result-type=certificate-not-trusted"),
+        "{text}"
+    );
+    // Only the verified delivery carried a message.
+    assert_eq!(s.messages().len(), 1);
 }
