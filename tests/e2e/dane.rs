@@ -16,7 +16,9 @@
 //! Each test uses addresses of its own in 127.74.N.x.
 
 use rqmail_tests::certs::{signed, test_pki};
+use rqmail_tests::fakes::{fake_getpw, fake_local, mail_dir};
 use rqmail_tests::home::scratch;
+use rqmail_tests::single::{System, inject, user_home};
 use rqmail_tests::smtp_peer::SmtpServer;
 use rqmail_tests::{Home, KillOnDrop, free_port, run_with_input, tool, wait_for_port};
 use std::fs;
@@ -475,4 +477,46 @@ fn dane_ta_chain_and_name() {
     );
     // Only the verified delivery carried a message.
     assert_eq!(s.messages().len(), 1);
+}
+
+/// The whole path: qmail-send hands the message to qmail-rspawn and the real qmail-remote,
+/// and the mail log's deferral line says why DANE forbade the delivery.
+#[test]
+fn deferral_reason_in_the_mail_log() {
+    let s = SmtpServer::start("127.74.5.2", STARTTLS);
+    let p = s.port;
+    let wrong = "11".repeat(32);
+    let z = format!(
+        "far IN MX 10 mx.far.example.\nmx.far IN A 127.74.5.2\n_{p}._tcp.mx.far IN TLSA 3 1 1 {wrong}\n"
+    );
+    let dns = Resolver::start(&z, "", |t| t);
+    let h = user_home();
+    mail_dir(&h);
+    fake_local(&h);
+    fake_getpw(&h);
+    h.control("smtproutes", &format!("far.example::{p}\n"));
+    h.control("dane", &format!("{}\n", dns.addr()));
+    let sys = System::start(&h);
+    inject(
+        &h,
+        "Subject: dane\n\nx\n",
+        "s@testhost.example",
+        &["x@far.example"],
+    );
+    sys.wait_log("the deferral", |l| l.contains(": deferral: "));
+    let lines = sys.stop();
+    let line = lines
+        .iter()
+        .find(|l| l.contains(": deferral: "))
+        .expect("deferral");
+    assert!(
+        line.ends_with(&format!(
+            ": deferral: TLS_unable_to_verify_server_with_the_DANE_TLSA_records_of_\
+             _{p}._tcp.mx.far.example:_result-type=certificate-not-trusted_(no_TLSA_record_of_\
+             _{p}._tcp.mx.far.example_matches_the_server's_certificate_chain);_connected_to_\
+             127.74.5.2./"
+        )),
+        "{line}"
+    );
+    assert!(!mail_sent(&s));
 }
