@@ -12,7 +12,8 @@
 //! when it has no MX records, or a relay of control/smtproutes):
 //! * the MX RRset (not for a relay) and the host's address RRset must be validated
 //!   (RFC 7672 2.2.1, 2.2.2); otherwise DANE does not apply;
-//! * the TLSA RRset of `_PORT._tcp.HOST` is looked up: none, or not validated, and DANE
+//! * the TLSA RRset of `_PORT._tcp.HOST` is looked up (for a HOST that is an alias, at
+//!   the end of its CNAME chain first, RFC 7672 2.2.2): none, or not validated, and DANE
 //!   does not apply (today's TLS policy); a lookup that fails (SERVFAIL, which is what a
 //!   validating resolver answers for a bogus signature, or no answer) means this host is
 //!   not used: result type `dnssec-invalid`, the next MX is tried, and in the end the
@@ -205,6 +206,9 @@ pub struct Dane {
     /// The usable records; empty when every record was unusable (TLS without
     /// authentication, but mandatory).
     pub records: Vec<Tlsa>,
+    /// The names a DANE-TA certificate may have besides the host's (the end of the
+    /// exchange's CNAME chain).
+    pub names: Vec<String>,
     /// Why the last certificate check failed: result type and words.
     verdict: Arc<Mutex<Option<(&'static str, String)>>>,
 }
@@ -222,6 +226,7 @@ impl Dane {
         Dane {
             name,
             records,
+            names: Vec::new(),
             verdict: Arc::default(),
         }
     }
@@ -322,7 +327,31 @@ pub fn decide(
             "the {rtype} records of {host} are not DNSSEC-validated"
         ));
     }
-    let name = format!("_{port}._tcp.{host}");
+    // An exchange that is an alias: the TLSA records of the name at the end of its
+    // (validated) CNAME chain first, then those of the name itself (RFC 7672 2.2.2).
+    let mut bases = Vec::new();
+    bases.extend(dns.expanded(host, rtype));
+    bases.push(host.to_string());
+    let mut decision = Decision::None(String::new());
+    for base in &bases {
+        decision = tlsa_at(dns, target, port, base, &bases);
+        if !matches!(&decision, Decision::None(why) if why.starts_with("no TLSA")) {
+            break;
+        }
+    }
+    decision
+}
+
+/// The decision for the TLSA records of `_PORT._tcp.BASE`; `names` are the names the
+/// certificate may have for DANE-TA.
+fn tlsa_at(
+    dns: &mut dyn Lookup,
+    target: &Target,
+    port: u16,
+    base: &str,
+    names: &[String],
+) -> Decision {
+    let name = format!("_{port}._tcp.{base}");
     match dns.tlsa(&name) {
         Err(DnsError::Hard) => Decision::None(format!("no TLSA records at {name}")),
         Err(DnsError::Soft) => Decision::Skip(format!(
@@ -338,7 +367,9 @@ pub fn decide(
                 .filter_map(|r| Tlsa::parse(r).ok())
                 .filter(Tlsa::usable)
                 .collect();
-            Decision::Use(Dane::new(name, records))
+            let mut d = Dane::new(name, records);
+            d.names = names.to_vec();
+            Decision::Use(d)
         }
     }
 }
@@ -387,8 +418,25 @@ impl Verifier {
         let v = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
             .build()
             .map_err(|e| rustls::Error::General(e.to_string()))?;
-        v.verify_server_cert(end_entity, intermediates, server_name, &[], now)
-            .map(|_| ())
+        let first = v.verify_server_cert(end_entity, intermediates, server_name, &[], now);
+        let Err(e) = first else {
+            return Ok(());
+        };
+        if classify(&e) != "certificate-host-mismatch" {
+            return Err(e);
+        }
+        // The other reference identifiers: the end of the exchange's CNAME chain.
+        for n in &self.dane.names {
+            let Ok(other) = ServerName::try_from(n.as_str()) else {
+                continue;
+            };
+            if v.verify_server_cert(end_entity, intermediates, &other, &[], now)
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+        Err(e)
     }
 }
 

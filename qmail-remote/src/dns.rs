@@ -53,6 +53,11 @@ pub trait Lookup {
     fn secure(&self, _name: &str, _rtype: RecordType) -> bool {
         false
     }
+    /// The name at the end of the CNAME chain the last answer for `name` and `rtype`
+    /// followed, when it followed one (validating mode only).
+    fn expanded(&self, _name: &str, _rtype: RecordType) -> Option<String> {
+        None
+    }
     /// The TLSA records of `name` (each record's data in wire form), and whether the
     /// answer was validated.
     fn tlsa(&mut self, _name: &str) -> Result<(Vec<Vec<u8>>, bool), DnsError> {
@@ -176,6 +181,8 @@ pub struct Resolver {
     validating: bool,
     /// The AD bit of each answer, by lower-cased name and type.
     secure: std::cell::RefCell<std::collections::HashMap<(String, RecordType), bool>>,
+    /// The owner of the records of the type asked, when a CNAME chain led there.
+    owners: std::cell::RefCell<std::collections::HashMap<(String, RecordType), String>>,
 }
 
 /// What one server said.
@@ -196,6 +203,7 @@ impl Resolver {
             config: std::cell::OnceCell::from(config),
             validating: false,
             secure: Default::default(),
+            owners: Default::default(),
         }
     }
 
@@ -206,6 +214,7 @@ impl Resolver {
             config: std::cell::OnceCell::new(),
             validating: false,
             secure: Default::default(),
+            owners: Default::default(),
         }
     }
 
@@ -261,6 +270,17 @@ impl Resolver {
                             "clear (insecure)"
                         }
                     );
+                    let key = name.to_ascii().to_ascii_lowercase();
+                    if let Some(owner) = m
+                        .answers
+                        .iter()
+                        .filter(|r| r.record_type() == rtype)
+                        .map(|r| name_text(&r.name))
+                        .next()
+                        .filter(|o| !o.eq_ignore_ascii_case(&name_text(name)))
+                    {
+                        self.owners.borrow_mut().insert((key, rtype), owner);
+                    }
                     self.secure
                         .borrow_mut()
                         .insert((name.to_ascii().to_ascii_lowercase(), rtype), ad);
@@ -472,6 +492,14 @@ impl Lookup for Resolver {
             .get(&(n.to_ascii().to_ascii_lowercase(), rtype))
             .copied()
             .unwrap_or(false)
+    }
+
+    fn expanded(&self, name: &str, rtype: RecordType) -> Option<String> {
+        let n = to_name(name).ok()?;
+        self.owners
+            .borrow()
+            .get(&(n.to_ascii().to_ascii_lowercase(), rtype))
+            .cloned()
     }
 
     fn tlsa(&mut self, name: &str) -> Result<(Vec<Vec<u8>>, bool), DnsError> {

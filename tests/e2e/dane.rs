@@ -255,8 +255,14 @@ fn dane_ee_match_and_mismatch() {
              _{p}._tcp.mx.{name} IN TLSA {tlsa}\n"
         ));
     }
+    // An exchange that is an alias: the TLSA records of its CNAME's target count.
+    z.push_str(&format!(
+        "alias IN MX 10 mx.alias.example.\nmx.alias IN CNAME real.alias.example.\n\
+         real.alias IN A 127.74.1.2\n_{p}._tcp.real.alias IN TLSA 3 1 1 {spki256}\n"
+    ));
     let dns = Resolver::start(&z, "", |t| t);
     let domains = [
+        "alias.example",
         "good.example",
         "sha512.example",
         "full.example",
@@ -274,7 +280,15 @@ fn dane_ee_match_and_mismatch() {
             "{text}"
         );
     }
-    assert_eq!(s.transcripts(3).len(), 3);
+    let (l, text) = remote(&h, NO_DNS, "alias.example");
+    assert_eq!(l, 'K', "{text}");
+    assert!(
+        text.contains(&format!(
+            "certificate verified with the DANE TLSA records of _{p}._tcp.real.alias.example.\n"
+        )),
+        "{text}"
+    );
+    assert_eq!(s.transcripts(4).len(), 4);
     let (l, text) = remote(&h, NO_DNS, "bad.example");
     assert_eq!(l, 'Z', "{text}");
     assert_eq!(
@@ -285,7 +299,7 @@ fn dane_ee_match_and_mismatch() {
              matches the server's certificate chain); connected to 127.74.1.2.\n"
         )
     );
-    let t = &s.transcripts(4)[3];
+    let t = &s.transcripts(5)[4];
     assert_eq!(t.commands, ["EHLO testhost.example", "STARTTLS"], "{t:?}");
     let (l, text) = remote(&h, NO_DNS, "pkix.example");
     assert_eq!(l, 'K', "{text}");
@@ -447,11 +461,12 @@ fn dane_ta_chain_and_name() {
     let z = format!(
         "ta IN MX 10 mx.ta.example.\nmx.ta IN A 127.74.4.2\n_{p}._tcp.mx.ta IN TLSA 2 0 1 {ca_full}\n\
          name IN MX 10 mx.name.example.\nmx.name IN A 127.74.4.2\n_{p}._tcp.mx.name IN TLSA 2 1 2 {ca_key}\n\
+         cn IN MX 10 mx.cn.example.\nmx.cn IN CNAME mx.ta.example.\n\
          wrong IN MX 10 mx.wrong.example.\nmx.wrong IN A 127.74.4.2\n_{p}._tcp.mx.wrong IN TLSA 2 0 1 {other_ca}\n"
     );
     let dns = Resolver::start(&z, "", |t| t);
     let h = home(
-        &["ta.example", "name.example", "wrong.example"],
+        &["ta.example", "cn.example", "name.example", "wrong.example"],
         p,
         Some(&dns),
     );
@@ -461,6 +476,14 @@ fn dane_ta_chain_and_name() {
         text.contains(&format!(
             "certificate verified with the DANE TLSA records of _{p}._tcp.mx.ta.example.\n"
         )),
+        "{text}"
+    );
+    // An alias for the exchange: its target's TLSA records, and its target's name in the
+    // certificate.
+    let (l, text) = remote(&h, NO_DNS, "cn.example");
+    assert_eq!(l, 'K', "{text}");
+    assert!(
+        text.contains(&format!("DANE TLSA records of _{p}._tcp.mx.ta.example.\n")),
         "{text}"
     );
     let (l, text) = remote(&h, NO_DNS, "name.example");
@@ -476,7 +499,7 @@ fn dane_ta_chain_and_name() {
         "{text}"
     );
     // Only the verified delivery carried a message.
-    assert_eq!(s.messages().len(), 1);
+    assert_eq!(s.messages().len(), 2);
 }
 
 /// The whole path: qmail-send hands the message to qmail-rspawn and the real qmail-remote,
