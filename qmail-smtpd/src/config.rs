@@ -15,6 +15,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Default for control/timeoutsmtpd, in seconds.
 pub const DEFAULT_TIMEOUT: u64 = 1200;
@@ -322,7 +323,7 @@ impl Config {
         };
         let rcptcheck = ctl(
             "control/validrcptto.cdb, control/checklocalrcpt or the routing controls",
-            RcptCheck::load(home, &c),
+            RcptCheck::load(home, &c, Duration::from_secs(timeout)),
         )?;
         Ok(Config {
             greeting,

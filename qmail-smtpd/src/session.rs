@@ -102,6 +102,8 @@ pub mod reply {
 
     /// Recipient validation.
     pub const NO_MAILBOX: &str = "550 sorry, no mailbox here by that name (#5.1.1)\r\n";
+    /// Recipient validation could not get qmail-getpw's answer.
+    pub const RCPT_TEMP: &str = "451 unable to check recipient (#4.3.0)\r\n";
 }
 
 /// One message being handed over (qmail-queue's two descriptors).
@@ -678,6 +680,11 @@ impl<B: Backend> Session<B> {
                 Ok(rcptcheck::Verdict::Accept) => {}
                 Ok(rcptcheck::Verdict::Unknown) => {
                     self.say(reply::NO_MAILBOX);
+                    return;
+                }
+                Ok(rcptcheck::Verdict::TempFail(why)) => {
+                    self.backend.log(&format!("recipient check: {why}"));
+                    self.say(reply::RCPT_TEMP);
                     return;
                 }
                 Err(_) => {

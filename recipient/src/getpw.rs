@@ -11,8 +11,8 @@
 //! than 32 bytes. The longest prefix of `local` that is a user, ending at the end or at a
 //! `-`, wins; everything else belongs to `alias` (ext = the whole local part).
 //!
-//! Root mode and single-user mode: when qmail-getpw runs as root or as qmailp, the
-//! accounts are the system's (the password database). Otherwise it runs in single-user
+//! Root mode and single-user mode: when qmail-getpw runs as root, as qmailp or as qmaild,
+//! the accounts are the system's (the password database). Otherwise it runs in single-user
 //! mode: the only account is the invoking user (home: `$HOME` when set and absolute,
 //! else the password database's), and `alias` is the invoking user with home
 //! `QMAIL_HOME/alias`.
@@ -218,13 +218,18 @@ impl Accounts for SingleUser {
     }
 }
 
-/// True when qmail-getpw uses the system's accounts: it runs as root, or as qmailp (as
-/// qmail-lspawn runs it in root mode).
+/// True when qmail-getpw uses the system's accounts: it runs as root, as qmailp (as
+/// qmail-lspawn runs it in root mode) or as qmaild (as qmail-smtpd runs it for recipient
+/// validation, control/checklocalrcpt, in an installation whose qmail-smtpd runs as
+/// qmaild).
 pub fn root_mode() -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
     }
-    control::uid_of("qmailp").is_some_and(|p| p == nix::unistd::getuid())
+    let uid = nix::unistd::getuid();
+    ["qmailp", "qmaild"]
+        .iter()
+        .any(|n| control::uid_of(n) == Some(uid))
 }
 
 #[cfg(test)]

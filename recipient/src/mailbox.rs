@@ -1,21 +1,23 @@
 //! Whether a local address has a mailbox: the steps qmail-lspawn and qmail-local take
 //! before they deliver, traced without delivering, for qmail-smtpd's recipient
 //! validation. Each step is the function those programs use: users/cdb through
-//! [`users::lookup`], else qmail-getpw's [`getpw::find`]; the record read by
+//! [`users::lookup`], else qmail-getpw's answer (the caller runs qmail-getpw, whose
+//! rules are [`crate::getpw::find`]); the record read by
 //! [`Assignment::parse`]; qmail-local's home check ([`dotqmail::home_mode`]) and its
 //! .qmail search ([`dotqmail::search`], [`dotqmail::error_defers`],
 //! [`dotqmail::no_mailbox`]).
 //!
 //! The answer is "no mailbox" only when qmail-local would bounce the message with "Sorry,
 //! no mailbox here by that name". Whenever a step would defer the delivery instead (a
-//! users/cdb that cannot be read, no alias user, a home that cannot be entered or is
-//! writable, a .qmail file that cannot be looked at), or the answer cannot be known from
-//! here (this process may not search the home), the address counts as having a mailbox:
-//! recipient validation never refuses mail that delivery would not bounce. Only file names
+//! users/cdb that cannot be read, a home that cannot be entered or is writable, a .qmail
+//! file that cannot be looked at), or the answer cannot be known from here (this process
+//! may not search the home), the address counts as having a mailbox: recipient
+//! validation never refuses mail that delivery would not bounce. A failure of the
+//! qmail-getpw step (no alias user, a failing password database) is the caller's error,
+//! returned as it is: it can be neither accepted nor refused for sure. Only file names
 //! are looked at, never their contents, with this process's own ids.
 
 use crate::dotqmail::{self, HomeMode};
-use crate::getpw::{self, Accounts};
 use crate::users::{self, Assignment};
 use control::Cdb;
 use std::ffi::OsStr;
@@ -25,41 +27,42 @@ use std::path::Path;
 
 /// Whether local delivery of `local` (the local part, after qmail-send's rewriting) in
 /// the qmail home `home` would find a mailbox; false only when qmail-local would bounce
-/// for want of one. `accounts` are the ones qmail-getpw would see; `switch_ids` is true
-/// when qmail-lspawn runs deliveries under the users' ids (root mode), where it refuses
-/// uid 0.
-pub fn deliverable<A: Accounts>(home: &Path, accounts: &A, local: &[u8], switch_ids: bool) -> bool {
+/// for want of one. `getpw` answers for an address users/cdb does not list, as
+/// qmail-getpw would (the record qmail-lspawn would read from it); its error is returned
+/// as it is (qmail-lspawn would defer the delivery). `switch_ids` is true when
+/// qmail-lspawn runs deliveries under the users' ids (root mode), where it refuses uid 0.
+pub fn deliverable<E>(
+    home: &Path,
+    local: &[u8],
+    switch_ids: bool,
+    getpw: impl FnOnce(&[u8]) -> Result<Assignment, E>,
+) -> Result<bool, E> {
     if local.is_empty() {
         // qmail-lspawn throws mail for an empty mailbox name away: accepted.
-        return true;
+        return Ok(true);
     }
     let record = match Cdb::open_optional(&home.join("users/cdb")) {
-        Err(_) => return true,
+        Err(_) => return Ok(true),
         Ok(Some(db)) => match users::lookup(&db, local) {
-            Err(_) => return true,
+            Err(_) => return Ok(true),
             Ok(r) => r,
         },
         Ok(None) => None,
     };
-    let record = match record {
-        Some(r) => r,
-        None => match getpw::find(accounts, local) {
-            Ok(f) => f.fields(),
-            // No alias user, a failing password database, a home that cannot be checked:
-            // deliveries would be deferred, not bounced.
-            Err(_) => return true,
+    let a = match record {
+        Some(r) => match Assignment::parse(&r) {
+            Some(a) => a,
+            None => return Ok(true),
         },
-    };
-    let Some(a) = Assignment::parse(&record) else {
-        return true;
+        None => getpw(local)?,
     };
     if u32::try_from(a.uid).is_err() || u32::try_from(a.gid).is_err() {
-        return true;
+        return Ok(true);
     }
     if switch_ids && a.uid == 0 {
-        return true;
+        return Ok(true);
     }
-    has_mailbox(&a.home, &a.dash, &a.ext)
+    Ok(has_mailbox(&a.home, &a.dash, &a.ext))
 }
 
 /// Whether qmail-local, run with this home, dash and extension, would find a mailbox
@@ -146,6 +149,69 @@ mod tests {
         assert!(has_mailbox(h, b"-", b"x"));
         fs::set_permissions(d.path(), fs::Permissions::from_mode(0o1755)).unwrap();
         assert!(has_mailbox(h, b"-", b"x"));
+    }
+
+    fn assignment(home: &Path, uid: u64, dash: &str, ext: &str) -> Assignment {
+        Assignment {
+            user: b"joe".to_vec(),
+            uid,
+            gid: 100,
+            home: home.as_os_str().as_bytes().to_vec(),
+            dash: dash.as_bytes().to_vec(),
+            ext: ext.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn getpw_step_answers_and_fails() {
+        let qmail = home();
+        let user = home();
+        touch(&user.path().join(".qmail-list"));
+        let q = qmail.path();
+        let ok = |dash: &'static str, ext: &'static str| {
+            let h = user.path().to_path_buf();
+            move |_: &[u8]| Ok::<_, ()>(assignment(&h, 500, dash, ext))
+        };
+        assert_eq!(deliverable(q, b"joe", true, ok("", "")), Ok(true));
+        assert_eq!(deliverable(q, b"joe-list", true, ok("-", "list")), Ok(true));
+        assert_eq!(deliverable(q, b"joe-x", true, ok("-", "x")), Ok(false));
+        // The error of the qmail-getpw step is the caller's.
+        assert_eq!(
+            deliverable(q, b"joe", true, |_| Err::<Assignment, _>(7)),
+            Err(7)
+        );
+        // Mail for an empty name is thrown away, never looked up.
+        assert_eq!(
+            deliverable(q, b"", true, |_| Err::<Assignment, _>(7)),
+            Ok(true)
+        );
+        // uid 0 in root mode: qmail-lspawn defers.
+        let h = user.path().to_path_buf();
+        assert_eq!(
+            deliverable(q, b"joe-x", true, |_| Ok::<_, ()>(assignment(
+                &h, 0, "-", "x"
+            ))),
+            Ok(true)
+        );
+        assert_eq!(
+            deliverable(q, b"joe-x", false, |_| Ok::<_, ()>(assignment(
+                &h, 0, "-", "x"
+            ))),
+            Ok(false)
+        );
+        // users/cdb comes first: its record, and qmail-getpw is not asked.
+        fs::create_dir(q.join("users")).unwrap();
+        let rec = format!("joe\0500\0100\0{}\0-\0x", user.path().display());
+        control::write_cdb(
+            &q.join("users/cdb"),
+            &q.join("users/tmp"),
+            [(&b""[..], &b""[..]), (b"!joe-x\0", rec.as_bytes())],
+        )
+        .unwrap();
+        assert_eq!(
+            deliverable(q, b"joe-x", true, |_| Err::<Assignment, _>(7)),
+            Ok(false)
+        );
     }
 
     proptest::proptest! {

@@ -1159,6 +1159,18 @@ fn account(home: &Home) -> Account {
 
 /// qmail-smtpd as that account (through setpriv when it is not us), HOME its home.
 fn dialogue_as(home: &Home, a: &Account, env: &[(&str, &str)], input: &str) -> String {
+    let (out, err) = dialogue_as_logged(home, a, env, input);
+    assert!(err.is_empty(), "{err}");
+    out
+}
+
+/// [`dialogue_as`], with what qmail-smtpd wrote on descriptor 2.
+fn dialogue_as_logged(
+    home: &Home,
+    a: &Account,
+    env: &[(&str, &str)],
+    input: &str,
+) -> (String, String) {
     let mut c = if a.uid == nix::unistd::getuid().as_raw() {
         home.cmd("qmail-smtpd")
     } else {
@@ -1177,8 +1189,10 @@ fn dialogue_as(home: &Home, a: &Account, env: &[(&str, &str)], input: &str) -> S
         c.env(k, v);
     }
     let (_, out, err) = run_with_input(c, input.as_bytes());
-    assert!(err.is_empty(), "{}", String::from_utf8_lossy(&err));
-    String::from_utf8_lossy(&out).into_owned()
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+    )
 }
 
 /// The replies to one RCPT each, after MAIL.
@@ -1312,6 +1326,118 @@ fn users_cdb_decides_first_and_unsearchable_homes_accept() {
     let got = rcpt_replies(&home, &a, &[], &["stranger@testhost.example"]);
     fs::set_permissions(&alias, fs::Permissions::from_mode(0o755)).expect("chmod");
     assert_eq!(got, [OK]);
+}
+
+/// The system user root-mode recipient validation must find, and its home.
+const RCPT_USER: &str = "rqmrcpt";
+const RCPT_USER_HOME: &str = "/var/tmp/rqmrcpt";
+const RCPT_TEMP: &str = "451 unable to check recipient (#4.3.0)";
+
+/// Root mode: qmail-smtpd as qmaild (as tcpserver -u qmaild runs it) asks bin/qmail-getpw,
+/// which, run as qmaild, sees the system's accounts: a real user, its .qmail files, and
+/// alias for the rest; never the single-user accounts.
+#[test]
+fn as_qmaild_validation_finds_system_users_through_qmail_getpw() {
+    if !is_root() {
+        eprintln!("as_qmaild_validation_finds_system_users_through_qmail_getpw: needs root");
+        return;
+    }
+    let (uid, gid) = rqmail_tests::ensure_system_user(RCPT_USER, RCPT_USER_HOME);
+    fs::create_dir_all(RCPT_USER_HOME).expect("mkdir");
+    std::os::unix::fs::chown(RCPT_USER_HOME, Some(uid), Some(gid)).expect("chown");
+    fs::set_permissions(RCPT_USER_HOME, fs::Permissions::from_mode(0o755)).expect("chmod");
+    touch(&Path::new(RCPT_USER_HOME).join(".qmail-ext"));
+    let _ = fs::remove_file(Path::new(RCPT_USER_HOME).join(".qmail-default"));
+    let home = Home::new();
+    fs::set_permissions(home.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    home.control("rcpthosts", "testhost.example\n");
+    home.control("checklocalrcpt", "1\n");
+    let (qd_uid, qd_gid) = user_ids("qmaild");
+    let qmaild = Account {
+        uid: qd_uid,
+        gid: qd_gid,
+        name: "qmaild".into(),
+        dir: home.path().to_path_buf(),
+    };
+    let u = RCPT_USER;
+    let rcpts = [
+        format!("{u}@testhost.example"),
+        format!("{u}-ext@testhost.example"),
+        format!("{u}-none@testhost.example"),
+        format!("{}@testhost.example", u.to_uppercase()),
+    ];
+    let r: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    let got = rcpt_replies(&home, &qmaild, &[], &r);
+    assert_eq!(got, [OK, OK, NO_MAILBOX, OK]);
+    // qmail-getpw itself, as qmaild: the system's account (single-user mode would know
+    // only qmaild and alias).
+    let out = rqmail_tests::users::as_user(qd_uid, qd_gid, &bin("qmail-getpw"))
+        .arg(format!("{u}-ext"))
+        .env("QMAIL_HOME", home.path())
+        .current_dir(home.path())
+        .output()
+        .expect("qmail-getpw");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("{u}\0{uid}\0{gid}\0{RCPT_USER_HOME}\0-\0ext\0").into_bytes()
+    );
+}
+
+/// When qmail-getpw gives no answer (it fails, crashes, cannot be run), the recipient
+/// gets a temporary error and the session goes on; users/cdb's entries and postmaster
+/// need no answer from it.
+#[test]
+fn recipient_check_without_qmail_getpw_answer_is_temporary() {
+    let home = Home::new();
+    home.control("rcpthosts", "testhost.example\n");
+    home.control("checklocalrcpt", "1\n");
+    let a = account(&home);
+    let (u, d) = (&a.name, a.dir.display().to_string());
+    fs::write(
+        home.path().join("users/assign"),
+        format!(
+            "=someone:{u}:{uid}:{gid}:{d}:::\n.\n",
+            uid = a.uid,
+            gid = a.gid
+        ),
+    )
+    .expect("assign");
+    let st = home.cmd("qmail-newu").status().expect("qmail-newu");
+    assert!(st.success());
+    let getpw = home.path().join("bin/qmail-getpw");
+    let rcpts = [
+        "stranger@testhost.example",
+        "someone@testhost.example",
+        "postmaster@testhost.example",
+    ];
+    let mut input = "MAIL FROM:<a@client.example>\r\n".to_string();
+    for r in rcpts {
+        input.push_str(&format!("RCPT TO:<{r}>\r\n"));
+    }
+    let expect = format!("250 ok\r\n{RCPT_TEMP}\r\n250 ok\r\n250 ok\r\n");
+    for (script, why) in [
+        ("exit 116", "qmail-getpw exited 116"),
+        ("exit 111", "qmail-getpw exited 111"),
+        ("kill -9 $$", "qmail-getpw crashed"),
+        ("printf 'alias'", "qmail-getpw's answer is not six fields"),
+        ("", "unable to run qmail-getpw"),
+    ] {
+        fs::remove_file(&getpw).expect("rm qmail-getpw");
+        if !script.is_empty() {
+            fs::write(&getpw, format!("#!/bin/sh\n{script}\n")).expect("write");
+            fs::set_permissions(&getpw, fs::Permissions::from_mode(0o755)).expect("chmod");
+            if is_root() {
+                home.chown_all(a.uid, a.gid);
+            }
+        }
+        let (out, err) = dialogue_as_logged(&home, &a, &[], &input);
+        assert!(out.ends_with(&expect), "qmail-getpw: {script:?}: {out}");
+        assert!(
+            err.starts_with(&format!("qmail-smtpd: recipient check: {why}")),
+            "qmail-getpw: {script:?}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -142,6 +142,11 @@ impl Backend for Fake {
         if rcpt == b"broken@mx.example" {
             return Err(io::Error::other("unreadable"));
         }
+        if rcpt == b"getpwfails@mx.example" {
+            return Ok(rcptcheck::Verdict::TempFail(
+                "qmail-getpw exited 116".into(),
+            ));
+        }
         Ok(if self.unknown.iter().any(|u| u == rcpt) {
             rcptcheck::Verdict::Unknown
         } else {
@@ -1021,6 +1026,18 @@ fn recipient_validation_answers() {
     assert_eq!(
         talk(&mut s, "RCPT TO:<nobody@mx.example>\r\n"),
         "550 sorry, no mailbox here by that name (#5.1.1)\r\n"
+    );
+    assert_eq!(talk(&mut s, "RCPT TO:<joe@mx.example>\r\n"), "250 ok\r\n");
+    // qmail-getpw gave no answer: a temporary error for this recipient, the session goes on
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<getpwfails@mx.example>\r\n"),
+        "451 unable to check recipient (#4.3.0)\r\n"
+    );
+    assert!(
+        f.logged
+            .borrow()
+            .iter()
+            .any(|l| l == "recipient check: qmail-getpw exited 116")
     );
     assert_eq!(talk(&mut s, "RCPT TO:<joe@mx.example>\r\n"), "250 ok\r\n");
     // rcpthosts comes first
