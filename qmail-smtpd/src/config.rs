@@ -125,6 +125,10 @@ pub struct Config {
     pub ipme: Vec<Ipv4Addr>,
     /// This host's IPv6 addresses (for localiphost with `[IPv6:...]`).
     pub ipme6: Vec<Ipv6Addr>,
+    /// The interface addresses are still to be listed into `ipme` and `ipme6`
+    /// ([`Config::list_ipme`]): only a session that meets an address literal while
+    /// localiphost is set needs them, so the listing (a netlink dump) waits until then.
+    pub ipme_pending: bool,
     pub tls: TlsSetting,
     /// SMTP AUTH, when the checkpassword arguments were given.
     pub auth: Option<AuthConfig>,
@@ -222,13 +226,12 @@ pub enum SetupError {
     Control { what: &'static str, err: io::Error },
     /// Neither control/smtpgreeting nor control/me exists.
     NoGreeting,
-    /// The interface addresses could not be listed.
-    Ipme(io::Error),
 }
 
 /// The reply for an unreadable control file.
 pub const REPLY_CONTROLS: &str = "421 unable to read controls (#4.3.0)\r\n";
-/// The reply when this host's addresses cannot be found.
+/// The reply when this host's addresses cannot be found (when a session first needs
+/// them: [`Config::list_ipme`]).
 pub const REPLY_IPME: &str = "421 unable to figure out my IP addresses (#4.3.0)\r\n";
 
 impl SetupError {
@@ -236,7 +239,6 @@ impl SetupError {
     pub fn reply(&self) -> &'static str {
         match self {
             SetupError::Control { .. } | SetupError::NoGreeting => REPLY_CONTROLS,
-            SetupError::Ipme(_) => REPLY_IPME,
         }
     }
 }
@@ -248,7 +250,6 @@ impl fmt::Display for SetupError {
             SetupError::NoGreeting => {
                 f.write_str("neither control/smtpgreeting nor control/me exists")
             }
-            SetupError::Ipme(err) => write!(f, "unable to list this host's addresses: {err}"),
         }
     }
 }
@@ -275,6 +276,7 @@ impl Config {
             remote: Remote::from_env(&Env::default()),
             ipme: vec![Ipv4Addr::UNSPECIFIED],
             ipme6: vec![Ipv6Addr::UNSPECIFIED],
+            ipme_pending: false,
             tls: TlsSetting::default(),
             auth: None,
             rcptcheck: None,
@@ -282,7 +284,8 @@ impl Config {
     }
 
     /// Reads the control files under `home` and the variables in `env`. `ipme` is left
-    /// with 0.0.0.0 only; the caller adds the interface addresses.
+    /// with 0.0.0.0 only and `ipme_pending` set: [`Config::list_ipme`] adds the interface
+    /// addresses when they are first needed.
     pub fn load(home: &Path, env: &Env) -> Result<Config, SetupError> {
         let c = ctl("control/me", Controls::open(home))?;
         let greeting = ctl(
@@ -337,6 +340,7 @@ impl Config {
             remote: Remote::from_env(env),
             ipme: vec![Ipv4Addr::UNSPECIFIED],
             ipme6: vec![Ipv6Addr::UNSPECIFIED],
+            ipme_pending: true,
             tls: TlsSetting {
                 offer,
                 smtps,
@@ -347,6 +351,17 @@ impl Config {
             auth: AuthConfig::from_env(env),
             rcptcheck,
         })
+    }
+
+    /// Lists this host's addresses into `ipme` and `ipme6` unless that is done. An error
+    /// means the interfaces could not be listed (the session then ends with
+    /// [`REPLY_IPME`], as netqmail's does when it starts).
+    pub fn list_ipme(&mut self) -> io::Result<()> {
+        if self.ipme_pending {
+            (self.ipme, self.ipme6) = crate::ipme::addresses()?;
+            self.ipme_pending = false;
+        }
+        Ok(())
     }
 
     /// True when `ip` is one of this host's addresses.

@@ -164,15 +164,14 @@ pub fn log(msg: &str) {
     tracing::warn!("{msg}");
 }
 
-/// Reads the configuration (after changing to the qmail home) and this host's addresses.
+/// Reads the configuration (after changing to the qmail home). This host's addresses are
+/// listed later, when a MAIL or RCPT address needs them ([`Config::list_ipme`]).
 pub fn setup(home: &Path, env: &Env) -> Result<Config, SetupError> {
     std::env::set_current_dir(home).map_err(|err| SetupError::Control {
         what: "the qmail home directory",
         err,
     })?;
-    let mut cfg = Config::load(home, env)?;
-    (cfg.ipme, cfg.ipme6) = ipme::addresses().map_err(SetupError::Ipme)?;
-    Ok(cfg)
+    Config::load(home, env)
 }
 
 /// What a handshake negotiated, noted at the verbose level.

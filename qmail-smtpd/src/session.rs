@@ -515,6 +515,26 @@ impl<B: Backend> Session<B> {
         self.finish(Exit::Failure);
     }
 
+    /// Before a MAIL or RCPT whose address may be a literal to replace with
+    /// control/localiphost: this host's addresses, listed now if they are not yet
+    /// ([`Config::list_ipme`]). False (after the 421 reply that ends the session, as
+    /// netqmail's at its start) when they cannot be listed.
+    fn ipme_listed(&mut self, arg: &[u8]) -> bool {
+        if self.cfg.localiphost.is_none() || !arg.contains(&b'[') {
+            return true;
+        }
+        match self.cfg.list_ipme() {
+            Ok(()) => true,
+            Err(e) => {
+                self.backend
+                    .log(&format!("unable to list this host's addresses: {e}"));
+                self.say(crate::config::REPLY_IPME);
+                self.finish(Exit::Failure);
+                false
+            }
+        }
+    }
+
     fn die_control(&mut self) {
         self.say(REPLY_CONTROLS);
         self.finish(Exit::Failure);
@@ -558,6 +578,7 @@ impl<B: Backend> Session<B> {
         match c.verb {
             Verb::Helo => self.helo(c.arg),
             Verb::Ehlo => self.ehlo(c.arg),
+            Verb::Mail | Verb::Rcpt if !self.ipme_listed(c.arg) => {}
             Verb::Mail => self.mail(c.arg),
             Verb::Rcpt => self.rcpt(c.arg),
             Verb::Data => self.data_cmd(),

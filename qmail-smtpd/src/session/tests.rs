@@ -340,6 +340,34 @@ fn feed_stops_at_quit() {
 }
 
 #[test]
+fn host_addresses_are_listed_when_a_literal_first_needs_them() {
+    let mut c = Config::new(b"mx.example");
+    c.rcpthosts = RcptHosts::from_entries(Some(["mx.example"]));
+    c.ipme_pending = true;
+    let (mut s, _) = session(c);
+    s.take_output();
+    talk(&mut s, "MAIL FROM:<a@b>\r\n");
+    assert_eq!(talk(&mut s, "RCPT TO:<u@mx.example>\r\n"), "250 ok\r\n");
+    assert!(s.config().ipme_pending, "no literal yet: nothing listed");
+    // 127.0.0.1 is this host's (the loopback interface is up): rewritten to localiphost.
+    assert_eq!(talk(&mut s, "RCPT TO:<u@[127.0.0.1]>\r\n"), "250 ok\r\n");
+    assert!(!s.config().ipme_pending);
+    assert!(s.config().ipme.contains(&Ipv4Addr::LOCALHOST));
+    assert!(s.config().ipme.contains(&Ipv4Addr::UNSPECIFIED));
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<u@[192.0.2.1]>\r\n"),
+        "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)\r\n"
+    );
+    // Without localiphost no literal is rewritten, and nothing is listed.
+    let mut c = Config::new(b"mx.example");
+    c.localiphost = None;
+    c.ipme_pending = true;
+    let (mut s, _) = session(c);
+    talk(&mut s, "MAIL FROM:<a@[127.0.0.1]>\r\n");
+    assert!(s.config().ipme_pending);
+}
+
+#[test]
 fn rcpthosts_and_relayclient() {
     let mut c = cfg();
     c.rcpthosts = RcptHosts::from_entries(Some(["mx.example", ".hosted.example"]));
