@@ -1547,6 +1547,81 @@ fn a_todo_file_with_an_empty_record_is_logged_and_the_queue_goes_on() {
     stop(sys);
 }
 
+/// A message that takes the number of a message still ending: qmail-send has logged `end
+/// msg N`, qmail-clean has removed mess/S/N (its inode, the message number, is free) and
+/// info/S/N is not gone yet, when qmail-queue makes todo/N for a new message and pulls the
+/// trigger. The todo/ scan skips N while the old message ends, and must look again soon:
+/// before, the new message waited for the next scan without a trigger, up to 25 minutes
+/// (found by rqmail-powerloss, RELIABILITY.md). A stand-in for qmail-clean plants the new
+/// message as it removes the old one's mess/S/N, pulls the trigger, and answers a second
+/// later.
+#[test]
+fn a_message_taking_the_number_of_one_still_ending_is_delivered_at_once() {
+    let h = system_home();
+    let q = h.path().join("queue");
+    let clean = format!(
+        r#"#!/usr/bin/python3
+import os, sys, time
+q = {q:?}
+planted = False
+def rm(p):
+    try:
+        os.unlink(os.path.join(q, p))
+    except FileNotFoundError:
+        pass
+buf = b""
+while True:
+    c = os.read(0, 1)
+    if not c:
+        sys.exit(0)
+    if c != b"\0":
+        buf += c
+        continue
+    kind, n = buf.decode().split("/")
+    buf = b""
+    n = int(n)
+    if kind == "todo":
+        rm("intd/%d" % n); rm("todo/%d" % n)
+    else:
+        rm("intd/%d" % n); rm("mess/%d/%d" % (n % 23, n))
+        if not planted:
+            planted = True
+            with open(os.path.join(q, "mess/%d/%d" % (n % 23, n)), "w") as f:
+                f.write("Subject: second\n\nsame number\n")
+            with open(os.path.join(q, "intd/%d" % n), "w") as f:
+                f.write("u%d\0p1\0Fs2@far.example\0Tjoe2@testhost.example\0" % os.getuid())
+            os.link(os.path.join(q, "intd/%d" % n), os.path.join(q, "todo/%d" % n))
+            t = os.open(os.path.join(q, "lock/trigger"), os.O_WRONLY | os.O_NONBLOCK)
+            os.write(t, b"\0")
+            os.close(t)
+            time.sleep(1)
+    os.write(1, b"+")
+"#
+    );
+    rqmail_tests::home::script(&h, "qmail-clean", &clean);
+    let sys = System::start(&h);
+    inject(
+        &h,
+        "Subject: first\n\nbody\n",
+        "s@far.example",
+        &["joe@testhost.example"],
+    );
+    sys.wait_count("both messages ended", 2, |l| l.starts_with("end msg "));
+    let lines = stop(sys);
+    let ends: Vec<&String> = lines.iter().filter(|l| l.starts_with("end msg ")).collect();
+    assert_eq!(
+        ends[0], ends[1],
+        "the second message has the first one's number"
+    );
+    assert_eq!(
+        delivered(&h),
+        vec![
+            "joe@testhost.example s@far.example",
+            "joe2@testhost.example s2@far.example"
+        ]
+    );
+}
+
 // ------------------------------------------- damaged queue files (rqmail-queuefuzz)
 
 /// Plants message `id`'s file `dir` (split or not) in the queue, as the runner.

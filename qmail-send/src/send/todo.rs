@@ -97,11 +97,17 @@ impl Daemon {
             let Some(id) = message_id(e.file_name().as_encoded_bytes()) else {
                 continue;
             };
+            // The number of a message still ending (or whose files qmail-clean is
+            // removing): mess/S/N may be gone already, its inode given to a new message
+            // by qmail-queue, whose trigger has been spent on this scan. Look again in a
+            // second rather than at the next scan without a trigger (SLEEP_TODO).
+            if self.cleaner.is_busy(id) || self.ending.contains(&id) {
+                self.nexttodorun = self.nexttodorun.min(self.recent + 1);
+                continue;
+            }
             // A queue management request may have had it preprocessed already. Not
             // followed: a dangling link at todo/N is netqmail's "unable to open".
             if self.work.is_underway(id)
-                || self.cleaner.is_busy(id)
-                || self.ending.contains(&id)
                 || std::fs::symlink_metadata(todo_fn(id))
                     .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
             {
