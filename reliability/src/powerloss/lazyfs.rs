@@ -48,7 +48,7 @@ impl Build {
 
 /// A mounted LazyFS.
 /// What [`LazyFs::wait_idle`] waited for.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct IdleWait {
     /// The most processes seen using the file system.
     pub users: usize,
@@ -61,6 +61,8 @@ pub struct IdleWait {
     /// Bytes the namespace journal grew by while the harness waited: operations LazyFS
     /// carried out after the mail system was killed.
     pub late: u64,
+    /// The programs seen using the file system (their /proc/PID/exe names).
+    pub names: std::collections::BTreeSet<String>,
     /// How long it took.
     pub waited: Duration,
 }
@@ -328,6 +330,13 @@ impl LazyFs {
                 break;
             }
             w.users = w.users.max(users.len());
+            for pid in &users {
+                let exe = fs::read_link(format!("/proc/{pid}/exe"))
+                    .ok()
+                    .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .unwrap_or_else(|| "(exiting)".into());
+                w.names.insert(exe);
+            }
             if start.elapsed() > limit {
                 for pid in users {
                     let _ = nix::sys::signal::kill(

@@ -589,9 +589,15 @@ fn case_steps(
             // went (run A3's case 74).
             for (l, name) in [(&disks.queue, "queue"), (&disks.maildir, "Maildir")] {
                 let w = l.wait_idle(Duration::from_millis(200), Duration::from_secs(10))?;
+                let names: Vec<&str> = w.names.iter().map(String::as_str).collect();
                 r.idle.push(format!(
-                    "{name}: {} users, {} killed, {} requests, {} journal bytes{}, {} ms",
+                    "{name}: {} users{}, {} killed, {} requests, {} journal bytes{}, {} ms",
                     w.users,
+                    if names.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", names.join(" "))
+                    },
                     w.killed,
                     w.requests,
                     w.late,
