@@ -582,28 +582,53 @@ fn case_steps(
     // first and then act on the data.
     load.signal_stop();
     if fault.is_ok() && matches!(case.fault, Fault::Clear | Fault::Checkpoint) {
-        fault = sys.kill_all().and_then(|()| {
-            // The killed programs' last requests (and those of any other process still
-            // on the disks) are answered before the cache is dropped: an operation that
-            // reached LazyFS after its clear-cache would be one made after the power
-            // went (run A3's case 74).
-            for (l, name) in [(&disks.queue, "queue"), (&disks.maildir, "Maildir")] {
-                let w = l.wait_idle(Duration::from_millis(200), Duration::from_secs(10))?;
-                let names: Vec<&str> = w.names.iter().map(String::as_str).collect();
-                r.idle.push(format!(
-                    "{name}: {} users{}, {} killed, {} requests, {} journal bytes{}, {} ms",
-                    w.users,
-                    if names.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", names.join(" "))
-                    },
-                    w.killed,
-                    w.requests,
-                    w.late,
-                    if w.fusectl { "" } else { " (no fusectl)" },
-                    w.waited.as_millis()
-                ));
+        // No new SMTP session, then the mail system killed until it stays dead: a
+        // program the harness or tcpserver was starting as the others were killed (between
+        // fork and exec it is not yet one of the home's programs) would otherwise run on
+        // after the fault, its operations reaching LazyFS as if made after the power went.
+        let _ = tcpserver.kill();
+        let _ = tcpserver.wait();
+        fault = (|| {
+            let mut late: Vec<String> = Vec::new();
+            for round in 0.. {
+                let found = sys.kill_all_found()?;
+                if round > 0 {
+                    if found.is_empty() {
+                        break;
+                    }
+                    late.extend(found);
+                }
+                if round == 20 {
+                    return Err(format!(
+                        "the mail system kept starting programs: {}",
+                        late.join(" ")
+                    ));
+                }
+                // The killed programs' last requests (and those of any other process
+                // still on the disks) are answered before the cache is dropped (run A3's
+                // case 74).
+                for (l, name) in [(&disks.queue, "queue"), (&disks.maildir, "Maildir")] {
+                    let w = l.wait_idle(Duration::from_millis(200), Duration::from_secs(10))?;
+                    let names: Vec<&str> = w.names.iter().map(String::as_str).collect();
+                    r.idle.push(format!(
+                        "{name}: {} users{}, {} killed, {} requests, {} journal bytes{}, {} ms",
+                        w.users,
+                        if names.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", names.join(" "))
+                        },
+                        w.killed,
+                        w.requests,
+                        w.late,
+                        if w.fusectl { "" } else { " (no fusectl)" },
+                        w.waited.as_millis()
+                    ));
+                }
+            }
+            if !late.is_empty() {
+                r.idle
+                    .push(format!("started late and killed: {}", late.join(" ")));
             }
             for l in [&disks.queue, &disks.maildir] {
                 if case.fault == Fault::Clear {
@@ -613,7 +638,7 @@ fn case_steps(
                 }
             }
             Ok(())
-        });
+        })();
     }
     disks.kill();
     let killed = sys.kill_all();

@@ -407,11 +407,20 @@ impl System {
     /// SIGKILLs every process running one of the home's programs, until none is left
     /// (an error names those that would not go).
     pub fn kill_all(&self) -> Result<(), String> {
+        self.kill_all_found().map(|_| ())
+    }
+
+    /// [`System::kill_all`], returning the names of the programs it found running.
+    pub fn kill_all_found(&self) -> Result<Vec<String>, String> {
         let mut found = Vec::new();
+        let mut seen = Vec::new();
         for _ in 0..500 {
             found = ours(&self.home);
             if found.is_empty() {
-                return Ok(());
+                return Ok(seen);
+            }
+            if seen.is_empty() {
+                seen = found.iter().map(|(_, n)| n.clone()).collect();
             }
             for (pid, _) in &found {
                 let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
