@@ -138,6 +138,7 @@ pub struct Policy {
     bounding_keep: Option<Vec<Capability>>,
     paths: Option<Vec<(PathBuf, FsAccess)>>,
     deny_tcp: bool,
+    reparents: bool,
     syscalls: Option<Vec<i64>>,
 }
 
@@ -226,6 +227,14 @@ impl Policy {
         self.landlock().deny_tcp_flag()
     }
 
+    /// The program renames or links files from one directory to another (a Maildir's
+    /// new/ to cur/, qmail-queue's pid/ to mess/): Landlock ABI 1 refuses that under any
+    /// rules (EXDEV), so on such a kernel Landlock is left out (unsupported).
+    pub fn reparents(mut self) -> Policy {
+        self.reparents = true;
+        self
+    }
+
     fn deny_tcp_flag(mut self) -> Policy {
         self.deny_tcp = true;
         self
@@ -259,6 +268,9 @@ impl Policy {
         };
         let landlock = match &self.paths {
             None => Step::NotAsked,
+            Some(_) if self.reparents && (1..2).contains(&support.landlock_abi) => {
+                Step::Unsupported
+            }
             Some(paths) => landlock(paths, self.deny_tcp),
         };
         let seccomp = match &self.syscalls {

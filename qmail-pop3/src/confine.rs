@@ -16,6 +16,7 @@ pub(crate) fn pop3d() {
         .no_new_privs()
         .bounding_set(&[])
         .allow(".", FsAccess::ReadWrite)
+        .reparents()
         .deny_tcp()
         .syscalls(&[
             syscalls::RUNTIME,

@@ -91,7 +91,8 @@ pub fn send_policy(home: &Path, root: bool) -> Option<control::confine::Policy> 
         .allow_with_links(home.join("bin"), FsAccess::Exec)
         .allow("/etc", FsAccess::Read)
         .allow("/dev/null", FsAccess::ReadWrite)
-        .allow_random_devices();
+        .allow_random_devices()
+        .reparents();
     for d in SYSTEM_EXEC {
         p = p.allow(d, FsAccess::Exec);
     }
