@@ -12,6 +12,7 @@
 //!   qmail accounts;
 //! * `datetime`: the RFC 822 dates qmail writes;
 //! * `address`: small helpers on envelope addresses;
+//! * [`idna`]: internationalized domain names (U-labels and A-labels) for SMTPUTF8;
 //! * `netstring`: the framing of QMQP and QMTP, bounded (one namespace,
 //!   [`netstring`]);
 //! * [`rfc822`] (`hfield`, `headerbody`, `token822`): message headers as netqmail reads
@@ -52,6 +53,7 @@ mod getopt;
 mod headerbody;
 mod hfield;
 mod home;
+pub mod idna;
 mod ids;
 mod maildir;
 mod newmrh;

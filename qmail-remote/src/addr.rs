@@ -1,8 +1,6 @@
 //! Envelope addresses as they go into MAIL FROM and RCPT TO: the local part quoted as
-//! RFC 821 needs (as little as possible), the domain as given or replaced by its canonical
-//! name.
-
-pub use control::quote;
+//! RFC 821 needs (as little as possible; a UTF-8 local part as RFC 6531 needs, see
+//! `utf8::quote_local`), the domain as given or replaced by its canonical name.
 
 /// Splits an address at its last `@`: the local part and the domain. An address without
 /// `@` (such as the empty bounce sender) has no domain.
@@ -20,7 +18,7 @@ pub fn mangle(addr: &[u8], domain: Option<&[u8]>) -> Vec<u8> {
     match (d, domain) {
         (None, _) => addr.to_vec(),
         (Some(orig), canon) => {
-            let mut out = quote(local);
+            let mut out = crate::utf8::quote_local(local);
             out.push(b'@');
             out.extend_from_slice(canon.unwrap_or(orig));
             out
@@ -37,6 +35,7 @@ pub fn command_safe(s: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use control::quote;
     use control::quote_needed as needs_quote;
     use proptest::prelude::*;
 

@@ -7,6 +7,7 @@
 //!   envelope looks like;
 //! * `conn`, `reply`, `smtp`, `tls`: the SMTP dialogue;
 //! * `report`: the output protocol read by qmail-rspawn;
+//! * `utf8`: SMTPUTF8 and internationalized domain names;
 //! * `qmtp`: delivery by QMTP to the hosts in control/qmtproutes;
 //! * `qmqpc`: qmail-qmqpc, qmail-queue's interface over QMQP (mini-qmail);
 //! * `tcpto`: the timeout table and its two programs.
@@ -28,6 +29,7 @@ mod routes;
 mod smtp;
 mod tcpto;
 mod tls;
+mod utf8;
 
 pub use qmqpc::main as qmail_qmqpc;
 pub use remote::main as qmail_remote;

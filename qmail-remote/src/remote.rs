@@ -13,7 +13,7 @@ use crate::report::{Output, Report};
 use crate::routes::{Route, Routes};
 use crate::smtp::{self, Params};
 use crate::tcpto::Tables;
-use crate::{addr, dane, ipme, qmtp, routes, tls};
+use crate::{addr, dane, ipme, qmtp, routes, tls, utf8};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Seek, Write};
@@ -55,8 +55,13 @@ pub fn settings(home: &Path) -> Result<Settings, Report> {
         .line_or("helohost", true, None)
         .map_err(bad)?
         .ok_or_else(Report::control)?;
-    let routes = Routes::new(c.lines("smtproutes").map_err(bad)?.unwrap_or_default());
-    let qmtproutes = Routes::new(c.lines("qmtproutes").map_err(bad)?.unwrap_or_default());
+    let helo = utf8::ascii_name(&helo).into_owned();
+    let lines = |name| -> Result<_, Report> {
+        let l = c.lines(name).map_err(bad)?.unwrap_or_default();
+        Ok(utf8::route_lines(l))
+    };
+    let routes = Routes::new(lines("smtproutes")?);
+    let qmtproutes = Routes::new(lines("qmtproutes")?);
     let tlsverify = c.lines("tlsverify").map_err(bad)?.unwrap_or_default();
     let dane = dane::resolvers(&c.lines("dane").map_err(bad)?.unwrap_or_default())
         .map_err(|_| Report::control())?;
@@ -103,7 +108,12 @@ fn try_deliver(
     }
     std::env::set_current_dir(home).map_err(|_| Report::chdir())?;
     let set = settings(home)?;
-    let host = args[1].as_bytes();
+    let host = utf8::host(args[1].as_bytes()).ok_or_else(|| {
+        Report::perm(
+            "Sorry, the host name is not a valid internationalized domain name. (#5.1.2)\n",
+        )
+    })?;
+    let host = &*host;
     // A host in qmtproutes is reached by QMTP (port 209 unless the line gives one).
     let (route, use_qmtp) = match set.qmtproutes.lookup(host) {
         Some(v) => (
@@ -122,7 +132,7 @@ fn try_deliver(
     if !set.dane.is_empty() {
         dns.validate_with(set.dane.clone());
     }
-    let sender_arg = args[2].as_bytes();
+    let sender_arg = &*utf8::address(args[2].as_bytes());
     if !addr::command_safe(sender_arg) {
         return Err(Report::perm(
             "Sorry, I won't send a sender address with CR or LF in it. (#5.1.7)\n",
@@ -135,8 +145,14 @@ fn try_deliver(
     // For QMTP: the addresses as they are (netstrings need no quoting), with the
     // canonical domain.
     let mut raw_recips = Vec::new();
-    for a in &args[3..] {
-        let a = a.as_bytes();
+    let recip_args: Vec<_> = args[3..]
+        .iter()
+        .map(|a| utf8::address(a.as_bytes()))
+        .collect();
+    let mut need = utf8::envelope_needs(sender_arg, recip_args.iter().map(|a| &**a))
+        .then_some(utf8::Need::Addresses);
+    for a in &recip_args {
+        let a = &**a;
         if !addr::command_safe(a) {
             all_aliases = false;
             recips.push(None);
@@ -259,6 +275,9 @@ fn try_deliver(
                 let Some(msg) = msg.as_mut() else {
                     return Err(Report::read());
                 };
+                if need.is_none() && utf8::message_needs(msg) {
+                    need = Some(utf8::Need::Message);
+                }
                 let p = Params {
                     home,
                     helo: &set.helo,
@@ -267,6 +286,7 @@ fn try_deliver(
                     target: t,
                     policy,
                     smtps: port == PORT_SMTPS,
+                    smtputf8: need,
                 };
                 let start = msg.stream_position().ok();
                 let (r, tls_failed) = smtp::deliver(Conn::new(sock, set.timeout), &p, msg, out);

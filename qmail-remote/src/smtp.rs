@@ -14,6 +14,7 @@ use crate::mx::Target;
 use crate::reply::Reply;
 use crate::report::{Output, Report, safe_text};
 use crate::tls::{self, Policy};
+use crate::utf8;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::net::IpAddr;
@@ -75,6 +76,8 @@ pub struct Params<'a> {
     pub policy: Policy,
     /// TLS from the first byte (port 465).
     pub smtps: bool,
+    /// The message needs SMTPUTF8, and why (see [`crate::utf8`]).
+    pub smtputf8: Option<utf8::Need>,
 }
 
 enum Cmd {
@@ -213,7 +216,14 @@ impl Session<'_, '_> {
         }
         let pipelining = esmtp && ehlo.has_keyword("PIPELINING");
         let eightbit = esmtp && ehlo.has_keyword("8BITMIME") && has_8bit(msg) == Some(true);
-        self.envelope(pipelining, eightbit)?;
+        let smtputf8 = match self.p.smtputf8 {
+            Some(need) if !(esmtp && ehlo.has_keyword(utf8::KEYWORD)) => {
+                self.text.clear();
+                return Err(self.quit(b'D', "Connected to ", need.failure()));
+            }
+            need => need.is_some(),
+        };
+        self.envelope(pipelining, eightbit, smtputf8)?;
         self.data(msg)
     }
 
@@ -315,13 +325,16 @@ impl Session<'_, '_> {
     }
 
     /// MAIL and RCPT, pipelined or one by one; recipient reports as the replies come.
-    fn envelope(&mut self, pipelining: bool, eightbit: bool) -> Result<(), Report> {
+    fn envelope(&mut self, pipelining: bool, eightbit: bool, smtputf8: bool) -> Result<(), Report> {
         let mut cmds: Vec<(Cmd, Vec<u8>)> = Vec::new();
         let mut mail = b"MAIL FROM:<".to_vec();
         mail.extend_from_slice(self.p.sender);
         mail.push(b'>');
         if eightbit {
             mail.extend_from_slice(b" BODY=8BITMIME");
+        }
+        if smtputf8 {
+            mail.extend_from_slice(b" SMTPUTF8");
         }
         mail.extend_from_slice(b"\r\n");
         cmds.push((Cmd::Mail, mail));

@@ -134,6 +134,9 @@ pub struct Config {
     pub auth: Option<AuthConfig>,
     /// Recipient validation, when configured (handed to the backend at startup).
     pub rcptcheck: Option<RcptCheck>,
+    /// control/smtputf8 (rqmail only): SMTPUTF8 (RFC 6531) is offered when it holds a
+    /// number other than 0; off by default, as netqmail has no such thing.
+    pub smtputf8: bool,
 }
 
 /// STARTTLS and SMTPS.
@@ -280,6 +283,7 @@ impl Config {
             tls: TlsSetting::default(),
             auth: None,
             rcptcheck: None,
+            smtputf8: false,
         }
     }
 
@@ -324,6 +328,7 @@ impl Config {
                 .collect(),
             None => Vec::new(),
         };
+        let smtputf8 = ctl("control/smtputf8", c.int_or("smtputf8", 0))? != 0;
         let rcptcheck = ctl(
             "control/validrcptto.cdb, control/checklocalrcpt or the routing controls",
             RcptCheck::load(home, &c, Duration::from_secs(timeout)),
@@ -350,6 +355,7 @@ impl Config {
             },
             auth: AuthConfig::from_env(env),
             rcptcheck,
+            smtputf8,
         })
     }
 

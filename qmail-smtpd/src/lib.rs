@@ -36,6 +36,7 @@ mod rcptcheck;
 mod received;
 mod session;
 mod transport;
+mod utf8;
 
 /// The parsers of untrusted input and the session machine, for the fuzz targets.
 pub use addr::{

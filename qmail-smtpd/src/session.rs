@@ -17,7 +17,8 @@
 //! * SMTP AUTH (RFC 4954) with a checkpassword program, through [`Backend::check_password`];
 //! * recipient validation through [`Backend::check_recipient`];
 //! * SIZE (RFC 1870) from databytes, enforced at MAIL;
-//! * `[IPv6:...]` address literals naming this host, rewritten like `[d.d.d.d]`.
+//! * `[IPv6:...]` address literals naming this host, rewritten like `[d.d.d.d]`;
+//! * SMTPUTF8 (RFC 6531) with control/smtputf8: see [`crate::utf8`].
 //!
 //! [`Session::ehlo_keywords`] is the one place the EHLO capabilities are listed.
 
@@ -29,6 +30,7 @@ use crate::command::{self, Verb};
 use crate::config::{Config, REPLY_CONTROLS};
 use crate::rcptcheck;
 use crate::received::{self, Facts};
+use crate::utf8;
 use qmail_queue::QueueError;
 use qmail_tls::TlsInfo;
 use std::io;
@@ -238,6 +240,8 @@ pub struct Session<B: Backend> {
     /// The sender is in badmailfrom: every RCPT gets 553.
     flagbarf: bool,
     mailfrom: Vec<u8>,
+    /// MAIL said SMTPUTF8 (with control/smtputf8 on).
+    utf8: bool,
     rcptto: Vec<Vec<u8>>,
     data: Option<InData<B::Message>>,
     scratch: Vec<u8>,
@@ -301,6 +305,7 @@ impl<B: Backend> Session<B> {
             seenmail: false,
             flagbarf: false,
             mailfrom: Vec::new(),
+            utf8: false,
             rcptto: Vec::new(),
             data: None,
             scratch: Vec::new(),
@@ -356,6 +361,9 @@ impl<B: Backend> Session<B> {
         }
         v.push("PIPELINING".to_string());
         v.push("8BITMIME".to_string());
+        if self.cfg.smtputf8 {
+            v.push(utf8::KEYWORD.to_string());
+        }
         if self.cfg.databytes > 0 {
             v.push(format!("SIZE {}", self.cfg.databytes));
         }
@@ -399,6 +407,7 @@ impl<B: Backend> Session<B> {
         self.seenmail = false;
         self.flagbarf = false;
         self.mailfrom.clear();
+        self.utf8 = false;
         self.rcptto.clear();
         self.line.clear();
         self.line_too_long = false;
@@ -654,12 +663,24 @@ impl<B: Backend> Session<B> {
             self.say(reply::SYNTAX);
             return;
         };
+        let params = addr::extract_rest(arg).1;
         if self.cfg.databytes > 0
-            && addr::size_param(addr::extract_rest(arg).1).is_some_and(|n| n > self.cfg.databytes)
+            && addr::size_param(params).is_some_and(|n| n > self.cfg.databytes)
         {
             self.say(reply::DATABYTES);
             return;
         }
+        let utf8 = self.cfg.smtputf8 && utf8::param(params);
+        if let Some(r) = self
+            .cfg
+            .smtputf8
+            .then(|| utf8::refusal(&a, utf8, true))
+            .flatten()
+        {
+            self.say(r);
+            return;
+        }
+        self.utf8 = utf8;
         self.flagbarf = self.cfg.badmailfrom.matches(&a);
         self.seenmail = true;
         self.rcptto.clear();
@@ -676,12 +697,26 @@ impl<B: Backend> Session<B> {
             self.say(reply::SYNTAX);
             return;
         };
+        if let Some(r) = self
+            .cfg
+            .smtputf8
+            .then(|| utf8::refusal(&a, self.utf8, false))
+            .flatten()
+        {
+            self.say(r);
+            return;
+        }
         if self.flagbarf {
             self.say(reply::BADMAILFROM);
             return;
         }
         if self.relay.is_none() {
-            match self.cfg.rcpthosts.allowed(&a) {
+            let allowed = if self.cfg.smtputf8 {
+                utf8::rcpthosts_allowed(&self.cfg.rcpthosts, &a)
+            } else {
+                self.cfg.rcpthosts.allowed(&a)
+            };
+            match allowed {
                 Ok(true) => {}
                 Ok(false) if self.relay_by_certificate() => {}
                 Ok(false) => {
@@ -763,7 +798,10 @@ impl<B: Backend> Session<B> {
         };
         let qp = msg.pid();
         self.say(reply::GO_AHEAD);
-        let protocol = self.protocol();
+        let mut protocol = self.protocol();
+        if self.utf8 {
+            protocol = utf8::protocol(&protocol);
+        }
         let r = &self.cfg.remote;
         let facts = Facts {
             protocol: &protocol,

@@ -1211,3 +1211,205 @@ fn tlsclients_lets_a_listed_certificate_relay() {
     talk(&mut s, "MAIL FROM:<a@b>\r\n");
     assert_eq!(talk(&mut s, "RCPT TO:<u@far.example>\r\n"), refused);
 }
+
+// ---------------------------------------------------------------------------------------
+// SMTPUTF8 (control/smtputf8)
+
+fn utf8_cfg() -> Config {
+    let mut c = cfg();
+    c.smtputf8 = true;
+    c
+}
+
+#[test]
+fn smtputf8_off_is_netqmail() {
+    let (mut s, f) = session(cfg());
+    s.take_output();
+    assert!(!talk(&mut s, "EHLO x\r\n").contains("SMTPUTF8"));
+    // Every parameter ignored, 8-bit addresses taken byte for byte, the Received field
+    // says SMTP.
+    assert_eq!(talk(&mut s, "MAIL FROM:<grå@b.example>\r\n"), "250 ok\r\n");
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<u\u{fc}@d.example>\r\n"),
+        "250 ok\r\n"
+    );
+    assert_eq!(
+        talk(&mut s, "MAIL FROM:<a@b.example> SMTPUTF8\r\n"),
+        "250 ok\r\n"
+    );
+    talk(&mut s, "RCPT TO:<\u{fc}@d.example>\r\nDATA\r\n.\r\n");
+    let m = &f.stored()[0];
+    assert!(String::from_utf8_lossy(&m.data).contains(" with SMTP; "));
+    let mut c = cfg();
+    c.rcpthosts = RcptHosts::from_entries(Some(["xn--bcher-kva.example"]));
+    let (mut s, _) = session(c);
+    talk(&mut s, "MAIL FROM:<a@b>\r\n");
+    assert!(talk(&mut s, "RCPT TO:<u@bücher.example>\r\n").starts_with("553 sorry, that domain"));
+}
+
+#[test]
+fn smtputf8_advertised_and_used() {
+    let (mut s, f) = session(utf8_cfg());
+    s.take_output();
+    assert_eq!(
+        talk(&mut s, "EHLO x\r\n"),
+        "250-mx.example\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+    );
+    assert_eq!(
+        talk(
+            &mut s,
+            "MAIL FROM:<grå@b.example> BODY=8BITMIME SMTPUTF8\r\n"
+        ),
+        "250 ok\r\n"
+    );
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<δοκιμή@παράδειγμα.example>\r\n"),
+        "250 ok\r\n"
+    );
+    assert_eq!(talk(&mut s, "RCPT TO:<plain@d.example>\r\n"), "250 ok\r\n");
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<gr\u{e5}\u{fffd}@d.example>\r\n"),
+        "250 ok\r\n"
+    );
+    s.feed(b"RCPT TO:<gr\xe5@d.example>\r\n");
+    assert_eq!(
+        String::from_utf8(s.take_output()).unwrap(),
+        utf8::BAD_RECIPIENT
+    );
+    talk(&mut s, "DATA\r\nSubject: Grüße\r\n\r\nx\r\n.\r\n");
+    let m = &f.stored()[0];
+    assert_eq!(m.from.as_deref(), Some("grå@b.example".as_bytes()));
+    assert_eq!(m.to.len(), 3);
+    assert_eq!(m.to[0], "δοκιμή@παράδειγμα.example".as_bytes());
+    assert_eq!(
+        String::from_utf8(m.data.clone()).unwrap(),
+        format!(
+            "Received: from unknown (HELO x) (unknown)\n  by unknown with UTF8SMTP; {DATE}\nSubject: Grüße\n\nx\n"
+        )
+    );
+    // The next transaction without the parameter: ASCII only, and the Received field says
+    // SMTP again.
+    assert_eq!(talk(&mut s, "MAIL FROM:<a@b.example>\r\n"), "250 ok\r\n");
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<ü@d.example>\r\n"),
+        utf8::NEEDS_SMTPUTF8
+    );
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<u@bücher.example>\r\n"),
+        utf8::NEEDS_SMTPUTF8
+    );
+    assert_eq!(talk(&mut s, "RCPT TO:<u@d.example>\r\n"), "250 ok\r\n");
+    talk(&mut s, "DATA\r\n.\r\n");
+    assert!(String::from_utf8_lossy(&f.stored()[1].data).contains(" with SMTP; "));
+    // MAIL: without the parameter, or not UTF-8.
+    assert_eq!(
+        talk(&mut s, "MAIL FROM:<grå@b.example>\r\n"),
+        utf8::NEEDS_SMTPUTF8
+    );
+    assert_eq!(talk(&mut s, "RCPT TO:<u@d.example>\r\n"), reply::WANT_MAIL);
+    s.feed(b"MAIL FROM:<gr\xe5@b.example> SMTPUTF8\r\n");
+    assert_eq!(
+        String::from_utf8(s.take_output()).unwrap(),
+        utf8::BAD_SENDER
+    );
+    // RSET forgets the parameter.
+    assert_eq!(talk(&mut s, "MAIL FROM:<> smtputf8\r\n"), "250 ok\r\n");
+    assert_eq!(talk(&mut s, "RCPT TO:<ü@d.example>\r\n"), "250 ok\r\n");
+    talk(&mut s, "RSET\r\n");
+    assert_eq!(talk(&mut s, "MAIL FROM:<>\r\n"), "250 ok\r\n");
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<ü@d.example>\r\n"),
+        utf8::NEEDS_SMTPUTF8
+    );
+}
+
+#[test]
+fn smtputf8_with_tls_and_auth_names_its_protocol() {
+    let mut c = utf8_cfg();
+    c.tls = tls_cfg().tls;
+    let (mut s, f) = session(c);
+    s.take_output();
+    talk(&mut s, "EHLO x\r\nSTARTTLS\r\n");
+    s.tls_started(tls13());
+    assert!(talk(&mut s, "EHLO x\r\n").contains("250 SMTPUTF8\r\n"));
+    talk(
+        &mut s,
+        "MAIL FROM:<ä@b> SMTPUTF8\r\nRCPT TO:<ö@d>\r\nDATA\r\n.\r\n",
+    );
+    let d = String::from_utf8(f.stored()[0].data.clone()).unwrap();
+    assert!(
+        d.contains(" with UTF8SMTPS (TLSv1.3 TLS_AES_128_GCM_SHA256 encrypted); "),
+        "{d}"
+    );
+}
+
+#[test]
+fn rcpthosts_match_either_form_of_a_domain() {
+    let mut c = utf8_cfg();
+    c.rcpthosts = RcptHosts::from_entries(Some(["xn--bcher-kva.example", ".städte.example"]));
+    let (mut s, _) = session(c);
+    s.take_output();
+    talk(&mut s, "MAIL FROM:<a@b> SMTPUTF8\r\n");
+    assert_eq!(talk(&mut s, "RCPT TO:<u@bücher.example>\r\n"), "250 ok\r\n");
+    assert_eq!(talk(&mut s, "RCPT TO:<u@BÜCHER.example>\r\n"), "250 ok\r\n");
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<u@xn--bcher-kva.example>\r\n"),
+        "250 ok\r\n"
+    );
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<u@a.städte.example>\r\n"),
+        "250 ok\r\n"
+    );
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<u@a.xn--stdte-kva.example>\r\n"),
+        "250 ok\r\n"
+    );
+    assert_eq!(
+        talk(&mut s, "RCPT TO:<u@bucher.example>\r\n"),
+        reply::NOGATEWAY
+    );
+}
+
+fn utf8_words() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        Just(b"EHLO x\r\n".to_vec()),
+        Just(b"MAIL FROM:<a@b>\r\n".to_vec()),
+        Just(b"MAIL FROM:<a@b> SMTPUTF8\r\n".to_vec()),
+        Just("MAIL FROM:<å@b> SMTPUTF8\r\n".as_bytes().to_vec()),
+        Just("MAIL FROM:<å@b>\r\n".as_bytes().to_vec()),
+        Just(b"MAIL FROM:<\xe5@b> SMTPUTF8\r\n".to_vec()),
+        Just(b"RCPT TO:<c@d>\r\n".to_vec()),
+        Just("RCPT TO:<ü@d>\r\n".as_bytes().to_vec()),
+        Just("RCPT TO:<c@bücher.example>\r\n".as_bytes().to_vec()),
+        Just(b"RCPT TO:<c@xn--bcher-kva.example>\r\n".to_vec()),
+        Just(b"RCPT TO:<\xfc@d>\r\n".to_vec()),
+        Just(b"DATA\r\n".to_vec()),
+        Just(b"RSET\r\n".to_vec()),
+        Just(b".\r\n".to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..20),
+    ];
+    proptest::collection::vec(piece, 0..30).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #[test]
+    fn smtputf8_envelopes_are_utf8_and_marked(input in utf8_words()) {
+        let mut c = utf8_cfg();
+        c.rcpthosts = RcptHosts::from_entries(Some(["d", "bücher.example"]));
+        let (mut s, f) = session(c);
+        s.feed(&input);
+        prop_assert!(well_formed(&s.take_output()).is_ok());
+        drop(s);
+        for m in f.stored().iter().filter(|m| m.closed) {
+            let from = m.from.clone().unwrap_or_default();
+            let non_ascii = m.to.iter().chain([&from]).any(|a| a.iter().any(|&c| c >= 128));
+            let data = String::from_utf8_lossy(&m.data);
+            let marked = data.starts_with("Received: from unknown ") && data.contains("\n  by unknown with UTF8SMTP; ");
+            // A non-ASCII address only in a transaction that said SMTPUTF8, and then UTF-8.
+            prop_assert!(!non_ascii || marked);
+            for a in m.to.iter().chain([&from]) {
+                prop_assert!(std::str::from_utf8(a).is_ok());
+            }
+        }
+    }
+}
