@@ -4,9 +4,17 @@
 //!
 //! Pure-ASCII names are never touched here: netqmail compares and sends them byte for
 //! byte, and so does rqmail. Only a name with a byte above 127 is converted to its
-//! A-labels, and only a name with an `xn--` label is converted back to U-labels. The
-//! conversions are the `idna` crate's (the one hickory-proto already brings to
-//! qmail-remote).
+//! A-labels, and only a name with an `xn--` label is converted back to U-labels.
+//!
+//! Two tiers:
+//! * [`domain_to_ascii`] and [`domain_to_unicode`]: the whole of UTS #46 (mapping,
+//!   normalization, validity), from the `idna` crate, for names that go to DNS and to
+//!   other servers (qmail-remote, which links these tables through hickory-proto anyway);
+//! * [`label_to_ascii`]-based [`simple_to_ascii`] and [`simple_to_unicode`]: Punycode and
+//!   lower case alone, for comparing names with control files (qmail-smtpd's rcpthosts).
+//!   They agree with UTS #46 on names already in normalization form C with nothing to map
+//!   but case, which is how clients send them; another spelling just does not match (the
+//!   safe side). They keep the UTS #46 tables (188 kB) out of qmail-smtpd.
 
 use std::borrow::Cow;
 
@@ -53,6 +61,48 @@ pub fn domain_to_unicode(domain: &[u8]) -> Option<Vec<u8>> {
         (u, Ok(())) if u.as_bytes() != s.as_bytes() => Some(u.into_bytes()),
         _ => None,
     }
+}
+
+/// One label in A-label form by Punycode alone: ASCII lower-cased, anything else
+/// lower-cased and encoded behind `xn--`. `None` for a label Punycode cannot encode or
+/// longer than 63 bytes once encoded.
+pub fn label_to_ascii(label: &str) -> Option<String> {
+    if label.is_ascii() {
+        return Some(label.to_ascii_lowercase());
+    }
+    let lower = label.to_lowercase();
+    let a = format!("xn--{}", idna::punycode::encode_str(&lower)?);
+    (a.len() <= 63).then_some(a)
+}
+
+/// A domain with U-labels in A-label form by [`label_to_ascii`]; `None` when it is
+/// ASCII, not UTF-8, too long, or a label does not encode.
+pub fn simple_to_ascii(domain: &[u8]) -> Option<Vec<u8>> {
+    if !is_non_ascii(domain) || domain.len() > MAX_DOMAIN {
+        return None;
+    }
+    let s = std::str::from_utf8(domain).ok()?;
+    let labels: Option<Vec<String>> = s.split('.').map(label_to_ascii).collect();
+    Some(labels?.join(".").into_bytes())
+}
+
+/// A domain with A-labels in U-label form by Punycode alone (lower case); `None` when it
+/// has no A-label, is not ASCII, too long, or an A-label does not decode.
+pub fn simple_to_unicode(domain: &[u8]) -> Option<Vec<u8>> {
+    if is_non_ascii(domain) || domain.len() > MAX_DOMAIN || !has_a_label(domain) {
+        return None;
+    }
+    let s = std::str::from_utf8(domain).ok()?.to_ascii_lowercase();
+    let labels: Option<Vec<String>> = s
+        .split('.')
+        .map(|l| match l.strip_prefix("xn--") {
+            Some(p) => idna::punycode::decode_to_string(p)
+                .filter(|u| !u.is_empty() && !u.is_ascii())
+                .map(|u| u.to_lowercase()),
+            None => Some(l.to_string()),
+        })
+        .collect();
+    Some(labels?.join(".").into_bytes())
 }
 
 /// The address `addr` with its domain (after the last `@`) in A-labels; the local part is
@@ -127,6 +177,23 @@ mod tests {
     }
 
     #[test]
+    fn punycode_alone() {
+        assert_eq!(
+            simple_to_ascii("BÜCHER.Example".as_bytes()).unwrap(),
+            b"xn--bcher-kva.example"
+        );
+        assert_eq!(simple_to_ascii(b"plain.example"), None);
+        assert_eq!(simple_to_ascii(b"\xff.example"), None);
+        assert_eq!(
+            simple_to_unicode(b"XN--BCHER-KVA.Example").unwrap(),
+            "bücher.example".as_bytes()
+        );
+        assert_eq!(simple_to_unicode(b"xn--abc-.example"), None);
+        assert_eq!(simple_to_unicode(b"plain.example"), None);
+        assert_eq!(label_to_ascii(&"ü".repeat(60)), None);
+    }
+
+    #[test]
     fn addresses_keep_their_local_part() {
         assert_eq!(
             address_to_ascii_domain("grå@bücher.example".as_bytes()).unwrap(),
@@ -153,6 +220,24 @@ mod tests {
                 prop_assert!(std::str::from_utf8(&u).is_ok());
             }
             let _ = address_to_ascii_domain(&s);
+        }
+
+        #[test]
+        fn punycode_alone_agrees_with_uts46(labels in proptest::collection::vec("[a-zA-Z0-9]{0,5}[äöüéßçñøåÄÖÜÉÇÑØÅ][a-z0-9]{0,5}", 1..4)) {
+            let d = format!("{}.Example", labels.join("."));
+            let full = domain_to_ascii(d.as_bytes()).expect("converts").into_owned();
+            prop_assert_eq!(simple_to_ascii(d.as_bytes()), Some(full.clone()));
+            prop_assert_eq!(simple_to_unicode(&full), domain_to_unicode(&full));
+        }
+
+        #[test]
+        fn simple_conversions_never_panic(s in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Some(a) = simple_to_ascii(&s) {
+                prop_assert!(!is_non_ascii(&a));
+            }
+            if let Some(u) = simple_to_unicode(&s) {
+                prop_assert!(std::str::from_utf8(&u).is_ok());
+            }
         }
 
         #[test]

@@ -14,7 +14,8 @@
 //!   message needs SMTPUTF8 even when its envelope is ASCII;
 //! * rcpthosts and morercpthosts.cdb match a domain in either form: U-labels
 //!   (`bücher.example`) and A-labels (`xn--bcher-kva.example`) name the same host, and
-//!   either may be listed.
+//!   either may be listed. The forms are converted by Punycode and lower case alone
+//!   (`control::idna::simple_to_ascii`), without the UTS #46 tables.
 
 use control::RcptHosts;
 use control::idna;
@@ -66,8 +67,8 @@ pub fn protocol(protocol: &str) -> String {
 }
 
 /// rcpthosts for `addr`, with its domain also tried in its other forms when the form
-/// given is not listed: a domain with U-labels as A-labels and as UTS #46 maps its
-/// U-labels (lower case, normalized), a domain with A-labels as U-labels.
+/// given is not listed: a domain with U-labels as A-labels and in lower case, a domain
+/// with A-labels as U-labels.
 pub fn rcpthosts_allowed(hosts: &RcptHosts, addr: &[u8]) -> io::Result<bool> {
     if hosts.allowed(addr)? {
         return Ok(true);
@@ -78,13 +79,12 @@ pub fn rcpthosts_allowed(hosts: &RcptHosts, addr: &[u8]) -> io::Result<bool> {
     let domain = &addr[at + 1..];
     let mut forms = Vec::new();
     if idna::is_non_ascii(domain) {
-        if let Some(a) = idna::domain_to_ascii(domain) {
-            let a = a.into_owned();
-            forms.extend(idna::domain_to_unicode(&a));
+        if let Some(a) = idna::simple_to_ascii(domain) {
+            forms.extend(idna::simple_to_unicode(&a));
             forms.push(a);
         }
     } else {
-        forms.extend(idna::domain_to_unicode(domain));
+        forms.extend(idna::simple_to_unicode(domain));
     }
     for d in forms {
         let mut a = addr[..=at].to_vec();

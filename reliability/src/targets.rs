@@ -51,8 +51,12 @@ mod smtpd {
     use std::io;
     use std::rc::Rc;
 
-    /// What the fake queue was given: (sender, recipients, data bytes).
-    pub type Queued = Rc<RefCell<Vec<(Vec<u8>, Vec<Vec<u8>>, usize)>>>;
+    /// The most bytes of a message's start kept.
+    pub const HEAD: usize = 300;
+
+    /// What the fake queue was given: (sender, recipients, data bytes, the first
+    /// [`HEAD`] bytes).
+    pub type Queued = Rc<RefCell<Vec<(Vec<u8>, Vec<Vec<u8>>, usize, Vec<u8>)>>>;
 
     pub struct Fake {
         pub queued: Queued,
@@ -63,6 +67,7 @@ mod smtpd {
         from: Vec<u8>,
         to: Vec<Vec<u8>>,
         bytes: usize,
+        head: Vec<u8>,
         failed: bool,
     }
 
@@ -72,6 +77,8 @@ mod smtpd {
         }
         fn put(&mut self, data: &[u8]) {
             self.bytes += data.len();
+            let room = HEAD.saturating_sub(self.head.len()).min(data.len());
+            self.head.extend_from_slice(&data[..room]);
         }
         fn fail(&mut self) {
             self.failed = true;
@@ -86,7 +93,7 @@ mod smtpd {
             let failed = self.failed;
             self.queued
                 .borrow_mut()
-                .push((self.from, self.to, self.bytes));
+                .push((self.from, self.to, self.bytes, self.head));
             QueueError::from_exit(0, failed)
         }
     }
@@ -99,6 +106,7 @@ mod smtpd {
                 from: Vec::new(),
                 to: Vec::new(),
                 bytes: 0,
+                head: Vec::new(),
                 failed: false,
             })
         }
@@ -109,10 +117,12 @@ mod smtpd {
 }
 
 /// The SMTP dialogue: the first byte picks a configuration (rcpthosts, RELAYCLIENT,
-/// databytes), the rest is the client's input, fed in pieces whose sizes come from the
-/// input too. Checks: every reply line is a three-digit code and ends in CR LF; no
-/// envelope address holds a NUL; without RELAYCLIENT, every queued recipient is allowed
-/// by rcpthosts (no relaying).
+/// databytes, badmailfrom, SMTPUTF8), the rest is the client's input, fed in pieces whose
+/// sizes come from the input too. Checks: every reply line is a three-digit code and ends
+/// in CR LF; no envelope address holds a NUL; without RELAYCLIENT, every queued recipient
+/// is allowed by rcpthosts (no relaying; with SMTPUTF8, in one of the forms of its
+/// domain); with SMTPUTF8, an envelope with bytes above 127 is UTF-8 and its message's
+/// Received field says UTF8SMTP.
 pub fn smtp_session(data: &[u8]) {
     use qmail_smtpd::Config;
     use qmail_smtpd::Session;
@@ -143,6 +153,8 @@ pub fn smtp_session(data: &[u8]) {
             b"@evil2.example".to_vec(),
         ]);
     }
+    let utf8 = mode & 16 != 0;
+    cfg.smtputf8 = utf8;
     let hosts = hosts_list();
     let queued = smtpd::Queued::default();
     let mut s = Session::new(
@@ -152,7 +164,7 @@ pub fn smtp_session(data: &[u8]) {
         },
     );
     let mut out = s.take_output();
-    let step = usize::from(mode >> 4) + 1;
+    let step = usize::from(mode >> 5) + 1;
     let mut rest = input;
     while !rest.is_empty() && s.finished().is_none() && !s.wants_tls() {
         let n = step.min(rest.len());
@@ -178,19 +190,49 @@ pub fn smtp_session(data: &[u8]) {
             String::from_utf8_lossy(line)
         );
     }
-    for (from, to, _) in queued.borrow().iter() {
+    for (from, to, _, head) in queued.borrow().iter() {
         assert!(!from.contains(&0));
+        let non_ascii = to
+            .iter()
+            .chain([from])
+            .any(|a| control::idna::is_non_ascii(a));
+        if utf8 && non_ascii {
+            assert!(
+                to.iter()
+                    .chain([from])
+                    .all(|a| std::str::from_utf8(a).is_ok()),
+                "an envelope that is not UTF-8"
+            );
+            assert!(
+                head.windows(14).any(|w| w == b" with UTF8SMTP"),
+                "no UTF8SMTP mark: {:?}",
+                String::from_utf8_lossy(head)
+            );
+        }
         for r in to {
             assert!(!r.contains(&0), "NUL in a recipient");
             if !relay && restricted {
                 assert!(
-                    hosts.allowed(r).unwrap_or(false),
+                    hosts.allowed(r).unwrap_or(false) || (utf8 && allowed_idna(&hosts, r)),
                     "relayed to {:?}",
                     String::from_utf8_lossy(r)
                 );
             }
         }
     }
+}
+
+/// `r` allowed by `hosts` with its domain in A-labels or U-labels.
+fn allowed_idna(hosts: &control::RcptHosts, r: &[u8]) -> bool {
+    let Some((local, domain)) = control::split_at_last_at(r) else {
+        return false;
+    };
+    let a = control::idna::simple_to_ascii(domain);
+    let u = a.as_deref().and_then(control::idna::simple_to_unicode);
+    [a, u, control::idna::simple_to_unicode(domain)]
+        .into_iter()
+        .flatten()
+        .any(|d| hosts.allowed(&[local, b"@", &d].concat()).unwrap_or(false))
 }
 
 /// The DATA phase alone, in pieces: never more bytes out than in, a size limit kept.

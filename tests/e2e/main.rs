@@ -30,6 +30,7 @@ mod rootpath;
 mod send;
 mod smtpd;
 mod smtpd_tls;
+mod smtputf8;
 mod srs;
 mod supervise;
 mod tcpenv;
