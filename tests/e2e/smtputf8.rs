@@ -441,6 +441,9 @@ print(s.quit())
     assert_eq!(lines[..2], ["refused {}", "refused {}"]);
     wait_until("the local delivery", || maildir_messages(&md).len() == 1);
     wait_until("two remote deliveries", || remote_mx.messages().len() == 2);
+    sys.wait_count("three successful deliveries", 3, |l| {
+        l.contains(": success:")
+    });
     let log = sys.lines();
     sys.terminate();
     let m = String::from_utf8(maildir_messages(&md).remove(0)).expect("utf8");
@@ -467,11 +470,10 @@ print(s.quit())
     assert_eq!(sent[1].rcpts, [latin1("<δοκιμή@xn--bcher-kva.test>")]);
     let data = String::from_utf8(sent[1].data.clone()).expect("utf8");
     assert!(data.contains(" with UTF8SMTP; "), "{data}");
+    // qmail-send's log shows bytes above 127 as `_`, as netqmail's does.
     assert!(
         log.iter()
-            .filter(|l| l.contains("delivery ") && l.contains(": success:"))
-            .count()
-            >= 3,
+            .any(|l| l.contains(" to remote ____________@b__cher.test")),
         "{log:#?}"
     );
 }
