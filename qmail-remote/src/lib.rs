@@ -8,6 +8,7 @@
 //! * `conn`, `reply`, `smtp`, `tls`: the SMTP dialogue;
 //! * `report`: the output protocol read by qmail-rspawn;
 //! * `utf8`: SMTPUTF8 and internationalized domain names;
+//! * `mtasts`: MTA-STS (RFC 8461), policies fetched over HTTPS and cached;
 //! * `qmtp`: delivery by QMTP to the hosts in control/qmtproutes;
 //! * `qmqpc`: qmail-qmqpc, qmail-queue's interface over QMQP (mini-qmail);
 //! * `tcpto`: the timeout table and its two programs.
@@ -19,6 +20,7 @@ mod conn;
 pub mod dane;
 mod dns;
 mod ipme;
+mod mtasts;
 mod mx;
 mod qmqpc;
 mod qmtp;
@@ -35,11 +37,13 @@ pub use qmqpc::main as qmail_qmqpc;
 pub use remote::main as qmail_remote;
 pub use tcpto::{tcpok_main as qmail_tcpok, tcpto_main as qmail_tcpto};
 
+/// The parsers of untrusted input, for the fuzz targets.
+pub use mtasts::fetch::{Response as StsResponse, parse_response as parse_sts_response};
+pub use mtasts::policy::{parse_policy as parse_sts_policy, parse_txt as parse_sts_txt};
 pub use qmqpc::{
     parse_server as parse_qmqp_server, read_envelope as read_qmqp_envelope,
     scan_reply as scan_qmqp_reply,
 };
-/// The parsers of untrusted input, for the fuzz targets.
 pub use reply::{Parser as ReplyParser, Reply, parse_all as parse_replies};
 pub use routes::{BadRoute, Route, Routes, parse_relay};
 

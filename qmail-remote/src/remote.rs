@@ -13,7 +13,7 @@ use crate::report::{Output, Report};
 use crate::routes::{Route, Routes};
 use crate::smtp::{self, Params};
 use crate::tcpto::Tables;
-use crate::{addr, dane, ipme, qmtp, routes, tls, utf8};
+use crate::{addr, dane, ipme, mtasts, qmtp, routes, tls, utf8};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Seek, Write};
@@ -37,6 +37,8 @@ pub struct Settings {
     pub tlsverify: Vec<Vec<u8>>,
     /// control/dane: the validating resolvers whose AD bit is trusted (none: no DANE).
     pub dane: Vec<std::net::SocketAddr>,
+    /// control/mtasts: MTA-STS on.
+    pub mtasts: bool,
 }
 
 fn seconds(n: u64) -> Duration {
@@ -65,6 +67,7 @@ pub fn settings(home: &Path) -> Result<Settings, Report> {
     let tlsverify = c.lines("tlsverify").map_err(bad)?.unwrap_or_default();
     let dane = dane::resolvers(&c.lines("dane").map_err(bad)?.unwrap_or_default())
         .map_err(|_| Report::control())?;
+    let mtasts = mtasts::enabled(&c).map_err(bad)?;
     Ok(Settings {
         timeout,
         timeout_connect,
@@ -73,6 +76,7 @@ pub fn settings(home: &Path) -> Result<Settings, Report> {
         qmtproutes,
         tlsverify,
         dane,
+        mtasts,
     })
 }
 
@@ -218,11 +222,28 @@ fn try_deliver(
         return Err(Report::ambigmx());
     }
 
+    // MTA-STS (crate::mtasts): for deliveries by MX only.
+    let sts = (set.mtasts && relay.is_none() && !use_qmtp)
+        .then(|| mtasts::lookup(home, host, &mut Resolver::system()))
+        .flatten();
+    let (mut sts_refused, mut sts_notes) = (None, Vec::new());
     let mut tables = Tables::new(home);
     // The hosts DANE refused, a line each, for the report if no other host takes the mail.
     let mut refused = Vec::new();
     let mx_domain = std::str::from_utf8(host).ok().filter(|_| relay.is_none());
     for t in usable {
+        let verdict = sts.as_ref().map(|s| s.verdict(t));
+        match &verdict {
+            Some(mtasts::Verdict::Refuse(why)) => {
+                tracing::debug!("skipping {}: {why}", t.ip);
+                sts_refused = Some(why.clone());
+                continue;
+            }
+            Some(mtasts::Verdict::Note(why)) => {
+                sts_notes.push(format!("MTA-STS (testing): {why}."))
+            }
+            _ => {}
+        }
         if tables.skip(&t.ip) {
             tracing::debug!("skipping {}: it timed out recently (qmail-tcpto)", t.ip);
             continue;
@@ -259,6 +280,9 @@ fn try_deliver(
                 }
                 let mut policy =
                     tls::policy(home, t, &set.tlsverify).map_err(|_| Report::control())?;
+                if let (Some(s), Some(mtasts::Verdict::Require)) = (&sts, &verdict) {
+                    policy = s.tls_policy(policy);
+                }
                 // Validated TLSA records win over everything but the administrator's
                 // own word for this host (notlshosts, tlshosts/HOST.pem).
                 if let Some(d) = tlsa
@@ -299,7 +323,10 @@ fn try_deliver(
                     }
                     continue;
                 }
-                return Ok(r);
+                return Ok(match &sts {
+                    Some(s) => s.annotate(r, &sts_notes),
+                    None => r,
+                });
             }
             Err(timed_out) => {
                 tracing::debug!(
@@ -316,12 +343,20 @@ fn try_deliver(
         }
     }
     if !refused.is_empty() {
-        return Err(Report {
+        let r = Report {
             letter: b'Z',
             text: refused,
+        };
+        return Err(match &sts {
+            Some(s) => s.annotate(r, &sts_notes),
+            None => r,
         });
     }
-    Err(Report::noconn())
+    Err(match (&sts, sts_refused) {
+        (Some(s), Some(why)) => s.refused(&why),
+        (Some(s), None) => s.annotate(Report::noconn(), &sts_notes),
+        _ => Report::noconn(),
+    })
 }
 
 /// The program: reads the message from fd 0, prints the reports on fd 1, exits 0.
@@ -338,7 +373,13 @@ pub fn confine(home: &Path) {
         .allow("/etc/resolv.conf", FsAccess::Read)
         .allow_random_devices()
         .allow(home.join("queue/lock"), FsAccess::ReadWrite)
-        .syscalls(&[syscalls::RUNTIME, syscalls::FILES, syscalls::NETWORK])
+        .allow(home.join(mtasts::cache::DIR), FsAccess::ReadWrite)
+        .syscalls(&[
+            syscalls::RUNTIME,
+            syscalls::FILES,
+            syscalls::NETWORK,
+            mtasts::cache::SYSCALLS,
+        ])
         .apply();
 }
 

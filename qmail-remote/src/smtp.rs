@@ -314,6 +314,11 @@ impl Session<'_, '_> {
                         d.name,
                         clean(&why)
                     ),
+                    (HandshakeError::Certificate(why), Policy::Sts(d)) => format!(
+                        "TLS unable to verify server for the MTA-STS policy of {d}: {} ({}); connected to ",
+                        crate::mtasts::certificate_result(&why),
+                        clean(&why)
+                    ),
                     (HandshakeError::Certificate(why) | HandshakeError::Other(why), _) => {
                         format!("TLS connect failed: {}; connected to ", clean(&why))
                     }

@@ -44,11 +44,17 @@ pub enum Policy {
     Roots,
     /// Required by validated TLSA records, checked with them (see [`crate::dane`]).
     Dane(crate::dane::Dane),
+    /// Required by the MTA-STS policy (in enforce mode) of this domain, checked against
+    /// the system's trusted roots (crate::mtasts).
+    Sts(String),
 }
 
 impl Policy {
     pub fn required(&self) -> bool {
-        matches!(self, Policy::CaFile(_) | Policy::Roots | Policy::Dane(_))
+        matches!(
+            self,
+            Policy::CaFile(_) | Policy::Roots | Policy::Dane(_) | Policy::Sts(_)
+        )
     }
 
     /// The policy in words, for the verbose diagnostics.
@@ -59,6 +65,9 @@ impl Policy {
             Policy::CaFile(f) => format!("TLS required, certificate checked with {f}"),
             Policy::Roots => "TLS required, certificate checked with the system's roots".into(),
             Policy::Dane(d) => d.explain(),
+            Policy::Sts(d) => format!(
+                "TLS required by the MTA-STS policy of {d}, certificate checked with the system's roots"
+            ),
         }
     }
 
@@ -68,6 +77,9 @@ impl Policy {
         match self {
             Policy::CaFile(f) => format!("{f} exists"),
             Policy::Dane(d) => d.requirement(),
+            Policy::Sts(d) => {
+                format!("the MTA-STS policy of {d} is enforced (starttls-not-supported)")
+            }
             _ => format!("control/tlsverify lists {host}"),
         }
     }
@@ -310,7 +322,7 @@ fn ca_roots(home: &Path, file: &str) -> Result<RootCertStore, LoadError> {
     Ok(roots)
 }
 
-fn system_roots() -> Result<RootCertStore, LoadError> {
+pub(crate) fn system_roots() -> Result<RootCertStore, LoadError> {
     let found = rustls_native_certs::load_native_certs();
     let mut roots = RootCertStore::empty();
     roots.add_parsable_certificates(found.certs);
@@ -334,7 +346,7 @@ pub fn config(home: &Path, policy: &Policy) -> Result<Arc<ClientConfig>, LoadErr
         })?;
     let (inner, checked): (Arc<dyn ServerCertVerifier>, bool) = match policy {
         Policy::CaFile(f) => (webpki(ca_roots(home, f)?, &provider)?, true),
-        Policy::Roots => (webpki(system_roots()?, &provider)?, true),
+        Policy::Roots | Policy::Sts(_) => (webpki(system_roots()?, &provider)?, true),
         Policy::Dane(d) => (
             Arc::new(crate::dane::Verifier::new(d.clone(), provider.clone())),
             !d.records.is_empty(),
@@ -384,6 +396,9 @@ pub fn describe(conn: &rustls::ClientConnection, policy: &Policy) -> String {
         Policy::CaFile(f) => format!("certificate verified with {f}"),
         Policy::Roots => "certificate verified with the system's roots".to_string(),
         Policy::Dane(d) => d.how(),
+        Policy::Sts(d) => {
+            format!("certificate verified with the system's roots (MTA-STS policy of {d})")
+        }
         _ => "certificate not verified".to_string(),
     };
     format!("TLS: {version}, {suite}, {how}.\n")
