@@ -14,6 +14,7 @@ mod linking;
 mod load;
 mod local;
 mod mailtools;
+mod mtasts;
 mod pop3;
 mod powerloss;
 mod privileges;
