@@ -37,6 +37,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("queue_bounce", queue_bounce),
     ("queue_mess", queue_mess),
     ("auth_results", auth_results),
+    ("mtasts_policy", mtasts_policy),
 ];
 
 mod queue;
@@ -488,6 +489,50 @@ pub fn pop3(data: &[u8]) {
             *md.files.borrow() == before,
             "the Maildir changed without QUIT"
         );
+    }
+}
+
+/// MTA-STS (qmail-remote): the `_mta-sts` TXT record, the policy body and the HTTPS
+/// answer that carries it, read whole and, for the answer, as it grows; the first byte
+/// chooses whether the connection has ended (and cleanly).
+pub fn mtasts_policy(data: &[u8]) {
+    let Some((&first, input)) = data.split_first() else {
+        return;
+    };
+    if let Ok(id) = qmail_remote::parse_sts_txt(&[input.to_vec()]) {
+        assert!(!id.is_empty() && id.len() <= 32 && id.bytes().all(|c| c.is_ascii_alphanumeric()));
+    }
+    if let Ok(p) = qmail_remote::parse_sts_policy(input) {
+        assert!(p.max_age <= 31_557_600);
+        let again = qmail_remote::parse_sts_policy(p.to_text().as_bytes());
+        assert_eq!(again.as_ref(), Ok(&p), "a policy survives its own text");
+        for m in &p.mx {
+            assert!(
+                p.allows(
+                    m.strip_prefix("*.")
+                        .map_or(m.clone(), |h| format!("a.{h}"))
+                        .as_str()
+                )
+            );
+        }
+    }
+    let eof = match first % 3 {
+        0 => None,
+        1 => Some(true),
+        _ => Some(false),
+    };
+    let step = usize::from(first / 3 % 64) + 1;
+    let mut end = step.min(input.len());
+    loop {
+        match qmail_remote::parse_sts_response(&input[..end], eof.filter(|_| end == input.len())) {
+            Ok(qmail_remote::StsResponse::Body(b)) => {
+                assert!(b.len() <= 64 * 1024);
+                break;
+            }
+            Ok(qmail_remote::StsResponse::Incomplete) if end < input.len() => {}
+            _ => break,
+        }
+        end = (end + step).min(input.len());
     }
 }
 
