@@ -308,6 +308,10 @@ pub const EXTRAS: &[(&str, Extra)] = &[
         ),
     ),
     (
+        "mtasts",
+        Extra::Line("qmail-remote honours MTA-STS policies when this is 1 (cached in mtasts/): "),
+    ),
+    (
         "notlshosts",
         Extra::Dir("qmail-remote never uses TLS with:"),
     ),
