@@ -222,9 +222,16 @@ fn try_deliver(
         return Err(Report::ambigmx());
     }
 
-    // MTA-STS (crate::mtasts): for deliveries by MX only.
+    // MTA-STS (crate::mtasts): for deliveries by MX only; its lookups go where the
+    // delivery's go (control/dane's resolvers when set).
     let sts = (set.mtasts && relay.is_none() && !use_qmtp)
-        .then(|| mtasts::lookup(home, host, &mut Resolver::system()))
+        .then(|| {
+            let mut r = Resolver::system();
+            if !set.dane.is_empty() {
+                r.validate_with(set.dane.clone());
+            }
+            mtasts::lookup(home, host, &mut r)
+        })
         .flatten();
     let (mut sts_refused, mut sts_notes) = (None, Vec::new());
     let mut tables = Tables::new(home);

@@ -16,6 +16,7 @@ use rqmail_tests::smtp_peer::SmtpServer;
 use rqmail_tests::{Home, KillOnDrop, free_port, is_root, run_with_input, tool};
 use std::fs;
 use std::net::UdpSocket;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -576,4 +577,50 @@ fn off_unless_control_mtasts_says_1() {
     h.control("smtproutes", &format!("{DOMAIN}:127.3.6.2:{}\n", s.port));
     assert_eq!(remote(&h, &dns, &ca()).0, 'K');
     assert!(web.requests().is_empty());
+}
+
+#[test]
+fn qmail_remote_as_qmailr_writes_the_documented_cache_directory() {
+    if !root_or_skip("qmail_remote_as_qmailr_writes_the_documented_cache_directory") {
+        return;
+    }
+    rqmail_tests::ensure_qmail_users();
+    let (qmailr, qmail) = rqmail_tests::user_ids("qmailr");
+    let _web = Web::start(7, web_cert(), &policy("enforce", MX));
+    let dns = Dns::start(7, Some("v=STSv1; id=1"));
+    let s = smtp(7, true, "");
+    let h = home(&s);
+    // mtasts(5): install -d -o qmailr -g qmail -m 700 $QMAIL_HOME/mtasts
+    fs::set_permissions(h.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let cache_dir = h.path().join("mtasts");
+    std::os::unix::fs::chown(&cache_dir, Some(qmailr), Some(qmail)).expect("chown");
+    fs::set_permissions(&cache_dir, fs::Permissions::from_mode(0o700)).expect("chmod");
+    let mut c = Command::new(tool("setpriv"));
+    c.args(["--reuid=qmailr", "--regid=qmail", "--init-groups"])
+        .arg(h.path().join("bin/qmail-remote"))
+        .args(ARGS)
+        .env_clear()
+        .env("QMAIL_HOME", h.path())
+        .env("RQMAIL_NAMESERVERS", dns.addr())
+        .env("SSL_CERT_FILE", ca())
+        .current_dir("/");
+    let (code, out, _) = run_with_input(c, MSG);
+    assert_eq!(code, 0);
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.starts_with("r\0K127.3.7.2 accepted message."),
+        "{text:?}"
+    );
+    assert!(text.contains("(MTA-STS policy of sts.test)"), "{text:?}");
+    let f = cache_dir.join(DOMAIN);
+    let meta = fs::metadata(&f).expect("the cache file");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), qmailr);
+    assert!(cache(&h).contains("mode: enforce\n"));
+    // Nothing else was left in the directory.
+    let names: Vec<_> = fs::read_dir(&cache_dir)
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names, [std::ffi::OsString::from(DOMAIN)]);
 }
