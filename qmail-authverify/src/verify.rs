@@ -15,8 +15,12 @@ use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator,
     SpfResult,
 };
+use mail_auth::{Parameters, ResolverCache, SpfOutput};
+use std::borrow::Borrow;
+use std::cell::Cell;
+use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The environment variable that names the DNS servers to ask instead of
 /// /etc/resolv.conf's (qmail-remote reads the same): addresses with optional ports,
@@ -101,6 +105,73 @@ fn authenticator(servers: &[SocketAddr]) -> Result<MessageAuthenticator, DnsSetu
     MessageAuthenticator::new(config, opts).map_err(|e| DnsSetup(e.to_string()))
 }
 
+/// RFC 7208 section 4.6.4: at most two DNS lookups of one SPF check may find nothing
+/// (NXDOMAIN, or no answer of the type asked); past that the result is permerror.
+pub const VOID_LOOKUP_LIMIT: u32 = 2;
+
+/// The DNS lookups of one SPF check, counted through mail-auth's cache interface: each
+/// lookup asks the cache first (`get`, which never has anything) and stores what it found
+/// (`insert`), so the lookups that found nothing, or failed, are the difference.
+#[derive(Debug, Default)]
+struct Lookups {
+    asked: Cell<u32>,
+    found: Cell<u32>,
+}
+
+impl Lookups {
+    fn void(&self) -> u32 {
+        self.asked.get().saturating_sub(self.found.get())
+    }
+}
+
+/// A cache that keeps nothing and counts for [`Lookups`].
+struct Counting<'a>(&'a Lookups);
+
+impl<K, V> ResolverCache<K, V> for Counting<'_> {
+    fn get<Q>(&self, _: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.0.asked.set(self.0.asked.get().saturating_add(1));
+        None
+    }
+    fn remove<Q>(&self, _: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        None
+    }
+    fn insert(&self, _: K, _: V, _: Instant) {
+        self.0.found.set(self.0.found.get().saturating_add(1));
+    }
+}
+
+/// One SPF check with RFC 7208's void lookup limit: the evaluation that went past a
+/// third lookup finding nothing ends in permerror (a match found before it ended the
+/// evaluation earlier, so counting at the end is the same). The first lookup, of the
+/// domain's own record, is not a mechanism's: when it finds nothing the result is
+/// `none` and nothing else was asked.
+async fn spf_check(auth: &MessageAuthenticator, params: SpfParameters<'_>) -> SpfOutput {
+    let lookups = Lookups::default();
+    let c = Counting(&lookups);
+    let p = Parameters::new(params)
+        .with_txt_cache(&c)
+        .with_mx_cache(&c)
+        .with_ipv4_cache(&c)
+        .with_ipv6_cache(&c)
+        .with_ptr_cache(&c);
+    let out = auth.verify_spf(p).await;
+    if lookups.void() > VOID_LOOKUP_LIMIT
+        && !matches!(out.result(), SpfResult::TempError | SpfResult::None)
+    {
+        tracing::debug!("SPF of {}: more than two void lookups", out.domain());
+        return out.with_result(SpfResult::PermError);
+    }
+    out
+}
+
 /// True when `d` can be a domain name SPF checks (letters, digits, hyphens, dots, at
 /// least one dot, at most 253 bytes).
 fn is_domain(d: &str) -> bool {
@@ -141,8 +212,11 @@ async fn check_async(auth: &MessageAuthenticator, input: &Input<'_>) -> Outcome 
         None
     } else {
         Some(
-            auth.verify_spf(SpfParameters::verify_ehlo(input.ip, &helo, input.host))
-                .await,
+            spf_check(
+                auth,
+                SpfParameters::verify_ehlo(input.ip, &helo, input.host),
+            )
+            .await,
         )
     };
     let postmaster;
@@ -159,9 +233,10 @@ async fn check_async(auth: &MessageAuthenticator, input: &Input<'_>) -> Outcome 
     let sender_domain = sender.rsplit_once('@').map_or("", |(_, d)| d);
     let spf_from = if is_domain(sender_domain) {
         Some(
-            auth.verify_spf(SpfParameters::verify_mail_from(
-                input.ip, &helo, input.host, sender,
-            ))
+            spf_check(
+                auth,
+                SpfParameters::verify_mail_from(input.ip, &helo, input.host, sender),
+            )
             .await,
         )
     } else {
@@ -199,7 +274,7 @@ async fn check_async(auth: &MessageAuthenticator, input: &Input<'_>) -> Outcome 
         }
         ar = ar.with_dkim_results(&dkim, msg.from());
         if !msg.from().is_empty() {
-            let none = mail_auth::SpfOutput::new(sender_domain.to_string());
+            let none = SpfOutput::new(sender_domain.to_string());
             let spf_for_dmarc = spf_from.as_ref().unwrap_or(&none);
             let dmarc = auth
                 .verify_dmarc(DmarcParameters::new(
@@ -333,6 +408,21 @@ mod tests {
             ]
         );
         assert!(parse_nameservers("").is_empty());
+    }
+
+    #[test]
+    fn void_lookups_are_the_ones_that_stored_nothing() {
+        let l = Lookups::default();
+        let c = Counting(&l);
+        for found in [true, false, true, false, false] {
+            let got: Option<u32> = ResolverCache::<Box<str>, u32>::get(&c, "name");
+            assert_eq!(got, None);
+            if found {
+                ResolverCache::<Box<str>, u32>::insert(&c, "name".into(), 1, Instant::now());
+            }
+        }
+        assert_eq!(l.void(), 3);
+        assert!(l.void() > VOID_LOOKUP_LIMIT);
     }
 
     #[test]

@@ -516,6 +516,16 @@ fn hostile_records_and_signatures_get_their_results_and_the_mail_is_kept() {
     // A record longer than one TXT string, still valid syntax (many ip4 terms).
     let long: String = (0..60).map(|i| format!(" ip4:198.51.100.{i}")).collect();
     recs.push(("long.example", format!("v=spf1{long} -all")));
+    // Three `a` terms naming hosts that do not exist: past RFC 7208's two void lookups
+    // (without the limit the result would be fail); two are still within it.
+    recs.push((
+        "void.example",
+        "v=spf1 a:n1.void.example a:n2.void.example a:n3.void.example -all".to_string(),
+    ));
+    recs.push((
+        "void2.example",
+        "v=spf1 a:n1.void2.example a:n2.void2.example -all".to_string(),
+    ));
     let mut r: Vec<(&str, &str)> = recs.iter().map(|(n, t)| (*n, t.as_str())).collect();
     r.extend(subs.iter().map(|(n, t)| (n.as_str(), t.as_str())));
     let (_dns, dport) = dnsmasq(&r);
@@ -529,7 +539,9 @@ fn hostile_records_and_signatures_get_their_results_and_the_mail_is_kept() {
         ("a@broken.example", "broken", "spf=permerror"),
         ("a@loop.example", "loop", "spf=permerror"),
         ("a@wide.example", "wide", "spf=permerror"),
+        ("a@void.example", "void", "spf=permerror"),
         ("a@long.example", "long", "spf=fail"),
+        ("a@void2.example", "void2", "spf=fail"),
     ];
     for (from, subject, want) in cases {
         let d = send(
@@ -551,7 +563,7 @@ fn hostile_records_and_signatures_get_their_results_and_the_mail_is_kept() {
             .unwrap_or_default();
         assert!(mf.contains(want), "{from}: {want} not in {f}");
     }
-    assert_eq!(queued(&h).len(), 3);
+    assert_eq!(queued(&h).len(), 4);
 
     // Malformed DKIM-Signature fields, a body changed after signing, and a key record
     // that is not base64.
@@ -598,5 +610,5 @@ fn hostile_records_and_signatures_get_their_results_and_the_mail_is_kept() {
         assert!(f.contains("dkim=") && f.contains("dmarc=pass"), "{f}");
         assert!(q.contains("\n\nHello Bob,"), "{q}");
     }
-    assert_eq!(queued(&h).len(), 3 + all.len());
+    assert_eq!(queued(&h).len(), 4 + all.len());
 }
