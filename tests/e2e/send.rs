@@ -945,8 +945,11 @@ fn deliveries_keep_going_while_messages_keep_arriving() {
     });
     let log = stop(sys);
     // Deliveries start as soon as the first messages are preprocessed, not after the
-    // backlog in todo/ is gone: few "new msg" lines precede the first delivery (at most
-    // one collection of the preprocessing threads' results, 16 messages) ...
+    // backlog in todo/ is gone: few "new msg" lines precede the first delivery. On a calm
+    // machine that is one collection of the preprocessing threads' results (16
+    // messages); on a loaded one the loop may collect a few more before qmail-lspawn
+    // takes the first delivery, so the bound is half the backlog, which a qmail-send
+    // that drained todo/ before delivering would exceed ...
     let first_start = log
         .iter()
         .position(|l| l.starts_with("starting delivery "))
@@ -956,7 +959,7 @@ fn deliveries_keep_going_while_messages_keep_arriving() {
         .filter(|l| l.starts_with("new msg "))
         .count();
     assert!(
-        new_before <= 16,
+        new_before <= before / 2,
         "{new_before} messages preprocessed before the first delivery started"
     );
     // Each message's lines come in netqmail's order, whichever thread preprocessed it:
