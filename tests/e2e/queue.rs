@@ -271,9 +271,12 @@ fn alarm_exits_52_without_cleaning_up() {
         .expect("spawn");
     let mut stdin = child.stdin.take().expect("stdin");
     stdin.write_all(b"part of a message\n").expect("write");
-    // Wait until the message file exists: qmail-queue is then blocked reading fd 0.
+    // Wait until the message file exists and pid/ is gone (qmail-queue links mess/ and
+    // then removes pid/): qmail-queue is then blocked reading fd 0. Waiting for any
+    // file raced with that step: the signal came while only pid/ existed.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while home.queue_files().is_empty() {
+    let mess = home.queue().join("mess");
+    while !matches!(&home.queue_files()[..], [only] if only.starts_with(&mess)) {
         assert!(
             std::time::Instant::now() < deadline,
             "qmail-queue made no file"
