@@ -473,6 +473,11 @@ pub mod syscalls {
         libc::SYS_exit,
         libc::SYS_exit_group,
         libc::SYS_tgkill,
+        // What glibc's start of a thread does in that thread: a thread spawned just
+        // before the filter (a watchdog) may reach these only after the filter binds
+        // every thread, and glibc aborts ("rseq registration failed") when rseq fails.
+        libc::SYS_rseq,
+        libc::SYS_set_robust_list,
         #[cfg(target_arch = "x86_64")]
         libc::SYS_poll,
         #[cfg(target_arch = "x86_64")]
