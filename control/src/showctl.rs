@@ -294,6 +294,12 @@ pub const EXTRAS: &[(&str, Extra)] = &[
         Extra::Exists("qmail-remote presents this TLS client certificate."),
     ),
     (
+        "dane",
+        Extra::Lines(
+            "qmail-remote applies DANE (RFC 7672), asking these validating resolvers and trusting their AD bit:",
+        ),
+    ),
+    (
         "defaultdelivery",
         Extra::Line("The supervision scripts start qmail-start with the default delivery "),
     ),
@@ -798,6 +804,7 @@ mod tests {
         fs::write(d.path().join("srsdomain"), "srs.example.com\n").unwrap();
         fs::write(d.path().join("srssecrets"), "SECRET-1\nSECRET-2\n").unwrap();
         fs::write(d.path().join("srsmaxage"), "7\n").unwrap();
+        fs::write(d.path().join("dane"), "127.0.0.1\n").unwrap();
         let (out, code) = report(d.path());
         let out = String::from_utf8(out).unwrap();
         assert_eq!(code, Exit::OK);
@@ -821,6 +828,7 @@ mod tests {
             out.contains("\nsrsmaxage: srsreverse accepts SRS0 addresses for this many days: 7.\n"),
             "{out}"
         );
+        assert!(out.contains("\ndane: qmail-remote applies DANE (RFC 7672), asking these validating resolvers and trusting their AD bit:\n127.0.0.1\n"), "{out}");
         assert!(!out.contains("SECRET-"), "{out}");
         assert!(!out.contains("secret\n"), "{out}");
         assert!(!out.contains("I have no idea"), "{out}");
