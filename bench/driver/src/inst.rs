@@ -90,6 +90,11 @@ impl Inst {
 
     /// Hands one message to this installation's qmail-queue; true when it exits 0.
     pub fn inject(&self, msg: &[u8], env: &[u8]) -> io::Result<bool> {
+        Ok(self.inject_status(msg, env)?.success())
+    }
+
+    /// As [`inject`](Self::inject), with qmail-queue's exit status.
+    pub fn inject_status(&self, msg: &[u8], env: &[u8]) -> io::Result<std::process::ExitStatus> {
         let (r0, mut w0) = io::pipe()?;
         w0.write_all(msg)?;
         drop(w0);
@@ -102,7 +107,7 @@ impl Inst {
             .stdout(Stdio::from(r1))
             .stderr(Stdio::null())
             .status()?;
-        Ok(st.success())
+        Ok(st)
     }
 }
 

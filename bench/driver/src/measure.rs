@@ -383,25 +383,35 @@ pub fn fill_by_injection(inst: &Inst, n: u64, to: &str, cfg: &Cfg) -> io::Result
     let msg = inst::message(cfg.size, to);
     let env = inst::envelope(to);
     let next = AtomicU64::new(0);
-    let failed = AtomicU64::new(0);
+    // Why injections failed: qmail-queue's exit status or the error starting it, counted.
+    let failed = std::sync::Mutex::new(std::collections::BTreeMap::<String, u64>::new());
     std::thread::scope(|s| {
         for _ in 0..4 {
             s.spawn(|| {
                 while next.fetch_add(1, Ordering::Relaxed) < n {
-                    if !matches!(inst.inject(&msg, &env), Ok(true)) {
-                        failed.fetch_add(1, Ordering::Relaxed);
+                    let why = match inst.inject_status(&msg, &env) {
+                        Ok(st) if st.success() => continue,
+                        Ok(st) => st.to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    if let Ok(mut m) = failed.lock() {
+                        *m.entry(why).or_default() += 1;
                     }
                 }
             });
         }
     });
-    match failed.load(Ordering::Relaxed) {
-        0 => Ok(()),
-        f => Err(io::Error::other(format!(
-            "{}: {f} injections failed",
-            inst.label
-        ))),
+    let failed = failed.into_inner().unwrap_or_default();
+    if failed.is_empty() {
+        return Ok(());
     }
+    let total: u64 = failed.values().sum();
+    let whys: Vec<String> = failed.iter().map(|(w, k)| format!("{k} x {w}")).collect();
+    Err(io::Error::other(format!(
+        "{}: {total} injections failed ({})",
+        inst.label,
+        whys.join(", ")
+    )))
 }
 
 /// SMTP messages accepted per second: tcpserver running this installation's qmail-smtpd
