@@ -37,6 +37,7 @@
 use crate::dns::{DnsError, Lookup};
 use crate::mx::Target;
 use hickory_proto::rr::RecordType;
+pub use qmail_tls::spki;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -127,57 +128,6 @@ impl std::fmt::Display for Tlsa {
             write!(f, "...")?;
         }
         Ok(())
-    }
-}
-
-/// One DER element: its tag, its contents, the whole element, and what follows it.
-type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
-
-/// The DER element at the start of `input`. Definite lengths of up to four bytes only.
-fn element(input: &[u8]) -> Option<Element<'_>> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    let header = input.len() - rest.len();
-    Some((tag, &rest[..len], &input[..header + len], &rest[len..]))
-}
-
-const SEQUENCE: u8 = 0x30;
-const VERSION: u8 = 0xa0;
-
-/// The SubjectPublicKeyInfo of an X.509 certificate (DER), as a whole DER element: what
-/// TLSA selector 1 designates.
-pub fn spki(cert: &[u8]) -> Option<&[u8]> {
-    let (SEQUENCE, certificate, _, _) = element(cert)? else {
-        return None;
-    };
-    let (SEQUENCE, mut tbs, _, _) = element(certificate)? else {
-        return None;
-    };
-    if let Some((VERSION, _, _, rest)) = element(tbs) {
-        tbs = rest;
-    }
-    // serialNumber, signature, issuer, validity, subject
-    for _ in 0..5 {
-        tbs = element(tbs)?.3;
-    }
-    match element(tbs)? {
-        (SEQUENCE, _, whole, _) => Some(whole),
-        _ => None,
     }
 }
 
@@ -530,6 +480,9 @@ impl ServerCertVerifier for Verifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SEQUENCE: u8 = 0x30;
+    const VERSION: u8 = 0xa0;
     use proptest::prelude::*;
 
     /// A small certificate made by hand: SEQUENCE { tbs SEQUENCE { [0] version, serial,

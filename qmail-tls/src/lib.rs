@@ -27,7 +27,7 @@ pub use server::{
     openssl_name, parse_ciphers,
 };
 pub use stream::TlsTransport;
-pub use x509::{MAX_EMAIL, MAX_NAME_TEXT, cert_names, subject_email};
+pub use x509::{MAX_EMAIL, MAX_NAME_TEXT, cert_names, spki, subject_email};
 
 /// A certificate for the unit tests, made with the openssl program.
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The one fact qmail-smtpd reads from a client certificate: the e-mail address in its
 //! subject (the `emailAddress` attribute, OID 1.2.840.113549.1.9.1), which the qmail TLS
 //! patch compares with control/tlsclients; and, for the verbose diagnostics only, the
-//! subject and issuer of a peer's certificate as text ([`cert_names`]).
+//! subject and issuer of a peer's certificate as text ([`cert_names`]); and for
+//! qmail-remote's DANE checks, a certificate's public key ([`spki`]).
 //!
 //! A small DER reader, enough to walk Certificate → TBSCertificate → subject: every length
 //! is checked against what is left, nesting is fixed (no recursion), and anything that is
@@ -53,6 +54,22 @@ fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 fn expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     let (t, c, rest) = element(input)?;
     (t == tag).then_some((c, rest))
+}
+
+/// The SubjectPublicKeyInfo of an X.509 certificate (DER) as a whole DER element: what a
+/// DANE TLSA record with selector 1 designates.
+pub fn spki(cert: &[u8]) -> Option<&[u8]> {
+    let (certificate, _) = expect(cert, SEQUENCE)?;
+    let (mut tbs, _) = expect(certificate, SEQUENCE)?;
+    if let Some((VERSION, _, rest)) = element(tbs) {
+        tbs = rest;
+    }
+    // serialNumber, signature, issuer, validity, subject
+    for _ in 0..5 {
+        tbs = element(tbs)?.2;
+    }
+    let (tag, _, rest) = element(tbs)?;
+    (tag == SEQUENCE).then(|| &tbs[..tbs.len() - rest.len()])
 }
 
 /// The subject's first emailAddress, when the certificate has one that is printable
