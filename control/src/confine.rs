@@ -326,7 +326,7 @@ fn landlock(paths: &[(PathBuf, FsAccess)], deny_tcp: bool) -> Step {
                 FsAccess::Exec => read | AccessFs::Execute,
                 FsAccess::ReadWrite => AccessFs::from_all(abi),
             };
-            if !is_dir(p) {
+            if !is_dir(&fd) {
                 access &= file_only;
             }
             created = created.add_rule(PathBeneath::new(fd, access))?;
@@ -343,8 +343,14 @@ fn landlock(paths: &[(PathBuf, FsAccess)], deny_tcp: bool) -> Step {
     }
 }
 
-fn is_dir(p: &Path) -> bool {
-    std::fs::metadata(p).is_ok_and(|m| m.is_dir())
+/// Whether the opened path is a directory: one fstat of the descriptor, not a second
+/// walk of the path.
+fn is_dir(fd: &PathFd) -> bool {
+    use std::os::fd::AsFd;
+    nix::sys::stat::fstat(fd.as_fd()).is_ok_and(|st| {
+        nix::sys::stat::SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT)
+            == nix::sys::stat::SFlag::S_IFDIR
+    })
 }
 
 fn seccomp(list: &[i64]) -> Step {

@@ -143,7 +143,6 @@ fn try_deliver(
         ));
     }
     let sender = addr::mangle(sender_arg, None);
-    let me = ipme::addresses().map_err(|_| Report::oserr())?;
     let mut all_aliases = true;
     let mut recips = Vec::new();
     // For QMTP: the addresses as they are (netstrings need no quoting), with the
@@ -196,19 +195,23 @@ fn try_deliver(
     if targets.is_empty() {
         return Err(Report::nomx());
     }
-    let mut prefme = targets
-        .iter()
-        .filter(|t| ipme::is_me(&me, &t.ip))
-        .map(|t| t.pref)
-        .min()
-        .unwrap_or(100_000)
-        .min(100_000);
-    if relay.is_some() {
-        prefme = 300_000;
-    }
-    if all_aliases {
-        prefme = 500_000;
-    }
+    // The loop check (netqmail's prefme) needs this host's addresses, a netlink dump of
+    // the interfaces; a routed relay and an all-alias delivery skip the check, so they
+    // skip the dump too.
+    let prefme = if all_aliases {
+        500_000
+    } else if relay.is_some() {
+        300_000
+    } else {
+        let me = ipme::addresses().map_err(|_| Report::oserr())?;
+        targets
+            .iter()
+            .filter(|t| ipme::is_me(&me, &t.ip))
+            .map(|t| t.pref)
+            .min()
+            .unwrap_or(100_000)
+            .min(100_000)
+    };
     tracing::debug!(
         "targets: {}; this host's preference {prefme}",
         targets
