@@ -192,11 +192,15 @@ pub fn run_getpw(home: &Path, local: &[u8], timeout: Duration) -> Result<Assignm
         .spawn()
         .map_err(|e| format!("unable to run qmail-getpw: {e}"))?;
     let out = child.stdout.take().map(|o| read_bounded(o, deadline));
+    // qmail-getpw has closed its output, so it is exiting: look again after 50 us, then
+    // after twice as long each time, at most 1 ms, until the deadline.
+    let mut pause = Duration::from_micros(50);
     let status = loop {
         match child.try_wait() {
             Ok(Some(st)) => break Ok(st),
             Ok(None) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(1));
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(1));
             }
             Ok(None) => break Err("qmail-getpw timed out".to_string()),
             Err(e) => break Err(format!("unable to wait for qmail-getpw: {e}")),
