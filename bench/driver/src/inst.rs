@@ -37,6 +37,40 @@ impl Inst {
         self.home.join("bin").join(prog)
     }
 
+    /// The command that serves this installation's qmail-smtpd on 127.0.0.1:`port`:
+    /// tcpserver running qmail-smtpd (a fork and an exec per connection), or, with
+    /// `server` and for rqmail, rqmail's qmail-smtpd-server (a fork per connection, no
+    /// exec; same options); `opts` go before the address (`-c`, `-b`, ...). The other
+    /// installation has no qmail-smtpd-server: it always gets tcpserver.
+    pub fn smtpd_front(
+        &self,
+        tcpserver: &Path,
+        server: bool,
+        opts: &[String],
+        uid: u32,
+        gid: u32,
+        port: u16,
+    ) -> Command {
+        let server = server && self.rqmail;
+        let mut c = Command::new(if server {
+            self.bin("qmail-smtpd-server")
+        } else {
+            tcpserver.to_path_buf()
+        });
+        self.env(&mut c);
+        c.args(["-q", "-R", "-H", "-l", "bench.example"])
+            .args(opts)
+            .args(["-u", &uid.to_string(), "-g", &gid.to_string(), "127.0.0.1"])
+            .arg(port.to_string());
+        if !server {
+            c.arg(self.bin("qmail-smtpd"));
+        }
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    }
+
     pub fn queue(&self) -> PathBuf {
         self.home.join("queue")
     }

@@ -8,7 +8,7 @@ use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -278,10 +278,16 @@ fn count_dir(p: &Path) -> usize {
 }
 
 /// Memory of `sessions` idle qmail-smtpd sessions under tcpserver (as qmaild, group
-/// nofiles): each client connects and reads the greeting, then all stay open while the
-/// qmail-smtpd processes (tcpserver's children) are measured. Returns (the sum of their
-/// proportional set sizes plus page tables, kB; the median VmHWM, kB).
-pub fn idle_sessions(inst: &Inst, sessions: usize, cfg: &Cfg) -> io::Result<(f64, f64)> {
+/// nofiles), or with `server` under rqmail's qmail-smtpd-server: each client connects and
+/// reads the greeting, then all stay open while the qmail-smtpd processes (the server's
+/// children) are measured. Returns (the sum of their proportional set sizes plus page
+/// tables, kB; the median VmHWM, kB).
+pub fn idle_sessions(
+    inst: &Inst,
+    sessions: usize,
+    server: bool,
+    cfg: &Cfg,
+) -> io::Result<(f64, f64)> {
     let Some(tcpserver) = &cfg.tcpserver else {
         return Err(io::Error::other("tcpserver missing"));
     };
@@ -289,25 +295,8 @@ pub fn idle_sessions(inst: &Inst, sessions: usize, cfg: &Cfg) -> io::Result<(f64
     let gid = sys::group_id("nofiles")?;
     let port = sys::free_port()?;
     let room = (sessions + 10).to_string();
-    let mut c = Command::new(tcpserver);
-    inst.env(&mut c);
-    c.args([
-        "-q",
-        "-R",
-        "-H",
-        "-l",
-        "bench.example",
-        "-c",
-        &room,
-        "-b",
-        &room,
-    ])
-    .args(["-u", &uid.to_string(), "-g", &gid.to_string(), "127.0.0.1"])
-    .arg(port.to_string())
-    .arg(inst.bin("qmail-smtpd"))
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    let opts = ["-c".to_string(), room.clone(), "-b".to_string(), room];
+    let c = inst.smtpd_front(tcpserver, server, &opts, uid, gid, port);
     let server = Bg::spawn("tcpserver", c)?;
     let server_pid = server.child.as_ref().map(|c| c.id()).unwrap_or(0);
     wait_listening(port)?;

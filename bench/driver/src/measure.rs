@@ -415,25 +415,19 @@ pub fn fill_by_injection(inst: &Inst, n: u64, to: &str, cfg: &Cfg) -> io::Result
 }
 
 /// SMTP messages accepted per second: tcpserver running this installation's qmail-smtpd
-/// (as qmaild, group nofiles, as netqmail's documentation does it), `clients` concurrent
-/// smtp-source sessions, one message per connection. Nothing delivers meanwhile.
-pub fn smtp(inst: &Inst, clients: usize, cfg: &Cfg) -> io::Result<f64> {
+/// (as qmaild, group nofiles, as netqmail's documentation does it), or with `server`
+/// rqmail's qmail-smtpd-server with the same options (see [`Inst::smtpd_front`]),
+/// `clients` concurrent smtp-source sessions, one message per connection. Nothing
+/// delivers meanwhile.
+pub fn smtp(inst: &Inst, clients: usize, server: bool, cfg: &Cfg) -> io::Result<f64> {
     let (Some(tcpserver), Some(source)) = (&cfg.tcpserver, &cfg.smtp_source) else {
         return Err(io::Error::other("tcpserver or smtp-source missing"));
     };
     let (uid, _) = sys::user_ids("qmaild")?;
     let gid = sys::group_id("nofiles")?;
     let port = sys::free_port()?;
-    let mut c = Command::new(tcpserver);
-    inst.env(&mut c);
-    c.args(["-q", "-R", "-H", "-l", "bench.example", "-c"])
-        .arg((clients * 2).max(40).to_string())
-        .args(["-u", &uid.to_string(), "-g", &gid.to_string(), "127.0.0.1"])
-        .arg(port.to_string())
-        .arg(inst.bin("qmail-smtpd"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let opts = ["-c".to_string(), (clients * 2).max(40).to_string()];
+    let c = inst.smtpd_front(tcpserver, server, &opts, uid, gid, port);
     let _server = Bg::spawn("tcpserver", c)?;
     sys::wait_for_port(port)?;
     let mut src = cfg.postfix(source);

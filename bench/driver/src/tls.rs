@@ -166,11 +166,12 @@ impl Drop for Postfix {
     }
 }
 
-/// One key's figures: its name, rqmail's samples, Postfix's samples.
-pub type KeyRates = (String, Vec<f64>, Vec<f64>);
+/// One key's figures: its name, rqmail's samples under tcpserver, under
+/// qmail-smtpd-server, Postfix's samples.
+pub type KeyRates = (String, Vec<f64>, Vec<f64>, Vec<f64>);
 
-/// Per key: (name, rqmail's samples, Postfix's samples), `rounds` alternations of
-/// `secs` seconds each.
+/// Per key: (name, rqmail's samples under tcpserver and under qmail-smtpd-server,
+/// Postfix's samples), `rounds` rotations of `secs` seconds each.
 pub fn compare(rq: &Inst, secs: u32, rounds: usize, cfg: &Cfg) -> io::Result<Vec<KeyRates>> {
     let openssl = cfg
         .openssl
@@ -200,44 +201,39 @@ pub fn compare(rq: &Inst, secs: u32, rounds: usize, cfg: &Cfg) -> io::Result<Vec
             fs::write(&certfile, pem)?;
             std::os::unix::fs::chown(&certfile, Some(quid), Some(ngid))?;
             fs::set_permissions(&certfile, fs::Permissions::from_mode(0o400))?;
-            let rport = sys::free_port()?;
-            let mut c = Command::new(tcpserver);
-            rq.env(&mut c);
-            c.env("SMTPS", "1")
-                .args([
-                    "-q",
-                    "-R",
-                    "-H",
-                    "-l",
-                    "bench.example",
-                    "-c",
-                    "100",
-                    "-b",
-                    "100",
-                ])
-                .args([
-                    "-u",
-                    &quid.to_string(),
-                    "-g",
-                    &ngid.to_string(),
-                    "127.0.0.1",
-                ])
-                .arg(rport.to_string())
-                .arg(rq.bin("qmail-smtpd"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            let _server = Bg::spawn("tcpserver", c)?;
-            wait_listening(rport)?;
+            // rqmail twice: qmail-smtpd under tcpserver (an exec per connection), and
+            // under its own qmail-smtpd-server (a fork per connection, the TLS
+            // configuration loaded once), with the same options.
+            let opts: Vec<String> = ["-c", "100", "-b", "100"].map(String::from).into();
+            let smtps = |server: bool| -> io::Result<(Bg, u16)> {
+                let port = sys::free_port()?;
+                let mut c = rq.smtpd_front(tcpserver, server, &opts, quid, ngid, port);
+                c.env("SMTPS", "1");
+                let bg = Bg::spawn(
+                    if server {
+                        "qmail-smtpd-server"
+                    } else {
+                        "tcpserver"
+                    },
+                    c,
+                )?;
+                wait_listening(port)?;
+                Ok((bg, port))
+            };
+            let (_tcpserver, rport) = smtps(false)?;
+            let server = smtps(true);
             let pport = sys::free_port()?;
             let _pf = Postfix::start(postfix, &cfg.work, pport, &key, &crt)?;
-            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let (mut a, mut s, mut b) = (Vec::new(), Vec::new(), Vec::new());
             for r in 0..rounds {
-                for which in if r % 2 == 0 { [0, 1] } else { [1, 0] } {
-                    let (port, v, label) = if which == 0 {
-                        (rport, &mut a, "rqmail")
-                    } else {
-                        (pport, &mut b, "Postfix")
+                for k in 0..3 {
+                    let (port, v, label) = match (r + k) % 3 {
+                        0 => (rport, &mut a, "rqmail (tcpserver)"),
+                        1 => match &server {
+                            Ok((_, p)) => (*p, &mut s, "rqmail (qmail-smtpd-server)"),
+                            Err(_) => continue,
+                        },
+                        _ => (pport, &mut b, "Postfix"),
                     };
                     let x = s_time(openssl, port, secs);
                     match &x {
@@ -248,7 +244,12 @@ pub fn compare(rq: &Inst, secs: u32, rounds: usize, cfg: &Cfg) -> io::Result<Vec
                     std::thread::sleep(Duration::from_millis(500));
                 }
             }
-            out.push((name.to_string(), a, b));
+            if let Err(e) = &server {
+                eprintln!(
+                    "bench: TLS sessions/s, {name}: rqmail's qmail-smtpd-server did not start: {e}"
+                );
+            }
+            out.push((name.to_string(), a, s, b));
         }
         Ok(())
     })();
