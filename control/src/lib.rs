@@ -34,6 +34,8 @@
 //!   the lines the programs always wrote, and the verbose levels of control/loglevel);
 //! * [`confine`]: no_new_privs, the capability bounding set, Landlock and seccomp, applied
 //!   by each program after start-up with what its role needs;
+//! * `sys`: the calls into libc without a safe wrapper, among them [`fork`] and
+//!   [`set_environment`], which refuse to run in a process with more than one thread;
 //! * `showctl`, `newmrh`: the programs qmail-showctl and qmail-newmrh.
 
 mod address;
@@ -98,6 +100,9 @@ pub use program::{
     start as program_start, stderr_is_not_output, stderr_is_private, stdin_fd, stdout_fd,
 };
 pub use rcpthosts::RcptHosts;
+/// fork(2) and environment changes, for a process that has checked it is single-threaded,
+/// and signal dispositions back to the default.
+pub use sys::{default_signals, fork, set_environment};
 
 /// Message headers as netqmail reads them: fields and body (its headerbody, with bounds),
 /// the known field names (hfield), RFC 822 tokens and address lists (token822).

@@ -105,3 +105,94 @@ pub(crate) fn seccomp_supported() -> bool {
     let r = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
     r >= 0
 }
+
+/// Ok when this process has exactly one thread (the entries of /proc/self/task), the
+/// precondition of [`fork`] and [`set_environment`].
+fn single_threaded() -> std::io::Result<()> {
+    let n = std::fs::read_dir("/proc/self/task")?.count();
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "the process has {n} threads, not one"
+        )))
+    }
+}
+
+/// fork(2) for a single-threaded process: an error (and no fork) when the process has
+/// other threads than the caller, or when fork itself fails.
+pub fn fork() -> std::io::Result<nix::unistd::ForkResult> {
+    single_threaded()?;
+    // SAFETY: fork is unsafe because in a multi-threaded process the child holds a copy
+    // of memory other threads may have left inconsistent (locks held, allocator state),
+    // and may then only call async-signal-safe functions. Checked just above: this
+    // process has one thread, the caller, so nothing is half-done in another thread and
+    // the child may do anything the parent could.
+    unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)
+}
+
+/// Sets (`Some`) or removes (`None`) environment variables of this process, for the
+/// programs it runs and for its own later reads; an error (and no change) when the
+/// process has other threads than the caller.
+pub fn set_environment(
+    vars: &[(&std::ffi::OsStr, Option<&std::ffi::OsStr>)],
+) -> std::io::Result<()> {
+    single_threaded()?;
+    for (name, value) in vars {
+        let bad = name.is_empty()
+            || name.as_encoded_bytes().contains(&b'=')
+            || name.as_encoded_bytes().contains(&0)
+            || value.is_some_and(|v| v.as_encoded_bytes().contains(&0));
+        if bad {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "an environment variable's name is empty or has = or NUL, or its value NUL",
+            ));
+        }
+    }
+    for (name, value) in vars {
+        // SAFETY: set_var and remove_var are unsafe because another thread could read
+        // the environment (getenv) at the same moment. This process has one thread
+        // (checked above), the caller, which is not reading it; the names and values
+        // were checked above, so neither call panics.
+        unsafe {
+            match value {
+                Some(v) => std::env::set_var(name, v),
+                None => std::env::remove_var(name),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Gives each of `signals` its default disposition (SIG_DFL), whatever this process
+/// inherited: a server that waits for its children must not inherit SIGCHLD ignored
+/// (the kernel would then reap them itself), nor SIGTERM ignored.
+pub fn default_signals(signals: &[nix::sys::signal::Signal]) -> std::io::Result<()> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for &s in signals {
+        // SAFETY: SIG_DFL installs no handler function, so no code of this program can
+        // run in signal context because of it; sigaction only records the disposition.
+        unsafe { sigaction(s, &dfl) }.map_err(std::io::Error::from)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_with_a_second_thread() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        let name = std::ffi::OsStr::new("RQMAIL_SYS_TEST");
+        let e = set_environment(&[(name, Some(name))]).unwrap_err();
+        assert!(e.to_string().contains("threads"), "{e}");
+        assert!(std::env::var_os(name).is_none());
+        assert!(fork().is_err());
+        tx.send(()).unwrap();
+        t.join().unwrap().unwrap();
+    }
+}
