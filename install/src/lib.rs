@@ -96,6 +96,7 @@ pub const PROGRAMS: &[(&str, Who, u32)] = &[
     ("qmail-tcpto", Who::Owner, 0o755),
     ("qmail-tcpok", Who::Owner, 0o755),
     ("qmail-smtpd", Who::Owner, 0o755),
+    ("qmail-smtpd-server", Who::Owner, 0o755),
     ("qmail-popup", Who::Owner, 0o711),
     ("qmail-pop3d", Who::Owner, 0o755),
     ("qmail-qmqpc", Who::Owner, 0o755),
@@ -128,6 +129,7 @@ pub const MINI_PROGRAMS: &[&str] = &[
     "datemail",
     "qmail-showctl",
     "qmail-smtpd",
+    "qmail-smtpd-server",
     "tcp-env",
     "rqmail-install",
 ];

@@ -175,6 +175,16 @@ impl TlsSetting {
         self.clients.iter().any(|c| c == e.as_bytes())
     }
 
+    /// Uses `server`, loaded beforehand from the same files (by qmail-smtpd-server's
+    /// parent), instead of loading the configuration when it is first asked for. Nothing
+    /// changes without a [`source`](Self::source) (TLS neither offered nor SMTPS), or
+    /// when the configuration was already loaded.
+    pub fn preload(&mut self, server: TlsServer) {
+        if self.source.is_some() {
+            let _ = self.server.set(Ok(server));
+        }
+    }
+
     /// The server configuration, loaded (key, certificates, rustls configuration) the
     /// first time it is asked for: `None` without a [`source`](Self::source), else the
     /// configuration or why it cannot be built (then STARTTLS gets 454 and an SMTPS

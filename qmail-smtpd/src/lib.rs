@@ -14,7 +14,9 @@
 //! * `auth`, `checkpw`: SMTP AUTH with a checkpassword program;
 //! * `rcptcheck`: recipient validation at RCPT time;
 //! * `qmqpd`, `qmtpd`, `quick`: the QMQP and QMTP servers, qmail-qmqpd and qmail-qmtpd,
-//!   which share the Received field and the queue client with SMTP.
+//!   which share the Received field and the queue client with SMTP;
+//! * `server`: qmail-smtpd-server, the tcpserver-like front end that forks a session per
+//!   connection without exec and loads the TLS configuration once.
 //!
 //! The program writes nothing but SMTP replies to the client. Diagnostics for the
 //! administrator (an unreadable control file, qmail-queue that cannot be started) go to
@@ -34,6 +36,7 @@ mod qmtpd;
 mod quick;
 mod rcptcheck;
 mod received;
+mod server;
 mod session;
 mod transport;
 mod utf8;
@@ -50,6 +53,7 @@ pub use qmtpd::{Config as QmtpConfig, serve as qmtp_serve};
 
 pub use qmqpd::main as qmail_qmqpd;
 pub use qmtpd::main as qmail_qmtpd;
+pub use server::main as qmail_smtpd_server;
 pub use session::{Backend, Message, Session};
 
 use config::{Env, SetupError};
@@ -194,6 +198,19 @@ fn tls_info<T: Transport>(tls: &TlsTransport<T>) -> qmail_tls::TlsInfo {
 /// One whole connection over `t`: setup, greeting (after the TLS handshake for SMTPS),
 /// dialogue, and the switch to TLS after STARTTLS.
 pub fn run<T: Transport>(home: &Path, env: &Env, t: &mut T) -> Exit {
+    run_with(home, env, t, None)
+}
+
+/// [`run`] with the TLS server configuration `tls` loaded beforehand from the same
+/// control files under `home` and the same `$TLSCIPHERS` (qmail-smtpd-server loads it
+/// once in its parent): STARTTLS and SMTPS then read no key or certificate. Every control
+/// file is still read for this session; `None` is exactly [`run`].
+pub fn run_with<T: Transport>(
+    home: &Path,
+    env: &Env,
+    t: &mut T,
+    tls: Option<&qmail_tls::TlsServer>,
+) -> Exit {
     let mut cfg = match setup(home, env) {
         Err(e) => {
             tracing::error!("{e}");
@@ -209,6 +226,9 @@ pub fn run<T: Transport>(home: &Path, env: &Env, t: &mut T) -> Exit {
         }
         Ok(cfg) => cfg,
     };
+    if let Some(server) = tls {
+        cfg.tls.preload(server.clone());
+    }
     let timeout = Duration::from_secs(cfg.timeout);
     // The TLS configuration itself is loaded only when TLS starts.
     tracing::debug!(
@@ -278,14 +298,19 @@ pub fn run<T: Transport>(home: &Path, env: &Env, t: &mut T) -> Exit {
     }
 }
 
-/// The program: the client on descriptors 0 and 1, the qmail home from
-/// [`control::qmail_home`], the arguments `hostname checkpassword subprogram...` for SMTP
-/// AUTH (see [`config::AuthConfig`]). Returns the exit code.
-pub fn main() -> control::Exit {
+/// A panic is an internal error: a diagnostic line, and the session's failure exit.
+fn set_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         log(&format!("internal error: {info}"));
         std::process::exit(Exit::Failure.code().code());
     }));
+}
+
+/// The program: the client on descriptors 0 and 1, the qmail home from
+/// [`control::qmail_home`], the arguments `hostname checkpassword subprogram...` for SMTP
+/// AUTH (see [`config::AuthConfig`]). Returns the exit code.
+pub fn main() -> control::Exit {
+    set_panic_hook();
     let home = control::qmail_home();
     control::diagnostics::init("qmail-smtpd", &home, control::stderr_is_private());
     let mut t = FdTransport::new(control::stdin_fd(), control::stdout_fd());

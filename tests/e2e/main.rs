@@ -30,6 +30,7 @@ mod rootmode;
 mod rootpath;
 mod send;
 mod smtpd;
+mod smtpd_server;
 mod smtpd_tls;
 mod smtputf8;
 mod srs;
