@@ -42,6 +42,9 @@ const USAGE: &str = "qmail-smtpd-server: usage: qmail-smtpd-server \
 /// How long the server waits before it accepts again after accept failed (EMFILE, say).
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
+/// How often an accept error that lasts is logged again.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// The command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -370,6 +373,9 @@ impl Server {
     /// Accepts and forks until a signal says stop; returns in each child too.
     fn serve(&mut self) -> Role {
         let mut paused_until: Option<Instant> = None;
+        // The last accept error logged and when: the same error is logged again only
+        // after ACCEPT_LOG_EVERY, not every ACCEPT_PAUSE while it lasts.
+        let mut last_error: Option<(Option<i32>, Instant)> = None;
         loop {
             let now = Instant::now();
             if paused_until.is_some_and(|t| now >= t) {
@@ -433,8 +439,19 @@ impl Server {
                             | io::ErrorKind::ConnectionAborted
                     ) => {}
                 Err(e) => {
-                    self.log.warn(&format!("unable to accept: {}", sys(&e)));
-                    paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                    let now = Instant::now();
+                    let repeated = last_error.is_some_and(|(errno, at)| {
+                        errno == e.raw_os_error() && now - at < ACCEPT_LOG_EVERY
+                    });
+                    if !repeated {
+                        self.log.warn(&format!(
+                            "unable to accept: {} (retrying every {} ms)",
+                            sys(&e),
+                            ACCEPT_PAUSE.as_millis()
+                        ));
+                        last_error = Some((e.raw_os_error(), now));
+                    }
+                    paused_until = Some(now + ACCEPT_PAUSE);
                 }
             }
         }

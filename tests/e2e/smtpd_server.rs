@@ -243,6 +243,57 @@ fn a_new_certificate_is_seen_by_the_next_connection() {
     assert_eq!(second, der(&fs::read_to_string(&c).expect("cert")));
 }
 
+/// Under strace (when installed): servercert.pem is opened once, by the parent, however
+/// many SMTPS sessions follow; every session still reads control/me.
+#[test]
+fn smtps_sessions_read_no_key() {
+    let strace = Path::new("/usr/bin/strace");
+    if !strace.exists() {
+        eprintln!("smtps_sessions_read_no_key: needs strace");
+        return;
+    }
+    let (home, cert) = tls_home(Key::Ec);
+    let trace = home.path().join("trace.txt");
+    let port = free_port();
+    let mut c = Command::new(strace);
+    c.env_clear()
+        .env("QMAIL_HOME", home.path())
+        .env("SMTPS", "1")
+        .args(["-f", "-e", "trace=openat", "-o"])
+        .arg(&trace)
+        .arg(home.path().join("bin/qmail-smtpd-server"))
+        .args(["-R", "-H", "-l", "testhost.example", "127.0.0.1"])
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let server = KillOnDrop(c.spawn().expect("strace"));
+    wait_for_port(port);
+    for _ in 0..3 {
+        assert!(send(port, "smtps", "user@testhost.example", Some(&cert)).contains("sent"));
+    }
+    assert_eq!(home.queued().len(), 3);
+    let text = fs::read_to_string(&trace).expect("trace");
+    let opened = |name: &str| {
+        text.lines()
+            .filter(|l| l.contains(&format!("/control/{name}\"")) && !l.contains("ENOENT"))
+            .count()
+    };
+    assert_eq!(opened("servercert.pem"), 1, "{text}");
+    assert_eq!(opened("me"), 3, "{text}");
+    // A killed strace leaves the server running: stop it first.
+    let pid = children(i32::try_from(server.0.id()).expect("pid"))
+        .into_iter()
+        .find(|(_, n)| n.starts_with("qmail-smtpd-ser"))
+        .map(|(p, _)| p);
+    if let Some(p) = pid {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+}
+
 #[test]
 fn tcprules_allow_with_relayclient_and_deny() {
     let home = Home::new();
@@ -423,6 +474,56 @@ fn children_are_reaped_and_sigterm_stops_the_server() {
     assert!(TcpStream::connect(("127.0.0.1", s.port)).is_err());
     assert!(open.cmd("NOOP")[0].starts_with("250 "));
     open.cmd("QUIT");
+}
+
+/// With no descriptor left for a new connection, accept fails (EMFILE): the server says
+/// so once, and waits between attempts instead of spinning.
+#[test]
+fn accept_failures_are_logged_and_retried_without_spinning() {
+    let home = Home::new();
+    let port = free_port();
+    let log = home.path().join("server.log");
+    // 0, 1, 2, the listener, the signalfd: five descriptors, none left to accept with.
+    let mut c = Command::new(tool("prlimit"));
+    c.env_clear()
+        .env("QMAIL_HOME", home.path())
+        .arg("--nofile=5:5")
+        .arg(home.path().join("bin/qmail-smtpd-server"))
+        .args(["-R", "-H", "-l", "testhost.example", "127.0.0.1"])
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).expect("log"));
+    let server = KillOnDrop(c.spawn().expect("prlimit"));
+    wait_for_port(port);
+    let pid = i32::try_from(server.0.id()).expect("pid");
+    let cpu = || {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let f: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .expect("fields")
+            .split_whitespace()
+            .collect();
+        f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+    };
+    let before = cpu();
+    let _waiting = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    std::thread::sleep(Duration::from_secs(2));
+    let ticks = cpu() - before;
+    assert!(ticks < 50, "{ticks} clock ticks of CPU in 2 s: a busy loop");
+    let text = fs::read_to_string(&log).expect("log");
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("unable to accept"))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "qmail-smtpd-server: warning: unable to accept: process cannot open more files (retrying every 100 ms)"
+        ],
+        "{text}"
+    );
 }
 
 #[test]
