@@ -1792,6 +1792,38 @@ fn start_service(
 
 #[test]
 fn daemontools_run_scripts_serve_a_test_home() {
+    run_scripts_serve_a_test_home("tcpserver");
+}
+
+#[test]
+fn daemontools_run_scripts_serve_a_test_home_through_qmail_smtpd_server() {
+    run_scripts_serve_a_test_home("qmail-smtpd-server");
+}
+
+#[test]
+fn run_scripts_refuse_an_unknown_front_end() {
+    let home = Home::new();
+    for s in SERVICES {
+        let out = Command::new(services().join("daemontools").join(s).join("run"))
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+            .env("QMAIL_HOME", home.path())
+            .env("SMTPD_FRONT", "inetd")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1), "{s}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "run: SMTPD_FRONT is inetd: tcpserver or qmail-smtpd-server\n",
+            "{s}"
+        );
+    }
+}
+
+/// The three SMTP run scripts with SMTPD_FRONT=`front` (tcpserver or
+/// qmail-smtpd-server): mail through each, and the front end's status in the log.
+fn run_scripts_serve_a_test_home(front: &str) {
     let (home, cert) = tls_home(Key::Ec);
     let checkpw = checkpassword(home.path());
     home.control("rcpthosts", "testhost.example\n");
@@ -1818,7 +1850,8 @@ fn daemontools_run_scripts_serve_a_test_home() {
     let port_arg = |p: u16| p.to_string();
 
     // port 25 service: STARTTLS; 127. may relay (tcp.smtp)
-    let (run, mut log, port) = start_service(&home, "qmail-smtpd", logs.path(), &[]);
+    let (run, mut log, port) =
+        start_service(&home, "qmail-smtpd", logs.path(), &[("SMTPD_FRONT", front)]);
     let script = format!(
         "{PY_CTX}{}",
         r#"
@@ -1834,7 +1867,10 @@ s.quit()
     let _ = log.wait();
     let current = fs::read_to_string(logs.path().join("main/current")).expect("log");
     assert!(current.starts_with('@'), "{current}");
-    assert!(current.contains("tcpserver: status: 1/40"), "{current}");
+    assert!(
+        current.contains(&format!("{front}: status: 1/40")),
+        "{current}"
+    );
     let body = only_message(&home);
     assert!(received(&body).contains(" with ESMTPS (TLSv1.3 "), "{body}");
     if is_root() {
@@ -1844,8 +1880,12 @@ s.quit()
     }
 
     // port 465 service: SMTPS, AUTH with the test checkpassword
-    let (run, mut log, port) =
-        start_service(&home, "qmail-smtps", logs.path(), &[("CHECKPASSWORD", &cp)]);
+    let (run, mut log, port) = start_service(
+        &home,
+        "qmail-smtps",
+        logs.path(),
+        &[("CHECKPASSWORD", &cp), ("SMTPD_FRONT", front)],
+    );
     let script = format!(
         "{PY_CTX}{}",
         r#"
@@ -1866,6 +1906,7 @@ s.quit()
         "qmail-submission",
         logs.path(),
         &[
+            ("SMTPD_FRONT", front),
             ("CHECKPASSWORD", &cp),
             (
                 "SMTPD_RULES",
