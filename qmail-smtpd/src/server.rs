@@ -1,16 +1,28 @@
 //! qmail-smtpd-server (qmail-smtpd-server(8)): tcpserver's job for qmail-smtpd, without
 //! an exec per connection.
 //!
-//! The parent binds, drops privileges, loads the TLS server configuration, and forks a
-//! child for each accepted connection. The child sets the environment tcpserver would
-//! set (and the variables of the tcprules database), moves the connection to
-//! descriptors 0 and 1, and runs the session qmail-smtpd runs ([`crate::run_with`]),
-//! with the configuration the parent loaded. Control files are read by each session, as
-//! under tcpserver; qmail-queue is started for each message, as always.
+//! The parent binds, drops privileges, loads the TLS server configuration, and keeps one
+//! spare child forked in advance, waiting for the next connection: the fork is not
+//! between a client's connect and the server's first bytes. The parent never accepts.
+//! The spare polls the listening socket (non-blocking, shared with the parent), accepts
+//! one connection, tells the parent so by writing its pid on a pipe, and becomes that
+//! connection's child; the parent then forks the next spare, as long as fewer than `-c`
+//! connections are served (so at most `-c` children exist, the spare among them).
+//!
+//! The child sets the environment tcpserver would set (and the variables of the tcprules
+//! database), moves the connection to descriptors 0 and 1, looks at the TLS files again
+//! (they may have changed while it waited; it reloads them only then), and runs the
+//! session qmail-smtpd runs ([`crate::run_with`]) with that configuration. Control files
+//! are read by each session, as under tcpserver; qmail-queue is started for each
+//! message, as always.
 //!
 //! The parent stays single-threaded (fork and the environment changes depend on it:
 //! [`control::fork`], [`control::set_environment`]); it waits for signals through a
-//! signalfd, so that SIGCHLD, SIGTERM and SIGINT are read in its poll loop.
+//! signalfd, so that SIGCHLD, SIGTERM and SIGINT are read in its poll loop beside the
+//! pipe. A spare unblocks them at once, so that SIGTERM ends it while it waits, and it
+//! gets SIGTERM if the parent dies (the parent-death signal, cleared once it has a
+//! connection). On SIGTERM or SIGINT the parent kills and collects its idle spare, and
+//! exits; the children serving connections go on.
 
 mod rules;
 
@@ -24,7 +36,7 @@ use nix::sys::socket::{
     socket, sockopt,
 };
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Gid, Uid};
+use nix::unistd::{ForkResult, Gid, Pid, Uid};
 use qmail_tls::{FdTransport, TlsServer};
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Write};
@@ -285,12 +297,12 @@ impl TlsCache {
     }
 }
 
-/// What the accept loop ends with.
+/// What the parent's loop ends with.
 enum Role {
     /// The parent is done (SIGTERM or SIGINT).
     Stop(Exit),
-    /// This is a child, for this connection.
-    Child(TcpStream, SocketAddr),
+    /// This is the spare, a new child waiting for the next connection.
+    Spare,
 }
 
 /// The listening socket: SO_REUSEADDR, bound, listening with `backlog`, non-blocking
@@ -339,57 +351,150 @@ fn wstat(s: WaitStatus) -> Option<(i32, i32)> {
     }
 }
 
+/// Warnings about an error that may last (accept or fork failing, retried every
+/// [`ACCEPT_PAUSE`]): the same error is logged again only after [`ACCEPT_LOG_EVERY`].
+#[derive(Default)]
+struct Repeats(Option<(Option<i32>, Instant)>);
+
+impl Repeats {
+    fn warn(&mut self, log: Log, what: &str, e: &io::Error) {
+        let now = Instant::now();
+        let repeated = self
+            .0
+            .is_some_and(|(errno, at)| errno == e.raw_os_error() && now - at < ACCEPT_LOG_EVERY);
+        if !repeated {
+            log.warn(&format!(
+                "unable to {what}: {} (retrying every {} ms)",
+                sys(e),
+                ACCEPT_PAUSE.as_millis()
+            ));
+            self.0 = Some((e.raw_os_error(), now));
+        }
+    }
+}
+
+/// The parent's state. It never accepts: the spare does, and says so on the pipe
+/// `taken` (its pid, 4 bytes in native order, written at once on `announce`).
 struct Server {
     o: Options,
     log: Log,
     listener: TcpListener,
     signals: SignalFd,
-    children: u64,
+    /// The pipe's read end (non-blocking): the parent's.
+    taken: std::fs::File,
+    /// The pipe's write end: the parent keeps it only to hand it to each spare.
+    announce: std::fs::File,
+    /// Children serving a connection.
+    active: u64,
+    /// The child waiting for the next connection, if there is one.
+    spare: Option<Pid>,
     tls: TlsCache,
 }
 
 impl Server {
     fn status(&self) {
         self.log
-            .line(2, &format!("status: {}/{}", self.children, self.o.limit));
+            .line(2, &format!("status: {}/{}", self.active, self.o.limit));
     }
 
-    /// Collects every child that has ended.
-    fn reap(&mut self) {
+    /// Reads what the spare wrote on the pipe, never waiting: when it is the spare's
+    /// pid, the spare now serves a connection.
+    fn read_taken(&mut self) {
+        use std::io::Read;
+        // Each message is one write of 4 bytes (atomic on a pipe), and at most one is
+        // written per spare, so a read into a multiple of 4 bytes returns whole ones.
+        let mut buf = [0u8; 64];
         loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(_) => return,
-                Ok(s) => {
-                    if let Some((pid, w)) = wstat(s) {
-                        self.log.line(2, &format!("end {pid} status {w}"));
-                        self.children = self.children.saturating_sub(1);
-                        self.status();
+            match (&self.taken).read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    for m in buf[..n].chunks_exact(4) {
+                        let pid = i32::from_ne_bytes([m[0], m[1], m[2], m[3]]);
+                        if self.spare.is_some_and(|s| s.as_raw() == pid) {
+                            self.spare = None;
+                            self.active += 1;
+                            self.status();
+                        }
                     }
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
             }
         }
     }
 
-    /// Accepts and forks until a signal says stop; returns in each child too.
+    /// Collects every child that has ended. Returns true when it was the spare, ended
+    /// without a connection.
+    fn reap(&mut self) -> bool {
+        let mut spare_ended = false;
+        loop {
+            let s = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return spare_ended,
+                Ok(s) => s,
+            };
+            let Some((pid, w)) = wstat(s) else { continue };
+            if self.spare.is_some_and(|s| s.as_raw() == pid) {
+                // A spare that took a connection wrote so before it could end.
+                self.read_taken();
+            }
+            if self.spare.is_some_and(|s| s.as_raw() == pid) {
+                self.spare = None;
+                spare_ended = true;
+                if w != Signal::SIGTERM as i32 {
+                    self.log.warn(&format!(
+                        "spare {pid} ended before taking a connection: status {w}"
+                    ));
+                }
+            } else {
+                self.log.line(2, &format!("end {pid} status {w}"));
+                self.active = self.active.saturating_sub(1);
+                self.status();
+            }
+        }
+    }
+
+    /// SIGTERM or SIGINT: the idle spare is killed and collected; the children serving
+    /// connections go on. (A connection the spare accepted an instant before, before it
+    /// said so, is closed with it, as those still in the listen queue are.)
+    fn stop(&mut self) {
+        self.read_taken();
+        if let Some(pid) = self.spare.take() {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+            while let Err(nix::errno::Errno::EINTR) = waitpid(pid, None) {}
+        }
+    }
+
+    /// Keeps one spare forked in advance while fewer than the limit of connections are
+    /// served, until a signal says stop; returns in each spare too.
     fn serve(&mut self) -> Role {
         let mut paused_until: Option<Instant> = None;
-        // The last accept error logged and when: the same error is logged again only
-        // after ACCEPT_LOG_EVERY, not every ACCEPT_PAUSE while it lasts.
-        let mut last_error: Option<(Option<i32>, Instant)> = None;
+        let mut fork_errors = Repeats::default();
         loop {
             let now = Instant::now();
             if paused_until.is_some_and(|t| now >= t) {
                 paused_until = None;
             }
-            let accepting = self.children < self.o.limit && paused_until.is_none();
+            if paused_until.is_none() && self.spare.is_none() && self.active < self.o.limit {
+                self.tls.refresh(self.log);
+                match control::fork() {
+                    Ok(ForkResult::Child) => return Role::Spare,
+                    Ok(ForkResult::Parent { child }) => self.spare = Some(child),
+                    Err(e) => {
+                        // Connections wait in the listen queue meanwhile.
+                        fork_errors.warn(self.log, "fork", &e);
+                        paused_until = Some(now + ACCEPT_PAUSE);
+                    }
+                }
+            }
             let timeout = match paused_until {
-                Some(t) => PollTimeout::try_from(t - now).unwrap_or(PollTimeout::MAX),
+                Some(t) => PollTimeout::try_from(t.saturating_duration_since(Instant::now()))
+                    .unwrap_or(PollTimeout::MAX),
                 None => PollTimeout::NONE,
             };
-            let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
-            if accepting {
-                fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
-            }
+            let mut fds = [
+                PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.taken.as_fd(), PollFlags::POLLIN),
+            ];
             match poll(&mut fds, timeout) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -401,58 +506,55 @@ impl Server {
                 }
             }
             let ready = |p: &PollFd| p.revents().is_some_and(|r| !r.is_empty());
-            let signalled = ready(&fds[0]);
-            let connection = accepting && ready(&fds[1]);
-            drop(fds);
+            let (signalled, taken) = (ready(&fds[0]), ready(&fds[1]));
+            if taken {
+                self.read_taken();
+            }
             if signalled {
                 while let Ok(Some(si)) = self.signals.read_signal() {
                     let sig = i32::try_from(si.ssi_signo).unwrap_or(0);
                     if sig == Signal::SIGTERM as i32 || sig == Signal::SIGINT as i32 {
+                        self.stop();
                         return Role::Stop(Exit::OK);
                     }
                 }
             }
-            self.reap();
-            if !connection {
+            if self.reap() {
+                // Not at once again: a spare that cannot start must not make a loop of
+                // forks.
+                paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+            }
+        }
+    }
+}
+
+/// The spare's wait: the first connection it can accept. Failures other than a
+/// connection gone or taken by no one (too many open files, say) are logged (see
+/// [`Repeats`]) and retried after [`ACCEPT_PAUSE`].
+fn take_connection(listener: &TcpListener, log: Log) -> (TcpStream, SocketAddr) {
+    let mut errors = Repeats::default();
+    loop {
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                log.warn(&format!("unable to poll: {}", sys(&e.into())));
+                std::thread::sleep(ACCEPT_PAUSE);
                 continue;
             }
-            match self.listener.accept() {
-                Ok((stream, peer)) => {
-                    self.children += 1;
-                    self.status();
-                    self.tls.refresh(self.log);
-                    match control::fork() {
-                        Ok(ForkResult::Child) => return Role::Child(stream, peer),
-                        Ok(ForkResult::Parent { .. }) => drop(stream),
-                        Err(e) => {
-                            self.log.drop_conn(&format!("unable to fork: {}", sys(&e)));
-                            self.children -= 1;
-                            self.status();
-                        }
-                    }
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::Interrupted
-                            | io::ErrorKind::ConnectionAborted
-                    ) => {}
-                Err(e) => {
-                    let now = Instant::now();
-                    let repeated = last_error.is_some_and(|(errno, at)| {
-                        errno == e.raw_os_error() && now - at < ACCEPT_LOG_EVERY
-                    });
-                    if !repeated {
-                        self.log.warn(&format!(
-                            "unable to accept: {} (retrying every {} ms)",
-                            sys(&e),
-                            ACCEPT_PAUSE.as_millis()
-                        ));
-                        last_error = Some((e.raw_os_error(), now));
-                    }
-                    paused_until = Some(now + ACCEPT_PAUSE);
-                }
+        }
+        match listener.accept() {
+            Ok(c) => return c,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::Interrupted
+                        | io::ErrorKind::ConnectionAborted
+                ) => {}
+            Err(e) => {
+                errors.warn(log, "accept", &e);
+                std::thread::sleep(ACCEPT_PAUSE);
             }
         }
     }
@@ -574,43 +676,71 @@ pub fn main() -> Exit {
         Ok(s) => s,
         Err(e) => return log.fatal(&format!("unable to make a signalfd: {}", sys(&e.into()))),
     };
+    let (taken, announce) =
+        match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK) {
+            Ok((r, w)) => (std::fs::File::from(r), std::fs::File::from(w)),
+            Err(e) => return log.fatal(&format!("unable to make a pipe: {}", sys(&e.into()))),
+        };
+    let parent = nix::unistd::getpid();
     let mut server = Server {
         log,
         listener,
         signals,
-        children: 0,
+        taken,
+        announce,
+        active: 0,
+        spare: None,
         tls: TlsCache::new(&home),
         o,
     };
     server.tls.refresh(log);
     server.status();
-    let (stream, peer) = match server.serve() {
-        Role::Stop(exit) => return exit,
-        Role::Child(stream, peer) => (stream, peer),
-    };
-    // The child: nothing of the parent's loop stays open or blocked.
+    if let Role::Stop(exit) = server.serve() {
+        return exit;
+    }
+    // The spare: nothing of the parent's loop stays open or blocked, and SIGTERM (the
+    // parent's, or the parent-death signal if the parent is killed) ends it while it
+    // waits.
     let Server {
         o,
         listener,
         signals,
-        tls,
+        taken,
+        announce,
+        mut tls,
         ..
     } = server;
-    drop(listener);
     drop(signals);
+    drop(taken);
     if old_mask.thread_set_mask().is_err() {
-        log.drop_conn("unable to unblock signals");
+        log.warn("spare: unable to unblock signals");
         return Exit::TEMP;
     }
+    let orphan = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).is_err()
+        || nix::unistd::getppid() != parent;
+    if orphan {
+        return Exit::TEMP;
+    }
+    let (stream, peer) = take_connection(&listener, log);
+    // A connection is served to its end, whatever becomes of the parent.
+    let _ = nix::sys::prctl::set_pdeathsig(None);
+    drop(listener);
+    let pid = i32::try_from(std::process::id()).unwrap_or(0);
+    if let Err(e) = (&announce).write_all(&pid.to_ne_bytes()) {
+        log.warn(&format!("unable to tell the server: {}", sys(&e)));
+    }
+    drop(announce);
     if let Err(exit) = prepare(&o, log, stream, peer) {
         return exit;
     }
+    // The configuration may have changed while this process waited.
+    tls.refresh(log);
     crate::set_panic_hook();
     control::diagnostics::init("qmail-smtpd", &home, control::stderr_is_private());
     let mut env = Env::from_process();
     env.args = o.args;
-    // The configuration the parent loaded is the one this session would load, unless a
-    // rule gave it another $TLSCIPHERS.
+    // The configuration loaded is the one this session would load, unless a rule gave
+    // it another $TLSCIPHERS.
     let preloaded = tls
         .server
         .as_ref()

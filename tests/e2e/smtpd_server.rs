@@ -69,6 +69,43 @@ impl Server {
     }
 }
 
+/// Every process whose parent is `parent`, zombies included.
+fn all_children(parent: i32) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|&p| proc_stat(p).is_some_and(|(_, ppid, _)| ppid == parent))
+        .collect()
+}
+
+/// The spare the server forked in advance, once it exists (while no connection is
+/// served, the server's only child).
+fn spare(server: i32) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let [(pid, _)] = children(server)[..] {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no spare under {server}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Renames a new self-signed certificate (and its key) over control/servercert.pem, as an
+/// administrator installs one; returns the certificate's file.
+fn replace_certificate(home: &Path) -> PathBuf {
+    let dir = home.join("new");
+    fs::create_dir(&dir).expect("mkdir");
+    let (k, c) = self_signed(&dir, "server", Key::Ec, "/CN=testhost.example");
+    let mut pem = fs::read(&k).expect("key");
+    pem.extend(fs::read(&c).expect("cert"));
+    let tmp = home.join("control/servercert.pem.new");
+    fs::write(&tmp, pem).expect("write");
+    fs::rename(&tmp, home.join("control/servercert.pem")).expect("rename");
+    c
+}
+
 /// Runs a Python script with arguments; returns (success, stdout + stderr).
 fn py(script: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(python())
@@ -230,21 +267,34 @@ fn a_new_certificate_is_seen_by_the_next_connection() {
     let s = Server::start(home.path(), &[], &[], &[("SMTPS", "1")]);
     let first = der(&smtps_certificate(s.port));
     assert_eq!(first, der(&fs::read_to_string(&cert).expect("cert")));
-    let dir = home.path().join("new");
-    fs::create_dir(&dir).expect("mkdir");
-    let (k, c) = self_signed(&dir, "server", Key::Ec, "/CN=testhost.example");
-    let mut pem = fs::read(&k).expect("key");
-    pem.extend(fs::read(&c).expect("cert"));
-    let tmp = home.path().join("control/servercert.pem.new");
-    fs::write(&tmp, pem).expect("write");
-    fs::rename(&tmp, home.path().join("control/servercert.pem")).expect("rename");
+    let c = replace_certificate(home.path());
     let second = der(&smtps_certificate(s.port));
     assert_ne!(first, second);
     assert_eq!(second, der(&fs::read_to_string(&c).expect("cert")));
 }
 
+/// The spare was forked, with the configuration loaded then, before the certificate
+/// was replaced: it looks at the files itself before it serves the connection.
+#[test]
+fn a_certificate_replaced_while_the_spare_waits_is_served() {
+    let (home, cert) = tls_home(Key::Ec);
+    let s = Server::start(home.path(), &["-v"], &[], &[("SMTPS", "1")]);
+    let waiting = spare(s.pid());
+    let c = replace_certificate(home.path());
+    let served = der(&smtps_certificate(s.port));
+    assert_ne!(served, der(&fs::read_to_string(&cert).expect("cert")));
+    assert_eq!(served, der(&fs::read_to_string(&c).expect("cert")));
+    let log = s.wait_log("the session", |l| l.contains(" from 127.0.0.1"));
+    assert!(
+        log.lines()
+            .any(|l| l == format!("qmail-smtpd-server: pid {waiting} from 127.0.0.1")),
+        "not served by the spare {waiting}:\n{log}"
+    );
+}
+
 /// Under strace (when installed): servercert.pem is opened once, by the parent, however
-/// many SMTPS sessions follow; every session still reads control/me.
+/// many SMTPS sessions follow (each spare only looks at the file's stamp); every session
+/// still reads control/me.
 #[test]
 fn smtps_sessions_read_no_key() {
     let strace = Path::new("/usr/bin/strace");
@@ -368,6 +418,66 @@ fn the_limit_defers_the_next_client() {
     );
 }
 
+/// With `-c 2`: two sessions at once, a third client greeted only when one ends, and
+/// never more than 2 children (sessions and spare together).
+#[test]
+fn at_most_limit_sessions_and_children() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let home = Home::new();
+    let s = Server::start(home.path(), &["-c", "2"], &[], &[]);
+    let pid = s.pid();
+    let (done, most) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let watch = {
+        let (done, most) = (done.clone(), most.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                most.fetch_max(all_children(pid).len(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let mut first = Smtp::connect(s.port);
+    assert!(first.reply()[0].starts_with("220 "));
+    let mut second = Smtp::connect(s.port);
+    assert!(second.reply()[0].starts_with("220 "));
+    let mut third = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    third
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .expect("timeout");
+    let mut b = [0u8; 64];
+    let e = third
+        .read(&mut b)
+        .expect_err("greeted while two clients are served");
+    assert!(matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ));
+    assert_eq!(children(pid).len(), 2);
+    second.cmd("QUIT");
+    third
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let n = third.read(&mut b).expect("greeting");
+    assert!(
+        b[..n].starts_with(b"220 "),
+        "{}",
+        String::from_utf8_lossy(&b[..n])
+    );
+    assert!(first.cmd("NOOP")[0].starts_with("250 "));
+    first.cmd("QUIT");
+    third.write_all(b"QUIT\r\n").expect("quit");
+    // Both end; a spare waits again.
+    spare(pid);
+    done.store(true, Ordering::Relaxed);
+    watch.join().expect("watch");
+    let most = most.load(Ordering::Relaxed);
+    assert!((1..=2).contains(&most), "{most} children at once");
+}
+
 #[test]
 fn verbose_log_lines_in_tcpservers_formats() {
     let home = Home::new();
@@ -455,7 +565,8 @@ fn children_are_reaped_and_sigterm_stops_the_server() {
             .filter_map(proc_stat)
             .filter(|(_, ppid, state)| *ppid == pid && *state == 'Z')
             .count();
-        if zombies == 0 && children(pid).is_empty() {
+        // Left: the spare waiting for the next connection, alone.
+        if zombies == 0 && children(pid).len() == 1 {
             break;
         }
         assert!(Instant::now() < deadline, "{zombies} zombies left");
@@ -476,27 +587,70 @@ fn children_are_reaped_and_sigterm_stops_the_server() {
     open.cmd("QUIT");
 }
 
-/// With no descriptor left for a new connection, accept fails (EMFILE): the server says
-/// so once, and waits between attempts instead of spinning.
+#[test]
+fn sigterm_with_only_the_spare_leaves_no_process() {
+    let home = Home::new();
+    let mut s = Server::start(home.path(), &[], &[], &[]);
+    let pid = s.pid();
+    let waiting = spare(pid);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let status = s.proc.0.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+    // The server reaped its spare before it exited: neither is left, not even a zombie.
+    assert!(all_children(pid).is_empty());
+    assert!(!Path::new(&format!("/proc/{waiting}")).exists());
+    assert!(TcpStream::connect(("127.0.0.1", s.port)).is_err());
+    assert_eq!(s.log(), "");
+}
+
+/// A server killed outright (SIGKILL, no chance to stop its spare) leaves no spare
+/// holding the port open: the spare gets SIGTERM as its parent dies.
+#[test]
+fn a_killed_server_leaves_no_spare_listening() {
+    let home = Home::new();
+    let mut s = Server::start(home.path(), &[], &[], &[]);
+    let waiting = spare(s.pid());
+    s.proc.0.kill().expect("kill");
+    s.proc.0.wait().expect("wait");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Path::new(&format!("/proc/{waiting}")).exists()
+        && proc_stat(waiting).is_some_and(|(_, _, state)| state != 'Z')
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the spare {waiting} outlived the server"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(TcpStream::connect(("127.0.0.1", s.port)).is_err());
+}
+
+/// With no descriptor left for a new connection, the spare's accept fails (EMFILE): it
+/// says so once, and waits between attempts instead of spinning.
 #[test]
 fn accept_failures_are_logged_and_retried_without_spinning() {
     let home = Home::new();
-    let port = free_port();
-    let log = home.path().join("server.log");
-    // 0, 1, 2, the listener, the signalfd: five descriptors, none left to accept with.
-    let mut c = Command::new(tool("prlimit"));
-    c.env_clear()
-        .env("QMAIL_HOME", home.path())
-        .arg("--nofile=5:5")
-        .arg(home.path().join("bin/qmail-smtpd-server"))
-        .args(["-R", "-H", "-l", "testhost.example", "127.0.0.1"])
-        .arg(port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).expect("log"));
-    let server = KillOnDrop(c.spawn().expect("prlimit"));
-    wait_for_port(port);
-    let pid = i32::try_from(server.0.id()).expect("pid");
+    let s = Server::start(home.path(), &[], &[], &[]);
+    let pid = spare(s.pid());
+    // The spare's lowest free descriptor becomes its limit: none left to accept with.
+    let open: Vec<i32> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fd")
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+        .collect();
+    let free = (0..)
+        .find(|n| !open.contains(n))
+        .expect("a free descriptor");
+    let st = Command::new(tool("prlimit"))
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={free}:{free}"))
+        .status()
+        .expect("prlimit");
+    assert!(st.success());
     let cpu = || {
         let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
         let f: Vec<&str> = stat
@@ -508,11 +662,11 @@ fn accept_failures_are_logged_and_retried_without_spinning() {
         f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
     };
     let before = cpu();
-    let _waiting = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let _waiting = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
     std::thread::sleep(Duration::from_secs(2));
     let ticks = cpu() - before;
     assert!(ticks < 50, "{ticks} clock ticks of CPU in 2 s: a busy loop");
-    let text = fs::read_to_string(&log).expect("log");
+    let text = s.log();
     let warnings: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("unable to accept"))
@@ -524,6 +678,8 @@ fn accept_failures_are_logged_and_retried_without_spinning() {
         ],
         "{text}"
     );
+    // Still the same spare, waiting: the server forked no other.
+    assert_eq!(children(s.pid()), [(pid, "qmail-smtpd-ser".to_string())]);
 }
 
 #[test]
