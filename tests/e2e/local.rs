@@ -1209,11 +1209,7 @@ fn root_mode_getpw_then_local_as_the_user() {
     ensure_qmail_users();
     let (uid, gid) = ensure_test_user();
     let (qp_uid, _) = user_ids("qmailp");
-    let nofiles = nix::unistd::Group::from_name("nofiles")
-        .unwrap()
-        .unwrap()
-        .gid
-        .as_raw();
+    let nofiles = rqmail_tests::group_id("nofiles");
     let getpw = |local: &str| getpw_as(qp_uid, nofiles, &[], local);
 
     let (code, out) = getpw(TEST_USER);

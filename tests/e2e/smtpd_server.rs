@@ -3,6 +3,7 @@
 //! lines in tcpserver's formats, children reaped, SIGTERM.
 
 use crate::rootmode::{install_root_home, lock_root_home};
+use crate::smtpd_tls::py;
 use rqmail_tests::certs::{Key, self_signed, tls_home};
 use rqmail_tests::process::{children, fmt_match, proc_stat};
 use rqmail_tests::{
@@ -106,24 +107,6 @@ fn replace_certificate(home: &Path) -> PathBuf {
     c
 }
 
-/// Runs a Python script with arguments; returns (success, stdout + stderr).
-fn py(script: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("python");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 /// smtplib: one message from a@client.example to `rcpt`, in plaintext (`mode` plain),
 /// after STARTTLS (`starttls`) or over SMTPS (`smtps`), trusting the certificate `ca`.
 const SEND: &str = r#"
@@ -148,28 +131,28 @@ s.quit()
 
 fn send(port: u16, mode: &str, rcpt: &str, ca: Option<&Path>) -> String {
     let ca = ca.map(|p| p.display().to_string()).unwrap_or_default();
-    let (ok, out) = py(SEND, &[&port.to_string(), mode, rcpt, &ca]);
-    assert!(ok, "smtplib failed: {out}");
+    let (ok, out, err) = py(SEND, &[&port.to_string(), mode, rcpt, &ca]);
+    assert!(ok, "smtplib failed: {out}{err}");
     out
 }
 
 /// The peer certificate of an SMTPS server, as PEM.
 fn smtps_certificate(port: u16) -> String {
-    let (ok, out) = py(
+    let (ok, out, err) = py(
         "import ssl,sys; print(ssl.get_server_certificate(('127.0.0.1', int(sys.argv[1]))))",
         &[&port.to_string()],
     );
-    assert!(ok, "{out}");
+    assert!(ok, "{out}{err}");
     out
 }
 
 /// The DER bytes of the first certificate in a PEM text (to compare certificates).
 fn der(pem: &str) -> Vec<u8> {
-    let (ok, out) = py(
+    let (ok, out, err) = py(
         "import ssl,sys; print(ssl.PEM_cert_to_DER_cert(sys.argv[1]).hex())",
         &[pem.trim()],
     );
-    assert!(ok, "{out}");
+    assert!(ok, "{out}{err}");
     out.trim().as_bytes().to_vec()
 }
 
@@ -388,34 +371,48 @@ fn tcprules_allow_with_relayclient_and_deny() {
     c.cmd("QUIT");
 }
 
+/// A client connected to `port` that gets no greeting within 700 ms (the server is at
+/// its limit); `why` is the failure message if it does.
+fn ungreeted(port: u16, why: &str) -> TcpStream {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_millis(700)))
+        .expect("timeout");
+    let mut b = [0u8; 64];
+    match c.read(&mut b) {
+        Err(e) => assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{why}: {e}"
+        ),
+        Ok(n) => panic!("{why}: {}", String::from_utf8_lossy(&b[..n])),
+    }
+    c
+}
+
+/// Waits (at most 20 s) for the greeting on a client `ungreeted` returned.
+fn greeted(c: &mut TcpStream) {
+    c.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut b = [0u8; 64];
+    let n = c.read(&mut b).expect("greeting");
+    assert!(
+        b[..n].starts_with(b"220 "),
+        "{}",
+        String::from_utf8_lossy(&b[..n])
+    );
+}
+
 #[test]
 fn the_limit_defers_the_next_client() {
     let home = Home::new();
     let s = Server::start(home.path(), &["-c", "1"], &[], &[]);
     let mut first = Smtp::connect(s.port);
     assert!(first.reply()[0].starts_with("220 "));
-    let mut second = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
-    second
-        .set_read_timeout(Some(Duration::from_millis(700)))
-        .expect("timeout");
-    let mut b = [0u8; 64];
-    let e = second
-        .read(&mut b)
-        .expect_err("greeted while the first client is served");
-    assert!(matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    ));
+    let mut second = ungreeted(s.port, "greeted while the first client is served");
     first.cmd("QUIT");
-    second
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    let n = second.read(&mut b).expect("greeting");
-    assert!(
-        b[..n].starts_with(b"220 "),
-        "{}",
-        String::from_utf8_lossy(&b[..n])
-    );
+    greeted(&mut second);
 }
 
 /// With `-c 2`: two sessions at once, a third client greeted only when one ends, and
@@ -444,29 +441,10 @@ fn at_most_limit_sessions_and_children() {
     assert!(first.reply()[0].starts_with("220 "));
     let mut second = Smtp::connect(s.port);
     assert!(second.reply()[0].starts_with("220 "));
-    let mut third = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
-    third
-        .set_read_timeout(Some(Duration::from_millis(700)))
-        .expect("timeout");
-    let mut b = [0u8; 64];
-    let e = third
-        .read(&mut b)
-        .expect_err("greeted while two clients are served");
-    assert!(matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    ));
+    let mut third = ungreeted(s.port, "greeted while two clients are served");
     assert_eq!(children(pid).len(), 2);
     second.cmd("QUIT");
-    third
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    let n = third.read(&mut b).expect("greeting");
-    assert!(
-        b[..n].starts_with(b"220 "),
-        "{}",
-        String::from_utf8_lossy(&b[..n])
-    );
+    greeted(&mut third);
     assert!(first.cmd("NOOP")[0].starts_with("250 "));
     first.cmd("QUIT");
     third.write_all(b"QUIT\r\n").expect("quit");
@@ -711,12 +689,7 @@ fn root_mode_as_qmaild_and_nofiles() {
     let home = install_root_home();
     fs::write(home.join("control/rcpthosts"), "roothost.example\n").expect("rcpthosts");
     let (uid, _) = user_ids("qmaild");
-    let gid = nix::unistd::Group::from_name("nofiles")
-        .ok()
-        .flatten()
-        .expect("nofiles")
-        .gid
-        .as_raw();
+    let gid = rqmail_tests::group_id("nofiles");
     let port = free_port();
     let mut c = Command::new(home.join("bin/qmail-smtpd-server"));
     c.env_clear()

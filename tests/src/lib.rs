@@ -44,7 +44,9 @@ pub use process::{
 pub use programs::{bin, bin_dir, is_root, python, tool};
 pub use queue::Queued;
 pub use smtp_peer::{Sink, SinkMessage, Smtp};
-pub use users::{QMAIL_USERS, ensure_qmail_users, ensure_system_user, lock_file, user_ids};
+pub use users::{
+    QMAIL_USERS, ensure_qmail_users, ensure_system_user, group_id, lock_file, user_ids,
+};
 
 /// Single-user mode in tests: programs run as `nobody` when the suite runs as root (as
 /// the invoking user otherwise), with the files they need given to that user; the mail

@@ -103,12 +103,7 @@ pub fn tcpserver_with(
 /// server and its port.
 pub fn tcpserver_as_qmaild(home: &Path, program: &str, env: &[(&str, &str)]) -> (KillOnDrop, u16) {
     let (uid, _) = crate::users::user_ids("qmaild");
-    let gid = nix::unistd::Group::from_name("nofiles")
-        .ok()
-        .flatten()
-        .expect("nofiles")
-        .gid
-        .as_raw();
+    let gid = crate::users::group_id("nofiles");
     let port = free_port();
     let mut c = Command::new(tool("tcpserver"));
     c.env_clear().env("QMAIL_HOME", home);

@@ -81,6 +81,20 @@ pub fn user_ids(name: &str) -> (u32, u32) {
     (u.uid.as_raw(), u.gid.as_raw())
 }
 
+/// The gid of a group that exists (as root, the qmail groups are created first when
+/// missing, with the users: [`ensure_qmail_users`]).
+pub fn group_id(name: &str) -> u32 {
+    if is_root() {
+        ensure_qmail_users();
+    }
+    nix::unistd::Group::from_name(name)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no group {name}"))
+        .gid
+        .as_raw()
+}
+
 /// An exclusive lock on `path` (created when missing), held until dropped: for what tests
 /// in several processes on this machine share (fixed paths, system users).
 pub fn lock_file(path: &str) -> nix::fcntl::Flock<fs::File> {
