@@ -16,10 +16,10 @@
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 /// Why qmail-queue did not accept a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,15 +183,53 @@ const MESSAGE_BUF: usize = 8 * 1024;
 
 enum State {
     /// Writing the message to the program's descriptor 0.
-    Message(BufWriter<ChildStdin>),
+    Message(BufWriter<File>),
     /// Writing the envelope to its descriptor 1.
     Envelope(BufWriter<File>),
     Closed,
 }
 
+/// A started program: by posix_spawn (see [`spawn`]), or by std's Command.
+enum Running {
+    Spawned(nix::unistd::Pid),
+    Forked(Child),
+}
+
+impl Running {
+    fn id(&self) -> u32 {
+        match self {
+            Running::Spawned(p) => u32::try_from(p.as_raw()).unwrap_or(0),
+            Running::Forked(c) => c.id(),
+        }
+    }
+
+    /// Waits for the program: `Ok(Some(code))` when it exited, `Ok(None)` when a signal
+    /// ended it.
+    fn wait(&mut self) -> io::Result<Option<i32>> {
+        use nix::sys::wait::{WaitStatus, waitpid};
+        match self {
+            Running::Spawned(pid) => loop {
+                match waitpid(*pid, None) {
+                    Ok(WaitStatus::Exited(_, code)) => return Ok(Some(code)),
+                    Ok(WaitStatus::Signaled(..)) => return Ok(None),
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(io::Error::from(e)),
+                }
+            },
+            Running::Forked(c) => loop {
+                match c.wait() {
+                    Ok(s) => return Ok(s.code()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            },
+        }
+    }
+}
+
 /// A running qmail-queue.
 pub struct QueueClient {
-    child: Option<Child>,
+    child: Option<Running>,
     envelope_w: Option<File>,
     state: State,
     failed: bool,
@@ -242,44 +280,47 @@ impl QueueClient {
         env: &[(&str, Option<&[u8]>)],
         custom: bool,
     ) -> io::Result<QueueClient> {
-        let (env_r, env_w) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-        let mut cmd = Command::new(program);
-        let mut custom_r = None;
-        if custom {
-            let (r, w) =
-                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-            crate::sys::on_exec_move_fd(&mut cmd, w, CUSTOM_ERROR_FD);
-            cmd.env("ERROR_FD", CUSTOM_ERROR_FD.to_string());
-            custom_r = Some(File::from(r));
+        let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
+        let (env_r, env_w) = nix::unistd::pipe2(cloexec).map_err(io::Error::from)?;
+        let (msg_r, msg_w) = nix::unistd::pipe2(cloexec).map_err(io::Error::from)?;
+        let (custom_r, custom_w) = if custom {
+            let (r, w) = nix::unistd::pipe2(cloexec).map_err(io::Error::from)?;
+            (Some(File::from(r)), Some(w))
         } else {
-            cmd.env_remove("ERROR_FD");
-        }
-        for (name, value) in env {
-            match value {
-                Some(v) => cmd.env(name, std::ffi::OsStr::from_bytes(v)),
-                None => cmd.env_remove(name),
-            };
-        }
-        let spawned = cmd
-            .current_dir(home)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::from(env_r))
-            .spawn();
-        match spawned {
-            Ok(mut child) => {
-                let stdin = child
-                    .stdin
-                    .take()
-                    .ok_or_else(|| io::Error::other("no pipe to qmail-queue"))?;
-                Ok(QueueClient {
-                    child: Some(child),
-                    envelope_w: Some(File::from(env_w)),
-                    state: State::Message(BufWriter::with_capacity(MESSAGE_BUF, stdin)),
-                    failed: false,
-                    custom_r,
-                })
+            (None, None)
+        };
+        let error_fd = CUSTOM_ERROR_FD.to_string();
+        let mut changes: Vec<(&str, Option<&[u8]>)> =
+            vec![("ERROR_FD", custom.then_some(error_fd.as_bytes()))];
+        changes.extend_from_slice(env);
+        let spawned = if in_directory(home) && spawnable(&msg_r, &env_r, custom_w.as_ref()) {
+            spawn(program, &changes, msg_r, env_r, custom_w).map(Running::Spawned)
+        } else {
+            // Another directory: std's Command, which forks to change into it.
+            let mut cmd = Command::new(program);
+            if let Some(w) = custom_w {
+                crate::sys::on_exec_move_fd(&mut cmd, w, CUSTOM_ERROR_FD);
             }
+            for (name, value) in &changes {
+                match value {
+                    Some(v) => cmd.env(name, std::ffi::OsStr::from_bytes(v)),
+                    None => cmd.env_remove(name),
+                };
+            }
+            cmd.current_dir(home)
+                .stdin(Stdio::from(msg_r))
+                .stdout(Stdio::from(env_r))
+                .spawn()
+                .map(Running::Forked)
+        };
+        match spawned {
+            Ok(child) => Ok(QueueClient {
+                child: Some(child),
+                envelope_w: Some(File::from(env_w)),
+                state: State::Message(BufWriter::with_capacity(MESSAGE_BUF, File::from(msg_w))),
+                failed: false,
+                custom_r,
+            }),
             Err(e) if is_exec_error(&e) => Ok(QueueClient {
                 child: None,
                 envelope_w: None,
@@ -304,7 +345,7 @@ impl QueueClient {
 
     /// The program's process id (0 when it could not be started): the `qp` of the logs.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.child.as_ref().map_or(0, Running::id)
     }
 
     /// Marks the message as failed: qmail-queue will see an incomplete envelope, and
@@ -391,22 +432,15 @@ impl QueueClient {
         let Some(mut child) = self.child.take() else {
             return Err(QueueError::exec_failed());
         };
-        let status = loop {
-            match child.wait() {
-                Ok(s) => break s,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return Err(QueueError::z("qq waitpid surprise (#4.3.0)", None)),
-            }
+        let Ok(code) = child.wait() else {
+            return Err(QueueError::z("qq waitpid surprise (#4.3.0)", None));
         };
-        match status.code() {
+        match code {
             Some(CUSTOM_ERROR_EXIT) => Err(self
                 .read_custom_error()
                 .unwrap_or_else(|| QueueError::z("qq temporary problem (#4.3.0)", Some(82)))),
             Some(code) => QueueError::from_exit(code, self.failed),
-            None => {
-                let _ = status.signal();
-                Err(QueueError::crashed())
-            }
+            None => Err(QueueError::crashed()),
         }
     }
 }
@@ -435,6 +469,81 @@ impl Drop for QueueClient {
             let _ = c.wait();
         }
     }
+}
+
+/// True when this process's current directory is `dir` (the same inode): qmail-smtpd,
+/// qmail-qmqpd and qmail-qmtpd run in the qmail home, where the program must run.
+fn in_directory(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata("."), std::fs::metadata(dir)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// True when the descriptors can be moved into place by posix_spawn's dup2 actions in
+/// the order [`spawn`] gives them (0, then 1, then 4): none is overwritten before it is
+/// used, and none is its own target (whose close-on-exec flag dup2 would not clear).
+/// Pipes made while 0, 1 and 2 are open always pass; anything else takes std's way.
+fn spawnable(message: &OwnedFd, envelope: &OwnedFd, custom: Option<&OwnedFd>) -> bool {
+    let (m, e) = (message.as_raw_fd(), envelope.as_raw_fd());
+    let c = custom.map(AsRawFd::as_raw_fd);
+    m != 0 && e != 0 && e != 1 && c.is_none_or(|c| c > 1 && c != CUSTOM_ERROR_FD)
+}
+
+/// Starts `program` with posix_spawn (the C library makes it a vfork: no copy of this
+/// process's page tables, which std's Command would fork for the descriptor move and
+/// the directory): `message` on its descriptor 0, `envelope` on 1, `custom` (if any) on
+/// [`CUSTOM_ERROR_FD`]; this process's environment with `changes` (`None` removes);
+/// every signal unblocked and SIGPIPE back to its default, as std's Command does.
+fn spawn(
+    program: &Path,
+    changes: &[(&str, Option<&[u8]>)],
+    message: OwnedFd,
+    envelope: OwnedFd,
+    custom: Option<OwnedFd>,
+) -> io::Result<nix::unistd::Pid> {
+    use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
+    use std::ffi::CString;
+    let nul = |_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in an argument");
+    let path = CString::new(program.as_os_str().as_bytes()).map_err(nul)?;
+    let mut envp: Vec<CString> = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        if changes.iter().any(|(n, _)| name.as_bytes() == n.as_bytes()) {
+            continue;
+        }
+        let mut kv = std::os::unix::ffi::OsStringExt::into_vec(name);
+        kv.push(b'=');
+        kv.extend_from_slice(value.as_bytes());
+        envp.push(CString::new(kv).map_err(nul)?);
+    }
+    for (name, value) in changes {
+        if let Some(v) = value {
+            envp.push(CString::new([name.as_bytes(), b"=", v].concat()).map_err(nul)?);
+        }
+    }
+    let mut actions = PosixSpawnFileActions::init().map_err(io::Error::from)?;
+    actions
+        .add_dup2(message.as_raw_fd(), 0)
+        .and_then(|()| actions.add_dup2(envelope.as_raw_fd(), 1))
+        .map_err(io::Error::from)?;
+    if let Some(c) = &custom {
+        actions
+            .add_dup2(c.as_raw_fd(), CUSTOM_ERROR_FD)
+            .map_err(io::Error::from)?;
+    }
+    let mut attr = PosixSpawnAttr::init().map_err(io::Error::from)?;
+    let mut pipe = nix::sys::signal::SigSet::empty();
+    pipe.add(nix::sys::signal::Signal::SIGPIPE);
+    attr.set_sigmask(&nix::sys::signal::SigSet::empty())
+        .and_then(|()| attr.set_sigdefault(&pipe))
+        .and_then(|()| {
+            attr.set_flags(
+                PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
+            )
+        })
+        .map_err(io::Error::from)?;
+    posix_spawn(path.as_c_str(), &actions, &attr, &[&path], &envp).map_err(io::Error::from)
 }
 
 fn is_exec_error(e: &io::Error) -> bool {
@@ -497,7 +606,20 @@ mod tests {
 
     #[test]
     fn runs_a_program_with_both_descriptors() {
+        // In another directory (std's Command forks to change into it), and in this
+        // process's own (posix_spawn).
+        for here in [false, true] {
+            both_descriptors(here);
+        }
+    }
+
+    fn both_descriptors(here: bool) {
         let d = tempfile::tempdir().unwrap();
+        let home = if here {
+            std::env::current_dir().unwrap()
+        } else {
+            d.path().to_path_buf()
+        };
         let script = d.path().join("fakeqq");
         let out = d.path().join("out");
         std::fs::write(
@@ -510,7 +632,7 @@ mod tests {
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mut c = QueueClient::open(d.path(), &script).unwrap();
+        let mut c = QueueClient::open(&home, &script).unwrap();
         assert!(c.pid() > 0);
         c.put(b"hello\n");
         c.from(b"a@b");
@@ -531,12 +653,9 @@ mod tests {
             ),
         )
         .unwrap();
-        let mut c = QueueClient::open_env(
-            d.path(),
-            &script,
-            &[("SET_ME", Some(b"a b")), ("HOME", None)],
-        )
-        .unwrap();
+        let mut c =
+            QueueClient::open_env(&home, &script, &[("SET_ME", Some(b"a b")), ("HOME", None)])
+                .unwrap();
         c.put(b"x");
         c.from(b"");
         c.close().unwrap();
@@ -546,7 +665,7 @@ mod tests {
         );
 
         std::fs::write(&script, "#!/bin/sh\ncat >/dev/null\nexit 53\n").unwrap();
-        let mut c = QueueClient::open(d.path(), &script).unwrap();
+        let mut c = QueueClient::open(&home, &script).unwrap();
         c.put(b"x");
         c.from(b"");
         assert_eq!(c.close().unwrap_err().code, Some(53));
@@ -577,16 +696,27 @@ mod tests {
 
     #[test]
     fn a_program_gives_its_own_reply_on_descriptor_4() {
+        for here in [false, true] {
+            own_reply(here);
+        }
+    }
+
+    fn own_reply(here: bool) {
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
+        let home = if here {
+            std::env::current_dir().unwrap()
+        } else {
+            d.path().to_path_buf()
+        };
         let script = d.path().join("fakeqq");
         let run = |body: &str, custom: bool| {
             std::fs::write(&script, format!("#!/bin/sh\ncat >/dev/null\n{body}\n")).unwrap();
             std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
             let mut c = if custom {
-                QueueClient::with_custom_error(d.path(), &script, &[]).unwrap()
+                QueueClient::with_custom_error(&home, &script, &[]).unwrap()
             } else {
-                QueueClient::open(d.path(), &script).unwrap()
+                QueueClient::open(&home, &script).unwrap()
             };
             c.put(b"x\n");
             c.from(b"a@b");
