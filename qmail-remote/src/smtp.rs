@@ -119,10 +119,19 @@ pub fn deliver(conn: Conn, p: &Params<'_>, msg: &mut File, out: &mut Output) -> 
     (r, s.tls_failed)
 }
 
+/// A read buffer's size for the message `f`: the message and one byte more (so that
+/// one read ends it), 64 KiB at most, 512 bytes at least. A small message then touches
+/// one page, not the sixteen a 64 KiB buffer zeroed for every delivery would.
+fn buffer_size(f: &File) -> usize {
+    const MAX: u64 = 64 * 1024;
+    let len = f.metadata().map_or(MAX, |m| m.len()).min(MAX);
+    usize::try_from(len).unwrap_or(64 * 1024).max(511) + 1
+}
+
 /// Whether the rest of `f` has a byte above 127; `None` when `f` cannot be rewound.
 fn has_8bit(f: &mut File) -> Option<bool> {
     let pos = f.stream_position().ok()?;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; buffer_size(f)];
     let mut found = false;
     loop {
         match f.read(&mut buf) {
@@ -429,8 +438,9 @@ impl Session<'_, '_> {
             return Err(self.quit(b'Z', "", " failed on DATA command"));
         }
         let mut st = Stuffer::new();
-        let mut buf = vec![0u8; 32 * 1024];
-        let mut wire = Vec::with_capacity(70 * 1024);
+        let mut buf = vec![0u8; buffer_size(msg).min(32 * 1024 + 1)];
+        // Dot-stuffing and CRLF at most double a piece, and one line end may carry over.
+        let mut wire = Vec::with_capacity(2 * buf.len() + 8);
         loop {
             let n = match msg.read(&mut buf) {
                 Ok(0) => break,

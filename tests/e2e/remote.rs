@@ -575,6 +575,31 @@ fn eightbitmime_declared_for_8bit_messages_only() {
     assert_eq!(s.one().commands[1], "MAIL FROM:<s@here.example>");
 }
 
+/// A message far larger than qmail-remote's read buffers (which it sizes to small
+/// messages), with its only 8-bit byte past the first 64 KiB and lines starting with a
+/// dot across the buffer boundaries: declared 8BITMIME, and received byte for byte.
+#[test]
+fn a_large_message_is_read_whole_and_scanned_to_its_end() {
+    let s = SmtpServer::start("127.1.9.4", "");
+    let h = routed(&s, "far.example", "127.1.9.4");
+    let mut msg = String::from("Subject: large\n\n");
+    for i in 0..3000 {
+        msg.push_str(&format!(".line {i:05} {}\n", "x".repeat(40 + i % 37)));
+    }
+    msg.push_str("caf\u{e9}\n");
+    assert!(msg.len() > 150_000);
+    let r = remote_file(
+        &h,
+        NO_DNS,
+        &["far.example", "s@here.example", "x@far.example"],
+        msg.as_bytes(),
+    );
+    assert_eq!(r.last().0, 'K', "{:?}", r.last());
+    let t = s.one();
+    assert_eq!(t.commands[1], "MAIL FROM:<s@here.example> BODY=8BITMIME");
+    assert_eq!(t.data.as_deref(), Some(msg.as_str()));
+}
+
 #[test]
 fn partial_final_line_is_permanent() {
     let s = SmtpServer::start("127.1.10.2", "");
