@@ -604,6 +604,16 @@ mod tests {
         );
     }
 
+    /// The home a test runs the program in: this process's own directory (`here`: the
+    /// posix_spawn way) or `elsewhere` (std's Command, which forks to change into it).
+    fn home_for(here: bool, elsewhere: &Path) -> PathBuf {
+        if here {
+            std::env::current_dir().unwrap()
+        } else {
+            elsewhere.to_path_buf()
+        }
+    }
+
     #[test]
     fn runs_a_program_with_both_descriptors() {
         // In another directory (std's Command forks to change into it), and in this
@@ -615,11 +625,7 @@ mod tests {
 
     fn both_descriptors(here: bool) {
         let d = tempfile::tempdir().unwrap();
-        let home = if here {
-            std::env::current_dir().unwrap()
-        } else {
-            d.path().to_path_buf()
-        };
+        let home = home_for(here, d.path());
         let script = d.path().join("fakeqq");
         let out = d.path().join("out");
         std::fs::write(
@@ -704,11 +710,7 @@ mod tests {
     fn own_reply(here: bool) {
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
-        let home = if here {
-            std::env::current_dir().unwrap()
-        } else {
-            d.path().to_path_buf()
-        };
+        let home = home_for(here, d.path());
         let script = d.path().join("fakeqq");
         let run = |body: &str, custom: bool| {
             std::fs::write(&script, format!("#!/bin/sh\ncat >/dev/null\n{body}\n")).unwrap();

@@ -52,6 +52,17 @@ impl Server {
         i32::try_from(self.proc.0.id()).expect("pid")
     }
 
+    /// SIGTERM to the server, which must then exit 0.
+    fn stop(&mut self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("kill");
+        let status = self.proc.0.wait().expect("wait");
+        assert_eq!(status.code(), Some(0));
+    }
+
     fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -553,13 +564,7 @@ fn children_are_reaped_and_sigterm_stops_the_server() {
     // A session in progress outlives the server.
     let mut open = Smtp::connect(s.port);
     assert!(open.reply()[0].starts_with("220 "));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("kill");
-    let status = s.proc.0.wait().expect("wait");
-    assert_eq!(status.code(), Some(0));
+    s.stop();
     assert!(TcpStream::connect(("127.0.0.1", s.port)).is_err());
     assert!(open.cmd("NOOP")[0].starts_with("250 "));
     open.cmd("QUIT");
@@ -571,13 +576,7 @@ fn sigterm_with_only_the_spare_leaves_no_process() {
     let mut s = Server::start(home.path(), &[], &[], &[]);
     let pid = s.pid();
     let waiting = spare(pid);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("kill");
-    let status = s.proc.0.wait().expect("wait");
-    assert_eq!(status.code(), Some(0));
+    s.stop();
     // The server reaped its spare before it exited: neither is left, not even a zombie.
     assert!(all_children(pid).is_empty());
     assert!(!Path::new(&format!("/proc/{waiting}")).exists());
